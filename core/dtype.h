@@ -1,0 +1,49 @@
+// Scalar types and devices, and the dispatch from a runtime DType to a C++ scalar type.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+#include "core/error.h"
+
+namespace polyak {
+
+enum class DType : uint8_t { f32, f64 };
+
+inline size_t itemsize(DType t) { return t == DType::f32 ? 4 : 8; }
+inline const char* name(DType t) { return t == DType::f32 ? "f32" : "f64"; }
+inline std::ostream& operator<<(std::ostream& os, DType t) { return os << name(t); }
+
+template <class T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() { return DType::f32; }
+template <>
+constexpr DType dtype_of<double>() { return DType::f64; }
+
+enum class DeviceType : uint8_t { cpu, cuda };
+
+struct Device {
+  DeviceType type = DeviceType::cpu;
+  int index = 0;
+
+  static Device cpu() { return {DeviceType::cpu, 0}; }
+  static Device cuda(int index = 0) { return {DeviceType::cuda, index}; }
+  bool is_cpu() const { return type == DeviceType::cpu; }
+  bool is_cuda() const { return type == DeviceType::cuda; }
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+  std::string str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+};
+inline std::ostream& operator<<(std::ostream& os, const Device& d) { return os << d.str(); }
+
+// dispatch(dtype, [&]<class T>() { ... }) runs the body with T = float or double.
+template <class F>
+decltype(auto) dispatch(DType t, F&& body) {
+  if (t == DType::f32) return body.template operator()<float>();
+  return body.template operator()<double>();
+}
+
+}  // namespace polyak

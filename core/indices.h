@@ -1,0 +1,25 @@
+// Indices: integer token ids / class targets with a shape (embedding, cross_entropy, data).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/shape.h"
+
+namespace polyak {
+
+struct Indices {
+  Shape shape;
+  std::vector<int32_t> values;  // row-major, shape.numel() entries
+
+  Indices() = default;
+  Indices(Shape s, std::vector<int32_t> v);  // throws when numel and size disagree
+  static Indices filled(Shape s, int32_t value) {
+    return Indices(s, std::vector<int32_t>(static_cast<size_t>(s.numel()), value));
+  }
+  int64_t numel() const { return static_cast<int64_t>(values.size()); }
+  int32_t& operator[](int64_t i) { return values[static_cast<size_t>(i)]; }
+  int32_t operator[](int64_t i) const { return values[static_cast<size_t>(i)]; }
+};
+
+}  // namespace polyak

@@ -1,0 +1,20 @@
+// polyak: one include for the whole public API.
+#pragma once
+
+#include "core/autograd.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/indices.h"
+#include "core/rng.h"
+#include "core/shape.h"
+#include "core/storage.h"
+#include "core/tensor.h"
+#include "core/threads.h"
+#include "ops/attention/feature_maps.h"
+#include "ops/attention/linear_attention.h"
+#include "ops/attention/softmax_attention.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+#include "ops/nn_ops.h"
+#include "ops/reduce.h"
+#include "ops/shape_ops.h"

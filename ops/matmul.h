@@ -1,0 +1,17 @@
+// Matrix products through Eigen's GEMM (OpenMP threads), with BLAS-style transpose flags.
+#pragma once
+
+#include "core/tensor.h"
+
+namespace polyak {
+
+// op(a) · op(b), op = transpose of the last two axes when the flag is set.
+//   a [..., M, K] (or [..., K, M] with trans_a), b [..., K, N] (or [..., N, K]).
+// Batch axes of a and b must be equal, or b may be 2-D (shared across a's batch).
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+
+// y = x · Wᵀ + bias: x [..., in], weight [out, in], bias [out] or undefined.
+// The leading axes of x are folded into one GEMM.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+}  // namespace polyak
