@@ -12,6 +12,8 @@ namespace polyak::cuda {
 // True when polyak was built with CUDA and a device is present (tests skip otherwise).
 bool is_available();
 int device_count();
+// The device backend (allocation, copies) that core/storage.cpp uses for cuda tensors.
+const DeviceBackend& device_backend();
 
 enum class BinaryOp : uint8_t { add, sub, mul, div };
 enum class UnaryOp : uint8_t { neg, exp, log, sqrt, square, abs, tanh, sigmoid, relu, gelu, silu };
