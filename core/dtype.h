@@ -12,16 +12,26 @@ namespace polyak {
 
 enum class DType : uint8_t { f32, f64 };
 
-inline size_t itemsize(DType t) { return t == DType::f32 ? 4 : 8; }
-inline const char* name(DType t) { return t == DType::f32 ? "f32" : "f64"; }
-inline std::ostream& operator<<(std::ostream& os, DType t) { return os << name(t); }
+inline size_t itemsize(DType t) {
+  return t == DType::f32 ? 4 : 8;
+}
+inline const char* name(DType t) {
+  return t == DType::f32 ? "f32" : "f64";
+}
+inline std::ostream& operator<<(std::ostream& os, DType t) {
+  return os << name(t);
+}
 
 template <class T>
 constexpr DType dtype_of();
 template <>
-constexpr DType dtype_of<float>() { return DType::f32; }
+constexpr DType dtype_of<float>() {
+  return DType::f32;
+}
 template <>
-constexpr DType dtype_of<double>() { return DType::f64; }
+constexpr DType dtype_of<double>() {
+  return DType::f64;
+}
 
 enum class DeviceType : uint8_t { cpu, cuda };
 
@@ -37,7 +47,9 @@ struct Device {
   bool operator!=(const Device& o) const { return !(*this == o); }
   std::string str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 };
-inline std::ostream& operator<<(std::ostream& os, const Device& d) { return os << d.str(); }
+inline std::ostream& operator<<(std::ostream& os, const Device& d) {
+  return os << d.str();
+}
 
 // dispatch(dtype, [&]<class T>() { ... }) runs the body with T = float or double.
 template <class F>

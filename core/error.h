@@ -34,7 +34,7 @@ template <class... Parts>
 }  // namespace polyak
 
 // POLYAK_CHECK(cond, "op: x has shape ", x.shape(), ", expected ...")
-#define POLYAK_CHECK(cond, ...)       \
-  do {                                \
+#define POLYAK_CHECK(cond, ...)               \
+  do {                                        \
     if (!(cond)) ::polyak::fail(__VA_ARGS__); \
   } while (0)

@@ -29,8 +29,8 @@ class Generator {
   // Four uniform 32-bit words of block `block`.
   std::array<uint32_t, 4> block(uint64_t block) const;
   // Convenience draws that advance the generator by one block.
-  double uniform();          // [0, 1)
-  double normal();           // standard normal
+  double uniform();              // [0, 1)
+  double normal();               // standard normal
   uint64_t integer(uint64_t n);  // uniform in [0, n)
 
  private:
@@ -39,6 +39,8 @@ class Generator {
 };
 
 // Uniform (0, 1] float from a 32-bit word (never 0, safe for log).
-inline double uint_to_unit(uint32_t x) { return (static_cast<double>(x) + 1.0) * (1.0 / 4294967296.0); }
+inline double uint_to_unit(uint32_t x) {
+  return (static_cast<double>(x) + 1.0) * (1.0 / 4294967296.0);
+}
 
 }  // namespace polyak
