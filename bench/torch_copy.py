@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""The paper-preset copy-task model in PyTorch, timed step by step like `polyak bench`.
+
+Same architecture as polyak's TransformerLM (post-LN layers, fused QKV projection, elu+1
+causal linear attention or causal softmax attention, ReLU feed-forward, sinusoidal
+positions, final LayerNorm, vocabulary head), same batch, same RAdam with per-parameter
+gradient clipping. Causal linear attention is written in the form that is fastest in
+PyTorch at this length (N = 128): the masked quadratic product (φQ φKᵀ ⊙ M) V, which
+computes the same function as the O(N) recurrence.
+
+Run with OPENBLAS_CORETYPE=Cooperlake on this machine (Debian's OpenBLAS misdetects the
+CPU and runs several times slower without it; bench/compare_pytorch.sh sets it).
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Attention(nn.Module):
+    def __init__(self, d, heads, kind, dropout):
+        super().__init__()
+        self.heads, self.kind = heads, kind
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        mask = torch.ones(n, n, dtype=torch.bool).tril()
+        if self.kind == "linear":
+            q, k = F.elu(q) + 1, F.elu(k) + 1
+            a = (q @ k.transpose(-1, -2)) * mask
+            y = (a @ v) / (a.sum(-1, keepdim=True) + 1e-6)
+        else:
+            s = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+            y = s.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+        return self.drop(self.out(y.transpose(1, 2).reshape(b, n, d)))
+
+
+class Layer(nn.Module):
+    def __init__(self, d, heads, ff, kind, dropout):
+        super().__init__()
+        self.attn = Attention(d, heads, kind, dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, d),
+                                nn.Dropout(dropout))
+
+    def forward(self, x):
+        x = self.norm1(x + self.attn(x))
+        return self.norm2(x + self.ff(x))
+
+
+class CopyModel(nn.Module):
+    def __init__(self, vocab, length, d, heads, ff, layers, kind, dropout):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        pos = torch.arange(length).unsqueeze(1)
+        div = torch.exp(torch.arange(0, d, 2) * (-math.log(10000.0) / d))
+        pe = torch.zeros(length, d)
+        pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * div), torch.cos(pos * div)
+        self.register_buffer("pe", pe)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(Layer(d, heads, ff, kind, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, tokens):
+        x = self.drop(self.embed(tokens) + self.pe[: tokens.shape[1]])
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.norm(x))
+
+
+def copy_batch(batch, length, gen):
+    """w 0 w padded with 0; loss on the copied word (MATH.md §10)."""
+    lo, hi = length // 4, (length - 1) // 2
+    n = torch.randint(lo, hi, (batch,), generator=gen)
+    seq = torch.zeros(batch, length, dtype=torch.long)
+    mask = torch.zeros(batch, length)
+    for i in range(batch):
+        w = torch.randint(1, 11, (int(n[i]),), generator=gen)
+        seq[i, : n[i]] = w
+        seq[i, n[i] + 1 : 2 * n[i] + 1] = w
+        mask[i, n[i] : 2 * n[i]] = 1
+    targets = torch.cat([seq[:, 1:], torch.zeros(batch, 1, dtype=torch.long)], 1)
+    return seq, targets, mask
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="linear", choices=["linear", "softmax"])
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--polyak-json", help="polyak bench --json output, for the ratio")
+    args = ap.parse_args()
+    if os.environ.get("OPENBLAS_CORETYPE") is None:
+        print("warning: OPENBLAS_CORETYPE is not set; PyTorch's BLAS may run slow here", file=sys.stderr)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = CopyModel(11, args.length, 256, 8, 1024, 4, args.model, args.dropout)
+    opt = torch.optim.RAdam(model.parameters(), lr=1e-3, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for step in range(args.warmup + args.steps):
+        tokens, targets, mask = copy_batch(args.batch, args.length, gen)
+        t0 = time.perf_counter()
+        logits = model(tokens)
+        nll = F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1), reduction="none")
+        loss = (nll * mask.reshape(-1)).sum() / mask.sum()
+        opt.zero_grad()
+        loss.backward()
+        for p in model.parameters():
+            torch.nn.utils.clip_grad_norm_(p, 1.0)
+        opt.step()
+        if step >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    ms = 1000 * statistics.median(times)
+    tokens_per_s = args.batch * args.length / (ms / 1000)
+    print(f"pytorch {torch.__version__} {args.model}: median {ms:.1f} ms/step over {args.steps} steps, "
+          f"{tokens_per_s:.0f} tokens/s, threads {args.threads}, loss {loss.item():.3f}")
+    if args.polyak_json:
+        with open(args.polyak_json) as f:
+            ours = json.load(f)
+        ratio = ours["ms_per_step"] / ms
+        print(f"ratio polyak/pytorch: {ratio:.3f} ({ours['ms_per_step']:.1f} ms / {ms:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()

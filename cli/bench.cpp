@@ -1,0 +1,128 @@
+#include "cli/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/copy_run.h"
+#include "core/autograd.h"
+#include "core/threads.h"
+#include "ops/matmul.h"
+#include "optim/clip.h"
+#include "optim/radam.h"
+
+namespace polyak::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Median GFLOP/s of an n×n×n f32 GEMM through polyak::matmul (the GEMM every step uses).
+double gemm_peak(int64_t n, int64_t reps) {
+  NoGradGuard no_grad;
+  Generator gen(7);
+  Tensor a = Tensor::randn({n, n}, gen), b = Tensor::randn({n, n}, gen);
+  matmul(a, b);  // warm the caches and the allocator
+  std::vector<double> rates;
+  for (int64_t r = 0; r < reps; ++r) {
+    auto t0 = Clock::now();
+    Tensor c = matmul(a, b);
+    rates.push_back(2.0 * static_cast<double>(n * n * n) / seconds_since(t0) / 1e9);
+  }
+  return median(rates);
+}
+
+}  // namespace
+
+double forward_flops(const TransformerConfig& c, int64_t batch, int64_t length) {
+  const double tokens = static_cast<double>(batch * length);
+  const double d = static_cast<double>(c.d_model), ff = static_cast<double>(c.resolved_ff_dim());
+  const double h = static_cast<double>(c.heads), dh = static_cast<double>(c.resolved_head_dim());
+  const double n = static_cast<double>(length);
+  double per_token_layer = 2 * d * 3 * h * dh   // q, k, v projections
+                           + 2 * h * dh * d     // output projection
+                           + 2 * 2 * d * ff;    // feed-forward
+  if (c.attention == "softmax")
+    per_token_layer += h * (2 * dh + 2 * dh) * (n + 1) / 2;  // causal: half of QKᵀ and PV
+  else
+    per_token_layer += h * (2 * dh * dh + 2 * dh * dh + 4 * dh);  // state update, readout, z
+  double head = 2 * d * static_cast<double>(c.vocab);
+  return tokens * (static_cast<double>(c.layers) * per_token_layer + head);
+}
+
+BenchResult run_bench(const BenchOptions& options, std::string* report) {
+  const TrainOptions& o = options.train;
+  set_num_threads(o.threads);
+  BenchResult result;
+  result.gemm_gflops = gemm_peak(options.gemm_size, options.gemm_reps);
+
+  CopyTask task({.length = o.length, .seed = o.seed});
+  TransformerConfig config = o.model_config(task.vocab());
+  TransformerLM model(config);
+  model.train();
+  std::vector<Tensor> params = model.parameters();
+  RAdam opt(params, {.lr = o.lr, .weight_decay = o.weight_decay});
+  std::vector<double> times;
+  for (int64_t step = 1; step <= options.warmup + o.steps; ++step) {
+    Batch batch = task.batch(o.batch);  // outside the timed region, as in bench/torch_copy.py
+    auto t0 = Clock::now();
+    opt.zero_grad();
+    copy_loss_backward(model, batch, step, nullptr);
+    if (o.clip > 0) clip_grad_norm_per_parameter(params, o.clip);
+    opt.step();
+    if (step > options.warmup) times.push_back(seconds_since(t0));
+  }
+  double step_s = median(times);
+  result.ms_per_step = 1000 * step_s;
+  result.tokens_per_s = static_cast<double>(o.batch * o.length) / step_s;
+  result.step_gflop = 3 * forward_flops(config, o.batch, o.length) / 1e9;
+  result.gflops = result.step_gflop / step_s;
+  result.percent_of_peak = 100 * result.gflops / result.gemm_gflops;
+
+  std::ostringstream os;
+  char line[512];
+  std::snprintf(line, sizeof line, "gemm peak: f32 %lld^3 through polyak::matmul, %d threads: %.1f GFLOP/s (median of %lld)\n",
+                static_cast<long long>(options.gemm_size), num_threads(), result.gemm_gflops,
+                static_cast<long long>(options.gemm_reps));
+  os << line;
+  std::snprintf(line, sizeof line,
+                "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch %lld x %lld): "
+                "median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f GFLOP/step, %.1f GFLOP/s = %.1f%% of GEMM peak\n",
+                o.model.c_str(), o.preset.c_str(), static_cast<long long>(config.layers),
+                static_cast<long long>(config.d_model), static_cast<long long>(config.heads),
+                static_cast<long long>(config.resolved_head_dim()),
+                static_cast<long long>(config.resolved_ff_dim()), static_cast<long long>(o.batch),
+                static_cast<long long>(o.length), result.ms_per_step,
+                static_cast<long long>(o.steps), result.tokens_per_s, result.step_gflop,
+                result.gflops, result.percent_of_peak);
+  os << line;
+  if (report) *report = os.str();
+
+  if (!options.json.empty()) {
+    nlohmann::json j = {{"model", o.model},
+                        {"preset", o.preset},
+                        {"threads", num_threads()},
+                        {"steps", o.steps},
+                        {"ms_per_step", result.ms_per_step},
+                        {"tokens_per_s", result.tokens_per_s},
+                        {"step_gflop", result.step_gflop},
+                        {"gflops", result.gflops},
+                        {"gemm_peak_gflops", result.gemm_gflops},
+                        {"percent_of_peak", result.percent_of_peak}};
+    write_text_file_atomically(options.json, j.dump(2) + "\n", "bench");
+  }
+  return result;
+}
+
+}  // namespace polyak::cli

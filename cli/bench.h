@@ -1,0 +1,26 @@
+// `polyak bench`: training-step time of a copy model, as a share of the machine's f32 GEMM
+// peak measured in the same run.
+#pragma once
+
+#include <string>
+
+#include "cli/options.h"
+
+namespace polyak::cli {
+
+struct BenchResult {
+  double gemm_gflops = 0;  // median over repetitions of one square f32 GEMM
+  double ms_per_step = 0;  // median
+  double tokens_per_s = 0;
+  double step_gflop = 0;  // floating-point work of one training step (analytic count)
+  double gflops = 0;      // step_gflop / median step time
+  double percent_of_peak = 0;
+};
+
+// Multiply-add work (2 flops each) of one forward pass, from the model's shapes; a training
+// step is counted as 3 forward passes (forward, and a backward of twice the work).
+double forward_flops(const TransformerConfig& config, int64_t batch, int64_t length);
+
+BenchResult run_bench(const BenchOptions& options, std::string* report);
+
+}  // namespace polyak::cli

@@ -1,0 +1,135 @@
+// Device discovery, allocation and copies: the DeviceBackend that core uses for cuda
+// tensors (core/storage.h). Allocation is plain cudaMalloc/cudaFree; the caching lives in
+// core's allocator in front of it, which calls allocate() only when its free lists have no
+// block of the rounded size, and deallocate() only from empty_cache().
+#include <cstring>
+
+#include "cuda/common.h"
+#include "cuda/cuda.h"
+
+namespace polyak::cuda {
+
+int device_count() {
+  static const int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      (void)cudaGetLastError();  // no driver or no device: report 0, never throw
+      n = 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+bool is_available() {
+  return device_count() > 0;
+}
+
+// All work of a device runs on the legacy default stream for now: every kernel, copy and
+// cuBLAS call is ordered with every other, with no host synchronisation between them. This
+// ordering is also what makes core's cache safe: a freed block handed at once to the next
+// tensor is written only by kernels queued after the last reader of its old contents.
+// Separate streams (to overlap copies with compute) would change this function and need
+// core's cache to record an event per freed block.
+cudaStream_t stream(int /*index*/) {
+  return nullptr;
+}
+
+namespace {
+
+void check_index(const char* fn, int index) {
+  const int n = device_count();
+  if (n == 0) fail(fn, ": no CUDA device is present (cuda:", index, " requested)");
+  if (index < 0 || index >= n)
+    fail(fn, ": device cuda:", index, " does not exist (", n, " CUDA devices present)");
+}
+
+void* allocate(size_t bytes, int index) {
+  check_index("cuda::allocate", index);
+  if (bytes == 0) return nullptr;
+  DeviceGuard guard(index);
+  void* ptr = nullptr;
+  const cudaError_t status = cudaMalloc(&ptr, bytes);
+  if (status == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    size_t free_bytes = 0, total_bytes = 0;
+    (void)cudaMemGetInfo(&free_bytes, &total_bytes);
+    fail("cuda::allocate: out of memory allocating ", bytes, " bytes on cuda:", index, " (",
+         free_bytes, " of ", total_bytes, " bytes free)");
+  }
+  POLYAK_CUDA_CHECK(status);
+  return ptr;
+}
+
+// cudaFree waits for the device to finish its work, so a block is never freed while a
+// kernel still uses it.
+void deallocate(void* ptr, size_t /*bytes*/, int index) {
+  if (ptr == nullptr) return;
+  DeviceGuard guard(index);
+  POLYAK_CUDA_CHECK(cudaFree(ptr));
+}
+
+void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_dev.is_cpu() && src_dev.is_cpu()) {
+    std::memcpy(dst, src, bytes);
+  } else if (src_dev.is_cpu()) {
+    check_index("cuda::copy", dst_dev.index);
+    DeviceGuard guard(dst_dev.index);
+    POLYAK_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+  } else if (dst_dev.is_cpu()) {
+    check_index("cuda::copy", src_dev.index);
+    DeviceGuard guard(src_dev.index);
+    POLYAK_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+  } else if (dst_dev.index == src_dev.index) {
+    check_index("cuda::copy", dst_dev.index);
+    DeviceGuard guard(dst_dev.index);
+    POLYAK_CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream(dst_dev.index)));
+  } else {
+    check_index("cuda::copy", dst_dev.index);
+    check_index("cuda::copy", src_dev.index);
+    DeviceGuard guard(dst_dev.index);
+    POLYAK_CUDA_CHECK(
+        cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, bytes, stream(dst_dev.index)));
+  }
+}
+
+void memset_zero(void* ptr, size_t bytes, int index) {
+  if (bytes == 0) return;
+  check_index("cuda::memset_zero", index);
+  DeviceGuard guard(index);
+  POLYAK_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream(index)));
+}
+
+}  // namespace
+
+const DeviceBackend& device_backend() {
+  static const DeviceBackend backend{&allocate, &deallocate, &copy, &memset_zero,
+                                     &polyak::cuda::device_count};
+  return backend;
+}
+
+// ---- argument checks shared by the kernels (common.h) ----------------------------------
+
+void check_f32_cuda(const char* fn, const char* arg, const Tensor& t) {
+  if (!t.defined()) fail(fn, ": ", arg, " is undefined, expected an f32 tensor on cuda");
+  if (!t.device().is_cuda()) fail(fn, ": ", arg, " is on ", t.device(), ", expected a cuda device");
+  if (t.dtype() != DType::f32)
+    fail(fn, ": ", arg, " has dtype ", t.dtype(), ", expected f32 (the CUDA kernels are f32)");
+}
+
+void check_same_cuda_device(const char* fn, const char* arg, const Tensor& t, const char* ref_arg,
+                            const Tensor& ref) {
+  if (t.device() != ref.device())
+    fail(fn, ": ", arg, " is on ", t.device(), " but ", ref_arg, " is on ", ref.device(),
+         ", expected one device");
+}
+
+void check_numel(const char* fn, const char* arg, const Tensor& t, int64_t expected) {
+  if (t.numel() != expected)
+    fail(fn, ": ", arg, " has shape ", t.shape(), " (", t.numel(), " elements), expected ",
+         expected, " elements");
+}
+
+}  // namespace polyak::cuda

@@ -1,0 +1,93 @@
+// cuda::gemm: row-major (batched) SGEMM through cuBLAS, which is column-major.
+//
+// A row-major [R, C] matrix is, read as column-major, its transpose [C, R]. So the row-major
+// product C = op(A) · op(B) [M, N] is computed as the column-major product
+//   Cᵀ = op(B)ᵀ · op(A)ᵀ   [N, M]
+// by passing B first, A second, with each operand's own transpose flag and leading dimension
+// (its row length in row-major): ldb = trans_b ? K : N, lda = trans_a ? M : K, ldc = N.
+//
+// One cuBLAS handle per device, created on first use and bound to that device's stream. The
+// handle keeps cuBLAS's default math mode (true f32, no TF32), so results match the CPU
+// GEMM to f32 rounding.
+#include <climits>
+#include <mutex>
+#include <vector>
+
+#include "cuda/common.h"
+#include "cuda/cuda.h"
+
+namespace polyak::cuda {
+
+namespace {
+
+// Never destroyed: cublasDestroy after the CUDA runtime has shut down (static destruction
+// at exit) can fail; the driver reclaims everything when the process ends.
+cublasHandle_t handle(int index) {
+  static std::mutex mutex;
+  static std::vector<cublasHandle_t>* handles =
+      new std::vector<cublasHandle_t>(static_cast<size_t>(std::max(1, device_count())), nullptr);
+  std::lock_guard<std::mutex> lock(mutex);
+  cublasHandle_t& h = (*handles)[static_cast<size_t>(index)];
+  if (h == nullptr) {
+    POLYAK_CUDA_CHECK(cublasCreate(&h));
+    POLYAK_CUDA_CHECK(cublasSetStream(h, stream(index)));
+  }
+  return h;
+}
+
+void check_operand(const char* arg, const Tensor& t, int64_t batch, int64_t stride, int64_t rows,
+                   int64_t cols) {
+  const int64_t need = (batch - 1) * stride + rows * cols;
+  if (stride < 0 || t.numel() < need)
+    fail("cuda::gemm: ", arg, " has shape ", t.shape(), " (", t.numel(),
+         " elements), expected at least ", need, " for batch ", batch, " of [", rows, ",", cols,
+         "] with stride ", stride);
+}
+
+}  // namespace
+
+void gemm(const Tensor& a, const Tensor& b, Tensor& out, int64_t batch, int64_t m, int64_t n,
+          int64_t k, bool trans_a, bool trans_b, int64_t a_stride, int64_t b_stride,
+          int64_t out_stride, float alpha, float beta) {
+  const char* fn = "cuda::gemm";
+  check_f32_cuda(fn, "a", a);
+  check_same_cuda_device(fn, "b", b, "a", a);
+  check_same_cuda_device(fn, "out", out, "a", a);
+  check_f32_cuda(fn, "b", b);
+  check_f32_cuda(fn, "out", out);
+  if (batch < 0 || m < 0 || n < 0 || k < 0)
+    fail(fn, ": negative size (batch ", batch, ", m ", m, ", n ", n, ", k ", k, ")");
+  if (batch == 0 || m == 0 || n == 0) return;
+  if (m > INT_MAX || n > INT_MAX || k > INT_MAX || batch > INT_MAX)
+    fail(fn, ": sizes (batch ", batch, ", m ", m, ", n ", n, ", k ", k,
+         ") exceed cuBLAS's 32-bit limit");
+  check_operand("a", a, batch, a_stride, m, k);
+  check_operand("b", b, batch, b_stride, k, n);
+  check_operand("out", out, batch, out_stride, m, n);
+  if (batch > 1 && out_stride < m * n)
+    fail(fn, ": out_stride ", out_stride, " makes the ", batch, " products [", m, ",", n,
+         "] overlap, expected at least ", m * n);
+
+  const int index = a.device().index;
+  DeviceGuard guard(index);
+  if (k == 0) {  // an empty sum: out = beta · out, without asking cuBLAS about K = 0
+    scale_batched(mdata(out), batch, m * n, out_stride, beta, index);
+    return;
+  }
+  cublasHandle_t h = handle(index);
+  const auto M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int ldb = trans_b ? K : N;
+  const int lda = trans_a ? M : K;
+  if (batch == 1) {
+    POLYAK_CUDA_CHECK(cublasSgemm(h, op_b, op_a, N, M, K, &alpha, cdata(b), ldb, cdata(a), lda,
+                                  &beta, mdata(out), N));
+  } else {
+    POLYAK_CUDA_CHECK(cublasSgemmStridedBatched(
+        h, op_b, op_a, N, M, K, &alpha, cdata(b), ldb, b_stride, cdata(a), lda, a_stride, &beta,
+        mdata(out), N, out_stride, static_cast<int>(batch)));
+  }
+}
+
+}  // namespace polyak::cuda

@@ -1,0 +1,112 @@
+// The copy task: batch generation and the two accuracies (layout in copy_task.h).
+#include "data/copy_task.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace polyak {
+
+CopyTask::CopyTask() : CopyTask(Options{}) {}
+
+CopyTask::CopyTask(const Options& options)
+    : length_(options.length),
+      min_word_(options.min_word.value_or(options.length / 4)),
+      max_word_(options.max_word.value_or((options.length - 1) / 2)),
+      symbols_(options.symbols),
+      gen_(options.seed) {
+  POLYAK_CHECK(length_ >= 4, "CopyTask: length = ", length_, ", expected >= 4");
+  POLYAK_CHECK(symbols_ >= 1, "CopyTask: symbols = ", symbols_, ", expected >= 1");
+  POLYAK_CHECK(min_word_ >= 1, "CopyTask: min_word = ", min_word_,
+               options.min_word ? "" : " (default length/4)", ", expected >= 1");
+  POLYAK_CHECK(max_word_ > min_word_, "CopyTask: max_word = ", max_word_,
+               options.max_word ? "" : " (default (length-1)/2)",
+               ", expected > min_word = ", min_word_,
+               " (max_word is exclusive: word lengths are drawn from [min_word, max_word))");
+  POLYAK_CHECK(2 * (max_word_ - 1) + 1 <= length_, "CopyTask: max_word = ", max_word_,
+               ", expected 2*(max_word-1)+1 <= length = ", length_,
+               " (the longest word w must fit as 'w 0 w')");
+}
+
+Batch CopyTask::batch(int64_t batch_size) {
+  POLYAK_CHECK(batch_size > 0, "CopyTask::batch: batch_size = ", batch_size, ", expected > 0");
+  const int64_t B = batch_size, L = length_;
+  Batch out;
+  out.tokens = Indices::filled(Shape{B, L}, 0);
+  out.targets = Indices::filled(Shape{B, L}, 0);
+  out.mask = Tensor::zeros(Shape{B, L}, DType::f32);
+  out.word_lengths.resize(static_cast<size_t>(B));
+  float* mask = out.mask.data<float>();
+  std::vector<int32_t> seq(static_cast<size_t>(L));
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = min_word_ + static_cast<int64_t>(
+                                      gen_.integer(static_cast<uint64_t>(max_word_ - min_word_)));
+    std::fill(seq.begin(), seq.end(), 0);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto symbol = static_cast<int32_t>(1 + gen_.integer(static_cast<uint64_t>(symbols_)));
+      seq[static_cast<size_t>(i)] = symbol;
+      seq[static_cast<size_t>(n + 1 + i)] = symbol;
+    }
+    for (int64_t t = 0; t < L; ++t) {
+      out.tokens[b * L + t] = seq[static_cast<size_t>(t)];
+      out.targets[b * L + t] = t + 1 < L ? seq[static_cast<size_t>(t + 1)] : 0;
+    }
+    for (int64_t t = n; t < 2 * n; ++t) mask[b * L + t] = 1.0f;
+    out.word_lengths[static_cast<size_t>(b)] = static_cast<int>(n);
+  }
+  return out;
+}
+
+namespace {
+
+// Correct argmax predictions over t ∈ [n − lead, 2n − 1] of every row, divided by their
+// count. lead = 0: the copied word; lead = 1: the reference code's window.
+double windowed_accuracy(const char* fn, const Tensor& logits, const Batch& batch, int64_t lead) {
+  check_defined(fn, "logits", logits);
+  const Shape& ts = batch.tokens.shape;
+  POLYAK_CHECK(ts.rank() == 2, fn, ": batch.tokens has shape ", ts, ", expected [B, L]");
+  const int64_t B = ts[0], L = ts[1];
+  POLYAK_CHECK(logits.dim() == 3 && logits.size(0) == B && logits.size(1) == L, fn,
+               ": logits has shape ", logits.shape(), ", expected [B, L, V] = [", B, ", ", L,
+               ", V] matching batch.tokens ", ts);
+  POLYAK_CHECK(batch.targets.shape == ts, fn, ": batch.targets has shape ", batch.targets.shape,
+               ", expected ", ts, " as batch.tokens");
+  POLYAK_CHECK(static_cast<int64_t>(batch.word_lengths.size()) == B, fn,
+               ": batch.word_lengths has ", batch.word_lengths.size(),
+               " entries, expected B = ", B);
+  POLYAK_CHECK(B >= 1, fn, ": the batch is empty, expected B >= 1");
+  const int64_t V = logits.size(2);
+  POLYAK_CHECK(V >= 1, fn, ": logits has shape ", logits.shape(), ", expected V >= 1");
+  Tensor host = logits.device().is_cpu() ? logits : logits.cpu();
+  int64_t correct = 0, total = 0;
+  dispatch(host.dtype(), [&]<class T>() {
+    const T* x = host.data<T>();
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = batch.word_lengths[static_cast<size_t>(b)];
+      POLYAK_CHECK(n >= 1 && 2 * n + 1 <= L, fn, ": batch.word_lengths[", b, "] = ", n,
+                   ", expected 1 <= n and 2n+1 <= L = ", L);
+      for (int64_t t = n - lead; t < 2 * n; ++t) {
+        const T* row = x + (b * L + t) * V;
+        int64_t best = 0;
+        for (int64_t k = 1; k < V; ++k) {
+          if (row[k] > row[best]) best = k;
+        }
+        correct += best == batch.targets[b * L + t] ? 1 : 0;
+        ++total;
+      }
+    }
+  });
+  return static_cast<double>(correct) / static_cast<double>(total);
+}
+
+}  // namespace
+
+double copy_accuracy(const Tensor& logits, const Batch& batch) {
+  return windowed_accuracy("copy_accuracy", logits, batch, 0);
+}
+
+double reference_accuracy(const Tensor& logits, const Batch& batch) {
+  return windowed_accuracy("reference_accuracy", logits, batch, 1);
+}
+
+}  // namespace polyak

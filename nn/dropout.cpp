@@ -1,0 +1,18 @@
+#include "nn/dropout.h"
+
+#include "nn/init.h"
+#include "ops/nn_ops.h"
+
+namespace polyak {
+
+Dropout::Dropout(double p_, Generator& gen) : p(p_), generator(fork(gen)) {
+  POLYAK_CHECK(p >= 0.0 && p < 1.0, "Dropout: p = ", p, ", expected in [0, 1)");
+  register_generator("generator", generator);
+}
+
+Tensor Dropout::forward(const Tensor& x) {
+  if (!is_training() || p == 0.0) return x;
+  return dropout(x, p, true, generator);
+}
+
+}  // namespace polyak

@@ -1,0 +1,33 @@
+#include "nn/feed_forward.h"
+
+#include "ops/elementwise.h"
+
+namespace polyak {
+
+const std::vector<std::string>& activation_kinds() {
+  static const std::vector<std::string> kinds = {"relu", "gelu"};
+  return kinds;
+}
+
+Tensor activate(const std::string& kind, const Tensor& x) {
+  check_choice("activate", "activation", kind, activation_kinds());
+  return kind == "relu" ? relu(x) : gelu(x);
+}
+
+FeedForward::FeedForward(int64_t dim, int64_t hidden, const std::string& activation_,
+                         double dropout_p, Generator& gen)
+    : activation(activation_) {
+  check_choice("FeedForward", "activation", activation, activation_kinds());
+  relu_ = activation == "relu";
+  linear1 = register_module("linear1", std::make_shared<Linear>(dim, hidden, gen));
+  linear2 = register_module("linear2", std::make_shared<Linear>(hidden, dim, gen));
+  dropout = register_module("dropout", std::make_shared<Dropout>(dropout_p, gen));
+}
+
+Tensor FeedForward::forward(const Tensor& x) {
+  Tensor h = linear1->forward(x);
+  h = dropout->forward(relu_ ? relu(h) : gelu(h));
+  return dropout->forward(linear2->forward(h));
+}
+
+}  // namespace polyak

@@ -1,0 +1,41 @@
+// Position-wise feed-forward block: Linear d→ff, activation, dropout, Linear ff→d, dropout.
+//
+// The output dropout lives here (not in the layer) so that the block's output is what the
+// residual adds, as the attention module's output is.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "nn/dropout.h"
+#include "nn/linear.h"
+#include "nn/module.h"
+
+namespace polyak {
+
+// "relu" | "gelu" (exact, x·Φ(x)).
+const std::vector<std::string>& activation_kinds();
+// Applies the activation named `kind` (one of activation_kinds()).
+Tensor activate(const std::string& kind, const Tensor& x);
+
+class FeedForward : public Module {
+ public:
+  FeedForward(int64_t dim, int64_t hidden, const std::string& activation, double dropout_p,
+              Generator& gen);
+
+  // x [..., dim] → [..., dim].
+  Tensor forward(const Tensor& x);
+  Tensor operator()(const Tensor& x) { return forward(x); }
+
+  std::shared_ptr<Linear> linear1;  // dim → hidden
+  std::shared_ptr<Linear> linear2;  // hidden → dim
+  std::shared_ptr<Dropout> dropout;
+  std::string activation;
+
+ private:
+  bool relu_;  // activation == "relu" (else gelu), decided once
+};
+
+}  // namespace polyak

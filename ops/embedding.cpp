@@ -1,0 +1,61 @@
+// embedding: a row lookup.
+//
+//   y[i, :] = W[ids[i], :]                    W [V, C], ids [n...], y [n..., C]
+//   dW[v, :] = Σ_{i : ids[i] = v} dy[i, :]     [V, C]   (scatter-add; repeated ids sum)
+//
+// The backward splits the columns across threads, so each thread owns its slice of dW and
+// repeated ids never race. The node keeps the ids and nothing else.
+#include <algorithm>
+#include <cstring>
+
+#include "core/autograd.h"
+#include "core/threads.h"
+#include "ops/nn_ops.h"
+
+namespace polyak {
+
+Tensor embedding(const Tensor& weight, const Indices& ids) {
+  check_rank("embedding", "weight", weight, 2, "[V, C]");
+  check_cpu("embedding", "weight", weight);
+  POLYAK_CHECK(ids.numel() == ids.shape.numel(), "embedding: ids has ", ids.numel(),
+               " values, expected ", ids.shape.numel(), " (the numel of its shape ", ids.shape,
+               ")");
+  const int64_t V = weight.size(0), C = weight.size(1), n = ids.numel();
+  for (int64_t i = 0; i < n; ++i)
+    POLYAK_CHECK(ids[i] >= 0 && ids[i] < V, "embedding: ids has value ", ids[i], " at index ", i,
+                 ", expected values in [0, ", V, ") (weight has ", V, " rows)");
+
+  std::vector<int64_t> out_dims = ids.shape.dims();
+  out_dims.push_back(C);
+  Tensor out = Tensor::empty(Shape(out_dims), weight.dtype());
+  dispatch(weight.dtype(), [&]<class T>() {
+    const T* w = weight.data<T>();
+    T* y = out.data<T>();
+    parallel_for(n, C, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        std::memcpy(y + i * C, w + static_cast<int64_t>(ids[i]) * C,
+                    sizeof(T) * static_cast<size_t>(C));
+    });
+  });
+
+  record(out, "EmbeddingBackward", {weight},
+         [values = ids.values, V, C](const Tensor& g) -> std::vector<Tensor> {
+           Tensor dweight = Tensor::zeros(Shape{V, C}, g.dtype());
+           const int64_t count = static_cast<int64_t>(values.size());
+           dispatch(g.dtype(), [&]<class T>() {
+             const T* dy = g.data<T>();
+             T* dw = dweight.data<T>();
+             parallel_for(C, count, [&](int64_t c0, int64_t c1) {
+               for (int64_t i = 0; i < count; ++i) {
+                 T* dst = dw + static_cast<int64_t>(values[static_cast<size_t>(i)]) * C;
+                 const T* src = dy + i * C;
+                 for (int64_t j = c0; j < c1; ++j) dst[j] += src[j];
+               }
+             });
+           });
+           return {dweight};
+         });
+  return out;
+}
+
+}  // namespace polyak

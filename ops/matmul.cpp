@@ -1,0 +1,339 @@
+// Matrix products: matmul with BLAS-style transpose flags (batched), and linear.
+//
+// matmul:  C = op(A) · op(B)          op(A) [.., M, K], op(B) [.., K, N], C [.., M, N]
+//   dA = dC · op(B)ᵀ          [.., M, K]   (A stored [M,K])
+//   dA = op(B) · dCᵀ          [.., K, M]   (trans_a: A stored [K,M])
+//   dB = op(A)ᵀ · dC          [.., K, N]   (B stored [K,N])
+//   dB = dCᵀ · op(A)          [.., N, K]   (trans_b: B stored [N,K])
+// A 2-D b is shared across a's batch, so its gradient is the sum over the batch.
+//
+// linear:  Y = X · Wᵀ + b             X [R, in] (leading axes folded into R), W [out, in]
+//   dX = dY · W               [R, in]
+//   dW = dYᵀ · X              [out, in]
+//   db = Σ_r dY[r, :]         [out]
+//
+// Every product is one Eigen GEMM on row-major maps (transposes are free: they only change
+// the storage order Eigen sees). Eigen threads a single large GEMM with OpenMP; many small
+// matrices (attention heads) run one single-threaded GEMM per batch entry, in parallel.
+#include "ops/matmul.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <vector>
+
+#include "core/autograd.h"
+#include "core/threads.h"
+#include "cuda/cuda.h"
+
+namespace polyak {
+namespace {
+
+template <class T>
+using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Keeps Eigen's GEMM threads equal to polyak's setting (called outside parallel regions).
+void sync_eigen_threads() {
+  int n = num_threads();
+  if (Eigen::nbThreads() != n) Eigen::setNbThreads(n);
+}
+
+// c [m,n] = op(a) · op(b), or c += op(a) · op(b) when `accumulate`.
+// a is stored [m,k] ([k,m] when ta), b [k,n] ([n,k] when tb).
+template <class T>
+void gemm_cpu(const T* a, const T* b, T* c, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+              bool accumulate) {
+  using Map = Eigen::Map<RowMajor<T>>;
+  using ConstMap = Eigen::Map<const RowMajor<T>>;
+  if (m == 0 || n == 0) return;
+  Map C(c, m, n);
+  if (k == 0) {
+    if (!accumulate) C.setZero();
+    return;
+  }
+  ConstMap A(a, ta ? k : m, ta ? m : k);
+  ConstMap B(b, tb ? n : k, tb ? k : n);
+  auto run = [&](const auto& opa, const auto& opb) {
+    if (accumulate)
+      C.noalias() += opa * opb;
+    else
+      C.noalias() = opa * opb;
+  };
+  if (!ta && !tb) run(A, B);
+  if (!ta && tb) run(A, B.transpose());
+  if (ta && !tb) run(A.transpose(), B);
+  if (ta && tb) run(A.transpose(), B.transpose());
+}
+
+// One GEMM per batch entry i: out[i] = op(a[i]) · op(b[i]). Strides are in elements; a
+// stride of 0 shares that operand across the batch. out_stride 0 sums every product into
+// one output (the gradient of a shared operand).
+struct GemmShape {
+  int64_t batch, m, n, k;
+  bool ta, tb;
+  int64_t a_stride, b_stride, out_stride;
+};
+
+template <class T>
+void gemm_batched_cpu(const T* a, const T* b, T* out, const GemmShape& s) {
+  if (s.batch == 0) {
+    if (s.out_stride == 0) std::fill(out, out + s.m * s.n, T(0));  // an empty sum
+    return;
+  }
+  if (s.batch == 1 || s.out_stride == 0) {
+    // One product at a time, each threaded by Eigen.
+    sync_eigen_threads();
+    for (int64_t i = 0; i < s.batch; ++i)
+      gemm_cpu(a + i * s.a_stride, b + i * s.b_stride, out + i * s.out_stride, s.m, s.n, s.k, s.ta,
+               s.tb, /*accumulate=*/i > 0);
+    return;
+  }
+  const int64_t cost = std::max<int64_t>(1, s.m * s.n * s.k);
+  // A few large products use Eigen's threads inside each; many (or small) products
+  // parallelise over the batch with single-threaded GEMMs.
+  const bool over_batch = s.batch >= 4 * num_threads() || cost < (int64_t{1} << 22);
+  if (!over_batch) {
+    sync_eigen_threads();
+    for (int64_t i = 0; i < s.batch; ++i)
+      gemm_cpu(a + i * s.a_stride, b + i * s.b_stride, out + i * s.out_stride, s.m, s.n, s.k, s.ta,
+               s.tb, false);
+    return;
+  }
+  parallel_for(s.batch, cost, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      gemm_cpu(a + i * s.a_stride, b + i * s.b_stride, out + i * s.out_stride, s.m, s.n, s.k, s.ta,
+               s.tb, false);
+  });
+}
+
+#ifdef POLYAK_WITH_CUDA
+// Element range [begin, begin + n) of t, as a 1-D view.
+Tensor flat_view(const Tensor& t, int64_t begin, int64_t n) {
+  return t.reshape(Shape{t.numel()}).narrow0(begin, begin + n);
+}
+#endif
+
+// out ← the products described by `s`, on out's device. out is overwritten.
+void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, const GemmShape& s) {
+  if (out.device().is_cuda()) {
+#ifdef POLYAK_WITH_CUDA
+    if (s.batch == 0) {
+      if (s.out_stride == 0) out.zero_();  // an empty sum
+      return;
+    }
+    if (s.out_stride == 0 && s.batch > 1) {
+      // A sum over the batch: accumulate one product at a time (beta = 1 after the first).
+      const int64_t a_size = s.m * s.k, b_size = s.k * s.n;
+      for (int64_t i = 0; i < s.batch; ++i) {
+        Tensor ai = flat_view(a, i * s.a_stride, a_size);
+        Tensor bi = flat_view(b, i * s.b_stride, b_size);
+        cuda::gemm(ai, bi, out, 1, s.m, s.n, s.k, s.ta, s.tb, 0, 0, 0, 1.0f, i > 0 ? 1.0f : 0.0f);
+      }
+      return;
+    }
+    cuda::gemm(a, b, out, s.batch, s.m, s.n, s.k, s.ta, s.tb, s.a_stride, s.b_stride, s.out_stride);
+    return;
+#else
+    fail("matmul: out is on ", out.device(), ", expected cpu (polyak was built without CUDA)");
+#endif
+  }
+  dispatch(out.dtype(),
+           [&]<class T>() { gemm_batched_cpu<T>(a.data<T>(), b.data<T>(), out.data<T>(), s); });
+}
+
+void check_cuda_f32(const char* fn, const char* arg, const Tensor& t) {
+  POLYAK_CHECK(!t.device().is_cuda() || t.dtype() == DType::f32, fn, ": ", arg, " is ", t.dtype(),
+               " on ", t.device(), ", expected f32 (the CUDA backend is f32)");
+}
+
+std::string flags_note(bool ta, bool tb) {
+  if (ta && tb) return " (trans_a, trans_b)";
+  if (ta) return " (trans_a)";
+  if (tb) return " (trans_b)";
+  return "";
+}
+
+}  // namespace
+
+// ---- matmul ------------------------------------------------------------------------------
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  check_defined("matmul", "a", a);
+  check_defined("matmul", "b", b);
+  POLYAK_CHECK(a.dim() >= 2, "matmul: a has shape ", a.shape(), ", expected rank ≥ 2 ",
+               trans_a ? "[..., K, M]" : "[..., M, K]");
+  POLYAK_CHECK(b.dim() >= 2, "matmul: b has shape ", b.shape(), ", expected rank ≥ 2 ",
+               trans_b ? "[..., N, K]" : "[..., K, N]");
+  check_same_dtype("matmul", "a", a, "b", b);
+  check_same_device("matmul", "a", a, "b", b);
+  check_cuda_f32("matmul", "a", a);
+
+  const int64_t M = a.size(trans_a ? -1 : -2), K = a.size(trans_a ? -2 : -1);
+  const int64_t Kb = b.size(trans_b ? -1 : -2), N = b.size(trans_b ? -2 : -1);
+  POLYAK_CHECK(Kb == K, "matmul: b has shape ", b.shape(), ", expected ",
+               trans_b ? "[N,K]" : "[K,N]", " with K = ", K, " matching a ", a.shape(),
+               flags_note(trans_a, trans_b));
+  const bool shared_b = b.dim() == 2;
+  std::vector<int64_t> batch_dims(a.shape().begin(), a.shape().end() - 2);
+  if (!shared_b) {
+    std::vector<int64_t> b_batch(b.shape().begin(), b.shape().end() - 2);
+    POLYAK_CHECK(b_batch == batch_dims, "matmul: b has shape ", b.shape(), ", expected batch axes ",
+                 Shape(batch_dims), " matching a ", a.shape(),
+                 " (or a 2-D b shared across the batch)");
+  }
+  const int64_t batch = Shape(batch_dims).numel();
+
+  std::vector<int64_t> out_dims = batch_dims;
+  out_dims.push_back(M);
+  out_dims.push_back(N);
+  Tensor out = Tensor::empty(Shape(out_dims), a.dtype(), a.device());
+  // With a shared, untransposed b the batch folds into the rows of one GEMM.
+  if (shared_b && !trans_a)
+    gemm_into(a, b, out, {1, batch * M, N, K, false, trans_b, 0, 0, 0});
+  else
+    gemm_into(a, b, out, {batch, M, N, K, trans_a, trans_b, M * K, shared_b ? 0 : K * N, M * N});
+
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  Tensor saved_a = need_b ? a.detach() : Tensor();  // dB needs A
+  Tensor saved_b = need_a ? b.detach() : Tensor();  // dA needs B
+  record(out, "MatmulBackward", {a, b},
+         [saved_a, saved_b, a_shape = a.shape(), b_shape = b.shape(), trans_a, trans_b, shared_b,
+          batch, M, N, K](const Tensor& g) -> std::vector<Tensor> {
+           const bool ta = trans_a, tb = trans_b;
+           Tensor da, db;
+           if (saved_b.defined()) {
+             da = Tensor::empty(a_shape, g.dtype(), g.device());
+             if (ta)  // dA [K,M] = op(B) · dCᵀ
+               gemm_into(saved_b, g, da,
+                         {batch, K, M, N, tb, true, shared_b ? 0 : K * N, M * N, M * K});
+             else if (shared_b)  // dA [batch·M, K] = dC · op(B)ᵀ, folded
+               gemm_into(g, saved_b, da, {1, batch * M, K, N, false, !tb, 0, 0, 0});
+             else
+               gemm_into(g, saved_b, da, {batch, M, K, N, false, !tb, M * N, K * N, M * K});
+           }
+           if (saved_a.defined()) {
+             db = Tensor::empty(b_shape, g.dtype(), g.device());
+             // A shared b sums over the batch: folded into one GEMM's depth when a is
+             // untransposed, else accumulated product by product (out stride 0).
+             const bool fold = shared_b && !ta;
+             const int64_t out_stride = shared_b ? 0 : K * N;
+             if (!tb) {  // dB [K,N] = op(A)ᵀ · dC
+               if (fold)
+                 gemm_into(saved_a, g, db, {1, K, N, batch * M, true, false, 0, 0, 0});
+               else
+                 gemm_into(saved_a, g, db, {batch, K, N, M, !ta, false, M * K, M * N, out_stride});
+             } else {  // dB [N,K] = dCᵀ · op(A)
+               if (fold)
+                 gemm_into(g, saved_a, db, {1, N, K, batch * M, true, false, 0, 0, 0});
+               else
+                 gemm_into(g, saved_a, db, {batch, N, K, M, true, ta, M * N, M * K, out_stride});
+             }
+           }
+           return {da, db};
+         });
+  return out;
+}
+
+// ---- linear ------------------------------------------------------------------------------
+
+namespace {
+
+// out[r, :] = bias for every row (the GEMM then accumulates X · Wᵀ onto it).
+template <class T>
+void fill_rows(T* out, const T* bias, int64_t rows, int64_t cols) {
+  parallel_for(rows, cols, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) std::copy(bias, bias + cols, out + r * cols);
+  });
+}
+
+// out[j] = Σ_r x[r, j], split over columns so that each thread owns its sums.
+template <class T>
+void column_sums(const T* x, T* out, int64_t rows, int64_t cols) {
+  parallel_for(cols, rows, [&](int64_t begin, int64_t end) {
+    std::fill(out + begin, out + end, T(0));
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = x + r * cols;
+      for (int64_t j = begin; j < end; ++j) out[j] += row[j];
+    }
+  });
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_defined("linear", "x", x);
+  check_rank("linear", "weight", weight, 2, "[out, in]");
+  POLYAK_CHECK(x.dim() >= 1, "linear: x has shape ", x.shape(), ", expected rank ≥ 1 [..., in]");
+  check_same_dtype("linear", "x", x, "weight", weight);
+  check_same_device("linear", "x", x, "weight", weight);
+  check_cuda_f32("linear", "x", x);
+  const int64_t in = x.size(-1), out_features = weight.size(0);
+  POLYAK_CHECK(weight.size(1) == in, "linear: weight has shape ", weight.shape(),
+               ", expected [out, in] with in = ", in, " matching x ", x.shape());
+  if (bias.defined()) {
+    POLYAK_CHECK(bias.dim() == 1 && bias.size(0) == out_features, "linear: bias has shape ",
+                 bias.shape(), ", expected [out] = [", out_features, "] matching weight ",
+                 weight.shape());
+    check_same_dtype("linear", "x", x, "bias", bias);
+    check_same_device("linear", "x", x, "bias", bias);
+  }
+  const int64_t rows = x.shape().numel(0, x.dim() - 1);
+  std::vector<int64_t> out_dims(x.shape().begin(), x.shape().end() - 1);
+  out_dims.push_back(out_features);
+  Tensor out = Tensor::empty(Shape(out_dims), x.dtype(), x.device());
+
+  if (x.device().is_cuda()) {
+#ifdef POLYAK_WITH_CUDA
+    cuda::gemm(x, weight, out, 1, rows, out_features, in, false, true, 0, 0, 0);
+    if (bias.defined()) cuda::binary(cuda::BinaryOp::add, out, bias, out);
+#else
+    fail("linear: x is on ", x.device(), ", expected cpu (polyak was built without CUDA)");
+#endif
+  } else {
+    dispatch(x.dtype(), [&]<class T>() {
+      T* y = out.data<T>();
+      if (bias.defined()) fill_rows(y, bias.data<T>(), rows, out_features);
+      sync_eigen_threads();
+      gemm_cpu(x.data<T>(), weight.data<T>(), y, rows, out_features, in, false, true,
+               /*accumulate=*/bias.defined());
+    });
+  }
+
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+  const bool need_b = bias.defined() && bias.requires_grad();
+  Tensor saved_x = need_w ? x.detach() : Tensor();       // dW needs X
+  Tensor saved_w = need_x ? weight.detach() : Tensor();  // dX needs W
+  std::vector<Tensor> inputs = {x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  record(
+      out, "LinearBackward", inputs,
+      [saved_x, saved_w, x_shape = x.shape(), w_shape = weight.shape(), has_bias = bias.defined(),
+       need_b, rows, in, out_features](const Tensor& g) -> std::vector<Tensor> {
+        Tensor dx, dw, db;
+        if (saved_w.defined()) {  // dX [R,in] = dY · W
+          dx = Tensor::empty(x_shape, g.dtype(), g.device());
+          gemm_into(g, saved_w, dx, {1, rows, in, out_features, false, false, 0, 0, 0});
+        }
+        if (saved_x.defined()) {  // dW [out,in] = dYᵀ · X
+          dw = Tensor::empty(w_shape, g.dtype(), g.device());
+          gemm_into(g, saved_x, dw, {1, out_features, in, rows, true, false, 0, 0, 0});
+        }
+        if (need_b) {  // db [out] = Σ_r dY[r, :]
+          db = Tensor::empty(Shape{out_features}, g.dtype(), g.device());
+          if (g.device().is_cuda()) {
+#ifdef POLYAK_WITH_CUDA
+            cuda::sum_rows(g, rows, out_features, db);
+#endif
+          } else {
+            dispatch(g.dtype(), [&]<class T>() {
+              column_sums(g.data<T>(), db.data<T>(), rows, out_features);
+            });
+          }
+        }
+        std::vector<Tensor> grads = {dx, dw};
+        if (has_bias) grads.push_back(db);
+        return grads;
+      });
+  return out;
+}
+
+}  // namespace polyak

@@ -1,0 +1,68 @@
+// Adam and AdamW: the fused per-parameter update (formulas in adam.h).
+#include "optim/adam.h"
+
+#include <cmath>
+#include <utility>
+
+#include "core/threads.h"
+
+namespace polyak {
+
+Adam::Adam(std::vector<Tensor> params) : Adam(std::move(params), Options{}) {}
+
+Adam::Adam(std::vector<Tensor> params, const Options& options)
+    : Adam("Adam", std::move(params), options, /*decoupled=*/false) {}
+
+Adam::Adam(const char* name, std::vector<Tensor> params, const Options& options, bool decoupled)
+    : Optimizer(name, std::move(params), options.lr, {"exp_avg", "exp_avg_sq"}),
+      options_(options),
+      decoupled_(decoupled) {
+  check_option(options.beta1 >= 0 && options.beta1 < 1, "beta1", options.beta1,
+               "a value in [0, 1)");
+  check_option(options.beta2 >= 0 && options.beta2 < 1, "beta2", options.beta2,
+               "a value in [0, 1)");
+  check_option(std::isfinite(options.eps) && options.eps > 0, "eps", options.eps,
+               "a finite value > 0");
+  check_option(std::isfinite(options.weight_decay) && options.weight_decay >= 0, "weight_decay",
+               options.weight_decay, "a finite value >= 0");
+}
+
+AdamW::AdamW(std::vector<Tensor> params) : AdamW(std::move(params), Options{}) {}
+
+AdamW::AdamW(std::vector<Tensor> params, const Options& options)
+    : Adam("AdamW", std::move(params),
+           Adam::Options{.lr = options.lr,
+                         .beta1 = options.beta1,
+                         .beta2 = options.beta2,
+                         .eps = options.eps,
+                         .weight_decay = options.weight_decay},
+           /*decoupled=*/true) {}
+
+void Adam::update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) {
+  const Options& o = options_;
+  const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(t));
+  const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(t));
+  const int64_t n = param.numel();
+  dispatch(param.dtype(), [&]<class T>() {
+    T* p = param.data<T>();
+    const T* g = grad.data<T>();
+    T* m = param_state(index)[0].data<T>();
+    T* v = param_state(index)[1].data<T>();
+    const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
+    const T step_size = static_cast<T>(lr() / bc1);
+    const T inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
+    const T eps = static_cast<T>(o.eps);
+    const T l2 = decoupled_ ? T(0) : static_cast<T>(o.weight_decay);
+    const T shrink = decoupled_ ? static_cast<T>(1 - lr() * o.weight_decay) : T(1);
+    parallel_for(n, 10, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const T gi = g[i] + l2 * p[i];
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        p[i] = shrink * p[i] - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+      }
+    });
+  });
+}
+
+}  // namespace polyak

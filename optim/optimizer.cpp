@@ -1,0 +1,117 @@
+// Optimizer base: parameter validation, state allocation, the step loop (see optimizer.h).
+#include "optim/optimizer.h"
+
+#include <cmath>
+#include <utility>
+
+#include "core/autograd.h"
+#include "core/error.h"
+
+namespace polyak {
+
+Optimizer::Optimizer(std::string name, std::vector<Tensor> params, double lr,
+                     std::vector<std::string> state_names)
+    : name_(std::move(name)),
+      params_(std::move(params)),
+      state_names_(std::move(state_names)),
+      lr_(lr) {
+  check_option(std::isfinite(lr) && lr >= 0, "lr", lr, "a finite value >= 0");
+  POLYAK_CHECK(!params_.empty(), name_,
+               ": parameters is empty, expected at least one parameter tensor");
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    POLYAK_CHECK(p.defined(), name_, ": parameter ", i, " is undefined, expected a tensor");
+    POLYAK_CHECK(p.is_leaf(), name_, ": parameter ", i, " (", p.name(), ", shape ", p.shape(),
+                 ") is not a leaf (it has grad_fn ", p.grad_fn() ? p.grad_fn()->name() : "",
+                 "), expected a leaf tensor such as a module parameter");
+    for (size_t j = 0; j < i; ++j) {
+      POLYAK_CHECK(!params_[j].is_same(p), name_, ": parameter ", i, " (", p.name(),
+                   ") is the same tensor as parameter ", j,
+                   ", expected each parameter once (it would be updated twice)");
+    }
+  }
+  state_.resize(params_.size());
+  param_steps_.assign(params_.size(), 0);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    for (size_t k = 0; k < state_names_.size(); ++k) {
+      state_[i].push_back(Tensor::zeros(params_[i].shape(), params_[i].dtype()));
+    }
+  }
+}
+
+void Optimizer::check_option(bool ok, const char* option, double value,
+                             const char* expected) const {
+  POLYAK_CHECK(ok, name_, ": ", option, " = ", value, ", expected ", expected);
+}
+
+void Optimizer::zero_grad() {
+  for (const Tensor& p : params_) p.zero_grad();
+}
+
+void Optimizer::step() {
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    POLYAK_CHECK(g.shape() == p.shape(), name_, ".step: the gradient of parameter ", i, " (",
+                 p.name(), ") has shape ", g.shape(), ", expected the parameter's shape ",
+                 p.shape());
+    if (g.dtype() != p.dtype()) g = g.to(p.dtype());
+    if (!g.device().is_cpu()) g = g.cpu();
+    if (p.device().is_cpu()) {
+      update(i, p, g, param_steps_[i] + 1);
+    } else {
+      Tensor host = p.cpu();
+      update(i, host, g, param_steps_[i] + 1);
+      Tensor target = p;
+      target.copy_(host);
+    }
+    ++param_steps_[i];
+  }
+  ++step_count_;
+}
+
+void Optimizer::set_lr(double lr) {
+  check_option(std::isfinite(lr) && lr >= 0, "lr", lr, "a finite value >= 0");
+  lr_ = lr;
+}
+
+void Optimizer::set_step_count(int64_t steps) {
+  POLYAK_CHECK(steps >= 0, name_, ".set_step_count: steps = ", steps, ", expected >= 0");
+  step_count_ = steps;
+}
+
+void Optimizer::check_index(const char* fn, size_t index) const {
+  POLYAK_CHECK(index < params_.size(), name_, ".", fn, ": parameter index ", index,
+               " out of range, expected < ", params_.size());
+}
+
+int64_t Optimizer::parameter_step(size_t index) const {
+  check_index("parameter_step", index);
+  return param_steps_[index];
+}
+
+void Optimizer::set_parameter_step(size_t index, int64_t steps) {
+  check_index("set_parameter_step", index);
+  POLYAK_CHECK(steps >= 0, name_, ".set_parameter_step: steps = ", steps, ", expected >= 0");
+  param_steps_[index] = steps;
+}
+
+Tensor Optimizer::state(size_t index, std::string_view name) const {
+  for (size_t k = 0; k < state_names_.size(); ++k) {
+    if (state_names_[k] == name) return state(index, k);
+  }
+  std::string known;
+  for (const std::string& s : state_names_) known += (known.empty() ? "" : ", ") + s;
+  fail(name_, ".state: no state named '", name, "', expected one of {", known, "}");
+}
+
+Tensor Optimizer::state(size_t index, size_t slot) const {
+  check_index("state", index);
+  POLYAK_CHECK(slot < state_names_.size(), name_, ".state: slot ", slot,
+               " out of range, expected < ", state_names_.size());
+  return state_[index][slot];
+}
+
+}  // namespace polyak

@@ -1,0 +1,92 @@
+// Optimizer: the base of every first-order optimizer (SGD, Adam, AdamW, RAdam).
+//
+// An optimizer holds handles to its parameters (leaf tensors) and, per parameter, a few
+// state tensors of the parameter's shape and dtype (moments, momentum buffers). `step()`
+// updates, in place and outside autograd, every parameter that has a gradient; parameters
+// without one are skipped and keep their state and their step count untouched, as in
+// PyTorch.
+//
+// Step counters: `step_count()` counts calls to step(); each parameter also counts the
+// updates it received (`parameter_step(i)`), and that count is the t of the bias
+// corrections. They agree unless a parameter misses gradients on some steps.
+//
+// Checkpoints: `state_names()` lists the per-parameter state tensors of this optimizer
+// ("exp_avg", "exp_avg_sq", "momentum_buffer"); `state(i, name)` returns the tensor itself
+// (CPU, the parameter's shape and dtype), so a checkpoint reads it, or restores it with
+// copy_(), together with set_step_count() and set_parameter_step().
+//
+// Devices: updates are CPU loops. A parameter on a CUDA device keeps its state on the CPU
+// and is updated through a host copy of the parameter and its gradient (correct, not fast).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace polyak {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // The class name, used in error messages ("RAdam").
+  const std::string& name() const { return name_; }
+
+  // Drops every parameter's gradient (the next backward starts from nothing).
+  void zero_grad();
+  // Updates every parameter that has a gradient, then counts the step.
+  void step();
+
+  double lr() const { return lr_; }
+  void set_lr(double lr);
+
+  // Number of step() calls so far.
+  int64_t step_count() const { return step_count_; }
+  void set_step_count(int64_t steps);
+
+  const std::vector<Tensor>& parameters() const { return params_; }
+  size_t num_parameters() const { return params_.size(); }
+  // Updates applied to parameter `index` so far (t of the bias corrections).
+  int64_t parameter_step(size_t index) const;
+  void set_parameter_step(size_t index, int64_t steps);
+
+  // Names of the per-parameter state tensors, in slot order (may be empty).
+  const std::vector<std::string>& state_names() const { return state_names_; }
+  // State tensor `name` of parameter `index` (an alias: modify it in place to restore).
+  Tensor state(size_t index, std::string_view name) const;
+  Tensor state(size_t index, size_t slot) const;
+
+ protected:
+  // Validates `params` (defined, leaves, no duplicates) and `lr`; allocates one zero state
+  // tensor per name in `state_names` for each parameter.
+  Optimizer(std::string name, std::vector<Tensor> params, double lr,
+            std::vector<std::string> state_names);
+
+  // Updates parameter `index` in place. `param` and `grad` are contiguous CPU tensors of one
+  // dtype and shape (`param` aliases the parameter when it lives on the CPU); `t` ≥ 1 is
+  // this parameter's step count including this update.
+  virtual void update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) = 0;
+
+  // Throw "Name: option = value, expected ..." unless the check holds.
+  void check_option(bool ok, const char* option, double value, const char* expected) const;
+
+  std::vector<Tensor>& param_state(size_t index) { return state_[index]; }
+
+ private:
+  void check_index(const char* fn, size_t index) const;
+
+  std::string name_;
+  std::vector<Tensor> params_;
+  std::vector<std::vector<Tensor>> state_;  // [parameter][slot]
+  std::vector<int64_t> param_steps_;
+  std::vector<std::string> state_names_;
+  double lr_;
+  int64_t step_count_ = 0;
+};
+
+}  // namespace polyak

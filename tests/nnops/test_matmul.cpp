@@ -1,0 +1,246 @@
+// matmul and linear: gradients (f64 gradcheck), values, f32 accuracy, bad input.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "testing.h"
+
+using namespace polyak;
+using namespace polyak::testing;
+
+namespace {
+
+// Stored shape of an operand [.., rows, cols], transposed when `t`.
+Shape stored(std::vector<int64_t> batch, int64_t rows, int64_t cols, bool t) {
+  batch.push_back(t ? cols : rows);
+  batch.push_back(t ? rows : cols);
+  return Shape(batch);
+}
+
+std::string flags_name(bool ta, bool tb) {
+  return std::string(ta ? "T" : "N") + (tb ? "T" : "N");
+}
+
+// Naive f64 reference of op(a)·op(b) for [batch, M, K] × [batch or shared, K, N].
+std::vector<double> reference_matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  std::vector<double> av = a.to_vector(), bv = b.to_vector();
+  const int64_t M = a.size(ta ? -1 : -2), K = a.size(ta ? -2 : -1), N = b.size(tb ? -2 : -1);
+  const int64_t batch = a.numel() / (M * K);
+  const bool shared = b.dim() == 2;
+  std::vector<double> out(static_cast<size_t>(batch * M * N), 0.0);
+  for (int64_t z = 0; z < batch; ++z) {
+    const double* pa = av.data() + z * M * K;
+    const double* pb = bv.data() + (shared ? 0 : z * K * N);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k)
+          s += (ta ? pa[k * M + i] : pa[i * K + k]) * (tb ? pb[j * K + k] : pb[k * N + j]);
+        out[static_cast<size_t>((z * M + i) * N + j)] = s;
+      }
+  }
+  return out;
+}
+
+double max_rel_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double scale = 1e-30, err = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    scale = std::max(scale, std::abs(want[i]));
+    err = std::max(err, std::abs(got[i] - want[i]));
+  }
+  return err / scale;
+}
+
+}  // namespace
+
+TEST_CASE("matmul and linear: gradcheck") {
+  std::vector<GradcheckCase> cases;
+  const int64_t M = 3, K = 4, N = 5;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const std::string f = flags_name(ta, tb);
+      auto fn = [ta, tb](const std::vector<Tensor>& in) { return matmul(in[0], in[1], ta, tb); };
+      cases.push_back({"matmul 2-D " + f, {stored({}, M, K, ta), stored({}, K, N, tb)}, fn});
+      cases.push_back({"matmul batched " + f, {stored({2}, M, K, ta), stored({2}, K, N, tb)}, fn});
+      cases.push_back(
+          {"matmul batched x 2-D " + f, {stored({2, 3}, M, K, ta), stored({}, K, N, tb)}, fn});
+      cases.push_back(
+          {"matmul 4-D " + f, {stored({2, 2}, M, K, ta), stored({2, 2}, K, N, tb)}, fn});
+    }
+  // Only one operand needing a gradient skips the other's work.
+  cases.push_back({"matmul only b requires grad",
+                   {},
+                   [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); },
+                   [](Generator& gen) {
+                     return std::vector<Tensor>{
+                         Tensor::randn({2, 3, 4}, gen, DType::f64),
+                         Tensor::randn({4, 5}, gen, DType::f64).requires_grad_()};
+                   }});
+  auto lin = [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); };
+  auto lin_nobias = [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); };
+  cases.push_back({"linear with bias", {{3, 4}, {5, 4}, {5}}, lin});
+  cases.push_back({"linear without bias", {{3, 4}, {5, 4}}, lin_nobias});
+  cases.push_back({"linear 3-D x", {{2, 3, 4}, {5, 4}, {5}}, lin});
+  cases.push_back({"linear 3-D x without bias", {{2, 3, 4}, {5, 4}}, lin_nobias});
+  run_gradcheck_table(cases);
+}
+
+TEST_CASE("matmul: 2x2 values for every flag combination") {
+  Tensor a = Tensor::from({1, 2, 3, 4}, Shape{2, 2}, DType::f64);
+  Tensor b = Tensor::from({5, 6, 7, 8}, Shape{2, 2}, DType::f64);
+  CHECK(matmul(a, b).to_vector() == std::vector<double>{19, 22, 43, 50});
+  CHECK(matmul(a, b, true, false).to_vector() == std::vector<double>{26, 30, 38, 44});
+  CHECK(matmul(a, b, false, true).to_vector() == std::vector<double>{17, 23, 39, 53});
+  CHECK(matmul(a, b, true, true).to_vector() == std::vector<double>{23, 31, 34, 46});
+  Tensor y = matmul(Tensor::from({1, 2, 3, 4}, Shape{2, 2}, DType::f32),
+                    Tensor::from({5, 6, 7, 8}, Shape{2, 2}, DType::f32));
+  CHECK(y.dtype() == DType::f32);
+  CHECK(y.to_vector() == std::vector<double>{19, 22, 43, 50});
+}
+
+TEST_CASE("matmul: the backward node is named and the gradient matches the formula") {
+  Tensor a = Tensor::from({1, 2, 3, 4}, Shape{2, 2}, DType::f64).requires_grad_();
+  Tensor b = Tensor::from({5, 6, 7, 8}, Shape{2, 2}, DType::f64).requires_grad_();
+  Tensor y = matmul(a, b);
+  REQUIRE(y.grad_fn());
+  CHECK(y.grad_fn()->name() == "MatmulBackward");
+  y.backward(Tensor::from({1, 0, 0, 2}, Shape{2, 2}, DType::f64));
+  // dA = G·Bᵀ, dB = Aᵀ·G with G = diag(1, 2).
+  CHECK(a.grad().to_vector() == std::vector<double>{5, 7, 12, 16});
+  CHECK(b.grad().to_vector() == std::vector<double>{1, 6, 2, 8});
+}
+
+TEST_CASE("matmul: an empty batch gives a zero gradient to a shared b") {
+  for (bool ta : {false, true}) {
+    Tensor a = Tensor::zeros(stored({0}, 3, 4, ta), DType::f64).requires_grad_();
+    Tensor b = Tensor::ones({4, 5}, DType::f64).requires_grad_();
+    Tensor y = matmul(a, b, ta, false);
+    CHECK(y.shape() == Shape{0, 3, 5});
+    y.backward(Tensor::zeros({0, 3, 5}, DType::f64));
+    CHECK(b.grad().to_vector() == std::vector<double>(20, 0.0));
+  }
+}
+
+TEST_CASE("linear: values with bias and folded leading axes") {
+  Tensor x = Tensor::from({1, 2, 3, 4, 5, 6}, Shape{1, 3, 2}, DType::f64);
+  Tensor w = Tensor::from({1, 0, 0, 1, 1, 1}, Shape{3, 2}, DType::f64);
+  Tensor b = Tensor::from({10, 20, 30}, Shape{3}, DType::f64);
+  Tensor y = linear(x, w, b);
+  CHECK(y.shape() == Shape{1, 3, 3});
+  CHECK(y.to_vector() == std::vector<double>{11, 22, 33, 13, 24, 37, 15, 26, 41});
+  CHECK(linear(x, w).to_vector() == std::vector<double>{1, 2, 3, 3, 4, 7, 5, 6, 11});
+}
+
+TEST_CASE("matmul: f32 against an f64 reference on odd sizes") {
+  Generator gen(5);
+  struct Size {
+    std::vector<int64_t> batch;
+    bool shared_b;
+    int64_t M, K, N;
+  };
+  // Odd sizes, one large enough for threaded GEMM, and many small matrices (batch-parallel).
+  const std::vector<Size> sizes = {{{}, true, 67, 131, 45},
+                                   {{}, true, 203, 317, 151},
+                                   {{3}, false, 37, 29, 41},
+                                   {{24}, false, 33, 17, 29},
+                                   {{5}, true, 19, 23, 13}};
+  for (const Size& s : sizes)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        Tensor a = Tensor::randn(stored(s.batch, s.M, s.K, ta), gen);
+        Tensor b =
+            Tensor::randn(stored(s.shared_b ? std::vector<int64_t>{} : s.batch, s.K, s.N, tb), gen);
+        Tensor y = matmul(a, b, ta, tb);
+        INFO("a " << a.shape() << " b " << b.shape() << " " << flags_name(ta, tb));
+        CHECK(max_rel_error(y.to_vector(), reference_matmul(a, b, ta, tb)) < 1e-5);
+      }
+}
+
+TEST_CASE("linear: f32 forward and backward against f64") {
+  Generator gen(9);
+  Tensor x = Tensor::randn({3, 37, 53}, gen).requires_grad_();
+  Tensor w = Tensor::randn({71, 53}, gen).requires_grad_();
+  Tensor b = Tensor::randn({71}, gen).requires_grad_();
+  Tensor g = Tensor::randn({3, 37, 71}, gen);
+  Tensor x64 = x.detach().to(DType::f64).requires_grad_();
+  Tensor w64 = w.detach().to(DType::f64).requires_grad_();
+  Tensor b64 = b.detach().to(DType::f64).requires_grad_();
+  Tensor y = linear(x, w, b), y64 = linear(x64, w64, b64);
+  CHECK(max_rel_error(y.to_vector(), y64.to_vector()) < 1e-5);
+  y.backward(g);
+  y64.backward(g.to(DType::f64));
+  CHECK(max_rel_error(x.grad().to_vector(), x64.grad().to_vector()) < 1e-5);
+  CHECK(max_rel_error(w.grad().to_vector(), w64.grad().to_vector()) < 1e-5);
+  CHECK(max_rel_error(b.grad().to_vector(), b64.grad().to_vector()) < 1e-5);
+}
+
+TEST_CASE("matmul and linear: bad input") {
+  Tensor a = Tensor::zeros({2, 4}), b = Tensor::zeros({3, 5});
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      INFO(flags_name(ta, tb));
+      check_error(
+          [&] {
+            matmul(Tensor::zeros(stored({}, 2, 4, ta)), Tensor::zeros(stored({}, 3, 5, tb)), ta,
+                   tb);
+          },
+          {"matmul", "b has shape", "K = 4"});
+    }
+  check_error(
+      [] {
+        matmul(Tensor::zeros({2, 4}), Tensor::zeros({3, 5}));
+      },
+      {"matmul: b has shape [3,5], expected [K,N] with K = 4 matching a [2,4]"});
+  check_error(
+      [] {
+        matmul(Tensor::zeros({2, 3, 4}), Tensor::zeros({3, 4, 5}));
+      },
+      {"matmul", "b has shape [3,4,5]", "batch axes [2]"});
+  check_error(
+      [] {
+        matmul(Tensor::zeros({3, 4}), Tensor::zeros({2, 4, 5}));
+      },
+      {"matmul", "b has shape [2,4,5]", "batch axes []"});
+  check_error(
+      [] {
+        matmul(Tensor::zeros({3}), Tensor::zeros({3, 4}));
+      },
+      {"matmul", "a has shape [3]", "rank ≥ 2"});
+  check_error(
+      [] {
+        matmul(Tensor::zeros({3, 4}), Tensor::zeros({4}));
+      },
+      {"matmul", "b has shape [4]", "rank ≥ 2"});
+  check_error(
+      [] {
+        matmul(Tensor::zeros({3, 4}), Tensor::zeros({4, 5}, DType::f64));
+      },
+      {"matmul", "f32", "f64", "a", "b"});
+  check_error([] { matmul(Tensor(), Tensor::zeros({4, 5})); }, {"matmul", "a"});
+
+  check_error(
+      [] {
+        linear(Tensor::zeros({2, 4}), Tensor::zeros({3, 5}));
+      },
+      {"linear", "weight has shape [3,5]", "in = 4"});
+  check_error(
+      [] {
+        linear(Tensor::zeros({2, 4}), Tensor::zeros({3, 4, 1}));
+      },
+      {"linear", "weight", "rank 2"});
+  check_error(
+      [] {
+        linear(Tensor::zeros({2, 4}), Tensor::zeros({3, 4}), Tensor::zeros({4}));
+      },
+      {"linear", "bias has shape [4]", "[3]"});
+  check_error(
+      [] {
+        linear(Tensor::zeros({2, 4}), Tensor::zeros({3, 4}, DType::f64));
+      },
+      {"linear", "weight", "f32", "f64"});
+  check_error(
+      [] {
+        linear(Tensor::zeros({2, 4}), Tensor::zeros({3, 4}), Tensor::zeros({3}, DType::f64));
+      },
+      {"linear", "bias", "f32", "f64"});
+}
