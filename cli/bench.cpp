@@ -50,9 +50,9 @@ double forward_flops(const TransformerConfig& c, int64_t batch, int64_t length) 
   const double d = static_cast<double>(c.d_model), ff = static_cast<double>(c.resolved_ff_dim());
   const double h = static_cast<double>(c.heads), dh = static_cast<double>(c.resolved_head_dim());
   const double n = static_cast<double>(length);
-  double per_token_layer = 2 * d * 3 * h * dh   // q, k, v projections
-                           + 2 * h * dh * d     // output projection
-                           + 2 * 2 * d * ff;    // feed-forward
+  double per_token_layer = 2 * d * 3 * h * dh  // q, k, v projections
+                           + 2 * h * dh * d    // output projection
+                           + 2 * 2 * d * ff;   // feed-forward
   if (c.attention == "softmax")
     per_token_layer += h * (2 * dh + 2 * dh) * (n + 1) / 2;  // causal: half of QKᵀ and PV
   else
@@ -92,20 +92,23 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
 
   std::ostringstream os;
   char line[512];
-  std::snprintf(line, sizeof line, "gemm peak: f32 %lld^3 through polyak::matmul, %d threads: %.1f GFLOP/s (median of %lld)\n",
-                static_cast<long long>(options.gemm_size), num_threads(), result.gemm_gflops,
-                static_cast<long long>(options.gemm_reps));
+  std::snprintf(
+      line, sizeof line,
+      "gemm peak: f32 %lld^3 through polyak::matmul, %d threads: %.1f GFLOP/s (median of %lld)\n",
+      static_cast<long long>(options.gemm_size), num_threads(), result.gemm_gflops,
+      static_cast<long long>(options.gemm_reps));
   os << line;
-  std::snprintf(line, sizeof line,
-                "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch %lld x %lld): "
-                "median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f GFLOP/step, %.1f GFLOP/s = %.1f%% of GEMM peak\n",
-                o.model.c_str(), o.preset.c_str(), static_cast<long long>(config.layers),
-                static_cast<long long>(config.d_model), static_cast<long long>(config.heads),
-                static_cast<long long>(config.resolved_head_dim()),
-                static_cast<long long>(config.resolved_ff_dim()), static_cast<long long>(o.batch),
-                static_cast<long long>(o.length), result.ms_per_step,
-                static_cast<long long>(o.steps), result.tokens_per_s, result.step_gflop,
-                result.gflops, result.percent_of_peak);
+  std::snprintf(
+      line, sizeof line,
+      "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch %lld x %lld): "
+      "median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f GFLOP/step, %.1f GFLOP/s = %.1f%% "
+      "of GEMM peak\n",
+      o.model.c_str(), o.preset.c_str(), static_cast<long long>(config.layers),
+      static_cast<long long>(config.d_model), static_cast<long long>(config.heads),
+      static_cast<long long>(config.resolved_head_dim()),
+      static_cast<long long>(config.resolved_ff_dim()), static_cast<long long>(o.batch),
+      static_cast<long long>(o.length), result.ms_per_step, static_cast<long long>(o.steps),
+      result.tokens_per_s, result.step_gflop, result.gflops, result.percent_of_peak);
   os << line;
   if (report) *report = os.str();
 

@@ -78,8 +78,10 @@ std::string metrics_csv(const std::vector<StepRecord>& rows) {
   os << "step,loss,accuracy,lr,seconds,test_accuracy,test_reference_accuracy\n";
   for (const StepRecord& r : rows) {
     os << r.step << ',' << r.loss << ',' << r.accuracy << ',' << r.lr << ',' << r.seconds << ',';
-    if (r.test_accuracy >= 0) os << r.test_accuracy << ',' << r.test_reference_accuracy;
-    else os << ',';
+    if (r.test_accuracy >= 0)
+      os << r.test_accuracy << ',' << r.test_reference_accuracy;
+    else
+      os << ',';
     os << '\n';
   }
   return os.str();
@@ -108,14 +110,16 @@ double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step
   Tensor loss = cross_entropy(out, batch.targets, batch.mask);
   double value = loss.item();
   if (!std::isfinite(value))
-    fail("train: the loss is ", value, " at step ", step, "; the first non-finite values come from ",
-         first_non_finite(model, batch), ", expected finite values (lower --lr or check the data)");
+    fail("train: the loss is ", value, " at step ", step,
+         "; the first non-finite values come from ", first_non_finite(model, batch),
+         ", expected finite values (lower --lr or check the data)");
   loss.backward();
   if (logits) *logits = out.detach();
   return value;
 }
 
-TrainResult train_copy(const TrainOptions& o, const std::function<void(const StepRecord&)>& on_step) {
+TrainResult train_copy(const TrainOptions& o,
+                       const std::function<void(const StepRecord&)>& on_step) {
   set_num_threads(o.threads);
   CopyTask train_task({.length = o.length, .seed = o.seed});
   CopyTask test_task({.length = o.length, .seed = o.seed + 0x9E3779B97F4A7C15ull});

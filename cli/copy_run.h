@@ -16,7 +16,7 @@ struct StepRecord {
   double loss = 0;
   double accuracy = 0;  // word accuracy on the training batch
   double lr = 0;
-  double seconds = 0;  // wall clock since training started
+  double seconds = 0;         // wall clock since training started
   double test_accuracy = -1;  // on evaluation steps only
   double test_reference_accuracy = -1;
 };

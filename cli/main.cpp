@@ -23,12 +23,13 @@ std::string clock_text(double seconds) {
 
 int run_train(const polyak::cli::TrainOptions& o) {
   const bool tty = isatty(STDOUT_FILENO);
-  std::printf("polyak train: copy task, %s attention, %lld layers, d %lld, %lld heads, L %lld, "
-              "batch %lld, %lld steps, %d threads\n",
-              o.model.c_str(), static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
-              static_cast<long long>(o.heads), static_cast<long long>(o.length),
-              static_cast<long long>(o.batch), static_cast<long long>(o.steps),
-              o.threads > 0 ? o.threads : polyak::num_threads());
+  std::printf(
+      "polyak train: copy task, %s attention, %lld layers, d %lld, %lld heads, L %lld, "
+      "batch %lld, %lld steps, %d threads\n",
+      o.model.c_str(), static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
+      static_cast<long long>(o.heads), static_cast<long long>(o.length),
+      static_cast<long long>(o.batch), static_cast<long long>(o.steps),
+      o.threads > 0 ? o.threads : polyak::num_threads());
   std::fflush(stdout);
   double last_print = -1;
   auto on_step = [&](const StepRecord& r) {
@@ -48,11 +49,13 @@ int run_train(const polyak::cli::TrainOptions& o) {
     std::fflush(stdout);
   };
   polyak::cli::TrainResult result = polyak::cli::train_copy(o, on_step);
-  std::printf("test accuracy on the copied word: %.2f%% (reference-code definition, counting the "
-              "separator: %.2f%%) after %lld steps in %s\n",
-              100 * result.test_accuracy, 100 * result.test_reference_accuracy,
-              static_cast<long long>(o.steps), clock_text(result.seconds).c_str());
-  std::printf("metrics: %s\nconfig:  %s\n", result.metrics_path.c_str(), result.config_path.c_str());
+  std::printf(
+      "test accuracy on the copied word: %.2f%% (reference-code definition, counting the "
+      "separator: %.2f%%) after %lld steps in %s\n",
+      100 * result.test_accuracy, 100 * result.test_reference_accuracy,
+      static_cast<long long>(o.steps), clock_text(result.seconds).c_str());
+  std::printf("metrics: %s\nconfig:  %s\n", result.metrics_path.c_str(),
+              result.config_path.c_str());
   return 0;
 }
 

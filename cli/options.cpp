@@ -83,7 +83,8 @@ struct TrainFlags {
   std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> given;
 
   template <class T>
-  void add(CLI::App& app, const std::string& flag, T TrainOptions::*field, const std::string& help) {
+  void add(CLI::App& app, const std::string& flag, T TrainOptions::*field,
+           const std::string& help) {
     CLI::Option* opt = app.add_option(flag, raw.*field, help);
     given.emplace_back(opt, [this, field](TrainOptions& o) { o.*field = raw.*field; });
   }
@@ -100,7 +101,8 @@ struct TrainFlags {
     add(app, "--ff", &TrainOptions::ff, "feed-forward width");
     add(app, "--dropout", &TrainOptions::dropout, "dropout probability");
     add(app, "--lr", &TrainOptions::lr, "RAdam learning rate");
-    add(app, "--decay-step", &TrainOptions::decay_step, "multiply the lr by 0.1 from this step (0: never)");
+    add(app, "--decay-step", &TrainOptions::decay_step,
+        "multiply the lr by 0.1 from this step (0: never)");
     add(app, "--weight-decay", &TrainOptions::weight_decay, "decoupled weight decay");
     add(app, "--clip", &TrainOptions::clip, "per-parameter gradient-norm clip (0: off)");
     add(app, "--seed", &TrainOptions::seed, "seed of the model and the data");
@@ -148,7 +150,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "all subcommands' help");
 
-  CLI::App* train = app.add_subcommand("train", "train a copy-task model and report its test accuracy");
+  CLI::App* train =
+      app.add_subcommand("train", "train a copy-task model and report its test accuracy");
   TrainFlags train_flags;
   train_flags.add_all(*train);
 
@@ -159,7 +162,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
   bench_flags.add_all(*bench);
   BenchOptions bench_raw;
   bench->add_option("--warmup", bench_raw.warmup, "untimed steps first");
-  bench->add_option("--gemm-size", bench_raw.gemm_size, "size of the square GEMM timed for the peak");
+  bench->add_option("--gemm-size", bench_raw.gemm_size,
+                    "size of the square GEMM timed for the peak");
   bench->add_option("--gemm-reps", bench_raw.gemm_reps, "repetitions of the peak GEMM");
   bench->add_option("--json", bench_raw.json, "also write the figures as JSON here");
 
@@ -167,7 +171,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
   try {
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
-    throw HelpRequested{app.get_subcommands().empty() ? app.help() : app.get_subcommands()[0]->help()};
+    throw HelpRequested{app.get_subcommands().empty() ? app.help()
+                                                      : app.get_subcommands()[0]->help()};
   } catch (const CLI::CallForAllHelp&) {
     throw HelpRequested{app.help("", CLI::AppFormatMode::All)};
   } catch (const CLI::ParseError& e) {

@@ -179,6 +179,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
             grad = replaced;
           }
         }
+        if (node->retain_grad_hook) node->retain_grad_hook(grad);
         input_grads = node->apply(grad);
       }
       for (size_t i = 0; i < node->next.size(); ++i) {

@@ -37,6 +37,7 @@ class Node : public std::enable_shared_from_this<Node> {
 
   std::vector<std::shared_ptr<Node>> next;  // producers of the inputs (null: no grad)
   std::vector<GradHook> pre_hooks;          // run on the summed output gradient
+  GradHook retain_grad_hook;                // retain_grad(): sees the gradient after hooks
   uint64_t sequence_nr;                     // creation order: later nodes run first
 
  private:
@@ -108,6 +109,7 @@ struct GradcheckResult {
   std::string message;  // the worst element when not ok
 };
 
+// Inputs' existing gradients are dropped (gradcheck runs its own backward).
 // Compares the analytic gradient of sum(fn(inputs) ⊙ c), for a random normal cotangent c,
 // with central differences over every element of every input that requires grad.
 // Inputs must be f64 on the CPU. Throws polyak::Error when fn's output has no gradient

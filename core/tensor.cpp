@@ -330,6 +330,7 @@ bool Tensor::requires_grad() const {
 }
 
 Tensor& Tensor::requires_grad_(bool value) {
+  check_defined("requires_grad_", "self", *this);
   POLYAK_CHECK(is_leaf(), "requires_grad_: the tensor is the output of ", grad_fn()->name(),
                ", expected a leaf (use detach() to make one)");
   impl_->meta().requires_grad = value;
@@ -345,9 +346,13 @@ Tensor Tensor::grad() const {
 }
 
 void Tensor::set_grad(const Tensor& grad) const {
-  if (grad.defined())
+  check_defined("set_grad", "self", *this);
+  if (grad.defined()) {
     POLYAK_CHECK(grad.shape() == shape(), "set_grad: grad has shape ", grad.shape(),
                  ", expected the tensor's shape ", shape());
+    check_same_dtype("set_grad", "self", *this, "grad", grad);
+    check_same_device("set_grad", "self", *this, "grad", grad);
+  }
   impl_->meta().grad = grad;
 }
 
@@ -379,13 +384,13 @@ void Tensor::retain_grad() const {
   if (m.retains_grad) return;
   m.retains_grad = true;
   std::weak_ptr<TensorImpl> weak = impl_;
-  grad_fn()->pre_hooks.push_back([weak](const Tensor& g) -> Tensor {
+  grad_fn()->retain_grad_hook = [weak](const Tensor& g) -> Tensor {
     if (auto impl = weak.lock()) {
       AutogradMeta& meta = impl->meta();
       meta.grad = meta.grad.defined() ? sum_gradients(meta.grad, g) : g.detach().clone();
     }
     return Tensor();
-  });
+  };
 }
 
 void Tensor::register_hook(GradHook hook) const {
@@ -399,6 +404,7 @@ void Tensor::register_hook(GradHook hook) const {
 }
 
 Tensor Tensor::detach() const {
+  check_defined("detach", "self", *this);
   Tensor out = make_view(*this, shape(), impl_->offset);
   return out;
 }
@@ -418,6 +424,7 @@ const std::string& Tensor::name() const {
 }
 
 Tensor& Tensor::set_name(std::string n) {
+  check_defined("set_name", "self", *this);
   impl_->meta().name = std::move(n);
   return *this;
 }

@@ -286,3 +286,13 @@ TEST_CASE("autograd: write_dot writes the graph atomically") {
   check_error([&] { write_dot(L, "/nonexistent-dir/graph.dot"); },
               {"write_dot", "/nonexistent-dir/graph.dot"});
 }
+
+TEST_CASE("autograd: retain_grad keeps the gradient after the tensor's hooks") {
+  Tensor x = Tensor::from({1.0, 2.0}, DType::f64).requires_grad_();
+  Tensor y = x * 3.0;
+  y.retain_grad();
+  y.register_hook([](const Tensor& g) { return g * 10.0; });  // registered after retain_grad
+  sum(y).backward();
+  CHECK(y.grad().to_vector() == std::vector<double>{10.0, 10.0});
+  CHECK(x.grad().to_vector() == std::vector<double>{30.0, 30.0});
+}

@@ -158,10 +158,7 @@ TEST_CASE("Tensor: printing") {
   CHECK(undefined.str().find("undefined") != std::string::npos);
 }
 
-// Skipped until core validates these: today the first three dereference a null handle and
-// set_grad accepts a gradient of another dtype (the error surfaces later, in backward).
-TEST_CASE("Tensor: an undefined tensor or a gradient of the wrong dtype is an Error" *
-          doctest::skip()) {
+TEST_CASE("Tensor: an undefined tensor or a gradient of the wrong dtype is an Error") {
   Tensor undefined;
   check_error([&] { undefined.detach(); }, {"detach", "undefined"});
   check_error([&] { undefined.requires_grad_(); }, {"requires_grad_", "undefined"});
