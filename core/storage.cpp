@@ -71,7 +71,14 @@ class CachingAllocator {
       bucket.pop_back();
       stats_.cached_bytes -= *capacity;
     } else {
-      p = device_backend(type_, "allocate").allocate(*capacity, index);
+      const DeviceBackend& backend = device_backend(type_, "allocate");
+      try {
+        p = backend.allocate(*capacity, index);
+      } catch (const Error&) {
+        // Out of memory with blocks parked in the cache: return them and try once more.
+        release_cached_locked(index);
+        p = backend.allocate(*capacity, index);
+      }
       ++stats_.system_allocations;
     }
     stats_.allocated_bytes += *capacity;
@@ -106,6 +113,17 @@ class CachingAllocator {
   }
 
  private:
+  // Returns the cached blocks of device `index` (all devices when -1) to the system.
+  void release_cached_locked(int index) {
+    for (auto& [key, blocks] : free_) {
+      if (index >= 0 && key.first != index) continue;
+      for (void* p : blocks)
+        device_backend(type_, "empty_cache").deallocate(p, key.second, key.first);
+      stats_.cached_bytes -= key.second * blocks.size();
+      blocks.clear();
+    }
+  }
+
   DeviceType type_;
   std::mutex mutex_;
   std::map<std::pair<int, size_t>, std::vector<void*>> free_;

@@ -1,0 +1,128 @@
+// The polyak program's option parsing (every rejected input names the flag, the value and
+// what was expected) and a short end-to-end copy-task training run.
+#include <filesystem>
+#include <fstream>
+
+#include "cli/bench.h"
+#include "cli/copy_run.h"
+#include "cli/options.h"
+#include "testing.h"
+
+using namespace polyak;
+using polyak::testing::check_error;
+
+namespace {
+cli::Command parse(std::vector<std::string> args) {
+  return cli::parse_command_line(args);
+}
+}  // namespace
+
+TEST_CASE("cli: train defaults and the paper preset") {
+  cli::Command d = parse({"train"});
+  CHECK(d.name == "train");
+  CHECK(d.train.preset == "default");
+  CHECK(d.train.steps >= 1);
+  CHECK(d.train.out == "runs/copy-" + d.train.model);
+
+  cli::Command p = parse({"train", "--preset", "paper"});
+  CHECK(p.train.model == "linear");
+  CHECK(p.train.layers == 4);
+  CHECK(p.train.heads == 8);
+  CHECK(p.train.d_model == 256);
+  CHECK(p.train.ff == 1024);
+  CHECK(p.train.batch == 64);
+  CHECK(p.train.length == 128);
+  CHECK(p.train.lr == doctest::Approx(1e-3));
+  CHECK(p.train.decay_step == 3000);
+  TransformerConfig c = p.train.model_config(11);
+  CHECK(c.resolved_head_dim() == 32);
+
+  // Flags given explicitly override the preset, the rest keep it.
+  cli::Command o = parse({"train", "--preset", "paper", "--model", "softmax", "--steps", "7",
+                          "--layers", "2", "--out", "somewhere"});
+  CHECK(o.train.model == "softmax");
+  CHECK(o.train.steps == 7);
+  CHECK(o.train.layers == 2);
+  CHECK(o.train.d_model == 256);
+  CHECK(o.train.out == "somewhere");
+}
+
+TEST_CASE("cli: bench defaults to the paper preset and a few steps") {
+  cli::Command b = parse({"bench"});
+  CHECK(b.name == "bench");
+  CHECK(b.bench.train.preset == "paper");
+  CHECK(b.bench.train.steps == 10);
+  cli::Command s = parse({"bench", "--steps", "3", "--model", "softmax", "--json", "x.json"});
+  CHECK(s.bench.train.steps == 3);
+  CHECK(s.bench.train.model == "softmax");
+  CHECK(s.bench.json == "x.json");
+}
+
+TEST_CASE("cli: bad input is a polyak::Error naming the flag and the value") {
+  check_error([] { parse({}); }, {"polyak"});
+  check_error([] { parse({"fly"}); }, {"fly"});
+  check_error([] { parse({"train", "--bogus"}); }, {"--bogus"});
+  check_error([] { parse({"train", "--steps", "0"}); }, {"--steps", "0", "≥ 1"});
+  check_error([] { parse({"train", "--steps", "abc"}); }, {"--steps", "abc"});
+  check_error([] { parse({"train", "--batch", "-3"}); }, {"--batch", "-3", "≥ 1"});
+  check_error([] { parse({"train", "--layers", "-1"}); }, {"--layers", "-1"});
+  check_error([] { parse({"train", "--heads", "0"}); }, {"--heads", "0"});
+  check_error([] { parse({"train", "--d-model", "-64"}); }, {"--d-model", "-64"});
+  check_error([] { parse({"train", "--threads", "-2"}); }, {"--threads", "-2"});
+  check_error([] { parse({"train", "--model", "quantum"}); }, {"--model", "quantum", "softmax"});
+  check_error([] { parse({"train", "--preset", "huge"}); }, {"--preset", "huge", "paper"});
+  check_error([] { parse({"train", "--lr", "-0.1"}); }, {"--lr", "-0.1"});
+  check_error([] { parse({"train", "--dropout", "1.5"}); }, {"--dropout", "1.5"});
+  check_error(
+      [] {
+        parse({"train", "--d-model", "30", "--heads", "4"});
+      },
+      {"--d-model", "--heads"});
+  check_error([] { parse({"train", "--length", "4"}); }, {"--length", "4"});
+  check_error([] { parse({"bench", "--gemm-size", "0"}); }, {"--gemm-size", "0"});
+  check_error([] { parse({"bench", "--warmup", "-1"}); }, {"--warmup", "-1"});
+}
+
+TEST_CASE("cli: --help is not an error") {
+  bool helped = false;
+  try {
+    parse({"train", "--help"});
+  } catch (const cli::HelpRequested& h) {
+    helped = h.text.find("--steps") != std::string::npos;
+  }
+  CHECK(helped);
+}
+
+TEST_CASE("cli: the FLOP count of a step follows the model's shapes") {
+  TransformerConfig c;
+  c.layers = 1;
+  c.d_model = 4;
+  c.heads = 1;
+  c.ff_dim = 8;
+  c.vocab = 3;
+  c.attention = "linear";
+  // per token: qkv 2·4·12 + out 2·4·4 + ff 2·2·4·8 + attention 2·16+2·16+16 + head 2·4·3
+  double per_token = 96 + 32 + 128 + (32 + 32 + 16) + 24;
+  CHECK(cli::forward_flops(c, 2, 5) == doctest::Approx(10 * per_token));
+}
+
+// The convergence check of the whole stack: a tiny copy task learns to > 90% word accuracy.
+TEST_CASE("cli: a small softmax transformer learns the copy task") {
+  std::filesystem::path out = std::filesystem::temp_directory_path() / "polyak-test-copy";
+  std::filesystem::remove_all(out);
+  cli::TrainOptions o = parse({"train", "--length",  "16", "--steps", "400",        "--batch",
+                               "32",    "--layers",  "2",  "--heads", "2",          "--d-model",
+                               "32",    "--ff",      "64", "--lr",    "3e-3",       "--eval-every",
+                               "400",   "--threads", "1",  "--out",   out.string(), "--quiet"})
+                            .train;
+  cli::TrainResult r = cli::train_copy(o, nullptr);
+  INFO("test accuracy " << r.test_accuracy);
+  CHECK(r.test_accuracy > 0.9);
+  CHECK(r.test_reference_accuracy < r.test_accuracy);  // the separator cannot be predicted
+  std::ifstream metrics(r.metrics_path);
+  std::string header;
+  std::getline(metrics, header);
+  CHECK(header.rfind("step,loss,accuracy", 0) == 0);
+  CHECK(std::filesystem::exists(r.config_path));
+  std::filesystem::remove_all(out);
+}
