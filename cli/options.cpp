@@ -167,6 +167,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
   bench->add_option("--gemm-reps", bench_raw.gemm_reps, "repetitions of the peak GEMM");
   bench->add_option("--json", bench_raw.json, "also write the figures as JSON here");
 
+  if (!args.empty() && !args[0].empty() && args[0][0] != '-')
+    POLYAK_CHECK(args[0] == "train" || args[0] == "bench", "polyak: unknown command '", args[0],
+                 "', expected one of: train, bench");
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);

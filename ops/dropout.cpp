@@ -2,33 +2,20 @@
 //
 //   dx = dy ⊙ m / (1 − p)                     [same shape as x]
 //
-// The mask comes from the counter-based generator: element i keeps when the uniform drawn
-// from word i mod 4 of block (first + i / 4) exceeds p. Blocks are independent, so the mask
-// is generated in parallel, and the backward regenerates it from (seed, first) instead of
-// keeping an x-sized mask.
+// The mask comes from the counter-based generator: element i keeps when word i mod 4 of
+// block (first + i / 4) is at least ⌊p·2³²⌋ (the uniform draw exceeds p). Blocks are
+// independent, so the mask is drawn in parallel and the same (seed, offset) always gives
+// the same mask. The node keeps the mask as one byte per element (a quarter of an f32
+// activation), so the backward is a multiply rather than a second pass of Philox.
+#include <cmath>
+#include <memory>
+#include <vector>
+
 #include "core/autograd.h"
 #include "core/threads.h"
 #include "ops/nn_ops.h"
 
 namespace polyak {
-namespace {
-
-// dst = src ⊙ mask · scale, with the mask of blocks [first, first + ⌈n/4⌉) of `seed`.
-template <class T>
-void apply_mask(const T* src, T* dst, int64_t n, uint64_t seed, uint64_t first, double p, T scale) {
-  const Generator gen(seed);
-  const int64_t blocks = (n + 3) / 4;
-  parallel_for(blocks, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const std::array<uint32_t, 4> w = gen.block(first + static_cast<uint64_t>(b));
-      const int64_t i0 = 4 * b;
-      for (int64_t j = 0; j < 4 && i0 + j < n; ++j)
-        dst[i0 + j] = uint_to_unit(w[static_cast<size_t>(j)]) > p ? src[i0 + j] * scale : T(0);
-    }
-  });
-}
-
-}  // namespace
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   check_defined("dropout", "x", x);
@@ -36,18 +23,40 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   if (!training || p == 0) return x;
   check_cpu("dropout", "x", x);
 
-  const int64_t n = x.numel();
-  const uint64_t seed = gen.seed();
-  const uint64_t first = gen.advance(static_cast<uint64_t>((n + 3) / 4));
+  const int64_t n = x.numel(), blocks = (n + 3) / 4;
+  const uint64_t first = gen.advance(static_cast<uint64_t>(blocks));
+  // uint_to_unit(w) = (w + 1)/2³² > p  ⇔  w ≥ ⌊p·2³²⌋ for integer w.
+  const uint64_t threshold = static_cast<uint64_t>(std::floor(std::ldexp(p, 32)));
+  const double scale = 1 / (1 - p);
+  auto mask = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n));
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
-    apply_mask<T>(x.data<T>(), out.data<T>(), n, seed, first, p, static_cast<T>(1 / (1 - p)));
+    const T* src = x.data<T>();
+    T* dst = out.data<T>();
+    uint8_t* m = mask->data();
+    const T s = static_cast<T>(scale);
+    parallel_for(blocks, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const std::array<uint32_t, 4> w = gen.block(first + static_cast<uint64_t>(b));
+        for (int64_t j = 0, i = 4 * b; j < 4 && i < n; ++j, ++i) {
+          const bool keep = w[static_cast<size_t>(j)] >= threshold;
+          m[i] = keep;
+          dst[i] = keep ? src[i] * s : T(0);
+        }
+      }
+    });
   });
 
-  record(out, "DropoutBackward", {x}, [n, seed, first, p](const Tensor& g) -> std::vector<Tensor> {
+  record(out, "DropoutBackward", {x}, [mask, scale](const Tensor& g) -> std::vector<Tensor> {
     Tensor dx = Tensor::empty(g.shape(), g.dtype());
     dispatch(g.dtype(), [&]<class T>() {
-      apply_mask<T>(g.data<T>(), dx.data<T>(), n, seed, first, p, static_cast<T>(1 / (1 - p)));
+      const T* dy = g.data<T>();
+      T* d = dx.data<T>();
+      const uint8_t* m = mask->data();
+      const T s = static_cast<T>(scale);
+      parallel_for(g.numel(), 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) d[i] = dy[i] * (s * static_cast<T>(m[i]));
+      });
     });
     return {dx};
   });

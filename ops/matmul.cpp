@@ -12,9 +12,10 @@
 //   dW = dYᵀ · X              [out, in]
 //   db = Σ_r dY[r, :]         [out]
 //
-// Every product is one Eigen GEMM on row-major maps (transposes are free: they only change
-// the storage order Eigen sees). Eigen threads a single large GEMM with OpenMP; many small
-// matrices (attention heads) run one single-threaded GEMM per batch entry, in parallel.
+// Every product is an Eigen GEMM on row-major maps (transposes are free: they only change
+// the storage order Eigen sees). A large product is cut into one panel per thread; many
+// small matrices (attention heads) run one single-threaded GEMM per batch entry, in
+// parallel. Gradients are written straight into fresh buffers, never summed afterwards.
 #include "ops/matmul.h"
 
 #include <Eigen/Core>
@@ -30,38 +31,68 @@ namespace {
 
 template <class T>
 using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// Keeps Eigen's GEMM threads equal to polyak's setting (called outside parallel regions).
-void sync_eigen_threads() {
-  int n = num_threads();
-  if (Eigen::nbThreads() != n) Eigen::setNbThreads(n);
-}
-
-// c [m,n] = op(a) · op(b), or c += op(a) · op(b) when `accumulate`.
-// a is stored [m,k] ([k,m] when ta), b [k,n] ([n,k] when tb).
 template <class T>
-void gemm_cpu(const T* a, const T* b, T* c, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
-              bool accumulate) {
-  using Map = Eigen::Map<RowMajor<T>>;
-  using ConstMap = Eigen::Map<const RowMajor<T>>;
+using Strided = Eigen::Map<RowMajor<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using ConstStrided = Eigen::Map<const RowMajor<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+// One operand of a product: stored row-major with leading dimension `ld`, transposed by
+// the product when `t`.
+template <class T>
+struct Operand {
+  const T* p;
+  int64_t ld;
+  bool t;
+};
+
+// c [m,n] (leading dimension ldc) = op(a) · op(b) (+ c when `accumulate`), one
+// single-threaded Eigen GEMM when called inside a parallel region. With `bias`, c's rows
+// start as bias[0..n) and the product is added to them in the same pass.
+template <class T>
+void gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k,
+                bool accumulate, const T* bias = nullptr) {
   if (m == 0 || n == 0) return;
-  Map C(c, m, n);
+  Strided<T> C(c, m, n, Eigen::OuterStride<>(ldc));
+  if (bias) {
+    for (int64_t r = 0; r < m; ++r) std::copy(bias, bias + n, c + r * ldc);
+    accumulate = true;
+  }
   if (k == 0) {
     if (!accumulate) C.setZero();
     return;
   }
-  ConstMap A(a, ta ? k : m, ta ? m : k);
-  ConstMap B(b, tb ? n : k, tb ? k : n);
+  ConstStrided<T> A(a.p, a.t ? k : m, a.t ? m : k, Eigen::OuterStride<>(a.ld));
+  ConstStrided<T> B(b.p, b.t ? n : k, b.t ? k : n, Eigen::OuterStride<>(b.ld));
   auto run = [&](const auto& opa, const auto& opb) {
     if (accumulate)
       C.noalias() += opa * opb;
     else
       C.noalias() = opa * opb;
   };
-  if (!ta && !tb) run(A, B);
-  if (!ta && tb) run(A, B.transpose());
-  if (ta && !tb) run(A.transpose(), B);
-  if (ta && tb) run(A.transpose(), B.transpose());
+  if (!a.t && !b.t) run(A, B);
+  if (!a.t && b.t) run(A, B.transpose());
+  if (a.t && !b.t) run(A.transpose(), B);
+  if (a.t && b.t) run(A.transpose(), B.transpose());
+}
+
+// The same product on all threads: C is cut into one panel of rows (or of columns, when
+// it is wider than tall) per thread, and each panel is an independent GEMM. Unlike a
+// GEMM whose threads share packed blocks and wait for each other, a panel never waits,
+// so a busy core slows only its own panel.
+template <class T>
+void gemm_parallel(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64_t k,
+                   bool accumulate, const T* bias = nullptr) {
+  if (m >= n) {
+    parallel_for(m, n * k, [&](int64_t r0, int64_t r1) {
+      Operand<T> rows{a.t ? a.p + r0 : a.p + r0 * a.ld, a.ld, a.t};
+      gemm_block(rows, b, c + r0 * n, n, r1 - r0, n, k, accumulate, bias);
+    });
+  } else {
+    parallel_for(n, m * k, [&](int64_t c0, int64_t c1) {
+      Operand<T> cols{b.t ? b.p + c0 * b.ld : b.p + c0, b.ld, b.t};
+      gemm_block(a, cols, c + c0, n, m, c1 - c0, k, accumulate, bias ? bias + c0 : nullptr);
+    });
+  }
 }
 
 // One GEMM per batch entry i: out[i] = op(a[i]) · op(b[i]). Strides are in elements; a
@@ -75,33 +106,47 @@ struct GemmShape {
 
 template <class T>
 void gemm_batched_cpu(const T* a, const T* b, T* out, const GemmShape& s) {
-  if (s.batch == 0) {
-    if (s.out_stride == 0) std::fill(out, out + s.m * s.n, T(0));  // an empty sum
+  const int64_t lda = s.ta ? s.m : s.k, ldb = s.tb ? s.k : s.n;
+  auto op_a = [&](int64_t i) { return Operand<T>{a + i * s.a_stride, lda, s.ta}; };
+  auto op_b = [&](int64_t i) { return Operand<T>{b + i * s.b_stride, ldb, s.tb}; };
+  const int64_t size = s.m * s.n, cost = std::max<int64_t>(1, s.m * s.n * s.k);
+  const int64_t threads = num_threads();
+  // A few large products are each split across the threads; many (or small) products run
+  // one single-threaded GEMM per batch entry, in parallel.
+  const bool over_batch = s.batch >= 4 * threads || cost < (int64_t{1} << 22);
+
+  if (s.out_stride == 0 && s.batch != 1) {  // a sum over the batch
+    const int64_t chunks = over_batch ? std::min<int64_t>(s.batch, threads) : 1;
+    if (chunks <= 1) {
+      if (s.batch == 0) std::fill(out, out + size, T(0));  // an empty sum
+      for (int64_t i = 0; i < s.batch; ++i)
+        gemm_parallel(op_a(i), op_b(i), out, s.m, s.n, s.k, /*accumulate=*/i > 0);
+      return;
+    }
+    // Each chunk of the batch sums into its own buffer (chunk 0 into out); then they add.
+    std::vector<T> partial(static_cast<size_t>((chunks - 1) * size));
+    parallel_for(chunks, cost * s.batch / chunks, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        T* dst = c == 0 ? out : partial.data() + (c - 1) * size;
+        const int64_t first = s.batch * c / chunks, last = s.batch * (c + 1) / chunks;
+        for (int64_t i = first; i < last; ++i)
+          gemm_block(op_a(i), op_b(i), dst, s.n, s.m, s.n, s.k, /*accumulate=*/i > first);
+      }
+    });
+    for (int64_t c = 1; c < chunks; ++c) {
+      const T* src = partial.data() + (c - 1) * size;
+      for (int64_t j = 0; j < size; ++j) out[j] += src[j];
+    }
     return;
   }
-  if (s.batch == 1 || s.out_stride == 0) {
-    // One product at a time, each threaded by Eigen.
-    sync_eigen_threads();
+  if (!over_batch || s.batch == 1) {
     for (int64_t i = 0; i < s.batch; ++i)
-      gemm_cpu(a + i * s.a_stride, b + i * s.b_stride, out + i * s.out_stride, s.m, s.n, s.k, s.ta,
-               s.tb, /*accumulate=*/i > 0);
-    return;
-  }
-  const int64_t cost = std::max<int64_t>(1, s.m * s.n * s.k);
-  // A few large products use Eigen's threads inside each; many (or small) products
-  // parallelise over the batch with single-threaded GEMMs.
-  const bool over_batch = s.batch >= 4 * num_threads() || cost < (int64_t{1} << 22);
-  if (!over_batch) {
-    sync_eigen_threads();
-    for (int64_t i = 0; i < s.batch; ++i)
-      gemm_cpu(a + i * s.a_stride, b + i * s.b_stride, out + i * s.out_stride, s.m, s.n, s.k, s.ta,
-               s.tb, false);
+      gemm_parallel(op_a(i), op_b(i), out + i * s.out_stride, s.m, s.n, s.k, false);
     return;
   }
   parallel_for(s.batch, cost, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
-      gemm_cpu(a + i * s.a_stride, b + i * s.b_stride, out + i * s.out_stride, s.m, s.n, s.k, s.ta,
-               s.tb, false);
+      gemm_block(op_a(i), op_b(i), out + i * s.out_stride, s.n, s.m, s.n, s.k, false);
   });
 }
 
@@ -237,14 +282,6 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
 
 namespace {
 
-// out[r, :] = bias for every row (the GEMM then accumulates X · Wᵀ onto it).
-template <class T>
-void fill_rows(T* out, const T* bias, int64_t rows, int64_t cols) {
-  parallel_for(rows, cols, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) std::copy(bias, bias + cols, out + r * cols);
-  });
-}
-
 // out[j] = Σ_r x[r, j], split over columns so that each thread owns its sums.
 template <class T>
 void column_sums(const T* x, T* out, int64_t rows, int64_t cols) {
@@ -290,11 +327,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 #endif
   } else {
     dispatch(x.dtype(), [&]<class T>() {
-      T* y = out.data<T>();
-      if (bias.defined()) fill_rows(y, bias.data<T>(), rows, out_features);
-      sync_eigen_threads();
-      gemm_cpu(x.data<T>(), weight.data<T>(), y, rows, out_features, in, false, true,
-               /*accumulate=*/bias.defined());
+      gemm_parallel<T>({x.data<T>(), in, false}, {weight.data<T>(), in, true}, out.data<T>(), rows,
+                       out_features, in, false, bias.defined() ? bias.data<T>() : nullptr);
     });
   }
 

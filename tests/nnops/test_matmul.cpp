@@ -139,11 +139,10 @@ TEST_CASE("matmul: f32 against an f64 reference on odd sizes") {
     int64_t M, K, N;
   };
   // Odd sizes, one large enough for threaded GEMM, and many small matrices (batch-parallel).
-  const std::vector<Size> sizes = {{{}, true, 67, 131, 45},
-                                   {{}, true, 203, 317, 151},
-                                   {{3}, false, 37, 29, 41},
-                                   {{24}, false, 33, 17, 29},
-                                   {{5}, true, 19, 23, 13}};
+  const std::vector<Size> sizes = {{{}, true, 67, 131, 45},    {{}, true, 203, 317, 151},
+                                   {{3}, false, 37, 29, 41},   {{24}, false, 33, 17, 29},
+                                   {{5}, true, 19, 23, 13},    {{}, true, 45, 131, 267},
+                                   {{2}, false, 150, 200, 160}};
   for (const Size& s : sizes)
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
@@ -154,6 +153,33 @@ TEST_CASE("matmul: f32 against an f64 reference on odd sizes") {
         INFO("a " << a.shape() << " b " << b.shape() << " " << flags_name(ta, tb));
         CHECK(max_rel_error(y.to_vector(), reference_matmul(a, b, ta, tb)) < 1e-5);
       }
+}
+
+TEST_CASE("matmul: f32 gradients of large operands against an f64 reference") {
+  // Large enough that each product is split across threads, and a shared b whose gradient
+  // sums over the batch.
+  Generator gen(11);
+  const int64_t batch = 3, M = 180, K = 170, N = 160;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      INFO(flags_name(ta, tb));
+      Tensor a = Tensor::randn(stored({batch}, M, K, ta), gen).requires_grad_();
+      Tensor b = Tensor::randn(stored({}, K, N, tb), gen).requires_grad_();
+      Tensor g = Tensor::randn({batch, M, N}, gen);
+      matmul(a, b, ta, tb).backward(g);
+      // dA[i] = g[i] · op(B)ᵀ (stored transposed when ta); dB = Σ_i op(A[i])ᵀ · g[i].
+      std::vector<double> da, db(static_cast<size_t>(K * N), 0.0);
+      for (int64_t i = 0; i < batch; ++i) {
+        std::vector<double> dai =
+            ta ? reference_matmul(b, g[i], tb, true) : reference_matmul(g[i], b, false, !tb);
+        da.insert(da.end(), dai.begin(), dai.end());
+        std::vector<double> dbi =
+            tb ? reference_matmul(g[i], a[i], true, ta) : reference_matmul(a[i], g[i], !ta, false);
+        for (size_t j = 0; j < db.size(); ++j) db[j] += dbi[j];
+      }
+      CHECK(max_rel_error(a.grad().to_vector(), da) < 1e-5);
+      CHECK(max_rel_error(b.grad().to_vector(), db) < 1e-5);
+    }
 }
 
 TEST_CASE("linear: f32 forward and backward against f64") {

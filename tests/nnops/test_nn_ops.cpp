@@ -162,6 +162,16 @@ TEST_CASE("dropout: keeps the expected fraction, scales, and is reproducible") {
   CHECK(scaled);
   CHECK(std::abs(static_cast<double>(zeros) / n - p) < 0.01);
 
+  // Element i keeps when the uniform from word i % 4 of block i / 4 exceeds p.
+  const Generator stream(3);
+  bool rule = true;
+  for (int64_t i = 0; i < n; ++i) {
+    const double u =
+        uint_to_unit(stream.block(static_cast<uint64_t>(i / 4))[static_cast<size_t>(i % 4)]);
+    rule = rule && ((u > p) == (v[static_cast<size_t>(i)] != 0));
+  }
+  CHECK(rule);
+
   // Same seed, same mask; the advanced generator draws a different one.
   Generator again(3);
   CHECK(dropout(x, p, true, again).to_vector() == v);
