@@ -65,7 +65,7 @@ __device__ inline float apply_unary(UnaryOp op, float x, bool grad) {
       const float pdf = 0.39894228040143268f * expf(-0.5f * x * x);  // φ(x)
       return grad ? cdf + x * pdf : x * cdf;                         // f = xΦ, f' = Φ + xφ
     }
-    default: {  // silu
+    default: {  // UnaryOp::silu
       const float s = 1.0f / (1.0f + expf(-x));
       return grad ? s * (1.0f + x * (1.0f - s)) : x * s;  // f = xσ, f' = σ(1 + x(1 − σ))
     }
@@ -160,7 +160,7 @@ void check_launch() {
   POLYAK_CUDA_CHECK(cudaGetLastError());
 }
 
-// out [cols] = column sums of x [rows, cols] (both on device `index`).
+// out [cols] = column sums of x [rows, cols], both on the device of `like`.
 void launch_sum_rows(const float* x, int64_t rows, int64_t cols, float* out, const Tensor& like) {
   const int64_t col_blocks = (cols + 31) / 32;
   // Enough row chunks to fill the device, each at least 128 rows.

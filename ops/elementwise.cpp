@@ -192,7 +192,8 @@ Tensor binary_forward(const char* fn, BinOp op, const Tensor& a, const Tensor& b
     check_cuda_f32(fn, "a", a);
     const bool commutes = op == BinOp::add || op == BinOp::mul;
     const bool b_repeats = a.shape() == shape && repeats_along_leading(shape, b.shape());
-    const bool a_repeats = commutes && b.shape() == shape && repeats_along_leading(shape, a.shape());
+    const bool a_repeats =
+        commutes && b.shape() == shape && repeats_along_leading(shape, a.shape());
     POLYAK_CHECK(b_repeats || a_repeats, fn, ": a ", a.shape(), " and b ", b.shape(), " are on ",
                  a.device(),
                  ", expected b to repeat along a's leading axes (same shape, a bias row or a "
@@ -236,14 +237,15 @@ Tensor scalar_forward(const char* fn, const char* arg, const Tensor& x, BinOp op
   dispatch(x.dtype(), [&]<class T>() {
     const T* px = x.data<T>();
     T* po = out.data<T>();
-    parallel_for(n, 1, [&](int64_t begin, int64_t end) {
-      cpu_body(px + begin, po + begin, end - begin);
-    });
+    parallel_for(
+        n, 1, [&](int64_t begin, int64_t end) { cpu_body(px + begin, po + begin, end - begin); });
   });
   return out;
 }
 
-bool needs_grad(const Tensor& t) { return GradMode::enabled() && t.requires_grad(); }
+bool needs_grad(const Tensor& t) {
+  return GradMode::enabled() && t.requires_grad();
+}
 
 }  // namespace
 
@@ -295,11 +297,12 @@ Tensor mul(const Tensor& a, const Tensor& b) {
     // da needs b, db needs a: keep only what a requested gradient uses.
     Tensor keep_b = a.requires_grad() ? b : Tensor();
     Tensor keep_a = b.requires_grad() ? a : Tensor();
-    record(out, "MulBackward", {a, b},
-           [keep_a, keep_b, sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
-             return {keep_b.defined() ? sum_to(mul(g, keep_b), sa) : Tensor(),
-                     keep_a.defined() ? sum_to(mul(g, keep_a), sb) : Tensor()};
-           });
+    record(
+        out, "MulBackward", {a, b},
+        [keep_a, keep_b, sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
+          return {keep_b.defined() ? sum_to(mul(g, keep_b), sa) : Tensor(),
+                  keep_a.defined() ? sum_to(mul(g, keep_a), sb) : Tensor()};
+        });
   }
   return out;
 }
@@ -389,8 +392,9 @@ T sum_contiguous(const T* x, int64_t n) {
   return s;
 }
 
-// out[c] = Σ_r x[r, c]: the bias-gradient case. Threads sum disjoint row blocks into
-// their own partial rows, which are then added.
+// out[c] = Σ_r x[r, c]: the bias-gradient case. Large inputs are cut into a fixed number of
+// row blocks (whatever the thread count, so results do not depend on it); threads sum
+// blocks into their own partial rows, which are then added in order.
 template <class T>
 void sum_rows_cpu(const T* x, int64_t rows, int64_t cols, T* out) {
   auto block = [&](int64_t r0, int64_t r1, T* dst) {
@@ -400,7 +404,8 @@ void sum_rows_cpu(const T* x, int64_t rows, int64_t cols, T* out) {
       for (int64_t c = 0; c < cols; ++c) dst[c] += row[c];
     }
   };
-  const int64_t chunks = std::min<int64_t>(num_threads(), rows);
+  constexpr int64_t kBlocks = 8;
+  const int64_t chunks = std::min<int64_t>(kBlocks, rows);
   if (chunks <= 1 || rows * cols < 65536) {
     block(0, rows, out);
     return;

@@ -11,9 +11,12 @@
 //
 // Full sums accumulate in double in fixed blocks, so the result does not depend on the
 // number of threads.
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "core/autograd.h"
@@ -29,7 +32,9 @@
 namespace polyak {
 namespace {
 
-bool needs_grad(const Tensor& t) { return GradMode::enabled() && t.requires_grad(); }
+bool needs_grad(const Tensor& t) {
+  return GradMode::enabled() && t.requires_grad();
+}
 
 struct AxisView {
   int64_t outer, n, inner;
@@ -82,7 +87,8 @@ template <class T>
 void sum_axis_cpu(const T* x, AxisView v, double scale, T* y) {
   if (v.inner == 1) {
     parallel_for(v.outer, v.n, [&](int64_t o0, int64_t o1) {
-      for (int64_t o = o0; o < o1; ++o) y[o] = static_cast<T>(scale * sum_contiguous(x + o * v.n, v.n));
+      for (int64_t o = o0; o < o1; ++o)
+        y[o] = static_cast<T>(scale * sum_contiguous(x + o * v.n, v.n));
     });
     return;
   }
@@ -115,11 +121,12 @@ void sum_axis_cpu(const T* x, AxisView v, double scale, T* y) {
 template <class T>
 void expand_axis_cpu(const T* g, AxisView v, double scale, T* dx) {
   const T s = static_cast<T>(scale);
-  parallel_for(v.outer * v.n, v.inner, [&](int64_t r0, int64_t r1) {
+  const int64_t n = v.n, inner = v.inner;
+  parallel_for(v.outer * n, inner, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const T* src = g + (r / v.n) * v.inner;
-      T* dst = dx + r * v.inner;
-      for (int64_t i = 0; i < v.inner; ++i) dst[i] = s * src[i];
+      const T* src = g + (r / n) * inner;
+      T* dst = dx + r * inner;
+      for (int64_t i = 0; i < inner; ++i) dst[i] = s * src[i];
     }
   });
 }
@@ -171,8 +178,8 @@ Tensor reduce_axis(const char* fn, const char* node, const Tensor& x, int64_t ax
   Tensor y = Tensor::empty(reduced_shape(x.shape(), axis, keepdim), x.dtype(), x.device());
   if (x.device().is_cuda()) {
     check_cuda_f32(fn, x);
-    POLYAK_CHECK(v.outer == 1, fn, ": x has shape ", x.shape(), " on ", x.device(),
-                 " and axis ", axis, ", expected a leading axis (the cuda kernel sums rows only)");
+    POLYAK_CHECK(v.outer == 1, fn, ": x has shape ", x.shape(), " on ", x.device(), " and axis ",
+                 axis, ", expected a leading axis (the cuda kernel sums rows only)");
 #ifdef POLYAK_WITH_CUDA
     if (v.inner == 1)
       cuda::sum_all(x, y);
@@ -195,27 +202,61 @@ Tensor reduce_axis(const char* fn, const char* node, const Tensor& x, int64_t ax
     record(y, node, {x}, [shape = x.shape(), v, scale](const Tensor& g) -> std::vector<Tensor> {
       if (g.device().is_cuda()) {
         Tensor row = g.reshape(Shape{v.inner});
-        return {add(Tensor::zeros(shape, g.dtype(), g.device()), scale == 1.0 ? row : mul(row, scale))};
+        return {
+            add(Tensor::zeros(shape, g.dtype(), g.device()), scale == 1.0 ? row : mul(row, scale))};
       }
       Tensor dx = Tensor::empty(shape, g.dtype());
-      dispatch(g.dtype(),
-               [&]<class T>() { expand_axis_cpu(g.data<T>(), v, scale, dx.data<T>()); });
+      dispatch(g.dtype(), [&]<class T>() { expand_axis_cpu(g.data<T>(), v, scale, dx.data<T>()); });
       return {dx};
     });
   }
   return y;
 }
 
+// c ? a : b on the bits: a blend the vectoriser accepts (with -ftrapping-math it does not
+// if-convert a floating-point select).
+template <class T>
+inline T select(bool c, T a, T b) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const U m = U(0) - static_cast<U>(c);
+  return std::bit_cast<T>((std::bit_cast<U>(a) & m) | (std::bit_cast<U>(b) & ~m));
+}
+
 // a beats b: greater, or NaN where b is not (NaN propagates; ties keep the first).
 template <class T>
 inline bool beats(T a, T b) {
-  return a > b || (a != a && b == b);
+  return (a > b) | ((a != a) & (b == b));  // no short-circuit: keeps the loop vectorisable
+}
+
+// The first index of the maximum of x[0, n), n ≥ 1: the maximum in eight vector lanes, then
+// one scan for its first occurrence (a NaN, if any, is the maximum).
+template <class T>
+int64_t first_argmax(const T* x, int64_t n) {
+  T lane[8];
+  for (int j = 0; j < 8; ++j) lane[j] = x[0];
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; ++j) lane[j] = select(beats(x[k + j], lane[j]), x[k + j], lane[j]);
+  T m = lane[0];
+  for (int j = 1; j < 8; ++j) m = beats(lane[j], m) ? lane[j] : m;
+  for (; k < n; ++k) m = beats(x[k], m) ? x[k] : m;
+  if (m != m) {
+    for (int64_t i = 0; i < n; ++i)
+      if (x[i] != x[i]) return i;
+  }
+  for (int64_t i = 0; i < n; ++i)
+    if (x[i] == m) return i;
+  return 0;
 }
 
 }  // namespace
 
-Tensor sum(const Tensor& x) { return reduce_all("sum", "SumBackward", x, false); }
-Tensor mean(const Tensor& x) { return reduce_all("mean", "MeanBackward", x, true); }
+Tensor sum(const Tensor& x) {
+  return reduce_all("sum", "SumBackward", x, false);
+}
+Tensor mean(const Tensor& x) {
+  return reduce_all("mean", "MeanBackward", x, true);
+}
 Tensor sum(const Tensor& x, int64_t axis, bool keepdim) {
   return reduce_axis("sum", "SumBackward", x, axis, keepdim, false);
 }
@@ -231,16 +272,16 @@ Tensor max(const Tensor& x) {
   int64_t best = 0;
   dispatch(x.dtype(), [&]<class T>() {
     const T* p = x.data<T>();
-    for (int64_t i = 1; i < x.numel(); ++i)
-      if (beats(p[i], p[best])) best = i;
+    best = first_argmax(p, x.numel());
     y.data<T>()[0] = p[best];
   });
   if (needs_grad(x)) {
-    record(y, "MaxBackward", {x}, [shape = x.shape(), best](const Tensor& g) -> std::vector<Tensor> {
-      Tensor dx = Tensor::zeros(shape, g.dtype());
-      dispatch(g.dtype(), [&]<class T>() { dx.data<T>()[best] = g.data<T>()[0]; });
-      return {dx};
-    });
+    record(y, "MaxBackward", {x},
+           [shape = x.shape(), best](const Tensor& g) -> std::vector<Tensor> {
+             Tensor dx = Tensor::zeros(shape, g.dtype());
+             dispatch(g.dtype(), [&]<class T>() { dx.data<T>()[best] = g.data<T>()[0]; });
+             return {dx};
+           });
   }
   return y;
 }
@@ -250,8 +291,8 @@ Tensor max(const Tensor& x, int64_t axis, bool keepdim) {
   check_cpu("max", "x", x);
   axis = normalize_axis("max", axis, x.dim());
   const AxisView v = view_around(x.shape(), axis);
-  POLYAK_CHECK(v.n > 0, "max: x has shape ", x.shape(), ", expected at least one element along axis ",
-               axis);
+  POLYAK_CHECK(v.n > 0, "max: x has shape ", x.shape(),
+               ", expected at least one element along axis ", axis);
   Tensor y = Tensor::empty(reduced_shape(x.shape(), axis, keepdim), x.dtype());
   auto arg = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(v.outer * v.inner), 0);
   dispatch(x.dtype(), [&]<class T>() {
@@ -263,22 +304,20 @@ Tensor max(const Tensor& x, int64_t axis, bool keepdim) {
         const T* src = p + o * v.n * v.inner;
         T* best = out + o * v.inner;
         int64_t* idx = k_star + o * v.inner;
-        if (v.inner == 1) {  // a contiguous scan
-          int64_t k_best = 0;
-          for (int64_t k = 1; k < v.n; ++k)
-            if (beats(src[k], src[k_best])) k_best = k;
-          best[0] = src[k_best];
-          idx[0] = k_best;
+        if (v.inner == 1) {
+          idx[0] = first_argmax(src, v.n);
+          best[0] = src[idx[0]];
           continue;
         }
-        std::memcpy(best, src, static_cast<size_t>(v.inner) * sizeof(T));
-        for (int64_t k = 1; k < v.n; ++k) {
-          const T* row = src + k * v.inner;
-          for (int64_t i = 0; i < v.inner; ++i) {
-            if (beats(row[i], best[i])) {
-              best[i] = row[i];
-              idx[i] = k;
-            }
+        const int64_t n = v.n, inner = v.inner;
+        std::memcpy(best, src, static_cast<size_t>(inner) * sizeof(T));
+        for (int64_t k = 1; k < n; ++k) {
+          const T* row = src + k * inner;
+          for (int64_t i = 0; i < inner; ++i) {
+            const T r = row[i], b = best[i];
+            const bool w = beats(r, b);
+            best[i] = w ? r : b;
+            idx[i] = w ? k : idx[i];
           }
         }
       }

@@ -26,9 +26,13 @@
 namespace polyak {
 namespace {
 
-bool needs_grad(const Tensor& t) { return GradMode::enabled() && t.requires_grad(); }
+bool needs_grad(const Tensor& t) {
+  return GradMode::enabled() && t.requires_grad();
+}
 
-std::string str(const std::vector<int64_t>& v) { return Shape(v).str(); }
+std::string str(const std::vector<int64_t>& v) {
+  return Shape(v).str();
+}
 
 // ---- permute --------------------------------------------------------------------------
 
@@ -151,8 +155,8 @@ Tensor slice_copy(const Tensor& x, int64_t axis, int64_t begin, int64_t end) {
   ys[axis] = end - begin;
   Tensor y = Tensor::empty(ys, x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
-    copy_blocks(x.data<T>(), s[axis] * inner, begin * inner, y.data<T>(), (end - begin) * inner,
-                0, outer, (end - begin) * inner);
+    copy_blocks(x.data<T>(), s[axis] * inner, begin * inner, y.data<T>(), (end - begin) * inner, 0,
+                outer, (end - begin) * inner);
   });
   return y;
 }
@@ -287,8 +291,8 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   dispatch(y.dtype(), [&]<class T>() {
     int64_t offset = 0;
     for (size_t i = 0; i < xs.size(); ++i) {
-      copy_blocks(xs[i].data<T>(), sizes[i] * inner, 0, y.data<T>(), total * inner,
-                  offset * inner, outer, sizes[i] * inner);
+      copy_blocks(xs[i].data<T>(), sizes[i] * inner, 0, y.data<T>(), total * inner, offset * inner,
+                  outer, sizes[i] * inner);
       offset += sizes[i];
     }
   });
@@ -339,7 +343,8 @@ Tensor split_heads(const Tensor& x, int64_t heads) {
   check_cpu("split_heads", "x", x);
   const int64_t D = W / heads;
   Tensor y = Tensor::empty({B, heads, N, D}, x.dtype());
-  dispatch(x.dtype(), [&]<class T>() { move_heads(x.data<T>(), y.data<T>(), B, N, heads, D, true); });
+  dispatch(x.dtype(),
+           [&]<class T>() { move_heads(x.data<T>(), y.data<T>(), B, N, heads, D, true); });
   if (needs_grad(x)) {
     record(y, "SplitHeadsBackward", {x},
            [](const Tensor& g) -> std::vector<Tensor> { return {merge_heads(g)}; });

@@ -11,15 +11,20 @@ namespace polyak::testing {
 
 // A leaf of `shape` in f64 whose values are f(z), z standard normal: keeps gradcheck
 // inputs in a function's domain and away from its kinks.
-inline Tensor shaped_input(const Shape& shape, Generator& gen, const std::function<double(double)>& f) {
+inline Tensor shaped_input(const Shape& shape, Generator& gen,
+                           const std::function<double(double)>& f) {
   std::vector<double> v = Tensor::randn(shape, gen, DType::f64).to_vector();
   for (double& x : v) x = f(x);
   return Tensor::from(v, shape, DType::f64).requires_grad_();
 }
 
-inline double positive(double z) { return 0.5 + std::abs(z); }
+inline double positive(double z) {
+  return 0.5 + std::abs(z);
+}
 // At least 0.1 away from 0.
-inline double off_zero(double z) { return z >= 0 ? z + 0.1 : z - 0.1; }
+inline double off_zero(double z) {
+  return z >= 0 ? z + 0.1 : z - 0.1;
+}
 
 // Distinct values at least 0.05 apart (keeps max off ties): a shuffled ramp.
 inline Tensor distinct_input(const Shape& shape, Generator& gen) {

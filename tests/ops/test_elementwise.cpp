@@ -30,10 +30,14 @@ struct Layout {
   Shape a, b;
 };
 const std::vector<Layout> kLayouts = {
-    {"same [2,3,4]", {2, 3, 4}, {2, 3, 4}},   {"bias [2,3,4]·[4]", {2, 3, 4}, {4}},
-    {"bias first [4]·[2,3,4]", {4}, {2, 3, 4}}, {"[2,1,4]·[3,1]", {2, 1, 4}, {3, 1}},
-    {"scalar [2,3]·[]", {2, 3}, {}},          {"[3,1]·[1,4]", {3, 1}, {1, 4}},
-    {"[2,3,4]·[3,1]", {2, 3, 4}, {3, 1}},     {"[2,3,4]·[2,1,1]", {2, 3, 4}, {2, 1, 1}},
+    {"same [2,3,4]", {2, 3, 4}, {2, 3, 4}},
+    {"bias [2,3,4]·[4]", {2, 3, 4}, {4}},
+    {"bias first [4]·[2,3,4]", {4}, {2, 3, 4}},
+    {"[2,1,4]·[3,1]", {2, 1, 4}, {3, 1}},
+    {"scalar [2,3]·[]", {2, 3}, {}},
+    {"[3,1]·[1,4]", {3, 1}, {1, 4}},
+    {"[2,3,4]·[3,1]", {2, 3, 4}, {3, 1}},
+    {"[2,3,4]·[2,1,1]", {2, 3, 4}, {2, 1, 1}},
 };
 
 }  // namespace
@@ -50,7 +54,8 @@ TEST_CASE("elementwise: gradcheck of binary ops over broadcasting layouts") {
     for (const Layout& l : kLayouts)
       cases.push_back({std::string(op) + " " + l.name, {l.a, l.b}, fn, with_nonzero_b(l.a, l.b)});
   // Both operands of one product are the same tensor: the engine sums both paths.
-  cases.push_back({"mul x·x", {{3, 4}}, [](const std::vector<Tensor>& x) { return mul(x[0], x[0]); }});
+  cases.push_back(
+      {"mul x·x", {{3, 4}}, [](const std::vector<Tensor>& x) { return mul(x[0], x[0]); }});
   run_gradcheck_table(cases);
 }
 
@@ -60,40 +65,68 @@ TEST_CASE("elementwise: gradcheck of scalar forms, unary functions and sum_to") 
       {"add scalar", {s}, [](const std::vector<Tensor>& x) { return add(x[0], 2.5); }},
       {"mul scalar", {s}, [](const std::vector<Tensor>& x) { return mul(x[0], -1.5); }},
       {"rsub", {s}, [](const std::vector<Tensor>& x) { return rsub(2.0, x[0]); }},
-      {"rdiv", {s}, [](const std::vector<Tensor>& x) { return rdiv(2.0, x[0]); }, one_input(s, off_zero)},
+      {"rdiv",
+       {s},
+       [](const std::vector<Tensor>& x) { return rdiv(2.0, x[0]); },
+       one_input(s, off_zero)},
       {"neg", {s}, [](const std::vector<Tensor>& x) { return neg(x[0]); }},
-      {"operators", {s, s},
-       [](const std::vector<Tensor>& x) { return (x[0] - 3.0) * 2.0 + 1.0 / x[1] - x[0] / 4.0 + (-x[1]); },
+      {"operators",
+       {s, s},
+       [](const std::vector<Tensor>& x) {
+         return (x[0] - 3.0) * 2.0 + 1.0 / x[1] - x[0] / 4.0 + (-x[1]);
+       },
        with_nonzero_b(s, s)},
       {"exp", {s}, [](const std::vector<Tensor>& x) { return exp(x[0]); }},
       {"log", {s}, [](const std::vector<Tensor>& x) { return log(x[0]); }, one_input(s, positive)},
-      {"sqrt", {s}, [](const std::vector<Tensor>& x) { return sqrt(x[0]); }, one_input(s, positive)},
+      {"sqrt",
+       {s},
+       [](const std::vector<Tensor>& x) { return sqrt(x[0]); },
+       one_input(s, positive)},
       {"pow 3", {s}, [](const std::vector<Tensor>& x) { return pow(x[0], 3.0); }},
-      {"pow 2.5", {s}, [](const std::vector<Tensor>& x) { return pow(x[0], 2.5); }, one_input(s, positive)},
-      {"pow -1.5", {s}, [](const std::vector<Tensor>& x) { return pow(x[0], -1.5); },
+      {"pow 2.5",
+       {s},
+       [](const std::vector<Tensor>& x) { return pow(x[0], 2.5); },
+       one_input(s, positive)},
+      {"pow -1.5",
+       {s},
+       [](const std::vector<Tensor>& x) { return pow(x[0], -1.5); },
        one_input(s, positive)},
       {"pow 0", {s}, [](const std::vector<Tensor>& x) { return pow(x[0], 0.0); }},
       {"square", {s}, [](const std::vector<Tensor>& x) { return square(x[0]); }},
       {"abs", {s}, [](const std::vector<Tensor>& x) { return abs(x[0]); }, one_input(s, off_zero)},
       {"tanh", {s}, [](const std::vector<Tensor>& x) { return tanh(x[0]); }},
       {"sigmoid", {s}, [](const std::vector<Tensor>& x) { return sigmoid(mul(x[0], 3.0)); }},
-      {"relu", {s}, [](const std::vector<Tensor>& x) { return relu(x[0]); }, one_input(s, off_zero)},
+      {"relu",
+       {s},
+       [](const std::vector<Tensor>& x) { return relu(x[0]); },
+       one_input(s, off_zero)},
       {"gelu", {s}, [](const std::vector<Tensor>& x) { return gelu(x[0]); }},
       {"elu", {s}, [](const std::vector<Tensor>& x) { return elu(x[0]); }, one_input(s, off_zero)},
-      {"elu alpha 0.5", {s}, [](const std::vector<Tensor>& x) { return elu(x[0], 0.5); },
+      {"elu alpha 0.5",
+       {s},
+       [](const std::vector<Tensor>& x) { return elu(x[0], 0.5); },
        one_input(s, off_zero)},
       {"silu", {s}, [](const std::vector<Tensor>& x) { return silu(x[0]); }},
-      {"clamp", {s}, [](const std::vector<Tensor>& x) { return clamp(x[0], -0.5, 0.5); },
+      {"clamp",
+       {s},
+       [](const std::vector<Tensor>& x) { return clamp(x[0], -0.5, 0.5); },
        one_input(s,
                  [](double z) {
                    double v = 1.5 * z;  // keep 0.1 away from both boundaries
                    if (std::abs(std::abs(v) - 0.5) < 0.1) v += v > 0 ? 0.25 : -0.25;
                    return v;
                  })},
-      {"sum_to [2,3,4]→[3,1]", {{2, 3, 4}},
-       [](const std::vector<Tensor>& x) { return sum_to(x[0], {3, 1}); }},
-      {"sum_to [2,3,4]→[4]", {{2, 3, 4}}, [](const std::vector<Tensor>& x) { return sum_to(x[0], {4}); }},
-      {"sum_to [2,3,4]→[]", {{2, 3, 4}}, [](const std::vector<Tensor>& x) { return sum_to(x[0], {}); }},
+      {"sum_to [2,3,4]→[3,1]",
+       {{2, 3, 4}},
+       [](const std::vector<Tensor>& x) {
+         return sum_to(x[0], {3, 1});
+       }},
+      {"sum_to [2,3,4]→[4]",
+       {{2, 3, 4}},
+       [](const std::vector<Tensor>& x) { return sum_to(x[0], {4}); }},
+      {"sum_to [2,3,4]→[]",
+       {{2, 3, 4}},
+       [](const std::vector<Tensor>& x) { return sum_to(x[0], {}); }},
   };
   run_gradcheck_table(cases);
 }
@@ -102,8 +135,9 @@ TEST_CASE("elementwise: forward values") {
   Tensor a = Tensor::from({1, 2, 3, 4}, {2, 2}, DType::f64);
   check_values(add(a, Tensor::from({10, 20}, DType::f64)), {11, 22, 13, 24});
   check_values(sub(a, Tensor::from({10, 20}, DType::f64)), {-9, -18, -7, -16});
-  check_values(mul(Tensor::from({1, 2}, {2, 1}, DType::f64), Tensor::from({10, 20, 30}, DType::f64)),
-               {10, 20, 30, 20, 40, 60});
+  check_values(
+      mul(Tensor::from({1, 2}, {2, 1}, DType::f64), Tensor::from({10, 20, 30}, DType::f64)),
+      {10, 20, 30, 20, 40, 60});
   check_values(div(a, Tensor::scalar(4, DType::f64)), {0.25, 0.5, 0.75, 1});
   check_values(div(Tensor::scalar(12, DType::f64), a), {12, 6, 4, 3});
   check_values(add(a, 1.5), {2.5, 3.5, 4.5, 5.5});
@@ -199,7 +233,7 @@ TEST_CASE("elementwise: large tensors take the threaded paths and agree with a n
     Shape a, b, out;
   };
   const std::vector<Big> layouts = {
-      {{257, 512}, {257, 512}, {257, 512}},     {{257, 512}, {512}, {257, 512}},
+      {{257, 512}, {257, 512}, {257, 512}},    {{257, 512}, {512}, {257, 512}},
       {{512}, {257, 512}, {257, 512}},         {{64, 1, 300}, {1, 70, 1}, {64, 70, 300}},
       {{64, 70, 300}, {70, 1}, {64, 70, 300}}, {{100000}, {}, {100000}},
   };
@@ -211,12 +245,14 @@ TEST_CASE("elementwise: large tensors take the threaded paths and agree with a n
       const double tol = dt == DType::f32 ? 1e-6 : 1e-14;
       Tensor y = mul(a, b);
       REQUIRE(y.shape() == l.out);
-      Tensor ref = Tensor::from(naive_broadcast(a, b, l.out, [](double x, double z) { return x * z; }),
-                                l.out, DType::f64);
+      Tensor ref =
+          Tensor::from(naive_broadcast(a, b, l.out, [](double x, double z) { return x * z; }),
+                       l.out, DType::f64);
       CHECK(max_abs_diff(y.to(DType::f64), ref) <= tol * 10);
       Tensor q = div(a, b);
-      Tensor ref_q = Tensor::from(
-          naive_broadcast(a, b, l.out, [](double x, double z) { return x / z; }), l.out, DType::f64);
+      Tensor ref_q =
+          Tensor::from(naive_broadcast(a, b, l.out, [](double x, double z) { return x / z; }),
+                       l.out, DType::f64);
       CHECK(max_abs_diff(q.to(DType::f64), ref_q) <= tol * 10);
 
       // sum_to back to each operand's shape against a naive scatter-add.
@@ -229,8 +265,8 @@ TEST_CASE("elementwise: large tensors take the threaded paths and agree with a n
         std::vector<double> idx(static_cast<size_t>(target.numel()));
         for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<double>(i);
         std::vector<double> where =
-            naive_broadcast(Tensor::from(idx, target, DType::f64), Tensor::scalar(0, DType::f64), l.out,
-                            [](double x, double) { return x; });
+            naive_broadcast(Tensor::from(idx, target, DType::f64), Tensor::scalar(0, DType::f64),
+                            l.out, [](double x, double) { return x; });
         for (size_t i = 0; i < vy.size(); ++i) expect[static_cast<size_t>(where[i])] += vy[i];
         double scale = 1;
         for (double e : expect) scale = std::max(scale, std::abs(e));
@@ -248,8 +284,11 @@ TEST_CASE("elementwise: bad input") {
   check_error([&] { sub(a, bad); }, {"sub", "b has shape [4]", "[2,3]"});
   check_error([&] { mul(a, bad); }, {"mul", "b has shape [4]", "[2,3]"});
   check_error([&] { div(a, bad); }, {"div", "b has shape [4]", "[2,3]"});
-  check_error([&] { add(Tensor::zeros({2, 3, 4}), Tensor::zeros({3, 1, 5})); },
-              {"add", "b has shape [3,1,5]", "a [2,3,4]"});
+  check_error(
+      [&] {
+        add(Tensor::zeros({2, 3, 4}), Tensor::zeros({3, 1, 5}));
+      },
+      {"add", "b has shape [3,1,5]", "a [2,3,4]"});
   check_error([&] { broadcast_shapes("concat_like", {2}, {3}); }, {"concat_like", "[3]", "[2]"});
 
   Tensor f = Tensor::zeros({2, 3}, DType::f32);

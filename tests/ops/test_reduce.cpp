@@ -24,12 +24,14 @@ TEST_CASE("reduce: gradcheck over every axis, keepdim both ways") {
       cases.push_back({"mean" + tag, {s}, [axis, keep](const std::vector<Tensor>& x) {
                          return mean(x[0], axis, keep);
                        }});
-      cases.push_back({"max" + tag, {s},
+      cases.push_back({"max" + tag,
+                       {s},
                        [axis, keep](const std::vector<Tensor>& x) { return max(x[0], axis, keep); },
                        distinct});
     }
   }
-  cases.push_back({"sum of a 1-D tensor", {{7}}, [](const std::vector<Tensor>& x) { return sum(x[0], 0); }});
+  cases.push_back(
+      {"sum of a 1-D tensor", {{7}}, [](const std::vector<Tensor>& x) { return sum(x[0], 0); }});
   run_gradcheck_table(cases);
 }
 
@@ -113,4 +115,23 @@ TEST_CASE("reduce: bad input") {
   check_error([&] { max(Tensor::zeros({2, 0}, DType::f64), 1); }, {"max", "x", "[2,0]", "axis 1"});
   check_error([&] { sum(Tensor()); }, {"sum", "x", "undefined"});
   check_error([&] { mean(Tensor(), 0); }, {"mean", "x", "undefined"});
+}
+
+TEST_CASE("reduce: results do not depend on the number of threads") {
+  Generator gen(13);
+  Tensor x = Tensor::randn({1000, 300}, gen);
+  auto run = [&] {
+    return std::vector<Tensor>{sum(x),     sum(x, 0),        sum(x, 1),
+                               mean(x, 0), sum_to(x, {300}), sum_to(x, {1000, 1}),
+                               max(x, 0)};
+  };
+  set_num_threads(1);
+  std::vector<Tensor> one = run();
+  set_num_threads(4);
+  std::vector<Tensor> four = run();
+  set_num_threads(0);
+  for (size_t i = 0; i < one.size(); ++i) {
+    CAPTURE(i);
+    CHECK(max_abs_diff(one[i], four[i]) == 0);
+  }
 }

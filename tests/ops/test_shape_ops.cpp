@@ -7,46 +7,98 @@ using namespace polyak::testing;
 
 TEST_CASE("shape ops: gradcheck") {
   std::vector<GradcheckCase> cases = {
-      {"reshape", {{2, 6}}, [](const std::vector<Tensor>& x) { return reshape(x[0], {3, -1}); }},
-      {"permute [2,0,1]", {{2, 3, 4}}, [](const std::vector<Tensor>& x) { return permute(x[0], {2, 0, 1}); }},
-      {"permute [1,0,2]", {{2, 3, 4}}, [](const std::vector<Tensor>& x) { return permute(x[0], {1, 0, 2}); }},
-      {"permute [0,2,1]", {{2, 3, 4}}, [](const std::vector<Tensor>& x) { return permute(x[0], {0, 2, 1}); }},
-      {"permute [3,1,2,0]", {{2, 3, 4, 5}},
-       [](const std::vector<Tensor>& x) { return permute(x[0], {3, 1, 2, 0}); }},
-      {"permute [0,2,1,3]", {{2, 3, 4, 5}},
-       [](const std::vector<Tensor>& x) { return permute(x[0], {0, 2, 1, 3}); }},
-      {"permute negative axes", {{2, 3, 4}},
-       [](const std::vector<Tensor>& x) { return permute(x[0], {-1, 0, -2}); }},
-      {"transpose 0,-1", {{2, 3, 4}}, [](const std::vector<Tensor>& x) { return transpose(x[0], 0, -1); }},
-      {"transpose -1,-2", {{2, 3, 4}}, [](const std::vector<Tensor>& x) { return transpose(x[0], -1, -2); }},
+      {"reshape",
+       {{2, 6}},
+       [](const std::vector<Tensor>& x) {
+         return reshape(x[0], {3, -1});
+       }},
+      {"permute [2,0,1]",
+       {{2, 3, 4}},
+       [](const std::vector<Tensor>& x) {
+         return permute(x[0], {2, 0, 1});
+       }},
+      {"permute [1,0,2]",
+       {{2, 3, 4}},
+       [](const std::vector<Tensor>& x) {
+         return permute(x[0], {1, 0, 2});
+       }},
+      {"permute [0,2,1]",
+       {{2, 3, 4}},
+       [](const std::vector<Tensor>& x) {
+         return permute(x[0], {0, 2, 1});
+       }},
+      {"permute [3,1,2,0]",
+       {{2, 3, 4, 5}},
+       [](const std::vector<Tensor>& x) {
+         return permute(x[0], {3, 1, 2, 0});
+       }},
+      {"permute [0,2,1,3]",
+       {{2, 3, 4, 5}},
+       [](const std::vector<Tensor>& x) {
+         return permute(x[0], {0, 2, 1, 3});
+       }},
+      {"permute negative axes",
+       {{2, 3, 4}},
+       [](const std::vector<Tensor>& x) {
+         return permute(x[0], {-1, 0, -2});
+       }},
+      {"transpose 0,-1",
+       {{2, 3, 4}},
+       [](const std::vector<Tensor>& x) { return transpose(x[0], 0, -1); }},
+      {"transpose -1,-2",
+       {{2, 3, 4}},
+       [](const std::vector<Tensor>& x) { return transpose(x[0], -1, -2); }},
       {"slice axis 0", {{4, 3}}, [](const std::vector<Tensor>& x) { return slice(x[0], 0, 1, 3); }},
-      {"slice axis 1", {{2, 5, 3}}, [](const std::vector<Tensor>& x) { return slice(x[0], 1, 2, 5); }},
-      {"slice axis -1", {{2, 5, 3}}, [](const std::vector<Tensor>& x) { return slice(x[0], -1, 0, 2); }},
-      {"concat axis 0", {{1, 3}, {2, 3}, {3, 3}},
-       [](const std::vector<Tensor>& x) { return concat({x[0], x[1], x[2]}, 0); }},
-      {"concat axis 1", {{2, 1, 3}, {2, 4, 3}},
-       [](const std::vector<Tensor>& x) { return concat({x[0], x[1]}, 1); }},
-      {"concat axis -1", {{2, 3, 1}, {2, 3, 2}, {2, 3, 3}},
-       [](const std::vector<Tensor>& x) { return concat({x[0], x[1], x[2]}, -1); }},
-      {"concat one input twice", {{2, 3}},
-       [](const std::vector<Tensor>& x) { return concat({x[0], x[0]}, 1); }},
-      {"split axis 1", {{2, 4, 3}},
+      {"slice axis 1",
+       {{2, 5, 3}},
+       [](const std::vector<Tensor>& x) { return slice(x[0], 1, 2, 5); }},
+      {"slice axis -1",
+       {{2, 5, 3}},
+       [](const std::vector<Tensor>& x) { return slice(x[0], -1, 0, 2); }},
+      {"concat axis 0",
+       {{1, 3}, {2, 3}, {3, 3}},
+       [](const std::vector<Tensor>& x) {
+         return concat({x[0], x[1], x[2]}, 0);
+       }},
+      {"concat axis 1",
+       {{2, 1, 3}, {2, 4, 3}},
+       [](const std::vector<Tensor>& x) {
+         return concat({x[0], x[1]}, 1);
+       }},
+      {"concat axis -1",
+       {{2, 3, 1}, {2, 3, 2}, {2, 3, 3}},
+       [](const std::vector<Tensor>& x) {
+         return concat({x[0], x[1], x[2]}, -1);
+       }},
+      {"concat one input twice",
+       {{2, 3}},
+       [](const std::vector<Tensor>& x) {
+         return concat({x[0], x[0]}, 1);
+       }},
+      {"split axis 1",
+       {{2, 4, 3}},
        [](const std::vector<Tensor>& x) {
          std::vector<Tensor> p = split(x[0], 1, {1, 2, 1});
          return concat({mul(p[0], 2.0), p[2], square(p[1])}, 1);
        }},
-      {"split axis 0", {{5, 2}},
+      {"split axis 0",
+       {{5, 2}},
        [](const std::vector<Tensor>& x) {
          std::vector<Tensor> p = split(x[0], 0, {2, 3});
          return concat({exp(p[1]), p[0]}, 0);
        }},
-      {"split last axis (qkv)", {{2, 3, 6}},
+      {"split last axis (qkv)",
+       {{2, 3, 6}},
        [](const std::vector<Tensor>& x) {
          std::vector<Tensor> p = split(x[0], -1, {2, 2, 2});
          return add(mul(p[0], p[1]), p[2]);
        }},
-      {"split_heads", {{2, 3, 8}}, [](const std::vector<Tensor>& x) { return split_heads(x[0], 2); }},
-      {"merge_heads", {{2, 2, 3, 4}}, [](const std::vector<Tensor>& x) { return merge_heads(x[0]); }},
+      {"split_heads",
+       {{2, 3, 8}},
+       [](const std::vector<Tensor>& x) { return split_heads(x[0], 2); }},
+      {"merge_heads",
+       {{2, 2, 3, 4}},
+       [](const std::vector<Tensor>& x) { return merge_heads(x[0]); }},
   };
   run_gradcheck_table(cases);
 }
@@ -68,7 +120,8 @@ TEST_CASE("shape ops: forward values") {
   check_values(slice(m, 0, 1, 2), {4, 5, 6});
   CHECK(slice(m, 1, 2, 2).shape() == Shape{2, 0});
   check_values(concat({m, Tensor::from({7, 8}, {2, 1}, DType::f64)}, 1), {1, 2, 3, 7, 4, 5, 6, 8});
-  check_values(concat({m, Tensor::from({7, 8, 9}, {1, 3}, DType::f64)}, 0), {1, 2, 3, 4, 5, 6, 7, 8, 9});
+  check_values(concat({m, Tensor::from({7, 8, 9}, {1, 3}, DType::f64)}, 0),
+               {1, 2, 3, 4, 5, 6, 7, 8, 9});
   std::vector<Tensor> parts = split(m, 1, {1, 0, 2});
   REQUIRE(parts.size() == 3);
   check_values(parts[0], {1, 4});
@@ -120,11 +173,11 @@ TEST_CASE("shape ops: large permutes, slices and heads agree with a naive loop")
     std::vector<int64_t> dims;
   };
   const std::vector<Case> cases = {
-      {{300, 257}, {1, 0}},                // one tiled 2-D transpose, threaded over strips
-      {{48, 70, 33}, {0, 2, 1}},           // a batch of transposes
-      {{8, 64, 4, 32}, {0, 2, 1, 3}},      // split-heads layout: contiguous rows
-      {{6, 5, 40, 7}, {3, 1, 0, 2}},       // general
-      {{1, 200, 1, 300}, {3, 2, 1, 0}},    // extent-1 axes dropped, then a transpose
+      {{300, 257}, {1, 0}},              // one tiled 2-D transpose, threaded over strips
+      {{48, 70, 33}, {0, 2, 1}},         // a batch of transposes
+      {{8, 64, 4, 32}, {0, 2, 1, 3}},    // split-heads layout: contiguous rows
+      {{6, 5, 40, 7}, {3, 1, 0, 2}},     // general
+      {{1, 200, 1, 300}, {3, 2, 1, 0}},  // extent-1 axes dropped, then a transpose
   };
   for (DType dt : {DType::f32, DType::f64}) {
     for (const Case& c : cases) {
@@ -157,20 +210,37 @@ TEST_CASE("shape ops: bad input") {
   check_error([&] { slice(x, 0, 0, 3); }, {"slice", "end = 3", "≤ 2"});
   check_error([&] { slice(x, 5, 0, 1); }, {"slice", "axis 5"});
   check_error([&] { concat({}, 0); }, {"concat", "xs", "empty"});
-  check_error([&] { concat({x, Tensor::zeros({2, 5, 5}, DType::f64)}, 1); },
-              {"concat", "xs[1]", "[2,5,5]", "[2,3,4]"});
-  check_error([&] { concat({x, Tensor::zeros({2, 3}, DType::f64)}, 0); }, {"concat", "xs[1]", "[2,3]"});
-  check_error([&] { concat({x, Tensor::zeros({2, 3, 4}, DType::f32)}, 0); },
-              {"concat", "xs[1]", "f32", "f64"});
+  check_error(
+      [&] {
+        concat({x, Tensor::zeros({2, 5, 5}, DType::f64)}, 1);
+      },
+      {"concat", "xs[1]", "[2,5,5]", "[2,3,4]"});
+  check_error(
+      [&] {
+        concat({x, Tensor::zeros({2, 3}, DType::f64)}, 0);
+      },
+      {"concat", "xs[1]", "[2,3]"});
+  check_error(
+      [&] {
+        concat({x, Tensor::zeros({2, 3, 4}, DType::f32)}, 0);
+      },
+      {"concat", "xs[1]", "f32", "f64"});
   check_error([&] { concat({x, x}, 3); }, {"concat", "axis 3"});
   check_error([&] { concat({x, Tensor()}, 0); }, {"concat", "xs[1]", "undefined"});
   check_error([&] { split(x, 1, {1, 1}); }, {"split", "sizes [1,1]", "sum to 2", "3"});
   check_error([&] { split(x, 1, {4, -1}); }, {"split", "sizes[1] = -1"});
   check_error([&] { split(x, 3, {1}); }, {"split", "axis 3"});
-  check_error([&] { split_heads(Tensor::zeros({2, 3, 10}), 4); },
-              {"split_heads", "x", "[2,3,10]", "heads = 4", "divisible"});
+  check_error(
+      [&] {
+        split_heads(Tensor::zeros({2, 3, 10}), 4);
+      },
+      {"split_heads", "x", "[2,3,10]", "heads = 4", "divisible"});
   check_error([&] { split_heads(Tensor::zeros({2, 3, 8}), 0); }, {"split_heads", "heads = 0"});
-  check_error([&] { split_heads(Tensor::zeros({3, 8}), 2); }, {"split_heads", "x", "rank 2", "[B, N, H·D]"});
+  check_error(
+      [&] {
+        split_heads(Tensor::zeros({3, 8}), 2);
+      },
+      {"split_heads", "x", "rank 2", "[B, N, H·D]"});
   check_error([&] { merge_heads(x); }, {"merge_heads", "x", "rank 3", "[B, H, N, D]"});
   check_error([&] { reshape(x, {5, -1}); }, {"reshape", "[5,-1]"});
 }
