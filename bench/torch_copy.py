@@ -128,9 +128,11 @@ def main():
         if step >= args.warmup:
             times.append(time.perf_counter() - t0)
     ms = 1000 * statistics.median(times)
+    with open("/proc/self/maps") as f:
+        blas = sorted({line.split()[-1] for line in f if "blas" in line.lower() and "/" in line})
     tokens_per_s = args.batch * args.length / (ms / 1000)
     print(f"pytorch {torch.__version__} {args.model}: median {ms:.1f} ms/step over {args.steps} steps, "
-          f"{tokens_per_s:.0f} tokens/s, threads {args.threads}, loss {loss.item():.3f}")
+          f"{tokens_per_s:.0f} tokens/s, threads {args.threads}, loss {loss.item():.3f}, BLAS {', '.join(blas)}")
     if args.polyak_json:
         with open(args.polyak_json) as f:
             ours = json.load(f)

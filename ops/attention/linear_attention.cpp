@@ -18,8 +18,10 @@
 //   dk_j = dS v_j + dz                                     [B,H,M,D]
 //   dv_j = dSᵀ k_j                                         [B,H,M,Dv]
 // Saved for backward: q, k, v and den; S and z are rebuilt (O(M·D·Dv), as the forward).
+// Per (b, h) every product is a GEMM (Eigen); the backward walks query rows in blocks.
 #include "ops/attention/linear_attention.h"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -27,33 +29,66 @@
 #include "core/autograd.h"
 #include "core/threads.h"
 #include "ops/attention/attention_checks.h"
-#include "ops/attention/vec.h"
 
 namespace polyak {
 namespace {
 
 using detail::AttentionDims;
-using detail::axpy;
-using detail::dot;
 
-// S = Σ_j k_j v_jᵀ, z = Σ_j k_j over M positions (overwrites S [D·Dv], z [D]).
 template <class T>
-void build_state(const T* k, const T* v, int64_t M, int64_t D, int64_t Dv, T* S, T* z) {
-  std::fill_n(S, D * Dv, T(0));
-  std::fill_n(z, D, T(0));
-  for (int64_t j = 0; j < M; ++j) {
-    const T* kj = k + j * D;
-    const T* vj = v + j * Dv;
-    for (int64_t a = 0; a < D; ++a) axpy(Dv, kj[a], vj, S + a * Dv);
-    axpy(D, T(1), kj, z);
-  }
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+template <class T>
+using MatrixMap = Eigen::Map<Matrix<T>>;
+template <class T>
+using ConstMatrixMap = Eigen::Map<const Matrix<T>>;
+template <class T>
+using VectorMap = Eigen::Map<Vector<T>>;
+template <class T>
+using ConstVectorMap = Eigen::Map<const Vector<T>>;
+
+// Query rows per block in the backward: bounds its [rows, Dv] scratch.
+constexpr int64_t kRowBlock = 256;
+
+// Per (b, h): S = kᵀ v, z = kᵀ 1; y = (q S) ⊘ (q z + ε) row by row.
+template <class T>
+void linear_forward_head(ConstMatrixMap<T> q, ConstMatrixMap<T> k, ConstMatrixMap<T> v, T eps,
+                         MatrixMap<T> y, VectorMap<T> den) {
+  const Matrix<T> S = k.transpose() * v;
+  const Vector<T> z = k.colwise().sum().transpose();
+  den.noalias() = q * z;
+  den.array() += eps;
+  y.noalias() = q * S;
+  y.array().colwise() /= den.array();
 }
 
-// o = Sᵀ q   (overwrites o [Dv])
+// Per (b, h): writes (overwrites) dq [N,D], dk [M,D], dv [M,Dv].
 template <class T>
-void state_times(const T* S, const T* q, int64_t D, int64_t Dv, T* o) {
-  std::fill_n(o, Dv, T(0));
-  for (int64_t a = 0; a < D; ++a) axpy(Dv, q[a], S + a * Dv, o);
+void linear_backward_head(ConstMatrixMap<T> q, ConstMatrixMap<T> k, ConstMatrixMap<T> v,
+                          ConstVectorMap<T> den, ConstMatrixMap<T> dy, MatrixMap<T> dq,
+                          MatrixMap<T> dk, MatrixMap<T> dv) {
+  const int64_t N = q.rows();
+  const Matrix<T> S = k.transpose() * v;
+  const Vector<T> z = k.colwise().sum().transpose();
+  Matrix<T> dS = Matrix<T>::Zero(S.rows(), S.cols());
+  Vector<T> dz = Vector<T>::Zero(z.size());
+  Matrix<T> o, dout;
+  Vector<T> dden;
+  for (int64_t r0 = 0; r0 < N; r0 += kRowBlock) {
+    const int64_t rows = std::min(kRowBlock, N - r0);
+    const auto qb = q.middleRows(r0, rows);
+    const auto denb = den.segment(r0, rows).array();
+    o.noalias() = qb * S;                                     // o_i = Sᵀ q_i
+    dout = dy.middleRows(r0, rows).array().colwise() / denb;  // do_i = dy_i / den_i
+    dden = -(dout.array() * o.array()).rowwise().sum() / denb;
+    dq.middleRows(r0, rows).noalias() = dout * S.transpose() + dden * z.transpose();
+    dS.noalias() += qb.transpose() * dout;
+    dz.noalias() += qb.transpose() * dden;
+  }
+  dk.noalias() = v * dS.transpose();
+  dk.rowwise() += dz.transpose();
+  dv.noalias() = k * dS;
 }
 
 template <class T>
@@ -61,60 +96,26 @@ void linear_forward(const AttentionDims& d, const T* q, const T* k, const T* v, 
                     T eps) {
   const int64_t N = d.N, M = d.M, D = d.D, Dv = d.Dv;
   parallel_for(d.B * d.H, (N + M) * D * Dv + 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> S(static_cast<size_t>(D * Dv)), z(static_cast<size_t>(D));
     for (int64_t h = begin; h < end; ++h) {
-      build_state(k + h * M * D, v + h * M * Dv, M, D, Dv, S.data(), z.data());
-      for (int64_t i = 0; i < N; ++i) {
-        const T* qi = q + (h * N + i) * D;
-        T* yi = y + (h * N + i) * Dv;
-        state_times(S.data(), qi, D, Dv, yi);
-        const T di = dot(D, qi, z.data()) + eps;
-        den[h * N + i] = di;
-        detail::scale(Dv, T(1) / di, yi);
-      }
+      linear_forward_head<T>(ConstMatrixMap<T>(q + h * N * D, N, D),
+                             ConstMatrixMap<T>(k + h * M * D, M, D),
+                             ConstMatrixMap<T>(v + h * M * Dv, M, Dv), eps,
+                             MatrixMap<T>(y + h * N * Dv, N, Dv), VectorMap<T>(den + h * N, N));
     }
   });
 }
 
-// Writes (overwrites) dq [B,H,N,D], dk [B,H,M,D], dv [B,H,M,Dv].
 template <class T>
 void linear_backward(const AttentionDims& d, const T* q, const T* k, const T* v, const T* den,
                      const T* dy, T* dq, T* dk, T* dv) {
   const int64_t N = d.N, M = d.M, D = d.D, Dv = d.Dv;
-  parallel_for(d.B * d.H, 2 * (N + M) * D * Dv + 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> S(static_cast<size_t>(D * Dv)), z(static_cast<size_t>(D));
-    std::vector<T> dS(static_cast<size_t>(D * Dv)), dz(static_cast<size_t>(D));
-    std::vector<T> o(static_cast<size_t>(Dv)), g(static_cast<size_t>(Dv));
+  parallel_for(d.B * d.H, 3 * (N + M) * D * Dv + 1, [&](int64_t begin, int64_t end) {
     for (int64_t h = begin; h < end; ++h) {
-      build_state(k + h * M * D, v + h * M * Dv, M, D, Dv, S.data(), z.data());
-      std::fill(dS.begin(), dS.end(), T(0));
-      std::fill(dz.begin(), dz.end(), T(0));
-      for (int64_t i = 0; i < N; ++i) {
-        const T* qi = q + (h * N + i) * D;
-        const T* dyi = dy + (h * N + i) * Dv;
-        T* dqi = dq + (h * N + i) * D;
-        state_times(S.data(), qi, D, Dv, o.data());
-        const T inv = T(1) / den[h * N + i];
-        for (int64_t c = 0; c < Dv; ++c) g[static_cast<size_t>(c)] = dyi[c] * inv;  // do_i
-        const T ddi = -dot(Dv, dyi, o.data()) * inv * inv;
-        for (int64_t a = 0; a < D; ++a) {
-          dqi[a] = dot(Dv, S.data() + a * Dv, g.data()) + ddi * z[static_cast<size_t>(a)];
-          axpy(Dv, qi[a], g.data(), dS.data() + a * Dv);  // dS += q_i do_iᵀ
-        }
-        axpy(D, ddi, qi, dz.data());
-      }
-      for (int64_t j = 0; j < M; ++j) {
-        const T* kj = k + (h * M + j) * D;
-        const T* vj = v + (h * M + j) * Dv;
-        T* dkj = dk + (h * M + j) * D;
-        T* dvj = dv + (h * M + j) * Dv;
-        std::fill_n(dvj, Dv, T(0));
-        for (int64_t a = 0; a < D; ++a) {
-          const T* dSa = dS.data() + a * Dv;
-          dkj[a] = dot(Dv, dSa, vj) + dz[static_cast<size_t>(a)];  // dk_j = dS v_j + dz
-          axpy(Dv, kj[a], dSa, dvj);                               // dv_j = dSᵀ k_j
-        }
-      }
+      linear_backward_head<T>(
+          ConstMatrixMap<T>(q + h * N * D, N, D), ConstMatrixMap<T>(k + h * M * D, M, D),
+          ConstMatrixMap<T>(v + h * M * Dv, M, Dv), ConstVectorMap<T>(den + h * N, N),
+          ConstMatrixMap<T>(dy + h * N * Dv, N, Dv), MatrixMap<T>(dq + h * N * D, N, D),
+          MatrixMap<T>(dk + h * M * D, M, D), MatrixMap<T>(dv + h * M * Dv, M, Dv));
     }
   });
 }

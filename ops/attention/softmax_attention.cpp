@@ -14,102 +14,120 @@
 //   dS_ij = P_ij (dP_ij − Σ_l dP_il P_il)     (softmax Jacobian, row by row)
 //   dq_i  = c Σ_j dS_ij k_j                                 [B,H,N,D]
 //   dk_j  = c Σ_i dS_ij q_i                                 [B,H,M,D]
-// Masked entries have P_ij = 0, so they drop out of every sum; the loops skip them.
+// Masked entries have P_ij = 0, so they drop out of every sum. Per (b, h) the products run
+// as GEMMs on blocks of query rows (causal blocks skip the keys no row of theirs sees).
 // Saved for backward: q, k, v and P [B,H,N,M].
 #include "ops/attention/softmax_attention.h"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "core/autograd.h"
 #include "core/threads.h"
 #include "ops/attention/attention_checks.h"
-#include "ops/attention/vec.h"
 
 namespace polyak {
 namespace {
 
 using detail::AttentionDims;
-using detail::axpy;
-using detail::dot;
 
-// Number of keys row i attends to.
-inline int64_t row_length(bool causal, int64_t i, int64_t M) {
-  return causal ? i + 1 : M;
+template <class T>
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using MatrixMap = Eigen::Map<Matrix<T>>;
+template <class T>
+using ConstMatrixMap = Eigen::Map<const Matrix<T>>;
+
+// Rows per block: the GEMMs run on [rows, L] blocks, where L is the number of keys the
+// block's last row sees (L = r1 when causal, so the masked upper triangle is skipped).
+constexpr int64_t kRowBlock = 64;
+
+inline int64_t keys_seen(bool causal, int64_t r1, int64_t M) {
+  return causal ? r1 : M;
+}
+
+// One (b, h): P [N,M] and y [N,Dv] from q [N,D], k [M,D], v [M,Dv].
+template <class T>
+void softmax_forward_head(bool causal, T scale, ConstMatrixMap<T> q, ConstMatrixMap<T> k,
+                          ConstMatrixMap<T> v, MatrixMap<T> P, MatrixMap<T> y) {
+  const int64_t N = q.rows(), M = k.rows();
+  for (int64_t r0 = 0; r0 < N; r0 += kRowBlock) {
+    const int64_t rows = std::min(kRowBlock, N - r0), L = keys_seen(causal, r0 + rows, M);
+    auto Pb = P.block(r0, 0, rows, L);
+    Pb.noalias() = scale * q.middleRows(r0, rows) * k.topRows(L).transpose();  // S
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t seen = causal ? r0 + r + 1 : M;  // row i sees keys j ≤ i
+      auto row = P.row(r0 + r);
+      auto live = row.head(seen).array();
+      if (seen > 0) {
+        live = (live - live.maxCoeff()).exp();
+        live /= live.sum();
+      }
+      row.tail(M - seen).setZero();
+    }
+    y.middleRows(r0, rows).noalias() = Pb * v.topRows(L);
+  }
+}
+
+// One (b, h): writes (overwrites) dq [N,D], dk [M,D], dv [M,Dv]. dP is [kRowBlock, M]
+// scratch.
+template <class T>
+void softmax_backward_head(bool causal, T scale, ConstMatrixMap<T> q, ConstMatrixMap<T> k,
+                           ConstMatrixMap<T> v, ConstMatrixMap<T> P, ConstMatrixMap<T> dy,
+                           MatrixMap<T> dq, MatrixMap<T> dk, MatrixMap<T> dv, Matrix<T>& dP) {
+  const int64_t N = q.rows(), M = k.rows();
+  dk.setZero();
+  dv.setZero();
+  for (int64_t r0 = 0; r0 < N; r0 += kRowBlock) {
+    const int64_t rows = std::min(kRowBlock, N - r0), L = keys_seen(causal, r0 + rows, M);
+    const auto Pb = P.block(r0, 0, rows, L);
+    const auto dyb = dy.middleRows(r0, rows);
+    dv.topRows(L).noalias() += Pb.transpose() * dyb;
+    auto dS = dP.topLeftCorner(rows, L);
+    dS.noalias() = dyb * v.topRows(L).transpose();  // dP
+    for (int64_t r = 0; r < rows; ++r) {
+      const T rowsum = (dS.row(r).array() * Pb.row(r).array()).sum();
+      dS.row(r).array() = Pb.row(r).array() * (dS.row(r).array() - rowsum);  // masked: P = 0
+    }
+    dq.middleRows(r0, rows).noalias() = scale * dS * k.topRows(L);
+    dk.topRows(L).noalias() += scale * dS.transpose() * q.middleRows(r0, rows);
+  }
+}
+
+template <class T>
+T attention_scale(int64_t D) {
+  return D > 0 ? T(1) / std::sqrt(static_cast<T>(D)) : T(1);
 }
 
 template <class T>
 void softmax_forward(const AttentionDims& d, bool causal, const T* q, const T* k, const T* v, T* y,
                      T* P) {
   const int64_t N = d.N, M = d.M, D = d.D, Dv = d.Dv;
-  const T c = D > 0 ? T(1) / std::sqrt(static_cast<T>(D)) : T(1);
   parallel_for(d.B * d.H, N * M * (D + Dv) + 1, [&](int64_t begin, int64_t end) {
     for (int64_t h = begin; h < end; ++h) {
-      const T* kh = k + h * M * D;
-      const T* vh = v + h * M * Dv;
-      for (int64_t i = 0; i < N; ++i) {
-        const T* qi = q + (h * N + i) * D;
-        T* Pi = P + (h * N + i) * M;
-        T* yi = y + (h * N + i) * Dv;
-        const int64_t L = row_length(causal, i, M);
-        T mx = -std::numeric_limits<T>::infinity();
-        for (int64_t j = 0; j < L; ++j) {
-          Pi[j] = c * dot(D, qi, kh + j * D);
-          mx = std::max(mx, Pi[j]);
-        }
-        T total = T(0);
-        for (int64_t j = 0; j < L; ++j) {
-          Pi[j] = std::exp(Pi[j] - mx);
-          total += Pi[j];
-        }
-        const T inv = L > 0 ? T(1) / total : T(0);
-        std::fill_n(yi, Dv, T(0));
-        for (int64_t j = 0; j < L; ++j) {
-          Pi[j] *= inv;
-          axpy(Dv, Pi[j], vh + j * Dv, yi);
-        }
-        std::fill(Pi + L, Pi + M, T(0));
-      }
+      softmax_forward_head<T>(
+          causal, attention_scale<T>(D), ConstMatrixMap<T>(q + h * N * D, N, D),
+          ConstMatrixMap<T>(k + h * M * D, M, D), ConstMatrixMap<T>(v + h * M * Dv, M, Dv),
+          MatrixMap<T>(P + h * N * M, N, M), MatrixMap<T>(y + h * N * Dv, N, Dv));
     }
   });
 }
 
-// Writes (overwrites) dq [B,H,N,D], dk [B,H,M,D], dv [B,H,M,Dv].
 template <class T>
 void softmax_backward(const AttentionDims& d, bool causal, const T* q, const T* k, const T* v,
                       const T* P, const T* dy, T* dq, T* dk, T* dv) {
   const int64_t N = d.N, M = d.M, D = d.D, Dv = d.Dv;
-  const T c = D > 0 ? T(1) / std::sqrt(static_cast<T>(D)) : T(1);
   parallel_for(d.B * d.H, 2 * N * M * (D + Dv) + 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> dP(static_cast<size_t>(M));
+    Matrix<T> dP(std::min(kRowBlock, N), M);
     for (int64_t h = begin; h < end; ++h) {
-      const T* kh = k + h * M * D;
-      const T* vh = v + h * M * Dv;
-      T* dkh = dk + h * M * D;
-      T* dvh = dv + h * M * Dv;
-      std::fill_n(dkh, M * D, T(0));
-      std::fill_n(dvh, M * Dv, T(0));
-      for (int64_t i = 0; i < N; ++i) {
-        const T* qi = q + (h * N + i) * D;
-        const T* Pi = P + (h * N + i) * M;
-        const T* dyi = dy + (h * N + i) * Dv;
-        T* dqi = dq + (h * N + i) * D;
-        const int64_t L = row_length(causal, i, M);
-        T rowsum = T(0);
-        for (int64_t j = 0; j < L; ++j) {
-          dP[static_cast<size_t>(j)] = dot(Dv, dyi, vh + j * Dv);
-          rowsum += dP[static_cast<size_t>(j)] * Pi[j];
-        }
-        std::fill_n(dqi, D, T(0));
-        for (int64_t j = 0; j < L; ++j) {
-          const T dS = Pi[j] * (dP[static_cast<size_t>(j)] - rowsum);
-          axpy(D, c * dS, kh + j * D, dqi);
-          axpy(D, c * dS, qi, dkh + j * D);
-          axpy(Dv, Pi[j], dyi, dvh + j * Dv);
-        }
-      }
+      softmax_backward_head<T>(
+          causal, attention_scale<T>(D), ConstMatrixMap<T>(q + h * N * D, N, D),
+          ConstMatrixMap<T>(k + h * M * D, M, D), ConstMatrixMap<T>(v + h * M * Dv, M, Dv),
+          ConstMatrixMap<T>(P + h * N * M, N, M), ConstMatrixMap<T>(dy + h * N * Dv, N, Dv),
+          MatrixMap<T>(dq + h * N * D, N, D), MatrixMap<T>(dk + h * M * D, M, D),
+          MatrixMap<T>(dv + h * M * Dv, M, Dv), dP);
     }
   });
 }

@@ -24,11 +24,4 @@ inline T dot(int64_t n, const T* x, const T* y) {
   return acc;
 }
 
-// x *= a   (n elements)
-template <class T>
-inline void scale(int64_t n, T a, T* x) {
-#pragma omp simd
-  for (int64_t c = 0; c < n; ++c) x[c] *= a;
-}
-
 }  // namespace polyak::detail

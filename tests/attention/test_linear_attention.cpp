@@ -56,6 +56,36 @@ TEST_CASE("causal_linear_attention and causal_dot_product equal the quadratic fo
   }
 }
 
+TEST_CASE("causal linear attention equals its quadratic form built from polyak ops") {
+  // y = (mask ⊙ q kᵀ) v / ((mask ⊙ q kᵀ) 1 + eps), differentiated by the engine through
+  // matmul, mul, sum and div: values and gradients must match the sweeps'.
+  for (int64_t N : {1, 7, 64, 100}) {
+    CAPTURE(N);
+    const int64_t B = 2, H = 2, D = 5, Dv = 32;
+    Generator gen(400 + static_cast<uint64_t>(N));
+    Tensor q = positive_leaf({B, H, N, D}, gen), k = positive_leaf({B, H, N, D}, gen);
+    Tensor v = normal_leaf({B, H, N, Dv}, gen);
+    Tensor dy = Tensor::randn({B, H, N, Dv}, gen, DType::f64);
+    std::vector<double> lower(static_cast<size_t>(N * N), 0.0);
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j <= i; ++j) lower[static_cast<size_t>(i * N + j)] = 1.0;
+    const Tensor mask = Tensor::from(lower, {N, N}, DType::f64);
+
+    Tensor qr = q.detach().requires_grad_(), kr = k.detach().requires_grad_();
+    Tensor vr = v.detach().requires_grad_();
+    Tensor A = matmul(qr, kr, false, true) * mask;
+    Tensor y_ref = matmul(A, vr) / (sum(A, -1, /*keepdim=*/true) + 1e-6);
+    y_ref.backward(dy);
+
+    Tensor y = causal_linear_attention(q, k, v);
+    y.backward(dy);
+    CHECK(max_abs_diff(y, y_ref) <= 1e-10);
+    CHECK(max_abs_diff(q.grad(), qr.grad()) <= 1e-10);
+    CHECK(max_abs_diff(k.grad(), kr.grad()) <= 1e-10);
+    CHECK(max_abs_diff(v.grad(), vr.grad()) <= 1e-10);
+  }
+}
+
 TEST_CASE("linear_attention equals the quadratic form, with M != N") {
   for (size_t t = 0; t < kLengths.size(); ++t) {
     const int64_t B = 2, H = 2, N = kLengths[t], M = kLengths[(t + 2) % kLengths.size()];

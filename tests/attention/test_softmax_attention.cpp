@@ -51,7 +51,7 @@ TEST_CASE("softmax_attention is stable for large scores") {
       for (double x : y.to_vector()) CHECK(std::isfinite(x));
       const std::vector<double> ref = naive::softmax_attention(
           {1, 2, 9, 9, 4, 3}, q.to_vector(), k.to_vector(), v.to_vector(), causal);
-      CHECK(scaled_error(y.to_vector(), ref) <= (dt == DType::f64 ? 1e-9 : 1e-3));
+      CHECK(scaled_error(y.to_vector(), ref) <= (dt == DType::f64 ? 1e-9 : 1e-2));
     }
   }
 }
