@@ -297,7 +297,7 @@ Tensor sigmoid(const Tensor& x) {
 
 Tensor relu(const Tensor& x) {
   Tensor y =
-      map_forward("relu", x, Kind::relu, 1, []<class T>(T v) { return select(v > T(0), v, T(0)); });
+      map_forward("relu", x, Kind::relu, 1, []<class T>(T v) { return select(v < T(0), T(0), v); });
   record_unary(y, "ReluBackward", x, Kind::relu, true, 1,
                []<class T>(T out, T g) { return select(out > T(0), g, T(0)); });
   return y;

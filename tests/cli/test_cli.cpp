@@ -2,6 +2,7 @@
 // what was expected) and a short end-to-end copy-task training run.
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "cli/bench.h"
 #include "cli/copy_run.h"
@@ -125,4 +126,20 @@ TEST_CASE("cli: a small softmax transformer learns the copy task") {
   CHECK(header.rfind("step,loss,accuracy", 0) == 0);
   CHECK(std::filesystem::exists(r.config_path));
   std::filesystem::remove_all(out);
+}
+
+TEST_CASE("cli: a non-finite loss names the step and the first layer that produced it") {
+  cli::TrainOptions o = parse({"train", "--length", "16", "--layers", "3", "--heads", "2",
+                               "--d-model", "16", "--ff", "32"})
+                            .train;
+  CopyTask task({.length = o.length, .seed = 3});
+  TransformerLM model(o.model_config(task.vocab()));
+  Batch batch = task.batch(4);
+  Tensor w = model.parameter("layers.1.feed_forward.linear1.weight");
+  {
+    NoGradGuard no_grad;
+    w.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  check_error([&] { cli::copy_loss_backward(model, batch, 17, nullptr); },
+              {"step 17", "layer 1", "loss"});
 }

@@ -1,6 +1,7 @@
 // Elementwise ops: gradients (gradcheck in f64), forward values, broadcasting paths
 // against a naive reference, and bad input.
 #include <cmath>
+#include <limits>
 
 #include "ops_helpers.h"
 #include "testing.h"
@@ -352,4 +353,13 @@ TEST_CASE("elementwise: f32 transcendental kernels agree with f64 libm") {
   // NaN propagates.
   Tensor nan = Tensor::from({std::nan("")});
   for (const Fn& fn : fns) CHECK(std::isnan(fn.f(nan).item()));
+}
+
+TEST_CASE("relu propagates NaN, as a diverging model must be noticed") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<double> y =
+      relu(Tensor::from(std::vector<float>{nan, -1.0f, 2.0f}, Shape{3})).to_vector();
+  CHECK(std::isnan(y[0]));
+  CHECK(y[1] == 0.0);
+  CHECK(y[2] == 2.0);
 }
