@@ -9,7 +9,7 @@
 namespace polyak::cli {
 
 struct BenchResult {
-  double gemm_gflops = 0;  // median over repetitions of one square f32 GEMM
+  double gemm_gflops = 0;  // best over repetitions of one square f32 GEMM
   double fma_gflops = 0;   // the cores' f32 FMA throughput (0 where not measurable)
   double ms_per_step = 0;  // median
   double tokens_per_s = 0;

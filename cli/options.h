@@ -41,8 +41,8 @@ struct TrainOptions {
 struct BenchOptions {
   TrainOptions train;  // the model and batch (preset paper by default)
   int64_t warmup = 2;
-  int64_t gemm_size = 1536;
-  int64_t gemm_reps = 5;
+  int64_t gemm_size = 2048;
+  int64_t gemm_reps = 7;
   std::string json;  // optional: write the figures as JSON here
 };
 
