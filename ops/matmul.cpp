@@ -12,19 +12,22 @@
 //   dW = dYᵀ · X              [out, in]
 //   db = Σ_r dY[r, :]         [out]
 //
-// Every product is an Eigen GEMM on row-major maps (transposes are free: they only change
-// the storage order Eigen sees). A large product is cut into one panel per thread; many
-// small matrices (attention heads) run one single-threaded GEMM per batch entry, in
-// parallel. Gradients are written straight into fresh buffers, never summed afterwards.
+// Every f32 product is polyak's own packed GEMM (ops/gemm_kernel.h: its packing reads the
+// transposes); f64 products (the gradchecks) are Eigen GEMMs on row-major maps. A large
+// product is cut into one panel per thread; many small matrices (attention heads) run one
+// single-threaded GEMM per batch entry, in parallel. Gradients are written straight into
+// fresh buffers, never summed afterwards.
 #include "ops/matmul.h"
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "core/autograd.h"
 #include "core/threads.h"
 #include "cuda/cuda.h"
+#include "ops/gemm_kernel.h"
 
 namespace polyak {
 namespace {
@@ -45,15 +48,12 @@ struct Operand {
   bool t;
 };
 
-// c [m,n] (leading dimension ldc) = op(a) · op(b) (+ c when `accumulate`), one
-// single-threaded Eigen GEMM when called inside a parallel region. With `bias`, c's rows
-// start as bias[0..n) and the product is added to them in the same pass.
+// gemm_block (below) with Eigen: c's rows start as the bias, then the product is added.
 template <class T>
-void gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k,
-                bool accumulate, const T* bias = nullptr) {
-  if (m == 0 || n == 0) return;
+void eigen_gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_t n,
+                      int64_t k, bool accumulate, const T* bias) {
   Strided<T> C(c, m, n, Eigen::OuterStride<>(ldc));
-  if (bias) {
+  if (bias && !accumulate) {
     for (int64_t r = 0; r < m; ++r) std::copy(bias, bias + n, c + r * ldc);
     accumulate = true;
   }
@@ -75,20 +75,44 @@ void gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_
   if (a.t && b.t) run(A.transpose(), B.transpose());
 }
 
+// c [m,n] (leading dimension ldc) = op(a) · op(b) (+ c when `accumulate`), one
+// single-threaded GEMM. With `bias` (and not `accumulate`), c = bias + op(a) · op(b), the
+// bias added to every row. f32 runs polyak's own GEMM, which adds the bias in the pass
+// that writes c; f64 (the gradchecks) and builds without AVX2 + FMA run Eigen's.
+template <class T>
+void gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k,
+                bool accumulate, const T* bias = nullptr) {
+  if (m == 0 || n == 0) return;
+  if constexpr (std::is_same_v<T, float> && POLYAK_SGEMM_AVX2)
+    sgemm(a.t, b.t, m, n, k, a.p, a.ld, b.p, b.ld, c, ldc, accumulate, bias);
+  else
+    eigen_gemm_block(a, b, c, ldc, m, n, k, accumulate, bias);
+}
+
 // The same product on all threads: C is cut into one panel of rows (or of columns, when
-// it is wider than tall) per thread, and each panel is an independent GEMM. Unlike a
-// GEMM whose threads share packed blocks and wait for each other, a panel never waits,
-// so a busy core slows only its own panel.
+// it is wider than tall) per thread, and each panel is an independent GEMM that packs its
+// own operands. Unlike a GEMM whose threads share packed blocks and wait for each other, a
+// panel never waits, so a busy core slows only its own panel. Panels are cut at whole
+// microkernel tiles (MR rows, NR columns): no thread gets a ragged tile in the middle of C,
+// and column panels start on a 64-byte boundary of each row of a 64-byte-aligned C.
+//   linear forward  X·Wᵀ  [R, out]:  rows (R ≫ out)
+//   linear dX       dY·W  [R, in]:   rows
+//   linear dW       dYᵀ·X [out, in]: rows, or columns when in > out; the long depth R is
+//                   never cut, so no partial sums need adding afterwards.
 template <class T>
 void gemm_parallel(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64_t k,
                    bool accumulate, const T* bias = nullptr) {
   if (m >= n) {
-    parallel_for(m, n * k, [&](int64_t r0, int64_t r1) {
+    const int64_t tiles = (m + kSgemmMR - 1) / kSgemmMR;
+    parallel_for(tiles, kSgemmMR * n * k, [&](int64_t t0, int64_t t1) {
+      const int64_t r0 = t0 * kSgemmMR, r1 = std::min(m, t1 * kSgemmMR);
       Operand<T> rows{a.t ? a.p + r0 : a.p + r0 * a.ld, a.ld, a.t};
       gemm_block(rows, b, c + r0 * n, n, r1 - r0, n, k, accumulate, bias);
     });
   } else {
-    parallel_for(n, m * k, [&](int64_t c0, int64_t c1) {
+    const int64_t tiles = (n + kSgemmNR - 1) / kSgemmNR;
+    parallel_for(tiles, kSgemmNR * m * k, [&](int64_t t0, int64_t t1) {
+      const int64_t c0 = t0 * kSgemmNR, c1 = std::min(n, t1 * kSgemmNR);
       Operand<T> cols{b.t ? b.p + c0 * b.ld : b.p + c0, b.ld, b.t};
       gemm_block(a, cols, c + c0, n, m, c1 - c0, k, accumulate, bias ? bias + c0 : nullptr);
     });
