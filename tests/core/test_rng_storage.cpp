@@ -103,3 +103,17 @@ TEST_CASE("allocator: freed blocks are reused") {
   { Tensor a = Tensor::zeros(Shape{123, 45}); }
   CHECK(allocator_stats().system_allocations == after.system_allocations + 1);
 }
+
+TEST_CASE("RNG: fill_blocks gives block() word for word, also across the 2^32 counter carry") {
+  Generator gen(0x1234'5678'9abc'def0ull);
+  for (uint64_t first : {uint64_t{0}, uint64_t{5}, (uint64_t{1} << 32) - 3}) {
+    for (int64_t count : {int64_t{1}, int64_t{7}, int64_t{8}, int64_t{19}}) {
+      std::vector<uint32_t> words(static_cast<size_t>(4 * count));
+      gen.fill_blocks(first, count, words.data());
+      for (int64_t b = 0; b < count; ++b) {
+        auto w = gen.block(first + static_cast<uint64_t>(b));
+        for (size_t j = 0; j < 4; ++j) CHECK(words[static_cast<size_t>(4 * b) + j] == w[j]);
+      }
+    }
+  }
+}
