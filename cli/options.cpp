@@ -28,9 +28,10 @@ TrainOptions preset_values(const std::string& preset) {
     o.eval_every = 500;
     o.eval_batches = 8;
   } else {
-    // Reaches ≥ 95% word accuracy within a few minutes on 2 cores.
-    o.model = "softmax";
-    o.steps = 1500;
+    // A small linear transformer that reaches ≥ 99% word accuracy in under a minute on 2
+    // quiet cores (L = 32, words of 8 to 14 symbols).
+    o.model = "linear";
+    o.steps = 4000;
     o.batch = 32;
     o.length = 32;
     o.layers = 2;
@@ -40,7 +41,7 @@ TrainOptions preset_values(const std::string& preset) {
     o.dropout = 0.0;
     o.lr = 1e-3;
     o.decay_step = 0;
-    o.eval_every = 250;
+    o.eval_every = 500;
     o.eval_batches = 8;
   }
   return o;

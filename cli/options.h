@@ -13,7 +13,7 @@ namespace polyak::cli {
 // `polyak train` on the copy task (MATH.md §10).
 struct TrainOptions {
   std::string preset = "default";  // default | paper
-  std::string model = "softmax";   // attention kind: softmax | linear
+  std::string model = "linear";    // attention kind: softmax | linear
   int64_t steps = 0;
   int64_t batch = 0;
   int64_t length = 0;  // sequence length L of the copy task
