@@ -111,11 +111,13 @@ TEST_CASE("cli: the FLOP count of a step follows the model's shapes") {
 TEST_CASE("cli: a small softmax transformer learns the copy task") {
   std::filesystem::path out = std::filesystem::temp_directory_path() / "polyak-test-copy";
   std::filesystem::remove_all(out);
-  cli::TrainOptions o = parse({"train", "--length",  "16", "--steps", "400",        "--batch",
-                               "32",    "--layers",  "2",  "--heads", "2",          "--d-model",
-                               "32",    "--ff",      "64", "--lr",    "3e-3",       "--eval-every",
-                               "400",   "--threads", "1",  "--out",   out.string(), "--quiet"})
-                            .train;
+  cli::TrainOptions o =
+      parse({"train",      "--model",      "softmax", "--length",  "16", "--steps",
+             "400",        "--batch",      "32",      "--layers",  "2",  "--heads",
+             "2",          "--d-model",    "32",      "--ff",      "64", "--lr",
+             "3e-3",       "--eval-every", "400",     "--threads", "1",  "--out",
+             out.string(), "--quiet"})
+          .train;
   cli::TrainResult r = cli::train_copy(o, nullptr);
   INFO("test accuracy " << r.test_accuracy);
   CHECK(r.test_accuracy > 0.9);
