@@ -7,7 +7,7 @@
 
 namespace polyak {
 
-Tensor reshape(const Tensor& x, const Shape& shape);  // view; same as x.reshape
+Tensor reshape(const Tensor& x, const Shape& shape);                // view; same as x.reshape
 Tensor permute(const Tensor& x, const std::vector<int64_t>& dims);  // contiguous copy
 Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1);
 // Elements [begin, end) along `axis`.

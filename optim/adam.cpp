@@ -17,14 +17,7 @@ Adam::Adam(const char* name, std::vector<Tensor> params, const Options& options,
     : Optimizer(name, std::move(params), options.lr, {"exp_avg", "exp_avg_sq"}),
       options_(options),
       decoupled_(decoupled) {
-  check_option(options.beta1 >= 0 && options.beta1 < 1, "beta1", options.beta1,
-               "a value in [0, 1)");
-  check_option(options.beta2 >= 0 && options.beta2 < 1, "beta2", options.beta2,
-               "a value in [0, 1)");
-  check_option(std::isfinite(options.eps) && options.eps > 0, "eps", options.eps,
-               "a finite value > 0");
-  check_option(std::isfinite(options.weight_decay) && options.weight_decay >= 0, "weight_decay",
-               options.weight_decay, "a finite value >= 0");
+  check_moment_options(options.beta1, options.beta2, options.eps, options.weight_decay);
 }
 
 AdamW::AdamW(std::vector<Tensor> params) : AdamW(std::move(params), Options{}) {}

@@ -114,4 +114,13 @@ Tensor Optimizer::state(size_t index, size_t slot) const {
   return state_[index][slot];
 }
 
+void Optimizer::check_moment_options(double beta1, double beta2, double eps,
+                                     double weight_decay) const {
+  check_option(beta1 >= 0 && beta1 < 1, "beta1", beta1, "a value in [0, 1)");
+  check_option(beta2 >= 0 && beta2 < 1, "beta2", beta2, "a value in [0, 1)");
+  check_option(std::isfinite(eps) && eps > 0, "eps", eps, "a finite value > 0");
+  check_option(std::isfinite(weight_decay) && weight_decay >= 0, "weight_decay", weight_decay,
+               "a finite value >= 0");
+}
+
 }  // namespace polyak

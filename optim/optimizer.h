@@ -74,6 +74,8 @@ class Optimizer {
 
   // Throw "Name: option = value, expected ..." unless the check holds.
   void check_option(bool ok, const char* option, double value, const char* expected) const;
+  // The options of the Adam family: β1, β2 ∈ [0, 1), eps finite > 0, weight decay finite ≥ 0.
+  void check_moment_options(double beta1, double beta2, double eps, double weight_decay) const;
 
   std::vector<Tensor>& param_state(size_t index) { return state_[index]; }
 

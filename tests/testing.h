@@ -25,7 +25,8 @@ struct GradcheckCase {
 
 inline std::vector<Tensor> random_inputs(const std::vector<Shape>& shapes, Generator& gen) {
   std::vector<Tensor> inputs;
-  for (const Shape& s : shapes) inputs.push_back(Tensor::randn(s, gen, DType::f64).requires_grad_());
+  for (const Shape& s : shapes)
+    inputs.push_back(Tensor::randn(s, gen, DType::f64).requires_grad_());
   return inputs;
 }
 
@@ -34,7 +35,8 @@ inline void run_gradcheck_table(const std::vector<GradcheckCase>& cases, uint64_
   for (const GradcheckCase& c : cases) {
     SUBCASE(c.name.c_str()) {
       Generator gen(seed);
-      std::vector<Tensor> inputs = c.make_inputs ? c.make_inputs(gen) : random_inputs(c.shapes, gen);
+      std::vector<Tensor> inputs =
+          c.make_inputs ? c.make_inputs(gen) : random_inputs(c.shapes, gen);
       GradcheckResult r = gradcheck(c.fn, inputs, c.options);
       INFO(c.name << ": " << r.message);
       CHECK(r.ok);
@@ -53,7 +55,8 @@ inline double max_abs_diff(const Tensor& a, const Tensor& b) {
 
 // Runs `body` and checks that it throws polyak::Error whose message contains every one of
 // `fragments`.
-inline void check_error(const std::function<void()>& body, const std::vector<std::string>& fragments) {
+inline void check_error(const std::function<void()>& body,
+                        const std::vector<std::string>& fragments) {
   bool threw = false;
   try {
     body();

@@ -179,10 +179,16 @@ TEST_CASE("Optimizer: parameters without a gradient are skipped") {
 TEST_CASE("Optimizer: a gradient of another dtype or shape is refused before any step") {
   Tensor p = make_param({1.0, 2.0}, DType::f32);
   SGD opt({p}, {.lr = 0.5});
-  check_error([&] { p.set_grad(Tensor::from({1.0, 1.0}, Shape{2}, DType::f64)); },
-              {"set_grad", "f64", "f32"});
-  check_error([&] { p.set_grad(Tensor::from({1.0, 1.0, 1.0}, Shape{3}, DType::f32)); },
-              {"set_grad", "shape"});
+  check_error(
+      [&] {
+        p.set_grad(Tensor::from({1.0, 1.0}, Shape{2}, DType::f64));
+      },
+      {"set_grad", "f64", "f32"});
+  check_error(
+      [&] {
+        p.set_grad(Tensor::from({1.0, 1.0, 1.0}, Shape{3}, DType::f32));
+      },
+      {"set_grad", "shape"});
   p.set_grad(Tensor::from({1.0, 1.0}, Shape{2}, DType::f32));
   opt.step();
   CHECK(p.to_vector() == Vec{0.5, 1.5});
