@@ -3,7 +3,6 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
