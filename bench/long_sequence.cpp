@@ -1,16 +1,22 @@
-// Long sequences: causal linear attention forward + backward, time and memory against N.
+// Long sequences: causal linear and causal momentum attention forward + backward, time and
+// memory against N.
 //
-//   y = causal_linear_attention(φ(q), φ(k), v),  φ(x) = elu(x) + 1,  then y.backward(dy)
+//   linear:    y = causal_linear_attention(φ(q), φ(k), v)
+//   momentum:  y = causal_momentum_attention(φ(q), φ(k), v, β = 0.1, γ = 0.6)  (exact, eq. 13)
+//   φ(x) = elu(x) + 1, then y.backward(dy)
 //   q, k [B,H,N,D], v, dy [B,H,N,Dv], f32, B = 1, H = 8, D = Dv = 32
 //
-// For each N (4096, 16384, 65536 by default) the program re-executes itself with `--n N`,
-// so each row's peak resident set (VmHWM, which only grows within a process) belongs to
-// that N alone. Per row it prints the median time of forward + backward over --reps
-// repetitions (after one warm-up), the process's peak RSS and polyak's allocator peak,
-// and what storing one D×Dv state per position would have cost. The last line says
-// whether peak memory grows linearly in N (peak/N about constant across rows).
+// For each kind and N (4096, 16384, 65536 by default) the program re-executes itself with
+// `--kind K --n N`, so each row's peak resident set (VmHWM, which only grows within a
+// process) belongs to that measurement alone. Per row it prints the median time of forward
+// + backward over --reps repetitions (after one warm-up), the process's peak RSS and
+// polyak's allocator peak, and what storing one D×Dv state per position would have cost.
+// Per N a line gives the momentum/linear ratio of the medians (both measured in this run,
+// alternating kinds per N); per kind a last line says whether peak memory grows linearly
+// in N (peak/N about constant across rows).
 //
 // Usage: bench_long_sequence [--threads T] [--reps R] [--no-feature-map] [--sizes N,N,...]
+//                            [--kinds linear,momentum]
 #include <unistd.h>
 #include <algorithm>
 #include <chrono>
@@ -21,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/attention/momentum_attention.h"
 #include "polyak/polyak.h"
 
 using namespace polyak;
@@ -28,16 +35,21 @@ using namespace polyak;
 namespace {
 
 constexpr int64_t kB = 1, kH = 8, kD = 32, kDv = 32;
+// The paper's copy-task momentum (Table 1); the time does not depend on the values.
+constexpr double kBeta = 0.1, kGamma = 0.6;
 
 struct Options {
   int threads = 0;  // 0: all cores
   int reps = 5;
   bool feature_map = true;
-  int64_t n = 0;  // > 0: child mode, measure this N only
+  int64_t n = 0;     // > 0: child mode, measure this N only
+  std::string kind;  // child mode: "linear" or "momentum"
   std::vector<int64_t> sizes = {4096, 16384, 65536};
+  std::vector<std::string> kinds = {"linear", "momentum"};
 };
 
 struct Row {
+  std::string kind;
   int64_t n = 0;
   double median_ms = 0, min_ms = 0;
   double rss_mib = 0, alloc_mib = 0;
@@ -45,7 +57,8 @@ struct Row {
 
 [[noreturn]] void usage(const char* prog, const std::string& problem) {
   std::fprintf(stderr,
-               "%s\nusage: %s [--threads T] [--reps R] [--no-feature-map] [--sizes N,N,...]\n",
+               "%s\nusage: %s [--threads T] [--reps R] [--no-feature-map] [--sizes N,N,...] "
+               "[--kinds linear,momentum]\n",
                problem.c_str(), prog);
   std::exit(2);
 }
@@ -65,6 +78,12 @@ Options parse(int argc, char** argv) {
         o.reps = std::max(1, std::stoi(value()));
       } else if (arg == "--n") {
         o.n = std::stoll(value());
+      } else if (arg == "--kind") {
+        o.kind = value();
+      } else if (arg == "--kinds") {
+        o.kinds.clear();
+        std::stringstream list(value());
+        for (std::string item; std::getline(list, item, ',');) o.kinds.push_back(item);
       } else if (arg == "--no-feature-map") {
         o.feature_map = false;
       } else if (arg == "--sizes") {
@@ -78,6 +97,11 @@ Options parse(int argc, char** argv) {
       usage(argv[0], "bad value for " + arg);
     }
   }
+  for (const std::string& kind : o.kinds)
+    if (kind != "linear" && kind != "momentum")
+      usage(argv[0], "unknown kind " + kind + " (expected linear or momentum)");
+  if (o.n > 0 && o.kind != "linear" && o.kind != "momentum")
+    usage(argv[0], "--n needs --kind linear or --kind momentum");
   return o;
 }
 
@@ -90,7 +114,7 @@ double peak_rss_mib() {
   return 0;
 }
 
-// Child mode: one N, one line "n median_ms min_ms rss_mib alloc_mib" on stdout.
+// Child mode: one kind and N, one line "n median_ms min_ms rss_mib alloc_mib" on stdout.
 int measure(const Options& o) {
   if (o.threads > 0) set_num_threads(o.threads);
   const int64_t N = o.n;
@@ -106,8 +130,10 @@ int measure(const Options& o) {
     k.zero_grad();
     v.zero_grad();
     const auto t0 = std::chrono::steady_clock::now();
-    Tensor y = o.feature_map ? causal_linear_attention(elu_feature_map(q), elu_feature_map(k), v)
-                             : causal_linear_attention(q, k, v);
+    const Tensor fq = o.feature_map ? elu_feature_map(q) : q;
+    const Tensor fk = o.feature_map ? elu_feature_map(k) : k;
+    Tensor y = o.kind == "momentum" ? causal_momentum_attention(fq, fk, v, kBeta, kGamma)
+                                    : causal_linear_attention(fq, fk, v);
     y.backward(dy);
     const auto t1 = std::chrono::steady_clock::now();
     if (rep > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
@@ -122,10 +148,11 @@ int measure(const Options& o) {
   return 0;
 }
 
-// Parent mode: one child process per N.
-bool run_child(const char* self, const Options& o, int64_t n, Row& row) {
+// Parent mode: one child process per kind and N.
+bool run_child(const char* self, const Options& o, const std::string& kind, int64_t n, Row& row) {
   std::string cmd;  // built piecewise: GCC 12 warns falsely on "'" + std::string(...)
-  cmd.append("'").append(self).append("' --n ").append(std::to_string(n));
+  cmd.append("'").append(self).append("' --kind ").append(kind);
+  cmd.append(" --n ").append(std::to_string(n));
   cmd.append(" --reps ").append(std::to_string(o.reps));
   cmd.append(" --threads ").append(std::to_string(o.threads));
   if (!o.feature_map) cmd.append(" --no-feature-map");
@@ -136,7 +163,25 @@ bool run_child(const char* self, const Options& o, int64_t n, Row& row) {
                                  &row.rss_mib, &row.alloc_mib);
   const int status = pclose(pipe);
   row.n = n_read;
+  row.kind = kind;
   return fields == 5 && status == 0 && n_read == n;
+}
+
+// Linear growth: peak / N stays about constant from the smallest N to the largest.
+void print_memory_check(const std::string& kind, const std::vector<Row>& rows) {
+  if (rows.size() < 2) return;
+  const Row& first = rows.front();
+  const Row& last = rows.back();
+  const double alloc_ratio = (last.alloc_mib / static_cast<double>(last.n)) /
+                             (first.alloc_mib / static_cast<double>(first.n));
+  const double rss_ratio =
+      (last.rss_mib / static_cast<double>(last.n)) / (first.rss_mib / static_cast<double>(first.n));
+  const bool linear = alloc_ratio > 0.8 && alloc_ratio < 1.25 && rss_ratio < 1.25;
+  std::printf(
+      "memory %s: allocator peak/N ratio (N=%lld vs N=%lld) %.3f, peak RSS/N ratio %.3f: "
+      "peak memory %s linearly in N\n",
+      kind.c_str(), static_cast<long long>(last.n), static_cast<long long>(first.n), alloc_ratio,
+      rss_ratio, linear ? "grows" : "does NOT grow");
 }
 
 }  // namespace
@@ -150,45 +195,51 @@ int main(int argc, char** argv) {
   if (len <= 0) usage(argv[0], "cannot find this program's path in /proc/self/exe");
   self[len] = '\0';
 
-  std::printf("causal_linear_attention forward + backward, f32, B=%lld H=%lld D=%lld Dv=%lld, %s\n",
-              static_cast<long long>(kB), static_cast<long long>(kH), static_cast<long long>(kD),
-              static_cast<long long>(kDv),
-              o.feature_map ? "q, k through elu_feature_map (timed)" : "no feature map");
-  std::printf("threads %d, median of %d repetitions after one warm-up, one process per N\n",
+  std::printf(
+      "causal attention forward + backward, f32, B=%lld H=%lld D=%lld Dv=%lld, %s\n"
+      "kinds: linear = causal_linear_attention, momentum = causal_momentum_attention "
+      "(exact, beta=%g gamma=%g)\n",
+      static_cast<long long>(kB), static_cast<long long>(kH), static_cast<long long>(kD),
+      static_cast<long long>(kDv),
+      o.feature_map ? "q, k through elu_feature_map (timed)" : "no feature map", kBeta, kGamma);
+  std::printf("threads %d, median of %d repetitions after one warm-up, one process per row\n",
               o.threads > 0 ? o.threads : num_threads(), o.reps);
-  std::printf("%8s %12s %12s %14s %16s %20s\n", "N", "median ms", "min ms", "peak RSS MiB",
-              "alloc peak MiB", "per-pos states MiB");
+  std::printf("%-9s %8s %12s %12s %14s %16s %20s\n", "kind", "N", "median ms", "min ms",
+              "peak RSS MiB", "alloc peak MiB", "per-pos states MiB");
   std::fflush(stdout);
 
-  std::vector<Row> rows;
+  std::vector<std::vector<Row>> rows(o.kinds.size());
   for (int64_t n : o.sizes) {
-    Row row;
-    if (!run_child(self, o, n, row)) {
-      std::fprintf(stderr, "measurement for N = %lld failed\n", static_cast<long long>(n));
-      return 1;
+    std::vector<const Row*> at_n(o.kinds.size(), nullptr);
+    for (size_t kind = 0; kind < o.kinds.size(); ++kind) {
+      Row row;
+      if (!run_child(self, o, o.kinds[kind], n, row)) {
+        std::fprintf(stderr, "measurement of %s for N = %lld failed\n", o.kinds[kind].c_str(),
+                     static_cast<long long>(n));
+        return 1;
+      }
+      // What an O(N·D·Dv) implementation would hold: one D×Dv f32 state per position and head.
+      const double states_mib = static_cast<double>(kB * kH * n * kD * kDv) * 4 / (1024.0 * 1024.0);
+      std::printf("%-9s %8lld %12.2f %12.2f %14.1f %16.1f %20.1f\n", row.kind.c_str(),
+                  static_cast<long long>(n), row.median_ms, row.min_ms, row.rss_mib, row.alloc_mib,
+                  states_mib);
+      std::fflush(stdout);
+      rows[kind].push_back(row);
+      at_n[kind] = &rows[kind].back();
     }
-    // What an O(N·D·Dv) implementation would hold: one D×Dv f32 state per position and head.
-    const double states_mib = static_cast<double>(kB * kH * n * kD * kDv) * 4 / (1024.0 * 1024.0);
-    std::printf("%8lld %12.2f %12.2f %14.1f %16.1f %20.1f\n", static_cast<long long>(n),
-                row.median_ms, row.min_ms, row.rss_mib, row.alloc_mib, states_mib);
-    std::fflush(stdout);
-    rows.push_back(row);
+    const Row* lin = nullptr;
+    const Row* mom = nullptr;
+    for (size_t kind = 0; kind < o.kinds.size(); ++kind) {
+      if (o.kinds[kind] == "linear") lin = at_n[kind];
+      if (o.kinds[kind] == "momentum") mom = at_n[kind];
+    }
+    if (lin != nullptr && mom != nullptr) {
+      std::printf("ratio     %8lld momentum/linear median time %.3f\n", static_cast<long long>(n),
+                  mom->median_ms / lin->median_ms);
+      std::fflush(stdout);
+    }
   }
-
-  // Linear growth: peak / N stays about constant from the smallest N to the largest.
-  if (rows.size() >= 2) {
-    const Row& first = rows.front();
-    const Row& last = rows.back();
-    const double alloc_ratio = (last.alloc_mib / static_cast<double>(last.n)) /
-                               (first.alloc_mib / static_cast<double>(first.n));
-    const double rss_ratio = (last.rss_mib / static_cast<double>(last.n)) /
-                             (first.rss_mib / static_cast<double>(first.n));
-    const bool linear = alloc_ratio > 0.8 && alloc_ratio < 1.25 && rss_ratio < 1.25;
-    std::printf(
-        "memory: allocator peak/N ratio (N=%lld vs N=%lld) %.3f, peak RSS/N ratio %.3f: "
-        "peak memory %s linearly in N\n",
-        static_cast<long long>(last.n), static_cast<long long>(first.n), alloc_ratio, rss_ratio,
-        linear ? "grows" : "does NOT grow");
-  }
+  for (size_t kind = 0; kind < o.kinds.size(); ++kind)
+    print_memory_check(o.kinds[kind], rows[kind]);
   return 0;
 }

@@ -34,6 +34,7 @@
 #include "core/threads.h"
 #include "ops/attention/attention_checks.h"
 #include "ops/attention/linear_attention.h"
+#include "ops/attention/sweep.h"
 #include "ops/attention/vec.h"
 
 namespace polyak {
@@ -42,27 +43,7 @@ namespace {
 using detail::AttentionDims;
 using detail::axpy;
 using detail::dot;
-
-// kDv > 0 fixes Dv at compile time (the common head widths): the loops over Dv then unroll
-// and the per-position Dv-vectors (o_i, do_i, dv_i) stay in registers. kDv = 0 reads Dv at
-// run time and keeps those vectors in the caller's scratch.
-template <class F>
-void with_fixed_dv(int64_t Dv, F&& body) {
-  switch (Dv) {
-    case 16:
-      body.template operator()<16>();
-      break;
-    case 32:
-      body.template operator()<32>();
-      break;
-    case 64:
-      body.template operator()<64>();
-      break;
-    default:
-      body.template operator()<0>();
-      break;
-  }
-}
+using detail::with_fixed_dv;
 
 // ---- forward ---------------------------------------------------------------------------
 

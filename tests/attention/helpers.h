@@ -45,4 +45,21 @@ inline double relative_error(const std::vector<double>& a, const std::vector<dou
   return mag > 0 ? err / mag : err;
 }
 
+// Row i along axis 2 of x [B,H,N,W] as a new tensor [B,H,W] (a recurrent step's input).
+inline Tensor position(const Tensor& x, int64_t i) {
+  const Shape& s = x.shape();
+  const int64_t BH = s[0] * s[1], N = s[2], W = s[3];
+  const std::vector<double> all = x.to_vector();
+  std::vector<double> row(static_cast<size_t>(BH * W));
+  for (int64_t h = 0; h < BH; ++h)
+    for (int64_t c = 0; c < W; ++c)
+      row[static_cast<size_t>(h * W + c)] = all[static_cast<size_t>((h * N + i) * W + c)];
+  return Tensor::from(row, {s[0], s[1], W}, x.dtype());
+}
+
+// The same values in `dtype`, a fresh leaf requiring grad.
+inline Tensor as_leaf(const Tensor& x, DType dtype) {
+  return Tensor::from(x.to_vector(), x.shape(), dtype).requires_grad_();
+}
+
 }  // namespace polyak::testing
