@@ -1,6 +1,27 @@
+// TransformerLM: the layer stack with a token head, in parallel and recurrent form.
+// Legend: B batch, N sequence length, d = d_model, V = vocab.
 #include "models/transformer.h"
 
+#include <cmath>
+#include <utility>
+
 namespace polyak {
+
+namespace {
+
+// (kind, attention, connection), in model_kinds() order.
+struct ModelKind {
+  const char* name;
+  const char* attention;
+  const char* connection;
+};
+const ModelKind kModelKinds[] = {
+    {"softmax", "softmax", "residual"},   {"linear", "linear", "residual"},
+    {"momentum", "momentum", "residual"}, {"momentum-connection", "momentum", "momentum"},
+    {"adaptive", "momentum", "adaptive"},
+};
+
+}  // namespace
 
 void TransformerConfig::validate() const {
   const char* fn = "TransformerConfig";
@@ -28,6 +49,20 @@ void TransformerConfig::validate() const {
   check_choice(fn, "connection", connection, connection_kinds());
   check_choice(fn, "feature_map", feature_map, feature_map_kinds());
   POLYAK_CHECK(attention_eps > 0.0, fn, ": attention_eps = ", attention_eps, ", expected positive");
+  POLYAK_CHECK(momentum_beta >= 0.0 && momentum_beta < 1.0, fn, ": momentum_beta = ", momentum_beta,
+               ", expected in [0, 1)");
+  POLYAK_CHECK(momentum_gamma > 0.0 && std::isfinite(momentum_gamma), fn,
+               ": momentum_gamma = ", momentum_gamma, ", expected a finite value > 0");
+  check_choice(fn, "momentum_weighting", momentum_weighting, {"exact", "reference"});
+  POLYAK_CHECK(connection_beta >= 0.0 && connection_beta < 1.0, fn,
+               ": connection_beta = ", connection_beta, ", expected in [0, 1)");
+  POLYAK_CHECK(connection_gamma > 0.0 && std::isfinite(connection_gamma), fn,
+               ": connection_gamma = ", connection_gamma, ", expected a finite value > 0");
+  POLYAK_CHECK(connection_delta > 0.0 && connection_delta < 1.0, fn,
+               ": connection_delta = ", connection_delta, ", expected in (0, 1)");
+  POLYAK_CHECK(connection_eps > 0.0 && std::isfinite(connection_eps), fn,
+               ": connection_eps = ", connection_eps, ", expected a finite value > 0");
+  check_choice(fn, "connection_denominator", connection_denominator, {"velocity", "attention"});
   POLYAK_CHECK(norm_eps > 0.0, fn, ": norm_eps = ", norm_eps, ", expected positive");
 }
 
@@ -41,14 +76,46 @@ TransformerLayerConfig TransformerConfig::layer_config() const {
   c.attention.dropout = dropout;
   c.attention.feature_map = feature_map;
   c.attention.eps = attention_eps;
+  c.attention.beta = momentum_beta;
+  c.attention.gamma = momentum_gamma;
+  c.attention.weighting = momentum_weighting;
   c.ff_dim = resolved_ff_dim();
   c.activation = activation;
   c.dropout = dropout;
   c.pre_norm = pre_norm;
   c.norm = norm;
   c.norm_eps = norm_eps;
-  c.connection = connection;
+  c.connection.kind = connection;
+  c.connection.beta = connection_beta;
+  c.connection.gamma = connection_gamma;
+  c.connection.delta = connection_delta;
+  c.connection.eps = connection_eps;
+  c.connection.denominator = connection_denominator;
   return c;
+}
+
+const std::vector<std::string>& model_kinds() {
+  static const std::vector<std::string> kinds = [] {
+    std::vector<std::string> names;
+    for (const ModelKind& k : kModelKinds) names.emplace_back(k.name);
+    return names;
+  }();
+  return kinds;
+}
+
+void set_model_kind(TransformerConfig& config, const std::string& kind) {
+  check_choice("set_model_kind", "kind", kind, model_kinds());
+  for (const ModelKind& k : kModelKinds)
+    if (kind == k.name) {
+      config.attention = k.attention;
+      config.connection = k.connection;
+    }
+}
+
+std::string model_kind(const TransformerConfig& config) {
+  for (const ModelKind& k : kModelKinds)
+    if (config.attention == k.attention && config.connection == k.connection) return k.name;
+  return "";
 }
 
 TransformerLM::TransformerLM(const TransformerConfig& config) : config_(config) {
@@ -92,6 +159,62 @@ Tensor TransformerLM::features(const Indices& tokens) {
 
 Tensor TransformerLM::forward(const Indices& tokens) {
   return head->forward(features(tokens));
+}
+
+// ---- the recurrent form ----------------------------------------------------------------
+
+ModelState TransformerLM::initial_state(int64_t batch) const {
+  const char* fn = "TransformerLM::initial_state";
+  POLYAK_CHECK(config_.causal, fn,
+               ": the model is not causal (causal = false), expected a causal model: only a "
+               "causal model runs recurrently");
+  POLYAK_CHECK(batch > 0, fn, ": batch = ", batch, ", expected a positive integer");
+  ModelState state;
+  state.batch = batch;
+  for (const auto& layer : *layers) state.layers.push_back(layer->attention->initial_state(batch));
+  return state;
+}
+
+Tensor TransformerLM::step(const Indices& tokens, ModelState& state) {
+  const char* fn = "TransformerLM::step";
+  NoGradGuard no_grad;
+  POLYAK_CHECK(config_.causal, fn,
+               ": the model is not causal (causal = false), expected a causal model: only a "
+               "causal model runs recurrently");
+  POLYAK_CHECK(tokens.shape.rank() == 1 && tokens.shape[0] > 0, fn, ": tokens has shape ",
+               tokens.shape, ", expected [B] with B > 0 (one token per sequence)");
+  const int64_t B = tokens.shape[0];
+  POLYAK_CHECK(B == state.batch, fn, ": tokens has batch ", B, ", expected the state's batch ",
+               state.batch);
+  POLYAK_CHECK(state.layers.size() == layers->size(), fn, ": the state has ", state.layers.size(),
+               " layers, expected ", layers->size(), " (a state from another model?)");
+  for (size_t i = 0; i < state.layers.size(); ++i) {
+    const AttentionState& s = state.layers[i];
+    const std::string& kind = (*layers)[i]->attention->config().kind;
+    POLYAK_CHECK(s.kind == kind, fn, ": the state of layer ", i, " was made by a '", s.kind,
+                 "' attention, expected one made by a '", kind, "' attention");
+    POLYAK_CHECK(s.batch == B, fn, ": the state of layer ", i, " has batch ", s.batch,
+                 ", expected ", B);
+    POLYAK_CHECK(s.position == state.position, fn, ": the state of layer ", i, " is at position ",
+                 s.position, ", expected the model state's ", state.position);
+  }
+  POLYAK_CHECK(config_.positions == "sinusoidal" || state.position < config_.max_len, fn,
+               ": position ", state.position,
+               " is beyond the learned positions, expected < max_len = ", config_.max_len);
+  for (int64_t i = 0; i < B; ++i) {
+    int32_t t = tokens[i];
+    POLYAK_CHECK(t >= 0 && t < config_.vocab, fn, ": tokens[", i, "] = ", t,
+                 ", expected in [0, vocab = ", config_.vocab, ")");
+  }
+
+  // As features(), for the one position state.position: [B, 1, d].
+  Tensor x = embedding->forward(Indices({B, 1}, tokens.values));
+  x = dropout->forward(positions->forward(x, state.position));
+  LayerCarry carry;  // goes across the layers at this position
+  for (size_t i = 0; i < layers->size(); ++i) x = (*layers)[i]->step(x, state.layers[i], carry);
+  if (final_norm) x = final_norm->forward(x);
+  ++state.position;
+  return head->forward(x).reshape({B, config_.vocab});
 }
 
 }  // namespace polyak

@@ -2,7 +2,13 @@
 //
 //   tokens [B,N] → embedding + positions → dropout → layers → final norm → head → [B,N,V]
 //
-// Legend: B batch, N sequence length, d = d_model, V = vocab.
+// Recurrent form (causal models, generation): the same for one position t at a time,
+// each layer's attention stepping against its state (nn/attention.h), the momentum
+// connections' carry going across the layers at position t as it does in forward():
+//
+//   tokens [B] → embedding + positions[t] → dropout → layer.step × L → final norm → head → [B,V]
+//
+// Legend: B batch, N sequence length, d = d_model, V = vocab, L layers.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +47,16 @@ struct TransformerConfig {
   std::string connection = "residual";  // connection_kinds()
   std::string feature_map = "elu";      // feature_map_kinds() (linear kinds)
   double attention_eps = 1e-6;          // linear kinds' normaliser
+  // Momentum attention (MATH.md §3), the paper's copy-task values (Table 1).
+  double momentum_beta = 0.1;                // β ∈ [0, 1)
+  double momentum_gamma = 0.6;               // γ > 0
+  std::string momentum_weighting = "exact";  // "exact" | "reference"
+  // Momentum / adaptive connection (MATH.md §4).
+  double connection_beta = 0.99;                    // β̃ ∈ [0, 1) (momentum connection)
+  double connection_gamma = 0.99;                   // γ̃ > 0
+  double connection_delta = 1e-3;                   // δ ∈ (0, 1) (adaptive)
+  double connection_eps = 1e-6;                     // ε > 0 (adaptive)
+  std::string connection_denominator = "velocity";  // "velocity" | "attention" (adaptive)
   double norm_eps = 1e-5;
   uint64_t seed = 0;  // initialisation and dropout streams
 
@@ -50,6 +66,26 @@ struct TransformerConfig {
   int64_t resolved_ff_dim() const { return ff_dim > 0 ? ff_dim : 4 * d_model; }
   // The configuration every layer is built from.
   TransformerLayerConfig layer_config() const;
+};
+
+// The model kinds of the paper's comparison, as (attention, connection) pairs:
+//   softmax             softmax attention,  residual connection
+//   linear              linear attention,   residual
+//   momentum            momentum attention, residual
+//   momentum-connection momentum attention, momentum connection (constant β̃)
+//   adaptive            momentum attention, adaptive connection (per-token β̃)
+const std::vector<std::string>& model_kinds();
+// Sets config.attention and config.connection for `kind`; anything else is untouched. An
+// unknown kind is a polyak::Error listing the valid ones.
+void set_model_kind(TransformerConfig& config, const std::string& kind);
+// The kind whose pair config has, or "" when it is none of them.
+std::string model_kind(const TransformerConfig& config);
+
+// Every layer's attention state, for RNN-mode generation.
+struct ModelState {
+  int64_t batch = 0;
+  int64_t position = 0;  // positions consumed so far
+  std::vector<AttentionState> layers;
 };
 
 class TransformerLM : public Module {
@@ -63,6 +99,15 @@ class TransformerLM : public Module {
   Tensor operator()(const Indices& tokens) { return forward(tokens); }
   // The final hidden states [B, N, d] (after the final norm, before the head).
   Tensor features(const Indices& tokens);
+
+  // ---- recurrent (RNN-mode) form: causal models only ----
+  // A fresh state for `batch` sequences. Throws polyak::Error for a non-causal model.
+  ModelState initial_state(int64_t batch) const;
+  // tokens [B], the next token of each sequence → logits [B, vocab] for the token after it;
+  // advances `state`. Equals row state.position of forward() on the whole prefix (tested).
+  // Records no graph. A state from another model (kind, layers, batch, widths) is a
+  // polyak::Error naming what differs.
+  Tensor step(const Indices& tokens, ModelState& state);
 
   const TransformerConfig& config() const { return config_; }
 

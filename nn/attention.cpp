@@ -1,8 +1,13 @@
 // Multi-head attention modules. Legend: B batch, N length, d width, H heads, D head dim.
 #include "nn/attention.h"
 
+#include <cmath>
+#include <sstream>
+
 #include "ops/attention/feature_maps.h"
 #include "ops/attention/linear_attention.h"
+#include "ops/attention/momentum_attention.h"
+#include "ops/attention/recurrent.h"
 #include "ops/attention/softmax_attention.h"
 #include "ops/matmul.h"
 #include "ops/shape_ops.h"
@@ -24,8 +29,20 @@ const std::vector<std::pair<std::string, AttentionFactory>>& attention_table() {
   static const std::vector<std::pair<std::string, AttentionFactory>> table = {
       {"softmax", factory<SoftmaxAttention>()},
       {"linear", factory<LinearAttention>()},
+      {"momentum", factory<MomentumAttention>()},
   };
   return table;
+}
+
+// The softmax KV cache's capacity in a fresh state (it doubles when full).
+constexpr int64_t kInitialCacheCapacity = 64;
+
+// The width D' of φ(x) for x of width D: D for elu, the number of random features for
+// FAVOR+. Asked of the map itself (once, at construction) so that the recurrent state
+// follows whatever it produces.
+int64_t feature_width(const FeatureMap& map, int64_t head_dim) {
+  NoGradGuard no_grad;
+  return map.forward(Tensor::zeros({1, 1, 1, head_dim})).size(3);
 }
 
 }  // namespace
@@ -46,6 +63,11 @@ void AttentionConfig::validate() const {
                ", expected in [0, 1)");
   check_choice(fn, "feature_map", feature_map, feature_map_kinds());
   POLYAK_CHECK(eps > 0.0, fn, ": eps = ", eps, ", expected positive");
+  // Checked whatever the kind, so that a bad value never waits for a switch of kind.
+  POLYAK_CHECK(beta >= 0.0 && beta < 1.0, fn, ": beta = ", beta, ", expected in [0, 1)");
+  POLYAK_CHECK(gamma > 0.0 && std::isfinite(gamma), fn, ": gamma = ", gamma,
+               ", expected a finite value > 0");
+  check_choice(fn, "weighting", weighting, {"exact", "reference"});
 }
 
 // ---- feature maps ----------------------------------------------------------------------
@@ -77,22 +99,112 @@ Attention::Attention(const AttentionConfig& config, Generator& gen) : config_(co
   dropout = register_module("dropout", std::make_shared<Dropout>(config_.dropout, gen));
 }
 
+Tensor Attention::project(const Tensor& x, int64_t which) const {
+  // q, k and v are three GEMMs on row blocks of the fused weight (free views): cheaper in
+  // the backward than one GEMM whose output is cut into three, where every piece's
+  // gradient would be a zero-filled full-size tensor summed with the others.
+  const int64_t inner = config_.heads * config_.resolved_head_dim();
+  const int64_t begin = which * inner, end = (which + 1) * inner;
+  return linear(x, qkv_proj->weight.narrow0(begin, end), qkv_proj->bias.narrow0(begin, end));
+}
+
 Tensor Attention::forward(const Tensor& x) {
   check_rank("Attention", "x", x, 3, "[B, N, d]");
   POLYAK_CHECK(x.size(2) == config_.d_model, "Attention: x has shape ", x.shape(),
                ", expected [B, N, ", config_.d_model, "]");
-  const int64_t H = config_.heads, inner = H * config_.resolved_head_dim();
-  // q, k and v are three GEMMs on row blocks of the fused weight (free views): cheaper in
-  // the backward than one GEMM whose output is cut into three, where every piece's
-  // gradient would be a zero-filled full-size tensor summed with the others.
-  const Tensor& w = qkv_proj->weight;
-  const Tensor& b = qkv_proj->bias;
-  auto project = [&](int64_t i) {  // → [B, H, N, D]
-    int64_t begin = i * inner, end = (i + 1) * inner;
-    return split_heads(linear(x, w.narrow0(begin, end), b.narrow0(begin, end)), H);
-  };
-  Tensor y = mix(project(0), project(1), project(2));  // [B, H, N, D]
+  const int64_t H = config_.heads;
+  auto heads = [&](int64_t i) { return split_heads(project(x, i), H); };  // [B, H, N, D]
+  Tensor y = mix(heads(0), heads(1), heads(2));                           // [B, H, N, D]
   return dropout->forward(out_proj->forward(merge_heads(y)));
+}
+
+// ---- the recurrent form ----------------------------------------------------------------
+
+std::vector<Attention::StateSlot> Attention::state_layout(int64_t) const {
+  return {};
+}
+
+void Attention::check_recurrent(const char* fn) const {
+  POLYAK_CHECK(config_.causal, fn, ": the '", config_.kind,
+               "' attention is not causal (causal = false), expected a causal module: only "
+               "causal attention has a recurrent form");
+  POLYAK_CHECK(!state_layout(1).empty(), fn, ": attention kind '", config_.kind,
+               "' has no recurrent form");
+}
+
+Tensor Attention::mix_step(const Tensor&, const Tensor&, const Tensor&, AttentionState&) {
+  fail("Attention::step: attention kind '", config_.kind, "' has no recurrent form");
+}
+
+AttentionState Attention::initial_state(int64_t batch) const {
+  const char* fn = "Attention::initial_state";
+  check_recurrent(fn);
+  POLYAK_CHECK(batch > 0, fn, ": batch = ", batch, ", expected a positive integer");
+  AttentionState state;
+  state.kind = config_.kind;
+  state.batch = batch;
+  for (const StateSlot& slot : state_layout(batch)) {
+    std::vector<int64_t> extents = slot.extents;
+    for (int64_t& e : extents)
+      if (e < 0) e = kInitialCacheCapacity;
+    state.tensors.push_back(Tensor::zeros(Shape(extents), dtype(), device()));
+  }
+  return state;
+}
+
+Tensor Attention::step(const Tensor& x, AttentionState& state) {
+  const char* fn = "Attention::step";
+  NoGradGuard no_grad;
+  check_recurrent(fn);
+  const int64_t d = config_.d_model, H = config_.heads, D = config_.resolved_head_dim();
+  check_rank(fn, "x", x, 3, "[B, 1, d]");
+  POLYAK_CHECK(x.size(1) == 1 && x.size(2) == d, fn, ": x has shape ", x.shape(),
+               ", expected [B, 1, ", d, "] (one position)");
+  const int64_t B = x.size(0);
+
+  // The state must be one that initial_state(B) of this module could have made, advanced.
+  POLYAK_CHECK(state.kind == config_.kind, fn, ": the state was made by a '", state.kind,
+               "' attention, expected one made by a '", config_.kind, "' attention");
+  POLYAK_CHECK(state.batch == B, fn, ": x has batch ", B, ", expected the state's batch ",
+               state.batch);
+  POLYAK_CHECK(state.position >= 0, fn, ": the state's position is ", state.position,
+               ", expected ≥ 0");
+  const std::vector<StateSlot> layout = state_layout(B);
+  POLYAK_CHECK(state.tensors.size() == layout.size(), fn, ": the state has ", state.tensors.size(),
+               " tensors, expected ", layout.size(), " for a '", config_.kind, "' attention");
+  for (size_t i = 0; i < layout.size(); ++i) {
+    const Tensor& t = state.tensors[i];
+    const StateSlot& slot = layout[i];
+    POLYAK_CHECK(t.defined(), fn, ": state tensor '", slot.name, "' is undefined");
+    bool ok = t.dim() == static_cast<int64_t>(slot.extents.size());
+    for (size_t a = 0; ok && a < slot.extents.size(); ++a) {
+      int64_t want = slot.extents[a];
+      ok = want < 0 ? t.size(static_cast<int64_t>(a)) >= state.position
+                    : t.size(static_cast<int64_t>(a)) == want;
+    }
+    if (!ok) {
+      std::ostringstream expected;
+      expected << "[";
+      for (size_t a = 0; a < slot.extents.size(); ++a) {
+        if (a > 0) expected << ",";
+        if (slot.extents[a] < 0)
+          expected << "C ≥ " << state.position;
+        else
+          expected << slot.extents[a];
+      }
+      expected << "]";
+      fail(fn, ": state tensor '", slot.name, "' has shape ", t.shape(), ", expected ",
+           expected.str(), " (batch ", B, ", heads ", H, ", head_dim ", D, ")");
+    }
+    POLYAK_CHECK(t.dtype() == x.dtype(), fn, ": state tensor '", slot.name, "' is ", t.dtype(),
+                 ", expected ", x.dtype(), " (x's dtype)");
+    check_same_device(fn, slot.name, t, "x", x);
+  }
+
+  auto heads = [&](int64_t i) { return project(x, i).reshape({B, H, D}); };  // [B, H, D]
+  Tensor y = mix_step(heads(0), heads(1), heads(2), state);                  // [B, H, D]
+  ++state.position;
+  return dropout->forward(out_proj->forward(y.reshape({B, 1, H * D})));
 }
 
 // ---- the kinds -------------------------------------------------------------------------
@@ -104,16 +216,76 @@ Tensor SoftmaxAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) 
   return softmax_attention(q, k, v, config_.causal);
 }
 
+std::vector<Attention::StateSlot> SoftmaxAttention::state_layout(int64_t batch) const {
+  const int64_t H = config_.heads, D = config_.resolved_head_dim();
+  return {{"k_cache", {batch, H, -1, D}}, {"v_cache", {batch, H, -1, D}}};
+}
+
+Tensor SoftmaxAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                                  AttentionState& state) {
+  // The caches' filled length is the state's position; step() advances the position.
+  int64_t length = state.position;
+  return softmax_attention_step(q, k, v, state.tensors[0], state.tensors[1], length);
+}
+
 LinearAttention::LinearAttention(const AttentionConfig& config, Generator& gen)
     : Attention(config, gen) {
   feature_map = register_module(
       "feature_map", make_feature_map(config_.feature_map, config_.resolved_head_dim(), gen));
+  feature_width_ = feature_width(*feature_map, config_.resolved_head_dim());
 }
 
 Tensor LinearAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
   Tensor fq = feature_map->forward(q), fk = feature_map->forward(k);
   return config_.causal ? causal_linear_attention(fq, fk, v, config_.eps)
                         : linear_attention(fq, fk, v, config_.eps);
+}
+
+std::vector<Attention::StateSlot> LinearAttention::state_layout(int64_t batch) const {
+  const int64_t H = config_.heads, D = config_.resolved_head_dim();
+  const int64_t F = feature_width_;
+  return {{"s", {batch, H, F, D}}, {"z", {batch, H, F}}};
+}
+
+Tensor LinearAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                                 AttentionState& state) {
+  return linear_attention_step(feature_map->forward(q), feature_map->forward(k), v,
+                               state.tensors[0], state.tensors[1], config_.eps);
+}
+
+MomentumAttention::MomentumAttention(const AttentionConfig& config, Generator& gen)
+    : Attention(config, gen) {
+  feature_map = register_module(
+      "feature_map", make_feature_map(config_.feature_map, config_.resolved_head_dim(), gen));
+  feature_width_ = feature_width(*feature_map, config_.resolved_head_dim());
+}
+
+Tensor MomentumAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
+  Tensor fq = feature_map->forward(q), fk = feature_map->forward(k);
+  const double beta = config_.beta, gamma = config_.gamma, eps = config_.eps;
+  return config_.causal ? causal_momentum_attention(fq, fk, v, beta, gamma, eps,
+                                                    parse_momentum_weighting(config_.weighting))
+                        : momentum_attention(fq, fk, v, beta, gamma, eps);
+}
+
+std::vector<Attention::StateSlot> MomentumAttention::state_layout(int64_t batch) const {
+  const int64_t H = config_.heads, D = config_.resolved_head_dim();
+  const int64_t F = feature_width_;
+  return {{"m", {batch, H, F, D}}, {"s", {batch, H, F, D}}, {"z", {batch, H, F}}};
+}
+
+void MomentumAttention::check_recurrent(const char* fn) const {
+  Attention::check_recurrent(fn);
+  POLYAK_CHECK(config_.weighting == "exact", fn, ": weighting = '", config_.weighting,
+               "' has no recurrent form (it disagrees with eq. 12 at every position but the "
+               "last), expected 'exact'");
+}
+
+Tensor MomentumAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                                   AttentionState& state) {
+  return momentum_attention_step(feature_map->forward(q), feature_map->forward(k), v,
+                                 state.tensors[0], state.tensors[1], state.tensors[2], config_.beta,
+                                 config_.gamma, config_.eps);
 }
 
 // ---- the table -------------------------------------------------------------------------

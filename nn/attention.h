@@ -12,8 +12,12 @@
 // decayed one, so it is one more mix()) and one entry in the table of make_attention().
 // Kinds whose block is not "project, mix, project" (Mega's gated EMA attention) override
 // forward() instead. The recurrent form for generation fits the same split: a kind adds its
-// constant-size per-layer state and a step() that mixes one position against it, reusing
-// qkv_proj and out_proj.
+// per-layer state (state_layout) and a mix_step() that mixes one position against it;
+// step() projects through the same qkv_proj, out_proj and dropout as forward(), where one
+// position's [B,1,H·D] is [B,H,D] by a free reshape.
+//
+//   x [B,1,d] ─qkv_proj→ q, k, v [B,H,D] ─mix_step (the kind, state)→ [B,H,D]
+//             ─reshape→ [B,1,H·D] ─out_proj→ dropout → [B,1,d]
 #pragma once
 
 #include <functional>
@@ -35,8 +39,12 @@ struct AttentionConfig {
   int64_t head_dim = 0;  // 0: d_model / heads (which must then divide)
   bool causal = true;
   double dropout = 0.0;             // on the block's output, after out_proj
-  std::string feature_map = "elu";  // linear kinds: one of feature_map_kinds()
-  double eps = 1e-6;                // linear kinds: added to the normaliser q·z
+  std::string feature_map = "elu";  // linear and momentum kinds: one of feature_map_kinds()
+  double eps = 1e-6;                // linear and momentum kinds: added to the normaliser q·z
+  // Momentum attention (MATH.md §3): β ∈ [0, 1) and γ > 0; the paper's copy-task values.
+  double beta = 0.1;
+  double gamma = 0.6;
+  std::string weighting = "exact";  // "exact" (eq. 13) | "reference" (the public code's)
 
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : d_model / heads; }
   // Throws polyak::Error naming the field, the value and what was expected.
@@ -64,6 +72,21 @@ const std::vector<std::string>& feature_map_kinds();
 std::shared_ptr<FeatureMap> make_feature_map(const std::string& kind, int64_t head_dim,
                                              Generator& gen);
 
+// ---- the recurrent state ---------------------------------------------------------------
+
+// What one layer's attention keeps between recurrent steps (generation). Its size does not
+// grow with the position for the linear kinds; softmax keeps a KV cache.
+struct AttentionState {
+  std::string kind;      // the attention kind that made it
+  int64_t batch = 0;     // B
+  int64_t position = 0;  // positions consumed so far
+  // Kind-specific, each [B, H, ...]:
+  //   linear   {s [B,H,D,Dv], z [B,H,D]}
+  //   momentum {m [B,H,D,Dv], s [B,H,D,Dv], z [B,H,D]}
+  //   softmax  {k_cache [B,H,C,D], v_cache [B,H,C,Dv]} (C: capacity ≥ position)
+  std::vector<Tensor> tensors;
+};
+
 // ---- the interface ---------------------------------------------------------------------
 
 class Attention : public Module {
@@ -76,6 +99,15 @@ class Attention : public Module {
 
   const AttentionConfig& config() const { return config_; }
 
+  // ---- recurrent form (causal kinds only) ----
+  // A fresh state for `batch` sequences, in this module's dtype. Throws polyak::Error for a
+  // non-causal module or a kind without a recurrent form.
+  virtual AttentionState initial_state(int64_t batch) const;
+  // x [B, 1, d], the next position of each sequence → [B, 1, d]; updates `state`. Equals
+  // row `state.position` of forward() on the whole prefix (tested). Runs without recording
+  // a graph. A state made by another kind, batch size, width or dtype is a polyak::Error.
+  Tensor step(const Tensor& x, AttentionState& state);
+
   std::shared_ptr<Linear> qkv_proj;  // weight [3·H·D, d]: rows of q, then k, then v
   std::shared_ptr<Linear> out_proj;  // weight [d, H·D]
   std::shared_ptr<Dropout> dropout;
@@ -83,6 +115,25 @@ class Attention : public Module {
  protected:
   // The kind: q, k, v [B, H, N, D] → [B, H, N, D].
   virtual Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) = 0;
+  // The kind's recurrent step: q, k, v [B, H, D] (one position) → [B, H, D]. `state` has
+  // been checked against initial_state's layout.
+  virtual Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v, AttentionState& state);
+
+  // One tensor of a kind's recurrent state: its name (for messages) and its extents; −1
+  // marks an axis of any extent ≥ the state's position (the softmax cache's capacity).
+  struct StateSlot {
+    const char* name;
+    std::vector<int64_t> extents;
+  };
+  // The kind's state for `batch` sequences; empty when the kind has no recurrent form.
+  virtual std::vector<StateSlot> state_layout(int64_t batch) const;
+  // Throws polyak::Error (naming `fn`) unless this module can run recurrently: causal, and
+  // whatever the kind adds.
+  virtual void check_recurrent(const char* fn) const;
+
+  // q (0), k (1) or v (2): x [B, N, d] → [B, N, H·D] through its rows of qkv_proj. Shared
+  // by forward() and step(), so that both project through the same GEMMs.
+  Tensor project(const Tensor& x, int64_t which) const;
 
   AttentionConfig config_;
 };
@@ -94,6 +145,9 @@ class SoftmaxAttention final : public Attention {
 
  protected:
   Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) override;
+  Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                  AttentionState& state) override;
+  std::vector<StateSlot> state_layout(int64_t batch) const override;
 };
 
 // φ(q)ᵀ S / (φ(q)ᵀ z + eps), causal or not — MATH.md §2.
@@ -105,6 +159,32 @@ class LinearAttention final : public Attention {
 
  protected:
   Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) override;
+  Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                  AttentionState& state) override;
+  std::vector<StateSlot> state_layout(int64_t batch) const override;
+
+ private:
+  int64_t feature_width_ = 0;  // D': the width of φ(q), φ(k), the state's key axis
+};
+
+// Momentum attention, causal (eq. 12–13) or not (eq. 14), on φ(q), φ(k) — MATH.md §3.
+// The recurrent form is eq. 12, which only the "exact" weighting computes in parallel: a
+// module with the "reference" weighting has no recurrent form (initial_state throws).
+class MomentumAttention final : public Attention {
+ public:
+  MomentumAttention(const AttentionConfig& config, Generator& gen);
+
+  std::shared_ptr<FeatureMap> feature_map;
+
+ protected:
+  Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) override;
+  Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
+                  AttentionState& state) override;
+  std::vector<StateSlot> state_layout(int64_t batch) const override;
+  void check_recurrent(const char* fn) const override;
+
+ private:
+  int64_t feature_width_ = 0;  // D': the width of φ(q), φ(k), the state's key axis
 };
 
 // The kinds make_attention() builds, in the order of its table.

@@ -41,8 +41,11 @@ Tensor SinusoidalPositions::forward(const Tensor& x, int64_t offset) {
   int64_t end = offset + x.size(1);
   if (end > table.size(0)) {
     // Grows geometrically so that step-by-step generation rebuilds the table O(log N) times.
+    // The rows already there are kept as they are (after to(f64) they are f32-rounded), so
+    // a position's encoding never depends on how far the table has grown.
     int64_t len = std::max(end, 2 * table.size(0));
     Tensor grown = sinusoidal_table(len, dim_).to(table.dtype()).to(table.device());
+    grown.narrow0(0, table.size(0)).copy_(table);
     grown.set_name(table.name());
     table = grown;
   }

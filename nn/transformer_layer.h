@@ -9,6 +9,9 @@
 // connections replace it: they carry a velocity from layer to layer (and the adaptive one
 // the previous layer's attention output), which is why forward takes a LayerCarry. The
 // residual connection never touches the carry, so the plain path does no extra work.
+// Every connection works token by token (the adaptive β̃ too: one value per position), so
+// step(), the same layer for one position with the attention stepping against its
+// recurrent state, computes what forward() computes at that position.
 #pragma once
 
 #include <memory>
@@ -41,9 +44,49 @@ class ResidualConnection final : public Connection {
   Tensor forward(const Tensor& x, const Tensor& a, LayerCarry& carry) override;
 };
 
-// "residual".
+struct ConnectionConfig {
+  std::string kind = "residual";  // one of connection_kinds()
+  // momentum: constant β̃ ∈ [0, 1) and γ̃ > 0 (the paper's copy-task values);
+  // adaptive: γ̃ and δ ∈ (0, 1), β̃ per token from eq. 18.
+  double beta = 0.99;
+  double gamma = 0.99;
+  double delta = 1e-3;
+  double eps = 1e-6;  // adaptive: keeps the square root and the quotient finite
+  // adaptive: ‖A_ℓ − A_{ℓ−1}‖ is divided by ‖v_{ℓ−1}‖ ("velocity", the reference code) or
+  // by ‖A_{ℓ−1}‖ ("attention", the paper's ‖∇f(x_{k−1})‖).
+  std::string denominator = "velocity";
+
+  // Throws polyak::Error naming the field, the value and what was expected.
+  void validate() const;
+};
+
+// MATH.md §4, constant β̃: v_ℓ = β̃ v_{ℓ−1} − a;  x − γ̃ v_ℓ. With β̃ = 0, γ̃ = 1 it equals
+// the residual connection bit for bit.
+class MomentumConnection final : public Connection {
+ public:
+  MomentumConnection(double beta, double gamma);
+  Tensor forward(const Tensor& x, const Tensor& a, LayerCarry& carry) override;
+
+ private:
+  double beta_, gamma_;
+};
+
+// MATH.md §4, adaptive β̃ (eq. 18), one value per token:
+//   β̃_ℓ = clamp((1 − sqrt(‖A_ℓ − A_{ℓ−1}‖ / (‖v_{ℓ−1}‖ + ε) + ε))², 0, 1 − δ)
+// (β̃_1 is irrelevant: v_0 = 0), then as MomentumConnection. Gradients flow through β̃.
+class AdaptiveConnection final : public Connection {
+ public:
+  explicit AdaptiveConnection(const ConnectionConfig& config);
+  Tensor forward(const Tensor& x, const Tensor& a, LayerCarry& carry) override;
+
+ private:
+  ConnectionConfig config_;
+};
+
+// "residual", "momentum", "adaptive".
 const std::vector<std::string>& connection_kinds();
-std::shared_ptr<Connection> make_connection(const std::string& kind);
+// Validates `config` and builds its kind.
+std::shared_ptr<Connection> make_connection(const ConnectionConfig& config);
 
 struct TransformerLayerConfig {
   AttentionConfig attention;        // its d_model is the layer's width
@@ -53,7 +96,7 @@ struct TransformerLayerConfig {
   bool pre_norm = false;
   std::string norm = "layernorm";  // one of norm_kinds()
   double norm_eps = 1e-5;
-  std::string connection = "residual";  // one of connection_kinds()
+  ConnectionConfig connection;
 
   int64_t resolved_ff_dim() const { return ff_dim > 0 ? ff_dim : 4 * attention.d_model; }
   // Throws polyak::Error naming the field (and validates the attention config).
@@ -68,6 +111,9 @@ class TransformerLayer : public Module {
   Tensor forward(const Tensor& x, LayerCarry& carry);
   Tensor forward(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
+  // Recurrent form: x [B, 1, d], the next position → [B, 1, d]. The attention steps against
+  // `state`; `carry` goes from one layer to the next as in forward(). No graph is recorded.
+  Tensor step(const Tensor& x, AttentionState& state, LayerCarry& carry);
 
   const TransformerLayerConfig& config() const { return config_; }
 
@@ -78,6 +124,10 @@ class TransformerLayer : public Module {
   std::shared_ptr<Norm> norm2;
 
  private:
+  // The layer around `attend` (the attention's forward or step), as the header's formulas.
+  template <class Attend>
+  Tensor block(const Tensor& x, LayerCarry& carry, Attend&& attend);
+
   TransformerLayerConfig config_;
 };
 

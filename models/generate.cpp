@@ -1,0 +1,96 @@
+// Generation in RNN mode: the prompt goes through TransformerLM::step one token at a time,
+// then each generated token is fed back. Legend: V = vocab.
+//
+//   greedy (temperature 0):  next = argmax_v logits[v]        (the first maximum)
+//   sampling (T > 0):        next ~ p,  p_v = exp((logits[v] − max) / T) / Σ exp(…),
+//                            by inversion of one uniform draw from Generator(seed)
+#include "models/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace polyak {
+
+namespace {
+
+// Puts the model back in the mode it had, also when generation throws.
+class ModeGuard {
+ public:
+  explicit ModeGuard(Module& m) : module_(m), training_(m.is_training()) {}
+  ~ModeGuard() { module_.train(training_); }
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+
+ private:
+  Module& module_;
+  bool training_;
+};
+
+int32_t pick(const Tensor& logits, double temperature, Generator& gen) {
+  const std::vector<double> l = logits.to_vector();  // [1, V]
+  size_t best = 0;
+  for (size_t v = 1; v < l.size(); ++v)
+    if (l[v] > l[best]) best = v;
+  if (temperature == 0.0) return static_cast<int32_t>(best);
+  std::vector<double> p(l.size());
+  double total = 0;
+  for (size_t v = 0; v < l.size(); ++v) total += p[v] = std::exp((l[v] - l[best]) / temperature);
+  double u = gen.uniform() * total;
+  for (size_t v = 0; v < p.size(); ++v) {
+    u -= p[v];
+    if (u < 0) return static_cast<int32_t>(v);
+  }
+  return static_cast<int32_t>(best);  // rounding left u ≥ 0 past the last: the mode
+}
+
+}  // namespace
+
+std::vector<int32_t> generate(TransformerLM& model, const std::vector<int32_t>& prompt,
+                              const GenerateOptions& options) {
+  const char* fn = "generate";
+  const TransformerConfig& c = model.config();
+  POLYAK_CHECK(c.causal, fn,
+               ": the model is not causal (causal = false), expected a causal model: only a "
+               "causal model generates");
+  POLYAK_CHECK(!prompt.empty(), fn, ": the prompt is empty, expected at least one token");
+  for (size_t i = 0; i < prompt.size(); ++i)
+    POLYAK_CHECK(prompt[i] >= 0 && prompt[i] < c.vocab, fn, ": prompt[", i, "] = ", prompt[i],
+                 ", expected in [0, vocab = ", c.vocab, ")");
+  POLYAK_CHECK(options.max_new_tokens >= 0, fn, ": max_new_tokens = ", options.max_new_tokens,
+               ", expected ≥ 0");
+  POLYAK_CHECK(options.temperature >= 0.0 && std::isfinite(options.temperature), fn,
+               ": temperature = ", options.temperature,
+               ", expected a finite value ≥ 0 (0: greedy)");
+  // Every position fed to the model: the prompt and all generated tokens but the last.
+  const int64_t positions =
+      static_cast<int64_t>(prompt.size()) + std::max<int64_t>(options.max_new_tokens - 1, 0);
+  POLYAK_CHECK(c.positions == "sinusoidal" || positions <= c.max_len, fn, ": a prompt of ",
+               prompt.size(), " tokens and max_new_tokens = ", options.max_new_tokens, " need ",
+               positions, " positions, expected at most max_len = ", c.max_len,
+               " (learned positions)");
+
+  ModeGuard mode(model);
+  model.eval();
+  NoGradGuard no_grad;
+  ModelState state = model.initial_state(1);
+  Tensor logits;
+  for (int32_t t : prompt) logits = model.step(Indices({1}, {t}), state);
+
+  Generator gen(options.seed);
+  std::vector<int32_t> out;
+  for (int64_t i = 0; i < options.max_new_tokens; ++i) {
+    const int32_t next = pick(logits, options.temperature, gen);
+    out.push_back(next);
+    if (options.on_token && !options.on_token(next)) break;
+    if (next == options.stop_token) break;
+    if (i + 1 < options.max_new_tokens) logits = model.step(Indices({1}, {next}), state);
+  }
+  return out;
+}
+
+}  // namespace polyak
