@@ -90,6 +90,8 @@ double forward_flops(const TransformerConfig& c, int64_t batch, int64_t length) 
     per_token_layer += h * (2 * dh + 2 * dh) * (n + 1) / 2;  // causal: half of QKᵀ and PV
   else
     per_token_layer += h * (2 * dh * dh + 2 * dh * dh + 4 * dh);  // state update, readout, z
+  // Momentum attention adds a decayed numerator beside the plain one (MATH.md §3).
+  if (c.attention == "momentum") per_token_layer += h * (2 * dh * dh + 2 * dh * dh);
   double head = 2 * d * static_cast<double>(c.vocab);
   return tokens * (static_cast<double>(c.layers) * per_token_layer + head);
 }

@@ -8,6 +8,7 @@
 
 #include "core/autograd.h"
 #include "core/threads.h"
+#include "models/checkpoint.h"
 #include "ops/nn_ops.h"
 #include "optim/clip.h"
 #include "optim/radam.h"
@@ -55,29 +56,23 @@ nlohmann::json config_json(const TrainOptions& o, const TransformerConfig& c) {
           {"threads", num_threads()},
           {"eval_every", o.eval_every},
           {"eval_batches", o.eval_batches},
-          {"transformer",
-           {{"vocab", c.vocab},
-            {"max_len", c.max_len},
-            {"d_model", c.d_model},
-            {"heads", c.heads},
-            {"head_dim", c.resolved_head_dim()},
-            {"ff_dim", c.resolved_ff_dim()},
-            {"layers", c.layers},
-            {"dropout", c.dropout},
-            {"attention", c.attention},
-            {"causal", c.causal},
-            {"pre_norm", c.pre_norm},
-            {"positions", c.positions},
-            {"activation", c.activation},
-            {"final_norm", c.final_norm},
-            {"seed", c.seed}}}};
+          {"momentum",
+           {{"beta", c.momentum_beta},
+            {"gamma", c.momentum_gamma},
+            {"weighting", c.momentum_weighting},
+            {"connection_beta", c.connection_beta},
+            {"connection_gamma", c.connection_gamma},
+            {"connection_delta", c.connection_delta}}},
+          // Every field of the model's config, as the checkpoint stores it.
+          {"transformer", nlohmann::json::parse(config_to_json(c))}};
 }
 
 std::string metrics_csv(const std::vector<StepRecord>& rows) {
   std::ostringstream os;
-  os << "step,loss,accuracy,lr,seconds,test_accuracy,test_reference_accuracy\n";
+  os << "step,loss,accuracy,lr,seconds,train_seconds,test_accuracy,test_reference_accuracy\n";
   for (const StepRecord& r : rows) {
-    os << r.step << ',' << r.loss << ',' << r.accuracy << ',' << r.lr << ',' << r.seconds << ',';
+    os << r.step << ',' << r.loss << ',' << r.accuracy << ',' << r.lr << ',' << r.seconds << ','
+       << r.train_seconds << ',';
     if (r.test_accuracy >= 0)
       os << r.test_accuracy << ',' << r.test_reference_accuracy;
     else
@@ -87,7 +82,62 @@ std::string metrics_csv(const std::vector<StepRecord>& rows) {
   return os.str();
 }
 
+const std::string& metadata_value(const std::map<std::string, std::string>& metadata,
+                                  const std::string& key, const std::string& path) {
+  auto it = metadata.find(key);
+  POLYAK_CHECK(it != metadata.end(), "polyak generate: ", path, " has no metadata '", key,
+               "', expected a checkpoint written by polyak train (it records the copy task)");
+  return it->second;
+}
+
+int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key,
+                     const std::string& path) {
+  const std::string& text = metadata_value(metadata, key, path);
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::logic_error&) {
+    used = 0;
+  }
+  POLYAK_CHECK(used > 0 && used == text.size(), "polyak generate: ", path, " has metadata ", key,
+               " = '", text, "', expected an integer");
+  return v;
+}
+
 }  // namespace
+
+uint64_t copy_test_seed(uint64_t seed) {
+  return seed + 0x9E3779B97F4A7C15ull;
+}
+
+std::map<std::string, std::string> copy_task_metadata(const CopyTask& test_task,
+                                                      uint64_t test_seed) {
+  return {{"copy.length", std::to_string(test_task.length())},
+          {"copy.min_word", std::to_string(test_task.min_word())},
+          {"copy.max_word", std::to_string(test_task.max_word())},
+          {"copy.symbols", std::to_string(test_task.symbols())},
+          {"copy.test_seed", std::to_string(test_seed)}};
+}
+
+CopyTask::Options copy_task_from_metadata(const std::map<std::string, std::string>& metadata,
+                                          const std::string& path) {
+  CopyTask::Options o;
+  o.length = metadata_int(metadata, "copy.length", path);
+  o.min_word = metadata_int(metadata, "copy.min_word", path);
+  o.max_word = metadata_int(metadata, "copy.max_word", path);
+  o.symbols = metadata_int(metadata, "copy.symbols", path);
+  const std::string& seed = metadata_value(metadata, "copy.test_seed", path);
+  size_t used = 0;
+  try {
+    o.seed = std::stoull(seed, &used);
+  } catch (const std::logic_error&) {
+    used = 0;
+  }
+  POLYAK_CHECK(used > 0 && used == seed.size() && seed[0] != '-', "polyak generate: ", path,
+               " has metadata copy.test_seed = '", seed, "', expected an unsigned integer");
+  return o;
+}
 
 std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
                                         int64_t batch_size) {
@@ -122,7 +172,8 @@ TrainResult train_copy(const TrainOptions& o,
                        const std::function<void(const StepRecord&)>& on_step) {
   set_num_threads(o.threads);
   CopyTask train_task({.length = o.length, .seed = o.seed});
-  CopyTask test_task({.length = o.length, .seed = o.seed + 0x9E3779B97F4A7C15ull});
+  const uint64_t test_seed = copy_test_seed(o.seed);
+  CopyTask test_task({.length = o.length, .seed = test_seed});
   TransformerConfig config = o.model_config(train_task.vocab());
   TransformerLM model(config);
   model.train();
@@ -131,6 +182,7 @@ TrainResult train_copy(const TrainOptions& o,
   TrainResult result;
   result.config_path = (std::filesystem::path(o.out) / "config.json").string();
   result.metrics_path = (std::filesystem::path(o.out) / "metrics.csv").string();
+  result.model_path = (std::filesystem::path(o.out) / "model.safetensors").string();
   write_text_file_atomically(result.config_path, config_json(o, config).dump(2) + "\n", "train");
 
   std::vector<Tensor> params = model.parameters();
@@ -139,8 +191,14 @@ TrainResult train_copy(const TrainOptions& o,
   if (o.decay_step > 0) decay.milestones = {o.decay_step};
   StepDecay schedule(decay);
 
-  std::vector<StepRecord> rows;
-  auto start = std::chrono::steady_clock::now();
+  std::vector<StepRecord>& rows = result.records;
+  rows.reserve(static_cast<size_t>(o.steps));
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  const Clock::time_point start = Clock::now();
+  double eval_seconds = 0;
   for (int64_t step = 1; step <= o.steps; ++step) {
     Batch batch = train_task.batch(o.batch);
     opt.zero_grad();
@@ -152,19 +210,32 @@ TrainResult train_copy(const TrainOptions& o,
     r.lr = schedule.apply(opt);
     opt.step();
     r.accuracy = copy_accuracy(logits, batch);
-    if (step % o.eval_every == 0 || step == o.steps)
+    r.train_seconds = since(start) - eval_seconds;
+    if (step % o.eval_every == 0 || step == o.steps) {
+      const Clock::time_point eval_start = Clock::now();
       std::tie(r.test_accuracy, r.test_reference_accuracy) =
           evaluate_copy(model, test_task, o.eval_batches, o.batch);
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      eval_seconds += since(eval_start);
+    }
+    r.seconds = since(start);
     rows.push_back(r);
     if (r.test_accuracy >= 0)
       write_text_file_atomically(result.metrics_path, metrics_csv(rows), "train");
     if (on_step) on_step(r);
   }
-  result.seconds = rows.back().seconds;
-  // The final figure uses a larger test sample than the periodic evaluations.
+  result.train_seconds = rows.back().train_seconds;
+  // The final figure uses a larger test sample than the periodic evaluations, drawn after
+  // them; the checkpoint records where the test split starts, for `polyak generate --copy`.
   std::tie(result.test_accuracy, result.test_reference_accuracy) =
       evaluate_copy(model, test_task, std::max<int64_t>(o.eval_batches, 32), o.batch);
+  result.seconds = since(start);
+
+  std::map<std::string, std::string> metadata = copy_task_metadata(test_task, test_seed);
+  metadata["train.kind"] = o.model;
+  metadata["train.steps"] = std::to_string(o.steps);
+  metadata["train.seed"] = std::to_string(o.seed);
+  metadata["train.test_accuracy"] = std::to_string(result.test_accuracy);
+  save_model(model, result.model_path, metadata);
   return result;
 }
 

@@ -1,7 +1,9 @@
-// Training a copy-task model: the loop behind `polyak train` and `polyak bench`.
+// Training a copy-task model: the loop behind `polyak train`, `polyak compare`, `polyak
+// ablate` and `polyak bench`.
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@ struct StepRecord {
   double accuracy = 0;  // word accuracy on the training batch
   double lr = 0;
   double seconds = 0;         // wall clock since training started
+  double train_seconds = 0;   // the same without the time spent in test evaluations
   double test_accuracy = -1;  // on evaluation steps only
   double test_reference_accuracy = -1;
 };
@@ -24,10 +27,26 @@ struct StepRecord {
 struct TrainResult {
   double test_accuracy = 0;            // word accuracy (MATH.md §10)
   double test_reference_accuracy = 0;  // the reference code's definition, for comparison
-  double seconds = 0;
+  double seconds = 0;                  // wall clock of the whole run, evaluations included
+  double train_seconds = 0;            // without the evaluations
   std::string metrics_path;
   std::string config_path;
+  std::string model_path;           // model.safetensors: the model and the metadata below
+  std::vector<StepRecord> records;  // every step, as in metrics.csv
 };
+
+// Checkpoint metadata that train_copy writes beside the model, so that `polyak generate
+// --copy` can redraw the run's test split: copy.length, copy.min_word, copy.max_word
+// (exclusive), copy.symbols, copy.test_seed; and, for the record, train.kind, train.steps,
+// train.seed, train.test_accuracy.
+std::map<std::string, std::string> copy_task_metadata(const CopyTask& test_task,
+                                                      uint64_t test_seed);
+// The test split's options back from that metadata; a missing or malformed key is a
+// polyak::Error naming `path` and the key.
+CopyTask::Options copy_task_from_metadata(const std::map<std::string, std::string>& metadata,
+                                          const std::string& path);
+// The test split's seed for a run seeded with `seed`: an independent stream of words.
+uint64_t copy_test_seed(uint64_t seed);
 
 // Test-split word accuracy of `model` over `batches` batches of `batch_size` (eval mode).
 std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
@@ -38,8 +57,9 @@ std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, in
 // when the loss is not finite.
 double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits);
 
-// Trains per `options`, writing metrics.csv and config.json under options.out;
-// `on_step` sees every step (progress display).
+// Trains per `options`, writing metrics.csv and config.json under options.out (metrics
+// at every evaluation, so an interrupted run keeps its curve) and model.safetensors at the
+// end; `on_step` sees every step (progress display).
 TrainResult train_copy(const TrainOptions& options,
                        const std::function<void(const StepRecord&)>& on_step);
 

@@ -1,18 +1,22 @@
-// The polyak program: `polyak train` and `polyak bench`. The library never prints; this does.
+// The polyak program: train, bench, generate, compare and ablate. The library never prints;
+// this does.
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 
 #include "cli/bench.h"
 #include "cli/copy_run.h"
+#include "cli/experiments.h"
+#include "cli/generate.h"
 #include "cli/options.h"
 #include "core/threads.h"
 
 namespace {
 
 using polyak::cli::StepRecord;
+using polyak::cli::TrainOptions;
 
 std::string clock_text(double seconds) {
   int s = static_cast<int>(seconds + 0.5);
@@ -21,42 +25,174 @@ std::string clock_text(double seconds) {
   return buf;
 }
 
-int run_train(const polyak::cli::TrainOptions& o) {
-  const bool tty = isatty(STDOUT_FILENO);
+// The progress line of one training run: live on a terminal, every few seconds (and at
+// evaluations) otherwise. `prefix` names the run inside a comparison.
+class Progress {
+ public:
+  Progress(const TrainOptions& o, std::string prefix)
+      : o_(o), prefix_(std::move(prefix)), tty_(isatty(STDOUT_FILENO)) {}
+
+  void operator()(const StepRecord& r) {
+    if (o_.quiet) return;
+    bool eval = r.test_accuracy >= 0;
+    if (!eval && r.step != o_.steps && r.seconds - last_print_ < (tty_ ? 0.2 : 10.0)) return;
+    last_print_ = r.seconds;
+    double tokens_per_s = static_cast<double>(r.step * o_.batch * o_.length) / r.train_seconds;
+    double eta = r.seconds / static_cast<double>(r.step) * static_cast<double>(o_.steps - r.step);
+    std::printf("%s%sstep %6lld/%lld  loss %.4f  acc %5.1f%%  %8.0f tok/s  elapsed %s  ETA %s",
+                tty_ ? "\r" : "", prefix_.c_str(), static_cast<long long>(r.step),
+                static_cast<long long>(o_.steps), r.loss, 100 * r.accuracy, tokens_per_s,
+                clock_text(r.seconds).c_str(), clock_text(eta).c_str());
+    if (eval) std::printf("  test acc %5.1f%%", 100 * r.test_accuracy);
+    if (eval || !tty_) std::printf("\n");
+    std::fflush(stdout);
+  }
+
+ private:
+  const TrainOptions& o_;
+  std::string prefix_;
+  bool tty_;
+  double last_print_ = -1;
+};
+
+void print_model_line(const char* command, const TrainOptions& o) {
   std::printf(
-      "polyak train: copy task, %s attention, %lld layers, d %lld, %lld heads, L %lld, "
-      "batch %lld, %lld steps, %d threads\n",
-      o.model.c_str(), static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
+      "polyak %s: copy task, %s model, %lld layers, d %lld, %lld heads, L %lld, batch %lld, "
+      "%lld steps, %d threads\n",
+      command, o.model.c_str(), static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
       static_cast<long long>(o.heads), static_cast<long long>(o.length),
       static_cast<long long>(o.batch), static_cast<long long>(o.steps),
       o.threads > 0 ? o.threads : polyak::num_threads());
+  const polyak::TransformerConfig c = o.model_config(11);
+  if (c.attention == "momentum")
+    std::printf("  momentum attention: β %g, γ %g (%s weighting)", o.beta, o.gamma,
+                o.weighting.c_str());
+  if (c.connection == "momentum")
+    std::printf("; momentum connection: β̃ %g, γ̃ %g", o.conn_beta, o.conn_gamma);
+  if (c.connection == "adaptive")
+    std::printf("; adaptive connection: γ̃ %g, δ %g", o.conn_gamma, o.delta);
+  if (c.attention == "momentum") std::printf("\n");
   std::fflush(stdout);
-  double last_print = -1;
-  auto on_step = [&](const StepRecord& r) {
-    if (o.quiet) return;
-    bool eval = r.test_accuracy >= 0;
-    // A live line on a terminal; a line every few seconds (and at evaluations) otherwise.
-    if (!eval && r.step != o.steps && r.seconds - last_print < (tty ? 0.2 : 10.0)) return;
-    last_print = r.seconds;
-    double tokens_per_s = static_cast<double>(r.step * o.batch * o.length) / r.seconds;
-    double eta = r.seconds / static_cast<double>(r.step) * static_cast<double>(o.steps - r.step);
-    std::printf("%sstep %6lld/%lld  loss %.4f  acc %5.1f%%  %8.0f tok/s  elapsed %s  ETA %s",
-                tty ? "\r" : "", static_cast<long long>(r.step), static_cast<long long>(o.steps),
-                r.loss, 100 * r.accuracy, tokens_per_s, clock_text(r.seconds).c_str(),
-                clock_text(eta).c_str());
-    if (eval) std::printf("  test acc %5.1f%%", 100 * r.test_accuracy);
-    if (eval || !tty) std::printf("\n");
-    std::fflush(stdout);
-  };
-  polyak::cli::TrainResult result = polyak::cli::train_copy(o, on_step);
+}
+
+int train_command(const TrainOptions& o) {
+  print_model_line("train", o);
+  Progress progress(o, "");
+  polyak::cli::TrainResult result =
+      polyak::cli::train_copy(o, [&](const StepRecord& r) { progress(r); });
   std::printf(
       "test accuracy on the copied word: %.2f%% (reference-code definition, counting the "
       "separator: %.2f%%) after %lld steps in %s\n",
       100 * result.test_accuracy, 100 * result.test_reference_accuracy,
       static_cast<long long>(o.steps), clock_text(result.seconds).c_str());
-  std::printf("metrics: %s\nconfig:  %s\n", result.metrics_path.c_str(),
-              result.config_path.c_str());
+  std::printf("metrics: %s\nconfig:  %s\nmodel:   %s\n", result.metrics_path.c_str(),
+              result.config_path.c_str(), result.model_path.c_str());
   return 0;
+}
+
+std::string token_list(const std::vector<int32_t>& tokens) {
+  std::string s;
+  for (int32_t t : tokens) {
+    if (!s.empty()) s += ' ';
+    s += std::to_string(t);
+  }
+  return s;
+}
+
+int generate_command(const polyak::cli::GenerateCommand& o) {
+  polyak::cli::GenerateReport r = polyak::cli::run_generate(o);
+  const std::string kind = r.kind.empty() ? "custom" : r.kind;
+  if (o.copy == 0) {
+    std::printf("%s\n", token_list(r.tokens).c_str());
+  } else {
+    for (const polyak::cli::CopyExample& ex : r.examples)
+      std::printf("w   %s\nout %s  %s\n", token_list(ex.word).c_str(),
+                  token_list(ex.output).c_str(), ex.output == ex.word ? "(exact)" : "(differs)");
+    std::printf(
+        "copy: %lld of %lld test words reproduced exactly (%.1f%%), token accuracy %.2f%% "
+        "(%lld of %lld)\n",
+        static_cast<long long>(r.words_exact), static_cast<long long>(r.words),
+        100.0 * static_cast<double>(r.words_exact) / static_cast<double>(r.words),
+        100.0 * static_cast<double>(r.word_tokens_right) / static_cast<double>(r.word_tokens),
+        static_cast<long long>(r.word_tokens_right), static_cast<long long>(r.word_tokens));
+  }
+  std::printf("%s model, %d threads: prompt %lld tokens at %.0f tokens/s; generated %lld tokens",
+              kind.c_str(), polyak::num_threads(), static_cast<long long>(r.prompt_tokens),
+              r.prompt_tokens_per_s(), static_cast<long long>(r.generated_tokens));
+  if (r.timed_tokens > 0)
+    std::printf(" at %.0f tokens/s (one step each, prompt excluded)\n", r.generated_tokens_per_s());
+  else
+    std::printf(" (too few to time apart from the prompt)\n");
+  return 0;
+}
+
+// `text` padded with spaces to `width` columns: UTF-8 continuation bytes and combining
+// marks (the tilde of β̃) take no column.
+std::string padded(const std::string& text, size_t width) {
+  size_t columns = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    const bool continuation = (byte & 0xC0) == 0x80;
+    const bool combining = byte == 0xCC || (byte == 0xCD && i + 1 < text.size() &&
+                                            static_cast<unsigned char>(text[i + 1]) < 0xB0);
+    if (!continuation && !combining) ++columns;
+  }
+  return text + std::string(columns < width ? width - columns : 0, ' ');
+}
+
+// compare and ablate: progress per run, a table at the end, the PNG's fate.
+int experiment_command(const polyak::cli::ExperimentOptions& e) {
+  const std::string command = e.study == "compare" ? "compare" : "ablate " + e.study;
+  std::vector<polyak::cli::ExperimentRun> runs = polyak::cli::experiment_runs(e);
+  std::printf("polyak %s: %zu runs, one after the other, seed %llu, into %s\n", command.c_str(),
+              runs.size(), static_cast<unsigned long long>(e.train.seed), e.train.out.c_str());
+  std::unique_ptr<Progress> progress;
+  polyak::cli::ExperimentCallbacks cb;
+  cb.on_run_start = [&](const polyak::cli::ExperimentRun& run, size_t i, size_t n) {
+    std::printf("[%zu/%zu] %s\n", i + 1, n, run.label.c_str());
+    print_model_line(command.c_str(), run.options);
+    progress = std::make_unique<Progress>(run.options, "  ");
+  };
+  cb.on_step = [&](const StepRecord& r) { (*progress)(r); };
+  cb.on_run_end = [&](const polyak::cli::RunSummary& s) {
+    if (!s.ok)
+      std::printf("  %s failed: %s\n", s.label.c_str(), s.error.c_str());
+    else
+      std::printf("  %s: final train loss %.4f, test accuracy %.2f%%, %.2f s per 100 steps\n",
+                  s.label.c_str(), s.final_train_loss, 100 * s.final_test_accuracy,
+                  s.seconds_per_100_steps);
+    std::fflush(stdout);
+  };
+  polyak::cli::ExperimentResult result = polyak::cli::run_experiment(e, cb);
+
+  std::printf("\n%-22s %12s %10s %12s %10s %10s\n", "run", "train loss", "test acc", "s/100 steps",
+              "total s", "step@90%");
+  for (const polyak::cli::RunSummary& s : result.runs) {
+    if (!s.ok) {
+      std::printf("%s %12s\n", padded(s.label, 22).c_str(), "failed");
+      continue;
+    }
+    std::printf("%s %12.4f %9.2f%% %12.2f %10.1f %10s\n", padded(s.label, 22).c_str(),
+                s.final_train_loss, 100 * s.final_test_accuracy, s.seconds_per_100_steps,
+                s.total_seconds, s.steps_to_90 >= 0 ? std::to_string(s.steps_to_90).c_str() : "-");
+  }
+  std::printf(
+      "(train loss: mean of the last 100 steps; test accuracy: word accuracy on "
+      "≥ 32 test batches)\nsummary: %s\n",
+      result.summary_path.c_str());
+  int status = result.failed_runs > 0 ? 1 : 0;
+  if (result.plot.drawn) {
+    std::printf("figure:  %s\n", result.png_path.c_str());
+  } else {
+    std::fprintf(stderr,
+                 "polyak %s: %s was not drawn: %s\nthe CSVs are complete; draw it later with: "
+                 "%s %s %s --out %s\n",
+                 command.c_str(), result.png_path.c_str(), result.plot.message.c_str(),
+                 e.python.c_str(), e.plot_script.c_str(), e.train.out.c_str(),
+                 result.png_path.c_str());
+    status = 3;
+  }
+  return status;
 }
 
 }  // namespace
@@ -65,7 +201,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
     polyak::cli::Command cmd = polyak::cli::parse_command_line(args);
-    if (cmd.name == "train") return run_train(cmd.train);
+    if (cmd.name == "train") return train_command(cmd.train);
+    if (cmd.name == "generate") return generate_command(cmd.generate);
+    if (cmd.name == "compare" || cmd.name == "ablate") return experiment_command(cmd.experiment);
     std::string report;
     polyak::cli::run_bench(cmd.bench, &report);
     std::cout << report;

@@ -2,11 +2,25 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <sstream>
 
 #include "core/error.h"
 
 namespace polyak::cli {
 namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string s;
+  for (const std::string& item : items) s += (s.empty() ? "" : ", ") + item;
+  return s;
+}
+
+bool contains(const std::vector<std::string>& items, const std::string& item) {
+  return std::find(items.begin(), items.end(), item) != items.end();
+}
 
 // Values of a preset; flags given on the command line override them.
 TrainOptions preset_values(const std::string& preset) {
@@ -27,6 +41,23 @@ TrainOptions preset_values(const std::string& preset) {
     o.decay_step = 3000;
     o.eval_every = 500;
     o.eval_batches = 8;
+  } else if (preset == "figure1") {
+    // The paper's Figure 1 scaled down so that `polyak compare` trains all five kinds in
+    // about 20 minutes on 2 cores: L = 64 (words of 16 to 30 symbols), the paper's
+    // optimiser and schedule shape. Change the comparison's size here.
+    o.model = "linear";
+    o.steps = 3000;
+    o.batch = 32;
+    o.length = 64;
+    o.layers = 2;
+    o.heads = 4;
+    o.d_model = 64;
+    o.ff = 256;
+    o.dropout = 0.0;
+    o.lr = 1e-3;
+    o.decay_step = 0;
+    o.eval_every = 100;
+    o.eval_batches = 4;
   } else {
     // A small linear transformer that reaches ≥ 99% word accuracy in under a minute on 2
     // quiet cores (L = 32, words of 8 to 14 symbols).
@@ -52,8 +83,8 @@ void check_positive(const char* flag, int64_t value) {
 }
 
 void validate(const TrainOptions& o) {
-  POLYAK_CHECK(o.model == "softmax" || o.model == "linear", "polyak: --model is '", o.model,
-               "', expected one of: softmax, linear");
+  POLYAK_CHECK(contains(model_kinds(), o.model), "polyak: --model is '", o.model,
+               "', expected one of: ", join(model_kinds()));
   check_positive("--steps", o.steps);
   check_positive("--batch", o.batch);
   check_positive("--length", o.length);
@@ -75,24 +106,42 @@ void validate(const TrainOptions& o) {
   POLYAK_CHECK(o.clip >= 0, "polyak: --clip is ", o.clip, ", expected ≥ 0 (0 turns clipping off)");
   POLYAK_CHECK(o.threads >= 0, "polyak: --threads is ", o.threads,
                ", expected ≥ 0 (0 uses every core)");
+  // Written so that NaN fails too.
+  POLYAK_CHECK(o.beta >= 0 && o.beta < 1, "polyak: --beta is ", o.beta,
+               ", expected the attention momentum β in [0, 1)");
+  POLYAK_CHECK(o.gamma > 0 && std::isfinite(o.gamma), "polyak: --gamma is ", o.gamma,
+               ", expected the attention step size γ > 0");
+  POLYAK_CHECK(o.weighting == "exact" || o.weighting == "reference", "polyak: --weighting is '",
+               o.weighting, "', expected one of: exact, reference");
+  POLYAK_CHECK(o.conn_beta >= 0 && o.conn_beta < 1, "polyak: --conn-beta is ", o.conn_beta,
+               ", expected the connection momentum β̃ in [0, 1)");
+  POLYAK_CHECK(o.conn_gamma > 0 && std::isfinite(o.conn_gamma), "polyak: --conn-gamma is ",
+               o.conn_gamma, ", expected the connection step size γ̃ > 0");
+  POLYAK_CHECK(o.delta > 0 && o.delta < 1, "polyak: --delta is ", o.delta,
+               ", expected the adaptive connection's δ in (0, 1)");
 }
 
-// Adds the flags shared by train and bench; values land in `raw`, and `apply` later copies
-// the ones given on the command line over the preset.
+// Adds the flags shared by train, bench, compare and ablate; values land in `raw`, and
+// `resolve` later copies the ones given on the command line over the preset.
 struct TrainFlags {
   TrainOptions raw;
   std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> given;
+  CLI::Option* model_flag = nullptr;
 
   template <class T>
-  void add(CLI::App& app, const std::string& flag, T TrainOptions::*field,
-           const std::string& help) {
+  CLI::Option* add(CLI::App& app, const std::string& flag, T TrainOptions::*field,
+                   const std::string& help) {
     CLI::Option* opt = app.add_option(flag, raw.*field, help);
     given.emplace_back(opt, [this, field](TrainOptions& o) { o.*field = raw.*field; });
+    return opt;
   }
 
-  void add_all(CLI::App& app) {
-    app.add_option("--preset", raw.preset, "default | paper (the paper's copy configuration)");
-    add(app, "--model", &TrainOptions::model, "attention kind: softmax | linear");
+  // `with_model`: whether --model is a flag of this command (compare has --kinds instead).
+  void add_all(CLI::App& app, bool with_model) {
+    app.add_option("--preset", raw.preset,
+                   "default | paper (the paper's copy configuration) | figure1 (scaled copy)");
+    if (with_model)
+      model_flag = add(app, "--model", &TrainOptions::model, "model kind: " + join(model_kinds()));
     add(app, "--steps", &TrainOptions::steps, "training steps");
     add(app, "--batch", &TrainOptions::batch, "sequences per step");
     add(app, "--length", &TrainOptions::length, "copy-task sequence length L");
@@ -110,24 +159,127 @@ struct TrainFlags {
     add(app, "--threads", &TrainOptions::threads, "CPU threads (0: all cores)");
     add(app, "--eval-every", &TrainOptions::eval_every, "steps between test evaluations");
     add(app, "--eval-batches", &TrainOptions::eval_batches, "test batches per evaluation");
-    add(app, "--out", &TrainOptions::out, "run folder for metrics.csv and config.json");
+    add(app, "--beta", &TrainOptions::beta, "momentum attention's β in [0, 1) (paper copy: 0.1)");
+    add(app, "--gamma", &TrainOptions::gamma, "momentum attention's step size γ > 0 (0.6)");
+    add(app, "--weighting", &TrainOptions::weighting,
+        "momentum attention's training weights: exact (eq. 13) | reference (the public code's)");
+    add(app, "--conn-beta", &TrainOptions::conn_beta,
+        "momentum connection's β̃ in [0, 1) (paper copy: 0.99)");
+    add(app, "--conn-gamma", &TrainOptions::conn_gamma,
+        "momentum and adaptive connection's step size γ̃ > 0 (0.99)");
+    add(app, "--delta", &TrainOptions::delta, "adaptive connection's δ in (0, 1) (1e-3)");
+    add(app, "--out", &TrainOptions::out,
+        "run folder for metrics.csv, config.json and model.safetensors");
     app.add_flag("--quiet", raw.quiet, "no progress line");
   }
 
-  TrainOptions resolve() const {
-    POLYAK_CHECK(raw.preset == "default" || raw.preset == "paper", "polyak: --preset is '",
-                 raw.preset, "', expected one of: default, paper");
+  // `default_model` replaces the preset's kind when --model is not given ("" keeps it);
+  // `default_out` is the run folder when --out is not given ("": runs/copy-<model>).
+  TrainOptions resolve(const std::string& default_model = "",
+                       const std::string& default_out = "") const {
+    POLYAK_CHECK(contains(preset_names(), raw.preset), "polyak: --preset is '", raw.preset,
+                 "', expected one of: ", join(preset_names()));
     TrainOptions o = preset_values(raw.preset);
+    if (!default_model.empty()) o.model = default_model;
     for (const auto& [opt, copy] : given)
       if (opt->count() > 0) copy(o);
     o.quiet = raw.quiet;
-    if (o.out.empty()) o.out = "runs/copy-" + o.model;
+    if (o.out.empty()) o.out = default_out.empty() ? "runs/copy-" + o.model : default_out;
     validate(o);
     return o;
   }
 };
 
+// Splits a --kinds or --values list at commas (spaces around items are ignored).
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream list(text);
+  for (std::string item; std::getline(list, item, ',');) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    items.push_back(item);
+  }
+  return items;
+}
+
+std::vector<std::string> parse_kinds(const std::string& text) {
+  std::vector<std::string> kinds = split_list(text);
+  POLYAK_CHECK(!kinds.empty(), "polyak: --kinds is empty, expected a comma-separated list of: ",
+               join(model_kinds()));
+  std::set<std::string> seen;
+  for (const std::string& k : kinds) {
+    POLYAK_CHECK(contains(model_kinds(), k), "polyak: --kinds has '", k,
+                 "', expected a comma-separated list of: ", join(model_kinds()));
+    POLYAK_CHECK(seen.insert(k).second, "polyak: --kinds names '", k,
+                 "' twice, expected each kind at most once");
+  }
+  return kinds;
+}
+
+// `symbol` names the swept quantity in messages (β or β̃); every value must lie in [0, 1).
+std::vector<double> parse_values(const std::string& text, const char* symbol) {
+  std::vector<double> values;
+  for (const std::string& item : split_list(text)) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::logic_error&) {
+      used = 0;
+    }
+    POLYAK_CHECK(used > 0 && used == item.size(), "polyak: --values has '", item,
+                 "', expected comma-separated numbers such as 0,0.1,0.3");
+    POLYAK_CHECK(v >= 0 && v < 1, "polyak: --values has ", item, ", expected ", symbol,
+                 " in [0, 1)");
+    POLYAK_CHECK(std::find(values.begin(), values.end(), v) == values.end(),
+                 "polyak: --values has ", item, " twice, expected each value at most once");
+    values.push_back(v);
+  }
+  POLYAK_CHECK(!values.empty(), "polyak: --values is empty, expected comma-separated ", symbol,
+               " values in [0, 1)");
+  return values;
+}
+
+// --prompt "3 5 1 0" (or --prompt 3 5 1 0): token ids separated by spaces or commas.
+std::vector<int32_t> parse_prompt(const std::vector<std::string>& parts) {
+  std::string text;
+  for (const std::string& p : parts) text += p + " ";
+  std::replace(text.begin(), text.end(), ',', ' ');
+  std::vector<int32_t> tokens;
+  std::istringstream is(text);
+  for (std::string item; is >> item;) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::logic_error&) {
+      used = 0;
+    }
+    POLYAK_CHECK(used == item.size() && v >= 0 && v <= INT32_MAX, "polyak: --prompt has '", item,
+                 "', expected token ids (integers ≥ 0) separated by spaces, e.g. \"3 5 1 0\"");
+    tokens.push_back(static_cast<int32_t>(v));
+  }
+  POLYAK_CHECK(!tokens.empty(), "polyak: --prompt is empty, expected at least one token id");
+  return tokens;
+}
+
+const std::vector<std::string>& command_names() {
+  static const std::vector<std::string> names = {"train", "bench", "generate", "compare", "ablate"};
+  return names;
+}
+
 }  // namespace
+
+const std::vector<std::string>& preset_names() {
+  static const std::vector<std::string> names = {"default", "paper", "figure1"};
+  return names;
+}
+
+std::string default_plot_script() {
+  // This file is cli/options.cpp of the source tree the program was built from.
+  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "scripts" / "plot_runs.py")
+      .string();
+}
 
 TransformerConfig TrainOptions::model_config(int64_t vocab) const {
   TransformerConfig c;
@@ -138,7 +290,13 @@ TransformerConfig TrainOptions::model_config(int64_t vocab) const {
   c.ff_dim = ff;
   c.layers = layers;
   c.dropout = dropout;
-  c.attention = model;
+  set_model_kind(c, model);
+  c.momentum_beta = beta;
+  c.momentum_gamma = gamma;
+  c.momentum_weighting = weighting;
+  c.connection_beta = conn_beta;
+  c.connection_gamma = conn_gamma;
+  c.connection_delta = delta;
   c.causal = true;
   c.activation = "relu";
   c.seed = seed;
@@ -147,20 +305,20 @@ TransformerConfig TrainOptions::model_config(int64_t vocab) const {
 }
 
 Command parse_command_line(const std::vector<std::string>& args) {
-  CLI::App app{"polyak: train and inspect momentum and linear transformers"};
+  CLI::App app{"polyak: train and inspect momentum and linear transformers", "polyak"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "all subcommands' help");
 
   CLI::App* train =
       app.add_subcommand("train", "train a copy-task model and report its test accuracy");
   TrainFlags train_flags;
-  train_flags.add_all(*train);
+  train_flags.add_all(*train, true);
 
   CLI::App* bench = app.add_subcommand(
       "bench", "time training steps of a copy model against the machine's f32 GEMM peak");
   TrainFlags bench_flags;
   bench_flags.raw.preset = "paper";
-  bench_flags.add_all(*bench);
+  bench_flags.add_all(*bench, true);
   BenchOptions bench_raw;
   bench->add_option("--warmup", bench_raw.warmup, "untimed steps first");
   bench->add_option("--gemm-size", bench_raw.gemm_size,
@@ -168,15 +326,88 @@ Command parse_command_line(const std::vector<std::string>& args) {
   bench->add_option("--gemm-reps", bench_raw.gemm_reps, "repetitions of the peak GEMM");
   bench->add_option("--json", bench_raw.json, "also write the figures as JSON here");
 
-  if (!args.empty() && !args[0].empty() && args[0][0] != '-')
-    POLYAK_CHECK(args[0] == "train" || args[0] == "bench", "polyak: unknown command '", args[0],
-                 "', expected one of: train, bench");
+  CLI::App* gen = app.add_subcommand(
+      "generate", "generate tokens in RNN mode from a checkpoint written by polyak train");
+  GenerateCommand gen_raw;
+  std::vector<std::string> prompt_parts;
+  gen->add_option("--checkpoint", gen_raw.checkpoint,
+                  "a model.safetensors written by polyak train");
+  CLI::Option* prompt_flag =
+      gen->add_option("--prompt", prompt_parts, "token ids separated by spaces, e.g. \"3 5 1 0\"");
+  CLI::Option* tokens_flag =
+      gen->add_option("--tokens", gen_raw.tokens, "tokens to generate after --prompt");
+  CLI::Option* copy_flag = gen->add_option(
+      "--copy", gen_raw.copy,
+      "instead of --prompt: K test words of the checkpoint's copy task, prompted with 'w 0'");
+  gen->add_option("--temperature", gen_raw.temperature, "0: greedy; > 0: sample");
+  gen->add_option("--seed", gen_raw.seed, "sampling seed");
+  gen->add_option("--stop", gen_raw.stop, "stop after generating this token (-1: never)");
+  gen->add_option("--threads", gen_raw.threads, "CPU threads (0: all cores)");
+
+  // compare and ablate share the experiment flags.
+  auto add_experiment_flags = [](CLI::App& cmd, ExperimentOptions& e) {
+    cmd.add_option("--python", e.python, "the Python that draws the PNG (needs matplotlib)");
+    cmd.add_option("--plot-script", e.plot_script, "scripts/plot_runs.py");
+  };
+  CLI::App* compare = app.add_subcommand(
+      "compare",
+      "Figure 1: train every model kind on one copy-task stream; metrics, summary.csv and a PNG");
+  TrainFlags compare_flags;
+  compare_flags.raw.preset = "figure1";
+  compare_flags.add_all(*compare, false);
+  ExperimentOptions compare_raw;
+  std::string kinds_text;
+  compare->add_option(
+      "--kinds", kinds_text,
+      "comma-separated kinds to train (default: all of " + join(model_kinds()) + ")");
+  add_experiment_flags(*compare, compare_raw);
+
+  CLI::App* ablate = app.add_subcommand(
+      "ablate", "Figures 4-5: sweep β (ablate beta) or β̃ (ablate connection) on the copy task");
+  ablate->require_subcommand(1);
+  CLI::App* ablate_beta = ablate->add_subcommand(
+      "beta", "sweep momentum attention's β (γ fixed), default kind adaptive (paper Fig. 5)");
+  TrainFlags beta_flags;
+  beta_flags.raw.preset = "figure1";
+  beta_flags.add_all(*ablate_beta, true);
+  ExperimentOptions beta_raw;
+  std::string beta_values = "0,0.1,0.3,0.6,0.9";
+  ablate_beta->add_option("--values", beta_values, "comma-separated β values");
+  add_experiment_flags(*ablate_beta, beta_raw);
+  CLI::App* ablate_conn = ablate->add_subcommand(
+      "connection", "sweep the momentum connection's β̃, plus one adaptive run (paper Fig. 4)");
+  TrainFlags conn_flags;
+  conn_flags.raw.preset = "figure1";
+  conn_flags.add_all(*ablate_conn, false);
+  ExperimentOptions conn_raw;
+  std::string conn_values = "0.5,0.9,0.99";
+  ablate_conn->add_option("--values", conn_values, "comma-separated β̃ values");
+  add_experiment_flags(*ablate_conn, conn_raw);
+
+  auto is_word = [](const std::string& a) { return !a.empty() && a[0] != '-'; };
+  if (!args.empty() && is_word(args[0]))
+    POLYAK_CHECK(contains(command_names(), args[0]), "polyak: unknown command '", args[0],
+                 "', expected one of: ", join(command_names()));
+  if (!args.empty() && args[0] == "compare")
+    for (const std::string& a : args)
+      POLYAK_CHECK(a != "--model" && a.rfind("--model=", 0) != 0,
+                   "polyak compare: --model is not a flag of compare, expected --kinds K,K,... "
+                   "(default: all of ",
+                   join(model_kinds()), ")");
+  if (!args.empty() && args[0] == "ablate") {
+    bool help = args.size() >= 2 && (args[1] == "--help" || args[1] == "-h");
+    POLYAK_CHECK(help || (args.size() >= 2 && is_word(args[1])),
+                 "polyak ablate: no study given, expected one of: beta, connection");
+    POLYAK_CHECK(help || args[1] == "beta" || args[1] == "connection",
+                 "polyak ablate: unknown study '", args[1], "', expected one of: beta, connection");
+  }
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
-    throw HelpRequested{app.get_subcommands().empty() ? app.help()
-                                                      : app.get_subcommands()[0]->help()};
+    CLI::App* shown = &app;
+    while (!shown->get_subcommands().empty()) shown = shown->get_subcommands()[0];
+    throw HelpRequested{shown->help()};
   } catch (const CLI::CallForAllHelp&) {
     throw HelpRequested{app.help("", CLI::AppFormatMode::All)};
   } catch (const CLI::ParseError& e) {
@@ -189,9 +420,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
   if (train->parsed()) {
     cmd.name = "train";
     cmd.train = train_flags.resolve();
-  } else {
+  } else if (bench->parsed()) {
     cmd.name = "bench";
-    if (bench_flags.raw.steps == 0 && bench->count("--steps") == 0) bench_flags.raw.steps = 10;
     BenchOptions b = bench_raw;
     b.train = bench_flags.resolve();
     if (bench->count("--steps") == 0) b.train.steps = 10;
@@ -200,6 +430,64 @@ Command parse_command_line(const std::vector<std::string>& args) {
     check_positive("--gemm-size", b.gemm_size);
     check_positive("--gemm-reps", b.gemm_reps);
     cmd.bench = b;
+  } else if (gen->parsed()) {
+    cmd.name = "generate";
+    GenerateCommand g = gen_raw;
+    POLYAK_CHECK(!g.checkpoint.empty(),
+                 "polyak generate: --checkpoint is missing, expected the "
+                 "path of a model.safetensors written by polyak train");
+    const bool has_prompt = prompt_flag->count() > 0, has_copy = copy_flag->count() > 0;
+    POLYAK_CHECK(
+        has_prompt != has_copy, "polyak generate: ",
+        has_prompt ? "both --prompt and --copy given" : "neither --prompt nor --copy given",
+        ", expected exactly one of them");
+    if (has_prompt) {
+      g.prompt = parse_prompt(prompt_parts);
+      check_positive("--tokens", g.tokens);
+    } else {
+      check_positive("--copy", g.copy);
+      POLYAK_CHECK(tokens_flag->count() == 0, "polyak generate: --tokens ", g.tokens,
+                   " given with --copy, expected no --tokens (--copy generates len(w) tokens "
+                   "per word)");
+    }
+    POLYAK_CHECK(g.temperature >= 0 && std::isfinite(g.temperature), "polyak: --temperature is ",
+                 g.temperature, ", expected ≥ 0 (0: greedy)");
+    POLYAK_CHECK(g.stop >= -1, "polyak: --stop is ", g.stop,
+                 ", expected a token id or -1 (never stop)");
+    POLYAK_CHECK(g.threads >= 0, "polyak: --threads is ", g.threads,
+                 ", expected ≥ 0 (0 uses every core)");
+    cmd.generate = g;
+  } else if (compare->parsed()) {
+    cmd.name = "compare";
+    ExperimentOptions e = compare_raw;
+    e.study = "compare";
+    e.train = compare_flags.resolve("", "runs/figure1");
+    e.kinds = compare->count("--kinds") > 0 ? parse_kinds(kinds_text) : model_kinds();
+    cmd.experiment = e;
+  } else if (ablate_beta->parsed()) {
+    cmd.name = "ablate";
+    ExperimentOptions e = beta_raw;
+    e.study = "beta";
+    e.train = beta_flags.resolve("adaptive", "runs/ablate-beta");
+    TransformerConfig probe;
+    set_model_kind(probe, e.train.model);
+    POLYAK_CHECK(probe.attention == "momentum", "polyak ablate beta: --model is '", e.train.model,
+                 "', expected a kind with momentum attention: momentum, momentum-connection, "
+                 "adaptive");
+    e.values = parse_values(beta_values, "β");
+    cmd.experiment = e;
+  } else {
+    cmd.name = "ablate";
+    ExperimentOptions e = conn_raw;
+    e.study = "connection";
+    e.train = conn_flags.resolve("momentum-connection", "runs/ablate-connection");
+    e.values = parse_values(conn_values, "β̃");
+    cmd.experiment = e;
+  }
+  if (cmd.name == "compare" || cmd.name == "ablate") {
+    if (cmd.experiment.plot_script.empty()) cmd.experiment.plot_script = default_plot_script();
+    POLYAK_CHECK(!cmd.experiment.python.empty(),
+                 "polyak: --python is empty, expected the path of a Python 3 interpreter");
   }
   return cmd;
 }

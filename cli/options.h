@@ -10,10 +10,15 @@
 
 namespace polyak::cli {
 
+// The presets, in the order --help lists them: "default" (a small linear model that learns
+// in under a minute), "paper" (the paper's copy configuration), "figure1" (a scaled copy
+// configuration for the five-model comparison and the ablations).
+const std::vector<std::string>& preset_names();
+
 // `polyak train` on the copy task (MATH.md §10).
 struct TrainOptions {
-  std::string preset = "default";  // default | paper
-  std::string model = "linear";    // attention kind: softmax | linear
+  std::string preset = "default";
+  std::string model = "linear";  // one of model_kinds()
   int64_t steps = 0;
   int64_t batch = 0;
   int64_t length = 0;  // sequence length L of the copy task
@@ -30,7 +35,14 @@ struct TrainOptions {
   int threads = 0;  // 0: all cores
   int64_t eval_every = 0;
   int64_t eval_batches = 0;
-  std::string out;  // run folder: metrics.csv and config.json
+  // Momentum attention and connections (MATH.md §3–4); defaults: the paper's copy values.
+  double beta = TransformerConfig{}.momentum_beta;                 // β ∈ [0, 1)
+  double gamma = TransformerConfig{}.momentum_gamma;               // γ > 0
+  std::string weighting = TransformerConfig{}.momentum_weighting;  // exact | reference
+  double conn_beta = TransformerConfig{}.connection_beta;          // β̃ ∈ [0, 1)
+  double conn_gamma = TransformerConfig{}.connection_gamma;        // γ̃ > 0
+  double delta = TransformerConfig{}.connection_delta;             // δ ∈ (0, 1)
+  std::string out;  // run folder: metrics.csv, config.json and model.safetensors
   bool quiet = false;
 
   // The model these options describe.
@@ -46,10 +58,36 @@ struct BenchOptions {
   std::string json;  // optional: write the figures as JSON here
 };
 
+// `polyak generate`: RNN-mode generation from a checkpoint written by `polyak train`.
+struct GenerateCommand {
+  std::string checkpoint;
+  std::vector<int32_t> prompt;  // --prompt "3 5 1 0"
+  int64_t tokens = 32;          // --tokens: new tokens after the prompt
+  int64_t copy = 0;             // --copy K: K test words of the checkpoint's copy task instead
+  double temperature = 0;       // 0: greedy
+  uint64_t seed = 0;            // sampling stream (temperature > 0)
+  int32_t stop = -1;            // stop after generating this token (−1: never)
+  int threads = 0;
+};
+
+// `polyak compare` (Figure 1 of the paper) and `polyak ablate beta|connection` (Figures
+// 4–5): several copy-task runs with one seed and one data stream, each in its own folder
+// under train.out, then summary.csv and a PNG drawn by scripts/plot_runs.py.
+struct ExperimentOptions {
+  std::string study;   // compare | beta | connection
+  TrainOptions train;  // shared settings; for `ablate beta`, train.model is the kind swept
+  std::vector<std::string> kinds;  // compare: the kinds, in order
+  std::vector<double> values;      // ablate: β (beta) or β̃ (connection) values, in order
+  std::string python = "/usr/bin/python3";
+  std::string plot_script;  // default: scripts/plot_runs.py of this source tree
+};
+
 struct Command {
-  std::string name;  // train | bench
+  std::string name;  // train | bench | generate | compare | ablate
   TrainOptions train;
   BenchOptions bench;
+  GenerateCommand generate;
+  ExperimentOptions experiment;  // compare and ablate
 };
 
 // Thrown for --help: carries the text to print.
@@ -60,5 +98,8 @@ struct HelpRequested {
 // Parses argv[1..] (without the program name). Throws polyak::Error naming the flag, the
 // value seen and what was expected, for unknown flags, bad values and missing commands.
 Command parse_command_line(const std::vector<std::string>& args);
+
+// scripts/plot_runs.py next to this source tree (where the program was built from).
+std::string default_plot_script();
 
 }  // namespace polyak::cli

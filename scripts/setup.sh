@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# python3-matplotlib draws the PNGs of `polyak compare` and `polyak ablate` (scripts/plot_runs.py).
 packages=(build-essential cmake ccache libeigen3-dev doctest-dev nlohmann-json3-dev libcli11-dev
-          zlib1g-dev libstb-dev)
+          zlib1g-dev libstb-dev python3-matplotlib)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,7 @@
 // The polyak program's option parsing (every rejected input names the flag, the value and
 // what was expected) and a short end-to-end copy-task training run.
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -48,6 +50,46 @@ TEST_CASE("cli: train defaults and the paper preset") {
   CHECK(o.train.out == "somewhere");
 }
 
+TEST_CASE("cli: every model kind trains, with the paper's momentum values by default") {
+  cli::TrainOptions d = parse({"train"}).train;
+  CHECK(d.beta == doctest::Approx(0.1));
+  CHECK(d.gamma == doctest::Approx(0.6));
+  CHECK(d.weighting == "exact");
+  CHECK(d.conn_beta == doctest::Approx(0.99));
+  CHECK(d.conn_gamma == doctest::Approx(0.99));
+  CHECK(d.delta == doctest::Approx(1e-3));
+  for (const std::string& kind : model_kinds()) {
+    CAPTURE(kind);
+    cli::TrainOptions o = parse({"train", "--model", kind}).train;
+    CHECK(o.model == kind);
+    CHECK(o.out == "runs/copy-" + kind);
+    CHECK(model_kind(o.model_config(11)) == kind);
+    CHECK(parse({"bench", "--model", kind}).bench.train.model == kind);
+  }
+
+  cli::TrainOptions o =
+      parse({"train", "--model", "adaptive", "--beta", "0.3", "--gamma", "0.9", "--weighting",
+             "reference", "--conn-beta", "0.5", "--conn-gamma", "0.8", "--delta", "0.01"})
+          .train;
+  TransformerConfig c = o.model_config(11);
+  CHECK(c.attention == "momentum");
+  CHECK(c.connection == "adaptive");
+  CHECK(c.momentum_beta == doctest::Approx(0.3));
+  CHECK(c.momentum_gamma == doctest::Approx(0.9));
+  CHECK(c.momentum_weighting == "reference");
+  CHECK(c.connection_beta == doctest::Approx(0.5));
+  CHECK(c.connection_gamma == doctest::Approx(0.8));
+  CHECK(c.connection_delta == doctest::Approx(0.01));
+  CHECK(parse({"train", "--beta", "0"}).train.beta == 0.0);  // β = 0 is allowed
+
+  // The figure1 preset: the scaled comparison.
+  cli::TrainOptions f = parse({"train", "--preset", "figure1"}).train;
+  CHECK(f.length == 64);
+  CHECK(f.layers == 2);
+  CHECK(f.d_model == 64);
+  CHECK(f.eval_every >= 1);
+}
+
 TEST_CASE("cli: bench defaults to the paper preset and a few steps") {
   cli::Command b = parse({"bench"});
   CHECK(b.name == "bench");
@@ -80,6 +122,27 @@ TEST_CASE("cli: bad input is a polyak::Error naming the flag and the value") {
       },
       {"--d-model", "--heads"});
   check_error([] { parse({"train", "--length", "4"}); }, {"--length", "4"});
+  check_error(
+      [] {
+        parse({"train", "--model", "quantum"});
+      },
+      {"--model", "quantum", "momentum-connection", "adaptive"});
+  check_error([] { parse({"bench", "--model", "quantum"}); }, {"--model", "quantum", "adaptive"});
+  check_error([] { parse({"train", "--beta", "1"}); }, {"--beta", "1", "[0, 1)"});
+  check_error([] { parse({"train", "--beta", "-0.1"}); }, {"--beta", "-0.1", "[0, 1)"});
+  check_error([] { parse({"train", "--beta", "nan"}); }, {"--beta"});
+  check_error([] { parse({"train", "--gamma", "0"}); }, {"--gamma", "0", "γ > 0"});
+  check_error([] { parse({"train", "--gamma", "-2"}); }, {"--gamma", "-2", "γ > 0"});
+  check_error(
+      [] {
+        parse({"train", "--weighting", "fancy"});
+      },
+      {"--weighting", "fancy", "exact, reference"});
+  check_error([] { parse({"train", "--conn-beta", "1.5"}); }, {"--conn-beta", "1.5", "[0, 1)"});
+  check_error([] { parse({"train", "--conn-gamma", "0"}); }, {"--conn-gamma", "0", "> 0"});
+  check_error([] { parse({"train", "--delta", "0"}); }, {"--delta", "0", "(0, 1)"});
+  check_error([] { parse({"train", "--delta", "1"}); }, {"--delta", "1", "(0, 1)"});
+  check_error([] { parse({"bench", "--beta", "2"}); }, {"--beta", "2"});
   check_error([] { parse({"bench", "--gemm-size", "0"}); }, {"--gemm-size", "0"});
   check_error([] { parse({"bench", "--warmup", "-1"}); }, {"--warmup", "-1"});
 }
@@ -109,7 +172,8 @@ TEST_CASE("cli: the FLOP count of a step follows the model's shapes") {
 
 // The convergence check of the whole stack: a tiny copy task learns to > 90% word accuracy.
 TEST_CASE("cli: a small softmax transformer learns the copy task") {
-  std::filesystem::path out = std::filesystem::temp_directory_path() / "polyak-test-copy";
+  std::filesystem::path out =
+      std::filesystem::temp_directory_path() / ("polyak-test-copy-" + std::to_string(getpid()));
   std::filesystem::remove_all(out);
   cli::TrainOptions o =
       parse({"train",      "--model",      "softmax", "--length",  "16", "--steps",
@@ -125,8 +189,11 @@ TEST_CASE("cli: a small softmax transformer learns the copy task") {
   std::ifstream metrics(r.metrics_path);
   std::string header;
   std::getline(metrics, header);
-  CHECK(header.rfind("step,loss,accuracy", 0) == 0);
+  CHECK(header.rfind("step,loss,accuracy,lr,seconds,train_seconds", 0) == 0);
   CHECK(std::filesystem::exists(r.config_path));
+  CHECK(std::filesystem::exists(r.model_path));
+  CHECK(r.records.size() == 400);
+  CHECK(r.train_seconds <= r.seconds);
   std::filesystem::remove_all(out);
 }
 
