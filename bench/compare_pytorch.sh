@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # polyak vs PyTorch on the paper-preset copy model, same machine, same threads.
-#   bench/compare_pytorch.sh [--model linear|softmax] [--threads N] [--steps N] [--rounds N]
-# Each round runs `polyak bench` and then bench/torch_copy.py and prints the ratio.
+#   bench/compare_pytorch.sh [--model KIND[,KIND...]] [--threads N] [--steps N] [--rounds N]
+# Each round runs, per model kind, `polyak bench` and then bench/torch_copy.py and prints
+# the polyak/PyTorch ratio. With several kinds, each round also prints every kind's step
+# time relative to the first kind's (e.g. --model linear,momentum: momentum/linear), and
+# the last lines give the medians over the rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=linear threads=$(nproc) steps=10 rounds=3
+models=linear threads=$(nproc) steps=10 rounds=3
 while (($#)); do
   case $1 in
-    --model) model=$2; shift 2 ;;
+    --model) models=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     *) echo "compare_pytorch.sh: unknown argument '$1', expected --model, --threads, --steps or --rounds" >&2; exit 2 ;;
   esac
 done
+IFS=, read -r -a kinds <<<"$models"
 # PyTorch from Debian with OpenBLAS's OpenMP build. Without OpenBLAS, Debian's torch uses
 # the reference BLAS (about 3 GFLOP/s here); with the pthread build, OpenBLAS's own thread
 # pool fights PyTorch's OpenMP threads (about 2.5x slower steps). Only the PyTorch process
@@ -33,11 +37,39 @@ torch_env=(env LD_LIBRARY_PATH="$openblas_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PAT
 [[ -x build/release/polyak ]] || scripts/setup.sh
 # Debian's OpenBLAS misdetects this CPU family and runs several times slower without this.
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Cooperlake}
-json=$(mktemp)
-trap 'rm -f "$json"' EXIT
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
 for ((r = 1; r <= rounds; r++)); do
   echo "--- round $r/$rounds"
-  build/release/polyak bench --model "$model" --threads "$threads" --steps "$steps" --json "$json"
-  "${torch_env[@]}" /usr/bin/python3 bench/torch_copy.py --model "$model" --threads "$threads" --steps "$steps" \
-    --polyak-json "$json"
+  for kind in "${kinds[@]}"; do
+    build/release/polyak bench --model "$kind" --threads "$threads" --steps "$steps" \
+      --json "$dir/polyak-$kind-$r.json"
+    "${torch_env[@]}" /usr/bin/python3 bench/torch_copy.py --model "$kind" --threads "$threads" \
+      --steps "$steps" --polyak-json "$dir/polyak-$kind-$r.json" --json-out "$dir/torch-$kind-$r.json"
+  done
+  /usr/bin/python3 - "$dir" "$r" "${kinds[@]}" <<'PY'
+import json, sys
+d, r, kinds = sys.argv[1], sys.argv[2], sys.argv[3:]
+ms = {k: json.load(open(f"{d}/polyak-{k}-{r}.json"))["ms_per_step"] for k in kinds}
+for k in kinds[1:]:
+    print(f"round {r}: polyak {k}/{kinds[0]} step time: {ms[k] / ms[kinds[0]]:.3f} "
+          f"({ms[k]:.1f} ms / {ms[kinds[0]]:.1f} ms)")
+PY
 done
+/usr/bin/python3 - "$dir" "$rounds" "${kinds[@]}" <<'PY'
+import json, statistics, sys
+d, rounds, kinds = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+load = lambda who, k, r: json.load(open(f"{d}/{who}-{k}-{r}.json"))["ms_per_step"]
+print(f"--- medians over {rounds} rounds")
+for k in kinds:
+    ours = [load("polyak", k, r) for r in range(1, rounds + 1)]
+    theirs = [load("torch", k, r) for r in range(1, rounds + 1)]
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    print(f"{k}: polyak median {statistics.median(ours):.1f} ms/step, pytorch median "
+          f"{statistics.median(theirs):.1f} ms/step, ratio polyak/pytorch median {statistics.median(ratios):.3f} "
+          f"(rounds: {', '.join(f'{x:.3f}' for x in ratios)})")
+for k in kinds[1:]:
+    rel = [load("polyak", k, r) / load("polyak", kinds[0], r) for r in range(1, rounds + 1)]
+    print(f"polyak {k}/{kinds[0]} step time median {statistics.median(rel):.3f} "
+          f"(rounds: {', '.join(f'{x:.3f}' for x in rel)})")
+PY

@@ -2,11 +2,16 @@
 """The paper-preset copy-task model in PyTorch, timed step by step like `polyak bench`.
 
 Same architecture as polyak's TransformerLM (post-LN layers, fused QKV projection, elu+1
-causal linear attention or causal softmax attention, ReLU feed-forward, sinusoidal
-positions, final LayerNorm, vocabulary head), same batch, same RAdam with per-parameter
-gradient clipping. Causal linear attention is written in the form that is fastest in
-PyTorch at this length (N = 128): the masked quadratic product (φQ φKᵀ ⊙ M) V, which
-computes the same function as the O(N) recurrence.
+causal linear, causal momentum or causal softmax attention, residual, momentum or adaptive
+connection, ReLU feed-forward, sinusoidal positions, final LayerNorm, vocabulary head),
+same batch, same RAdam with per-parameter gradient clipping. The linear kinds are written
+in the form that is fastest in PyTorch at this length (N = 128): the masked quadratic
+product (φQ φKᵀ ⊙ W) V, with W the causal mask for linear attention and the momentum
+weights W_ij = γ (1 − β^{i−j+1}) / (1 − β) (MATH.md §3, eq. 13) for momentum attention,
+which computes the same function as the O(N) recurrences.
+
+Model kinds (as `polyak --model`): softmax, linear, momentum, momentum-connection,
+adaptive, with the paper's copy-task values β = 0.1, γ = 0.6, β̃ = γ̃ = 0.99, δ = 1e-3.
 
 Run with OPENBLAS_CORETYPE=Cooperlake on this machine (Debian's OpenBLAS misdetects the
 CPU and runs several times slower without it; bench/compare_pytorch.sh sets it).
@@ -22,6 +27,18 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+BETA, GAMMA = 0.1, 0.6  # momentum attention (Table 1, copy task)
+CONN_BETA, CONN_GAMMA, DELTA, EPS = 0.99, 0.99, 1e-3, 1e-6  # connections (MATH.md §4)
+
+
+def momentum_weights(n):
+    """W_ij = γ (1 − β^{i−j+1}) / (1 − β) for j ≤ i, else 0."""
+    i = torch.arange(n).unsqueeze(1)
+    j = torch.arange(n).unsqueeze(0)
+    w = GAMMA * (1 - BETA ** (i - j + 1).clamp(min=0).double()) / (1 - BETA)
+    return (w * (j <= i)).float()
 
 
 class Attention(nn.Module):
@@ -40,22 +57,45 @@ class Attention(nn.Module):
             q, k = F.elu(q) + 1, F.elu(k) + 1
             a = (q @ k.transpose(-1, -2)) * mask
             y = (a @ v) / (a.sum(-1, keepdim=True) + 1e-6)
+        elif self.kind == "momentum":
+            q, k = F.elu(q) + 1, F.elu(k) + 1
+            a = q @ k.transpose(-1, -2)
+            y = ((a * momentum_weights(n)) @ v) / ((a * mask).sum(-1, keepdim=True) + 1e-6)
         else:
             s = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
             y = s.masked_fill(~mask, float("-inf")).softmax(-1) @ v
         return self.drop(self.out(y.transpose(1, 2).reshape(b, n, d)))
 
 
+def connect(connection, x, a, carry):
+    """MATH.md §4: residual, or v = β̃ v − a; x − γ̃ v (β̃ per token when adaptive)."""
+    if connection == "residual":
+        return x + a
+    v_prev, a_prev = carry.get("v"), carry.get("a")
+    if v_prev is None:
+        v = -a
+    elif connection == "momentum":
+        v = CONN_BETA * v_prev - a
+    else:
+        ratio = (a - a_prev).norm(dim=-1, keepdim=True) / (v_prev.norm(dim=-1, keepdim=True) + EPS)
+        beta = ((1 - (ratio + EPS).sqrt()) ** 2).clamp(0, 1 - DELTA)
+        v = beta * v_prev - a
+    carry["v"], carry["a"] = v, a
+    return x - CONN_GAMMA * v
+
+
 class Layer(nn.Module):
     def __init__(self, d, heads, ff, kind, dropout):
         super().__init__()
-        self.attn = Attention(d, heads, kind, dropout)
+        attention = {"momentum-connection": "momentum", "adaptive": "momentum"}.get(kind, kind)
+        self.connection = {"momentum-connection": "momentum", "adaptive": "adaptive"}.get(kind, "residual")
+        self.attn = Attention(d, heads, attention, dropout)
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, d),
                                 nn.Dropout(dropout))
 
-    def forward(self, x):
-        x = self.norm1(x + self.attn(x))
+    def forward(self, x, carry):
+        x = self.norm1(connect(self.connection, x, self.attn(x), carry))
         return self.norm2(x + self.ff(x))
 
 
@@ -75,8 +115,9 @@ class CopyModel(nn.Module):
 
     def forward(self, tokens):
         x = self.drop(self.embed(tokens) + self.pe[: tokens.shape[1]])
+        carry = {}
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, carry)
         return self.head(self.norm(x))
 
 
@@ -97,7 +138,7 @@ def copy_batch(batch, length, gen):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="linear", choices=["linear", "softmax"])
+    ap.add_argument("--model", default="linear", choices=["softmax", "linear", "momentum", "momentum-connection", "adaptive"])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -105,6 +146,7 @@ def main():
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--polyak-json", help="polyak bench --json output, for the ratio")
+    ap.add_argument("--json-out", help="write {model, ms_per_step} here")
     args = ap.parse_args()
     if os.environ.get("OPENBLAS_CORETYPE") is None:
         print("warning: OPENBLAS_CORETYPE is not set; PyTorch's BLAS may run slow here", file=sys.stderr)
@@ -133,6 +175,9 @@ def main():
     tokens_per_s = args.batch * args.length / (ms / 1000)
     print(f"pytorch {torch.__version__} {args.model}: median {ms:.1f} ms/step over {args.steps} steps, "
           f"{tokens_per_s:.0f} tokens/s, threads {args.threads}, loss {loss.item():.3f}, BLAS {', '.join(blas)}")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"model": args.model, "ms_per_step": ms}, f)
     if args.polyak_json:
         with open(args.polyak_json) as f:
             ours = json.load(f)
