@@ -27,6 +27,7 @@
 #include "core/threads.h"
 #include "ops/attention/attention_checks.h"
 #include "ops/attention/causal_sweeps.h"
+#include "ops/attention/eigen_maps.h"
 
 namespace polyak {
 namespace {
@@ -49,18 +50,12 @@ void check_eps(const char* fn, double eps) {
 
 // ---- non-causal (eq. 14) ---------------------------------------------------------------
 
-template <class T>
-using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
-template <class T>
-using MatrixMap = Eigen::Map<Matrix<T>>;
-template <class T>
-using ConstMatrixMap = Eigen::Map<const Matrix<T>>;
-template <class T>
-using VectorMap = Eigen::Map<Vector<T>>;
-template <class T>
-using ConstVectorMap = Eigen::Map<const Vector<T>>;
+using detail::ConstMatrixMap;
+using detail::ConstVectorMap;
+using detail::Matrix;
+using detail::MatrixMap;
+using detail::Vector;
+using detail::VectorMap;
 
 // Query rows per block in the backward: bounds its [rows, Dv] scratch.
 constexpr int64_t kRowBlock = 256;

@@ -27,18 +27,16 @@
 #include "core/autograd.h"
 #include "core/threads.h"
 #include "ops/attention/attention_checks.h"
+#include "ops/attention/eigen_maps.h"
 
 namespace polyak {
 namespace {
 
 using detail::AttentionDims;
 
-template <class T>
-using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using MatrixMap = Eigen::Map<Matrix<T>>;
-template <class T>
-using ConstMatrixMap = Eigen::Map<const Matrix<T>>;
+using detail::ConstMatrixMap;
+using detail::Matrix;
+using detail::MatrixMap;
 
 // Rows per block: the GEMMs run on [rows, L] blocks, where L is the number of keys the
 // block's last row sees (L = r1 when causal, so the masked upper triangle is skipped).
