@@ -12,6 +12,7 @@
 
 #include "cli/copy_run.h"
 #include "core/autograd.h"
+#include "core/files.h"
 #include "core/threads.h"
 #include "ops/matmul.h"
 #include "optim/clip.h"

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/autograd.h"
+#include "core/files.h"
 #include "core/threads.h"
 #include "models/checkpoint.h"
 #include "ops/nn_ops.h"

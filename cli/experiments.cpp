@@ -9,6 +9,7 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/files.h"
 
 namespace polyak::cli {
 namespace {

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/files.h"
 #include "core/tensor_impl.h"
 
 #ifdef POLYAK_WITH_CUDA
@@ -230,19 +231,6 @@ std::string export_dot(const Tensor& root) {
   }
   os << "}\n";
   return os.str();
-}
-
-void write_text_file_atomically(const std::string& path, const std::string& text, const char* fn) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    POLYAK_CHECK(f.good(), fn, ": cannot open ", tmp, " for writing");
-    f << text;
-    f.flush();
-    POLYAK_CHECK(f.good(), fn, ": writing ", tmp, " failed");
-  }
-  POLYAK_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, fn, ": cannot rename ", tmp, " to ",
-               path);
 }
 
 void write_dot(const Tensor& root, const std::string& path) {

@@ -71,10 +71,6 @@ class AccumulateGrad final : public Node {
 // a + b for two gradients of one shape (CPU or CUDA); used wherever gradients are summed.
 Tensor sum_gradients(const Tensor& a, const Tensor& b);
 
-// Writes `text` to `path` through a temporary file and a rename, so that an interrupted
-// write never leaves a half-written file; throws naming `fn` on failure.
-void write_text_file_atomically(const std::string& path, const std::string& text, const char* fn);
-
 // True when an op with these inputs must record a node.
 bool any_requires_grad(std::initializer_list<Tensor> inputs);
 bool any_requires_grad(const std::vector<Tensor>& inputs);

@@ -4,6 +4,7 @@
 #include "core/autograd.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "core/indices.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
