@@ -18,51 +18,17 @@
 #include <string>
 
 #include "core/safetensors.h"
+#include "files.h"
 #include "testing.h"
 
 using namespace polyak;
 using polyak::testing::check_error;
+using polyak::testing::read_bytes;
+using polyak::testing::TempDir;
+using polyak::testing::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory, removed with everything in it at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() / ("polyak-test-safetensors-" + std::to_string(::getpid()) +
-                                        "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  REQUIRE(f.is_open());
-  std::ostringstream os;
-  os << f.rdbuf();
-  return os.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  REQUIRE(f.is_open());
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(f.good());
-}
 
 std::string u64le(uint64_t v) {
   std::string s(8, '\0');
@@ -104,7 +70,7 @@ std::vector<std::pair<std::string, Tensor>> sample_tensors() {
 }  // namespace
 
 TEST_CASE("safetensors: f32 and f64 round trip bit-exactly, in the given order, with metadata") {
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("t.safetensors");
   auto tensors = sample_tensors();
   std::map<std::string, std::string> metadata = {
@@ -132,7 +98,7 @@ TEST_CASE("safetensors: f32 and f64 round trip bit-exactly, in the given order, 
 }
 
 TEST_CASE("safetensors: the bytes on disk follow the format") {
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("t.safetensors");
   Tensor a = Tensor::from({1.0, 2.0, 3.0}, DType::f32);
   Tensor b = Tensor::from({-1.0, 0.5}, DType::f64);
@@ -159,7 +125,7 @@ TEST_CASE("safetensors: the bytes on disk follow the format") {
 
 TEST_CASE("safetensors: a file written elsewhere loads in data-offset order") {
   // As the Python library writes: keys in another order, metadata, space padding.
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("py.safetensors");
   std::string header =
       R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[1],"data_offsets":[16,20]},)"
@@ -182,7 +148,7 @@ TEST_CASE("safetensors: a file written elsewhere loads in data-offset order") {
 }
 
 TEST_CASE("safetensors: an empty file of tensors round trips") {
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("empty.safetensors");
   save_safetensors(path, {});
   CHECK(read_bytes(path) == u64le(8) + "{}      ");
@@ -192,7 +158,7 @@ TEST_CASE("safetensors: an empty file of tensors round trips") {
 }
 
 TEST_CASE("save_safetensors: rejects bad arguments before touching the file") {
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("t.safetensors");
   Tensor a = Tensor::ones({2});
   check_error([&] { save_safetensors("", {{"a", a}}); }, {"save_safetensors", "path is empty"});
@@ -224,7 +190,7 @@ TEST_CASE("save_safetensors: rejects bad arguments before touching the file") {
 // ---- corrupt files: each names the path and the fault -------------------------------------
 
 TEST_CASE("load_safetensors: a missing file, a directory, a file too short for the size") {
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string missing = dir.file("nope.safetensors");
   check_error([&] { load_safetensors(missing); }, {"load_safetensors", missing, "no such file"});
   check_error([&] { load_safetensors(dir.path.string()); }, {"not a regular file"});
@@ -234,7 +200,7 @@ TEST_CASE("load_safetensors: a missing file, a directory, a file too short for t
 }
 
 TEST_CASE("load_safetensors: a file truncated anywhere is an error naming the fault") {
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string good = dir.file("good.safetensors");
   save_safetensors(good, {{"w", Tensor::ones({4, 4})}, {"b", Tensor::ones({4}, DType::f64)}},
                    {{"k", "v"}});
@@ -267,7 +233,7 @@ TEST_CASE("load_safetensors: a file truncated anywhere is an error naming the fa
 }
 
 TEST_CASE("load_safetensors: a wrong header size") {
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string good = dir.file("good.safetensors");
   save_safetensors(good, {{"w", Tensor::ones({4})}});
   std::string bytes = read_bytes(good);
@@ -290,7 +256,7 @@ TEST_CASE("load_safetensors: a wrong header size") {
 }
 
 TEST_CASE("load_safetensors: a header that is not the expected JSON") {
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("bad.safetensors");
   auto check = [&](const std::string& header, const std::string& data,
                    const std::vector<std::string>& fragments) {
@@ -341,7 +307,7 @@ TEST_CASE("load_safetensors: a header that is not the expected JSON") {
 }
 
 TEST_CASE("load_safetensors: offsets that disagree with the shapes or do not tile the data") {
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("bad.safetensors");
   auto check = [&](const std::string& header, size_t data_bytes,
                    const std::vector<std::string>& fragments) {
@@ -381,7 +347,7 @@ TEST_CASE("load_safetensors: offsets that disagree with the shapes or do not til
 // ---- atomic writes ---------------------------------------------------------------------------
 
 TEST_CASE("save_safetensors: a failed save leaves the previous file byte-identical") {
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("ckpt.safetensors");
   save_safetensors(path, {{"w", Tensor::full({8}, 3.0)}}, {{"step", "1"}});
   const std::string before = read_bytes(path);
@@ -424,7 +390,7 @@ TEST_CASE("save_safetensors: a failed save leaves the previous file byte-identic
 
 TEST_CASE("save_safetensors: a write that fails midway leaves the previous file byte-identical") {
   // The file-size limit makes write() fail (EFBIG) after the first 64 KiB of a 1 MiB save.
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("ckpt.safetensors");
   save_safetensors(path, {{"w", Tensor::full({8}, 3.0)}});
   const std::string before = read_bytes(path);
@@ -462,7 +428,7 @@ TEST_CASE("safetensors: a plain Python reader (json + struct) reads the file") {
     MESSAGE("skipped: no /usr/bin/python3");
     return;
   }
-  TempDir dir;
+  TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("t.safetensors");
   save_safetensors(path,
                    {{"w", Tensor::from({0.1, -2.0, 3.0, 1e-30}, {2, 2}, DType::f32)},

@@ -14,45 +14,18 @@
 #include <string>
 
 #include "core/safetensors.h"
+#include "files.h"
 #include "models/checkpoint.h"
 #include "testing.h"
 
 using namespace polyak;
 using polyak::testing::check_error;
+using polyak::testing::read_bytes;
+using polyak::testing::TempDir;
+using polyak::testing::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() / ("polyak-test-checkpoint-" + std::to_string(::getpid()) +
-                                        "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  REQUIRE(f.is_open());
-  std::ostringstream os;
-  os << f.rdbuf();
-  return os.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  REQUIRE(f.is_open());
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(f.good());
-}
 
 // A small model: 2 layers, d 16, 2 heads, vocab 7, learned positions up to 8.
 TransformerConfig small(const std::string& kind = "linear") {
@@ -271,7 +244,7 @@ TEST_CASE("config_to_json: a non-finite number has no JSON form") {
 // ---- round trips -----------------------------------------------------------------------------
 
 TEST_CASE("save_model / load_model: every model kind gives bit-identical logits") {
-  TempDir dir;
+  TempDir dir("polyak-test-checkpoint");
   for (const std::string& kind : model_kinds()) {
     CAPTURE(kind);
     TransformerLM model(small(kind));
@@ -305,7 +278,7 @@ TEST_CASE("save_model / load_model: every model kind gives bit-identical logits"
 }
 
 TEST_CASE("save_model / load_model: an f64 model loads as f64 with identical logits") {
-  TempDir dir;
+  TempDir dir("polyak-test-checkpoint");
   TransformerLM model(small("softmax"));
   model.to(DType::f64);
   scramble(model, 3);
@@ -328,7 +301,7 @@ TEST_CASE("save_model / load_model: an f64 model loads as f64 with identical log
 }
 
 TEST_CASE("save_model: reserved metadata keys; a failed save keeps the old checkpoint") {
-  TempDir dir;
+  TempDir dir("polyak-test-checkpoint");
   TransformerLM model(small());
   const std::string path = dir.file("ckpt.safetensors");
   save_model(model, path, {{"step", "1"}});
@@ -354,7 +327,7 @@ TEST_CASE("save_model: reserved metadata keys; a failed save keeps the old check
 // ---- wrong checkpoints ---------------------------------------------------------------------
 
 TEST_CASE("load_model: a missing, truncated or foreign file") {
-  TempDir dir;
+  TempDir dir("polyak-test-checkpoint");
   const std::string missing = dir.file("missing.safetensors");
   check_error([&] { load_model(missing); }, {missing, "no such file"});
 
@@ -375,7 +348,7 @@ TEST_CASE("load_model: a missing, truncated or foreign file") {
 }
 
 TEST_CASE("load_model: a wrong format tag or config") {
-  TempDir dir;
+  TempDir dir("polyak-test-checkpoint");
   TransformerLM model(small());
   const std::string path = dir.file("bad.safetensors");
 
@@ -403,7 +376,7 @@ TEST_CASE("load_model: a wrong format tag or config") {
 }
 
 TEST_CASE("load_model: tensors that do not match the config are each named") {
-  TempDir dir;
+  TempDir dir("polyak-test-checkpoint");
   TransformerLM model(small());
   const std::string path = dir.file("bad.safetensors");
 
