@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/process.h"
 #include "polyak/polyak.h"
 
 using namespace polyak;
@@ -96,15 +97,6 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-// A field of /proc/self/status ("VmHWM:", "VmRSS:") in MiB.
-double status_mib(const char* field) {
-  std::ifstream status("/proc/self/status");
-  const std::string key = field;
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size())) / 1024.0;  // kB
-  return 0;
-}
-
 double mib(size_t bytes) {
   return static_cast<double>(bytes) / (1024.0 * 1024.0);
 }
@@ -141,7 +133,7 @@ int measure(const Options& o) {
     last = std::chrono::steady_clock::now();
     if (count++ == 0) first = last;
     if (next < points.size() && count == points[next]) {
-      row.rss_mib[next] = status_mib("VmRSS:");
+      row.rss_mib[next] = bench::status_mib("VmRSS:");
       row.live_mib[next] = mib(allocator_stats().allocated_bytes);
       ++next;
     }
@@ -156,7 +148,7 @@ int measure(const Options& o) {
   row.seconds = std::chrono::duration<double>(last - first).count();
   row.tokens_per_s = static_cast<double>(count - 1) / row.seconds;
   std::printf("%s %.3f %.6f %.3f %.3f %.3f %.3f %.3f %.3f %.3f %.3f\n", o.child_kind.c_str(),
-              row.tokens_per_s, row.seconds, status_mib("VmHWM:"),
+              row.tokens_per_s, row.seconds, bench::status_mib("VmHWM:"),
               mib(allocator_stats().peak_allocated_bytes), row.rss_mib[0], row.rss_mib[1],
               row.rss_mib[2], row.live_mib[0], row.live_mib[1], row.live_mib[2]);
   return 0;
@@ -187,10 +179,9 @@ int main(int argc, char** argv) {
   Options o = parse(argc, argv);
   if (!o.child_kind.empty()) return measure(o);
 
-  char self[4096];
-  const ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (len <= 0) usage(argv[0], "cannot find this program's path in /proc/self/exe");
-  self[len] = '\0';
+  const std::string self_path = bench::self_path();
+  if (self_path.empty()) usage(argv[0], "cannot find this program's path in /proc/self/exe");
+  const char* self = self_path.c_str();
 
   const std::array<int64_t, 3> points = sample_points(o.tokens);
   std::printf(

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/process.h"
 #include "ops/attention/momentum_attention.h"
 #include "polyak/polyak.h"
 
@@ -105,15 +106,6 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-// VmHWM (peak resident set) of this process, in MiB.
-double peak_rss_mib() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
-  }
-  return 0;
-}
-
 // Child mode: one kind and N, one line "n median_ms min_ms rss_mib alloc_mib" on stdout.
 int measure(const Options& o) {
   if (o.threads > 0) set_num_threads(o.threads);
@@ -144,7 +136,7 @@ int measure(const Options& o) {
   const double alloc_mib =
       static_cast<double>(allocator_stats().peak_allocated_bytes) / (1024.0 * 1024.0);
   std::printf("%lld %.6f %.6f %.3f %.3f\n", static_cast<long long>(N), median, ms.front(),
-              peak_rss_mib(), alloc_mib);
+              bench::status_mib("VmHWM:"), alloc_mib);
   return 0;
 }
 
@@ -190,10 +182,9 @@ int main(int argc, char** argv) {
   Options o = parse(argc, argv);
   if (o.n > 0) return measure(o);
 
-  char self[4096];
-  const ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (len <= 0) usage(argv[0], "cannot find this program's path in /proc/self/exe");
-  self[len] = '\0';
+  const std::string self_path = bench::self_path();
+  if (self_path.empty()) usage(argv[0], "cannot find this program's path in /proc/self/exe");
+  const char* self = self_path.c_str();
 
   std::printf(
       "causal attention forward + backward, f32, B=%lld H=%lld D=%lld Dv=%lld, %s\n"
