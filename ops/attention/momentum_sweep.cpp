@@ -42,7 +42,7 @@
 // bound it already: one position at a time. The row dot products (dq_i[r] = s_i[r,:]·do_i,
 // dk_j[r] = R_j[r,:]·v_j) stay vectors until a vector's width of rows (8 in f32) is summed
 // across lanes together.
-// Saved for backward: q, k, v, den [B,H,N] and a copy of y. Scratch: dden [B,H,N].
+// Saved for backward: q, k, v, den [B,H,N] and y (without its graph). Scratch: dden [B,H,N].
 #include "ops/attention/causal_sweeps.h"
 
 #include <algorithm>
@@ -163,9 +163,9 @@ void forward_pair(const T* q, const T* k, const T* v, int64_t D, T a0, T a1, T g
 
 // One (b, h). G, s [D·Dv], z [D], kk [2D] and o0, o1 [Dv] are the caller's scratch.
 template <class T, int kDv>
-void forward_head(const T* q, const T* k, const T* v, T* y, T* y_saved, T* den, int64_t N,
-                  int64_t D, int64_t dv_runtime, T eps, const Blocks<T>& bl, T* G, T* s, T* z,
-                  T* kk, T* o0, T* o1) {
+void forward_head(const T* q, const T* k, const T* v, T* y, T* den, int64_t N, int64_t D,
+                  int64_t dv_runtime, T eps, const Blocks<T>& bl, T* G, T* s, T* z, T* kk, T* o0,
+                  T* o1) {
   const int64_t Dv = kDv > 0 ? kDv : dv_runtime;
   std::fill_n(G, D * Dv, T(0));
   std::fill_n(s, D * Dv, T(0));
@@ -177,11 +177,7 @@ void forward_head(const T* q, const T* k, const T* v, T* y, T* y_saved, T* den, 
     den[i] = di;
     const T inv = T(1) / di;
     T* yi = y + i * Dv;
-    T* si = y_saved + i * Dv;
-    for (int64_t c = 0; c < Dv; ++c) {
-      yi[c] = o[c] * inv;
-      si[c] = yi[c];
-    }
+    for (int64_t c = 0; c < Dv; ++c) yi[c] = o[c] * inv;
   };
   for (int64_t i0 = 0; i0 < N; i0 += bl.L) {
     const int64_t L = std::min(bl.L, N - i0);
@@ -393,7 +389,6 @@ Tensor causal_momentum_sweep(const AttentionDims& d, const Tensor& q, const Tens
                              const Tensor& v, double beta, double gamma, double eps) {
   const DType dtype = q.dtype();
   Tensor y = Tensor::empty({d.B, d.H, d.N, d.Dv}, dtype);
-  Tensor y_saved = Tensor::empty({d.B, d.H, d.N, d.Dv}, dtype);
   Tensor den = Tensor::empty({d.B, d.H, d.N}, dtype);
   dispatch(dtype, [&]<class T>() {
     const int64_t N = d.N, D = d.D, Dv = d.Dv;
@@ -402,7 +397,6 @@ Tensor causal_momentum_sweep(const AttentionDims& d, const Tensor& q, const Tens
     const T* kp = k.data<T>();
     const T* vp = v.data<T>();
     T* yp = y.data<T>();
-    T* ys = y_saved.data<T>();
     T* dp = den.data<T>();
     parallel_for(d.B * d.H, 3 * N * D * Dv + 1, [&](int64_t begin, int64_t end) {
       std::vector<T> state(static_cast<size_t>(2 * D * Dv + kStatePad)),
@@ -411,13 +405,14 @@ Tensor causal_momentum_sweep(const AttentionDims& d, const Tensor& q, const Tens
       with_fixed_dv(Dv, [&]<int kDv>() {
         for (int64_t h = begin; h < end; ++h)
           forward_head<T, kDv>(qp + h * N * D, kp + h * N * D, vp + h * N * Dv, yp + h * N * Dv,
-                               ys + h * N * Dv, dp + h * N, N, D, Dv, static_cast<T>(eps), bl,
-                               state.data(), state.data() + D * Dv + kStatePad, z.data(),
-                               z.data() + D, o.data(), o.data() + Dv);
+                               dp + h * N, N, D, Dv, static_cast<T>(eps), bl, state.data(),
+                               state.data() + D * Dv + kStatePad, z.data(), z.data() + D, o.data(),
+                               o.data() + Dv);
       });
     });
   });
 
+  Tensor y_saved = y.detach();  // the node keeps the output without its graph
   record(y, "CausalMomentumAttentionBackward", {q, k, v},
          [q, k, v, y_saved, den, d, beta, gamma](const Tensor& dy) -> std::vector<Tensor> {
            const DType dt = q.dtype();
