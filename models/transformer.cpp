@@ -16,9 +16,11 @@ struct ModelKind {
   const char* connection;
 };
 const ModelKind kModelKinds[] = {
-    {"softmax", "softmax", "residual"},   {"linear", "linear", "residual"},
-    {"momentum", "momentum", "residual"}, {"momentum-connection", "momentum", "momentum"},
-    {"adaptive", "momentum", "adaptive"},
+    {"softmax", "softmax", "residual"},     {"linear", "linear", "residual"},
+    {"momentum", "momentum", "residual"},   {"momentum-connection", "momentum", "momentum"},
+    {"adaptive", "momentum", "adaptive"},   {"transnormer", "transnormer", "residual"},
+    {"mega", "mega", "residual"},           {"mega-chunk", "mega-chunk", "residual"},
+    {"performer", "performer", "residual"}, {"linformer", "linformer", "residual"},
 };
 
 }  // namespace
@@ -42,7 +44,7 @@ void TransformerConfig::validate() const {
                ", expected a positive integer (or 0: 4 · d_model)");
   POLYAK_CHECK(dropout >= 0.0 && dropout < 1.0, fn, ": dropout = ", dropout,
                ", expected in [0, 1)");
-  check_choice(fn, "attention", attention, attention_kinds());
+  check_choice(fn, "attention", attention, stack_attention_kinds());
   check_choice(fn, "positions", positions, positions_kinds());
   check_choice(fn, "activation", activation, activation_kinds());
   check_choice(fn, "norm", norm, norm_kinds());
@@ -64,11 +66,38 @@ void TransformerConfig::validate() const {
                ": connection_eps = ", connection_eps, ", expected a finite value > 0");
   check_choice(fn, "connection_denominator", connection_denominator, {"velocity", "attention"});
   POLYAK_CHECK(norm_eps > 0.0, fn, ": norm_eps = ", norm_eps, ", expected positive");
+  positive("block_size", block_size);
+  positive("performer_features", performer_features);
+  POLYAK_CHECK(performer_redraw >= 0, fn, ": performer_redraw = ", performer_redraw,
+               ", expected ≥ 0 (0: redraw only on request)");
+  positive("linformer_k", linformer_k);
+  positive("mega_ema_dim", mega_ema_dim);
+  positive("mega_z_dim", mega_z_dim);
+  POLYAK_CHECK(mega_v_dim >= 0, fn, ": mega_v_dim = ", mega_v_dim,
+               ", expected a positive integer (or 0: d_model)");
+  check_choice(fn, "mega_attention", mega_attention, {"softmax", "laplace"});
+  POLYAK_CHECK(!(attention == "linformer" && causal), fn,
+               ": attention = 'linformer' with causal = true: Linformer projects the whole "
+               "sequence and has no causal form, expected causal = false (an encoder)");
+  // Anything left (a kind's own rules) is checked where it lands, once per distinct layer
+  // configuration.
+  layer_config(0).validate();
+  if (layers > 1) layer_config(layers - 1).validate();
 }
 
-TransformerLayerConfig TransformerConfig::layer_config() const {
+const std::vector<std::string>& stack_attention_kinds() {
+  static const std::vector<std::string> kinds = [] {
+    std::vector<std::string> names = attention_kinds();
+    names.emplace_back("transnormer");
+    return names;
+  }();
+  return kinds;
+}
+
+TransformerLayerConfig TransformerConfig::layer_config(int64_t index) const {
   TransformerLayerConfig c;
   c.attention.kind = attention;
+  if (attention == "transnormer") c.attention.kind = index < layers / 2 ? "diag" : "norm";
   c.attention.d_model = d_model;
   c.attention.heads = heads;
   c.attention.head_dim = head_dim;
@@ -79,6 +108,15 @@ TransformerLayerConfig TransformerConfig::layer_config() const {
   c.attention.beta = momentum_beta;
   c.attention.gamma = momentum_gamma;
   c.attention.weighting = momentum_weighting;
+  c.attention.max_len = max_len;
+  c.attention.block_size = block_size;
+  c.attention.features = performer_features;
+  c.attention.redraw_interval = performer_redraw;
+  c.attention.projection_dim = linformer_k;
+  c.attention.ema_dim = mega_ema_dim;
+  c.attention.mega_z_dim = mega_z_dim;
+  c.attention.mega_v_dim = mega_v_dim;
+  c.attention.mega_attention = mega_attention;
   c.ff_dim = resolved_ff_dim();
   c.activation = activation;
   c.dropout = dropout;
@@ -127,9 +165,8 @@ TransformerLM::TransformerLM(const TransformerConfig& config) : config_(config) 
       register_module("positions", make_positions(config_.positions, config_.max_len, d, gen));
   dropout = register_module("dropout", std::make_shared<Dropout>(config_.dropout, gen));
   layers = register_module("layers", std::make_shared<ModuleList<TransformerLayer>>());
-  const TransformerLayerConfig layer = config_.layer_config();
   for (int64_t i = 0; i < config_.layers; ++i)
-    layers->push_back(std::make_shared<TransformerLayer>(layer, gen));
+    layers->push_back(std::make_shared<TransformerLayer>(config_.layer_config(i), gen));
   if (config_.final_norm)
     final_norm = register_module("final_norm", make_norm(config_.norm, d, config_.norm_eps));
   head = register_module("head", std::make_shared<Linear>(d, config_.vocab, gen));

@@ -37,7 +37,7 @@ struct TransformerConfig {
   int64_t ff_dim = 0;    // 0: 4 · d_model
   int64_t layers = 4;
   double dropout = 0.1;              // embeddings, attention output, feed-forward
-  std::string attention = "linear";  // attention_kinds()
+  std::string attention = "linear";  // stack_attention_kinds()
   bool causal = true;
   bool pre_norm = false;
   std::string positions = "sinusoidal";  // positions_kinds()
@@ -57,6 +57,20 @@ struct TransformerConfig {
   double connection_delta = 1e-3;                   // δ ∈ (0, 1) (adaptive)
   double connection_eps = 1e-6;                     // ε > 0 (adaptive)
   std::string connection_denominator = "velocity";  // "velocity" | "attention" (adaptive)
+  // TransNormer's DiagAttention block and Mega-chunk's chunk (MATH.md §5–6).
+  int64_t block_size = 64;
+  // Performer (FAVOR+): m random features, redrawn every `performer_redraw` training steps
+  // (0: only on request).
+  int64_t performer_features = 64;
+  int64_t performer_redraw = 1000;
+  // Linformer: k, the projected length of K and V (E, F are [k, max_len]).
+  int64_t linformer_k = 64;
+  // Mega (MATH.md §6): EMA dimensions n, shared Q/K width z, value width (0: d_model) and
+  // attention function ("softmax" | "laplace").
+  int64_t mega_ema_dim = 16;
+  int64_t mega_z_dim = 64;
+  int64_t mega_v_dim = 0;
+  std::string mega_attention = "softmax";
   double norm_eps = 1e-5;
   uint64_t seed = 0;  // initialisation and dropout streams
 
@@ -64,9 +78,14 @@ struct TransformerConfig {
   void validate() const;
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : d_model / heads; }
   int64_t resolved_ff_dim() const { return ff_dim > 0 ? ff_dim : 4 * d_model; }
-  // The configuration every layer is built from.
-  TransformerLayerConfig layer_config() const;
+  // The configuration layer `index` is built from. A stack kind resolves per layer:
+  // "transnormer" gives DiagAttention ("diag") to the first half of the layers
+  // (index < layers / 2) and NormAttention ("norm") to the rest.
+  TransformerLayerConfig layer_config(int64_t index = 0) const;
 };
+
+// attention_kinds() plus the stack kinds that mix them across layers ("transnormer").
+const std::vector<std::string>& stack_attention_kinds();
 
 // The model kinds of the paper's comparison, as (attention, connection) pairs:
 //   softmax             softmax attention,  residual connection
@@ -74,6 +93,10 @@ struct TransformerConfig {
 //   momentum            momentum attention, residual
 //   momentum-connection momentum attention, momentum connection (constant β̃)
 //   adaptive            momentum attention, adaptive connection (per-token β̃)
+//   transnormer         DiagAttention then NormAttention layers (MATH.md §5), residual
+//   mega, mega-chunk    Mega's gated EMA attention, whole or chunked (§6), residual
+//   performer           linear attention on FAVOR+ features (§7), residual
+//   linformer           softmax on sequence-projected K, V (§7), residual; non-causal only
 const std::vector<std::string>& model_kinds();
 // Sets config.attention and config.connection for `kind`; anything else is untouched. An
 // unknown kind is a polyak::Error listing the valid ones.

@@ -4,12 +4,18 @@
 #include <cmath>
 #include <sstream>
 
+#include "nn/linformer.h"
+#include "nn/mega.h"
+#include "nn/performer.h"
+#include "nn/transnormer.h"
 #include "ops/attention/feature_maps.h"
 #include "ops/attention/linear_attention.h"
 #include "ops/attention/momentum_attention.h"
 #include "ops/attention/recurrent.h"
 #include "ops/attention/softmax_attention.h"
+#include "ops/elementwise.h"
 #include "ops/matmul.h"
+#include "ops/reduce.h"
 #include "ops/shape_ops.h"
 
 namespace polyak {
@@ -24,26 +30,29 @@ AttentionFactory factory() {
   return [](const AttentionConfig& c, Generator& g) { return std::make_shared<Kind>(c, g); };
 }
 
-// One entry per kind: adding a kind is a class above and a line here.
+// Performer is linear attention (MATH.md §2) on the FAVOR+ feature map (§7).
+AttentionFactory performer_factory() {
+  return [](const AttentionConfig& c, Generator& g) -> std::shared_ptr<Attention> {
+    AttentionConfig favor = c;
+    favor.feature_map = "favor";
+    return std::make_shared<LinearAttention>(favor, g);
+  };
+}
+
+// One entry per kind: adding a kind is a class and a line here.
 const std::vector<std::pair<std::string, AttentionFactory>>& attention_table() {
   static const std::vector<std::pair<std::string, AttentionFactory>> table = {
-      {"softmax", factory<SoftmaxAttention>()},
-      {"linear", factory<LinearAttention>()},
-      {"momentum", factory<MomentumAttention>()},
+      {"softmax", factory<SoftmaxAttention>()},     {"linear", factory<LinearAttention>()},
+      {"momentum", factory<MomentumAttention>()},   {"norm", factory<NormAttention>()},
+      {"diag", factory<DiagAttention>()},           {"performer", performer_factory()},
+      {"linformer", factory<LinformerAttention>()}, {"mega", factory<MegaAttention>()},
+      {"mega-chunk", factory<MegaAttention>()},
   };
   return table;
 }
 
 // The softmax KV cache's capacity in a fresh state (it doubles when full).
 constexpr int64_t kInitialCacheCapacity = 64;
-
-// The width D' of φ(x) for x of width D: D for elu, the number of random features for
-// FAVOR+. Asked of the map itself (once, at construction) so that the recurrent state
-// follows whatever it produces.
-int64_t feature_width(const FeatureMap& map, int64_t head_dim) {
-  NoGradGuard no_grad;
-  return map.forward(Tensor::zeros({1, 1, 1, head_dim})).size(3);
-}
 
 }  // namespace
 
@@ -68,6 +77,32 @@ void AttentionConfig::validate() const {
   POLYAK_CHECK(gamma > 0.0 && std::isfinite(gamma), fn, ": gamma = ", gamma,
                ", expected a finite value > 0");
   check_choice(fn, "weighting", weighting, {"exact", "reference"});
+  POLYAK_CHECK(max_len >= 0, fn, ": max_len = ", max_len,
+               ", expected a positive integer (or 0: unbounded)");
+  POLYAK_CHECK(block_size > 0, fn, ": block_size = ", block_size, ", expected a positive integer");
+  POLYAK_CHECK(features > 0, fn, ": features = ", features,
+               ", expected a positive number of random features m");
+  POLYAK_CHECK(redraw_interval >= 0, fn, ": redraw_interval = ", redraw_interval,
+               ", expected ≥ 0 (0: redraw only on request)");
+  POLYAK_CHECK(projection_dim > 0, fn, ": projection_dim = ", projection_dim,
+               ", expected a positive integer");
+  POLYAK_CHECK(ema_dim > 0, fn, ": ema_dim = ", ema_dim, ", expected a positive integer");
+  POLYAK_CHECK(mega_z_dim > 0, fn, ": mega_z_dim = ", mega_z_dim, ", expected a positive integer");
+  POLYAK_CHECK(mega_v_dim >= 0, fn, ": mega_v_dim = ", mega_v_dim,
+               ", expected a positive integer (or 0: d_model)");
+  check_choice(fn, "mega_attention", mega_attention, {"softmax", "laplace"});
+  if (kind == "linformer") {
+    POLYAK_CHECK(!causal, fn,
+                 ": kind = 'linformer' with causal = true: Linformer mixes every "
+                 "position into its projections and has no causal form, expected causal = false");
+    POLYAK_CHECK(max_len > 0, fn,
+                 ": kind = 'linformer' with max_len = 0, expected the longest "
+                 "sequence (the projections E, F have max_len columns)");
+  }
+  if (kind == "mega")
+    POLYAK_CHECK(max_len > 0, fn,
+                 ": kind = 'mega' with max_len = 0, expected the longest "
+                 "sequence (its relative position bias covers 2·max_len − 1 offsets)");
 }
 
 // ---- feature maps ----------------------------------------------------------------------
@@ -76,26 +111,44 @@ Tensor EluFeatureMap::forward(const Tensor& x) const {
   return elu_feature_map(x);
 }
 
+int64_t FeatureMap::output_width(int64_t head_dim) const {
+  // Asked of the map itself, so that a recurrent state follows whatever it produces.
+  NoGradGuard no_grad;
+  return forward(Tensor::zeros({1, 1, 1, head_dim})).size(3);
+}
+
+Tensor PlainEluFeatureMap::forward(const Tensor& x) const {
+  return elu(x);
+}
+
 const std::vector<std::string>& feature_map_kinds() {
-  static const std::vector<std::string> kinds = {"elu"};
+  static const std::vector<std::string> kinds = {"elu", "plain-elu", "favor"};
   return kinds;
 }
 
-std::shared_ptr<FeatureMap> make_feature_map(const std::string& kind, int64_t head_dim,
-                                             Generator& gen) {
+std::shared_ptr<FeatureMap> make_feature_map(const AttentionConfig& config, Generator& gen) {
+  const std::string& kind = config.feature_map;
   check_choice("make_feature_map", "kind", kind, feature_map_kinds());
-  (void)head_dim;  // the maps with random features (FAVOR+) draw [m, head_dim] from gen
-  (void)gen;
+  if (kind == "favor")
+    return std::make_shared<FavorFeatureMap>(config.resolved_head_dim(), config.features,
+                                             config.redraw_interval, gen);
+  if (kind == "plain-elu") return std::make_shared<PlainEluFeatureMap>();
   return std::make_shared<EluFeatureMap>();
 }
 
 // ---- the shared block ------------------------------------------------------------------
 
-Attention::Attention(const AttentionConfig& config, Generator& gen) : config_(config) {
+Attention::Attention(const AttentionConfig& config, Generator& gen)
+    : Attention(config, gen, /*projections=*/true) {}
+
+Attention::Attention(const AttentionConfig& config, Generator& gen, bool projections)
+    : config_(config) {
   config_.validate();
   int64_t d = config_.d_model, inner = config_.heads * config_.resolved_head_dim();
-  qkv_proj = register_module("qkv_proj", std::make_shared<Linear>(d, 3 * inner, gen));
-  out_proj = register_module("out_proj", std::make_shared<Linear>(inner, d, gen));
+  if (projections) {
+    qkv_proj = register_module("qkv_proj", std::make_shared<Linear>(d, 3 * inner, gen));
+    out_proj = register_module("out_proj", std::make_shared<Linear>(inner, d, gen));
+  }
   dropout = register_module("dropout", std::make_shared<Dropout>(config_.dropout, gen));
 }
 
@@ -113,9 +166,28 @@ Tensor Attention::forward(const Tensor& x) {
   POLYAK_CHECK(x.size(2) == config_.d_model, "Attention: x has shape ", x.shape(),
                ", expected [B, N, ", config_.d_model, "]");
   const int64_t H = config_.heads;
-  auto heads = [&](int64_t i) { return split_heads(project(x, i), H); };  // [B, H, N, D]
-  Tensor y = mix(heads(0), heads(1), heads(2));                           // [B, H, N, D]
-  return dropout->forward(out_proj->forward(merge_heads(y)));
+  static const char* const names[] = {"q", "k", "v"};
+  auto heads = [&](int64_t i) {  // [B, H, N, D]
+    return split_heads(probe(names[i], project(x, i)), H);
+  };
+  Tensor y = mix(heads(0), heads(1), heads(2));  // [B, H, N, D]
+  return dropout->forward(out_proj->forward(probe("out", merge_heads(y))));
+}
+
+const Tensor& Attention::probe(const char* which, const Tensor& t) {
+  if (!inspect_ || !t.requires_grad()) return t;
+  double AttentionGradNorms::*slot = &AttentionGradNorms::out;
+  if (which[0] == 'q') slot = &AttentionGradNorms::q;
+  if (which[0] == 'k') slot = &AttentionGradNorms::k;
+  if (which[0] == 'v') slot = &AttentionGradNorms::v;
+  const bool counts = slot == &AttentionGradNorms::out;
+  t.register_hook([this, slot, counts](const Tensor& grad) {
+    NoGradGuard no_grad;
+    grad_norms_.*slot = std::sqrt(sum(square(grad.to(DType::f64))).item());
+    if (counts) ++grad_norms_.backwards;
+    return Tensor();
+  });
+  return t;
 }
 
 // ---- the recurrent form ----------------------------------------------------------------
@@ -152,9 +224,7 @@ AttentionState Attention::initial_state(int64_t batch) const {
   return state;
 }
 
-Tensor Attention::step(const Tensor& x, AttentionState& state) {
-  const char* fn = "Attention::step";
-  NoGradGuard no_grad;
+int64_t Attention::check_step(const char* fn, const Tensor& x, const AttentionState& state) const {
   check_recurrent(fn);
   const int64_t d = config_.d_model, H = config_.heads, D = config_.resolved_head_dim();
   check_rank(fn, "x", x, 3, "[B, 1, d]");
@@ -200,7 +270,13 @@ Tensor Attention::step(const Tensor& x, AttentionState& state) {
                  ", expected ", x.dtype(), " (x's dtype)");
     check_same_device(fn, slot.name, t, "x", x);
   }
+  return B;
+}
 
+Tensor Attention::step(const Tensor& x, AttentionState& state) {
+  NoGradGuard no_grad;
+  const int64_t B = check_step("Attention::step", x, state);
+  const int64_t H = config_.heads, D = config_.resolved_head_dim();
   auto heads = [&](int64_t i) { return project(x, i).reshape({B, H, D}); };  // [B, H, D]
   Tensor y = mix_step(heads(0), heads(1), heads(2), state);                  // [B, H, D]
   ++state.position;
@@ -230,12 +306,12 @@ Tensor SoftmaxAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor
 
 LinearAttention::LinearAttention(const AttentionConfig& config, Generator& gen)
     : Attention(config, gen) {
-  feature_map = register_module(
-      "feature_map", make_feature_map(config_.feature_map, config_.resolved_head_dim(), gen));
-  feature_width_ = feature_width(*feature_map, config_.resolved_head_dim());
+  feature_map = register_module("feature_map", make_feature_map(config_, gen));
+  feature_width_ = feature_map->output_width(config_.resolved_head_dim());
 }
 
 Tensor LinearAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
+  if (is_training()) feature_map->advance();
   Tensor fq = feature_map->forward(q), fk = feature_map->forward(k);
   return config_.causal ? causal_linear_attention(fq, fk, v, config_.eps)
                         : linear_attention(fq, fk, v, config_.eps);
@@ -255,12 +331,12 @@ Tensor LinearAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor&
 
 MomentumAttention::MomentumAttention(const AttentionConfig& config, Generator& gen)
     : Attention(config, gen) {
-  feature_map = register_module(
-      "feature_map", make_feature_map(config_.feature_map, config_.resolved_head_dim(), gen));
-  feature_width_ = feature_width(*feature_map, config_.resolved_head_dim());
+  feature_map = register_module("feature_map", make_feature_map(config_, gen));
+  feature_width_ = feature_map->output_width(config_.resolved_head_dim());
 }
 
 Tensor MomentumAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
+  if (is_training()) feature_map->advance();
   Tensor fq = feature_map->forward(q), fk = feature_map->forward(k);
   const double beta = config_.beta, gamma = config_.gamma, eps = config_.eps;
   return config_.causal ? causal_momentum_attention(fq, fk, v, beta, gamma, eps,

@@ -45,8 +45,28 @@ struct AttentionConfig {
   double beta = 0.1;
   double gamma = 0.6;
   std::string weighting = "exact";  // "exact" (eq. 13) | "reference" (the public code's)
+  // The longest sequence the module must handle: Linformer's projections (E, F have this
+  // many columns) and Mega's relative position bias (without chunks) are sized by it.
+  // 0: unbounded, which those two kinds refuse.
+  int64_t max_len = 0;
+  // DiagAttention's block and Mega-chunk's chunk (MATH.md §5–6).
+  int64_t block_size = 64;
+  // Performer (FAVOR+, MATH.md §7): m random features, redrawn every `redraw_interval`
+  // training forwards (0: only on request).
+  int64_t features = 64;
+  int64_t redraw_interval = 0;
+  // Linformer: k, the projected sequence length of K and V.
+  int64_t projection_dim = 64;
+  // Mega (MATH.md §6): n EMA dimensions per channel, the shared Q/K width z, the value
+  // width (0: d_model) and the attention function ("softmax" | "laplace"). When not
+  // causal the EMA is bidirectional (two parameter sets, as Mega's encoders).
+  int64_t ema_dim = 16;
+  int64_t mega_z_dim = 64;
+  int64_t mega_v_dim = 0;
+  std::string mega_attention = "softmax";
 
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : d_model / heads; }
+  int64_t resolved_mega_v_dim() const { return mega_v_dim > 0 ? mega_v_dim : d_model; }
   // Throws polyak::Error naming the field, the value and what was expected.
   void validate() const;
 };
@@ -59,6 +79,12 @@ class FeatureMap : public Module {
  public:
   virtual Tensor forward(const Tensor& x) const = 0;
   Tensor operator()(const Tensor& x) const { return forward(x); }
+  // Called by the owning attention once per forward in training mode, before it maps q
+  // and k: FAVOR+ counts these to redraw its features on a schedule.
+  virtual void advance() {}
+  // D', the width of φ(x) for x of width `head_dim` (D for elu, m for FAVOR+): the width
+  // of a recurrent state's key axis.
+  int64_t output_width(int64_t head_dim) const;
 };
 
 // φ(x) = elu(x) + 1 (Katharopoulos et al. 2020).
@@ -67,10 +93,18 @@ class EluFeatureMap final : public FeatureMap {
   Tensor forward(const Tensor& x) const override;
 };
 
-// "elu".
+// φ(x) = elu(x), which may be negative: TransNormer's "t1" NormAttention (which has no
+// denominator to keep positive).
+class PlainEluFeatureMap final : public FeatureMap {
+ public:
+  Tensor forward(const Tensor& x) const override;
+};
+
+// "elu" (elu + 1), "plain-elu" (elu alone: TransNormer's "t1"), "favor" (FAVOR+, Performer).
 const std::vector<std::string>& feature_map_kinds();
-std::shared_ptr<FeatureMap> make_feature_map(const std::string& kind, int64_t head_dim,
-                                             Generator& gen);
+// The map config.feature_map names, for heads of width config.resolved_head_dim() (FAVOR+
+// draws its config.features random features from `gen`).
+std::shared_ptr<FeatureMap> make_feature_map(const AttentionConfig& config, Generator& gen);
 
 // ---- the recurrent state ---------------------------------------------------------------
 
@@ -87,6 +121,17 @@ struct AttentionState {
   std::vector<Tensor> tensors;
 };
 
+// ---- gradient inspection ---------------------------------------------------------------
+
+// The L2 norms of the gradients that reached a module's attention inputs and output in
+// the last backward (TransNormer §3's question: does the attention's scaling make them
+// large?). q, k, v are the projections' outputs (before any feature map), out the mixed
+// output before out_proj. `backwards` counts the backward passes that reported.
+struct AttentionGradNorms {
+  double q = 0, k = 0, v = 0, out = 0;
+  int64_t backwards = 0;
+};
+
 // ---- the interface ---------------------------------------------------------------------
 
 class Attention : public Module {
@@ -99,6 +144,12 @@ class Attention : public Module {
 
   const AttentionConfig& config() const { return config_; }
 
+  // ---- gradient inspection ----
+  // While on, every forward() hooks q, k, v and the mixed output (probe()) so that the
+  // next backward records their gradients' norms. Off (the default) costs nothing.
+  void inspect_gradients(bool on) { inspect_ = on; }
+  const AttentionGradNorms& gradient_norms() const { return grad_norms_; }
+
   // ---- recurrent form (causal kinds only) ----
   // A fresh state for `batch` sequences, in this module's dtype. Throws polyak::Error for a
   // non-causal module or a kind without a recurrent form.
@@ -106,13 +157,23 @@ class Attention : public Module {
   // x [B, 1, d], the next position of each sequence → [B, 1, d]; updates `state`. Equals
   // row `state.position` of forward() on the whole prefix (tested). Runs without recording
   // a graph. A state made by another kind, batch size, width or dtype is a polyak::Error.
-  Tensor step(const Tensor& x, AttentionState& state);
+  // Kinds whose block is not "project, mix, project" override it (calling check_step).
+  virtual Tensor step(const Tensor& x, AttentionState& state);
 
   std::shared_ptr<Linear> qkv_proj;  // weight [3·H·D, d]: rows of q, then k, then v
   std::shared_ptr<Linear> out_proj;  // weight [d, H·D]
   std::shared_ptr<Dropout> dropout;
 
  protected:
+  // Kinds that build their own block (Mega) pass projections = false: no qkv_proj and no
+  // out_proj are made (both stay null); they override forward() and step().
+  Attention(const AttentionConfig& config, Generator& gen, bool projections);
+
+  // Everything step() checks before it mixes: recurrent module, x [B, 1, d], and a state
+  // that initial_state(B) of this module could have made, advanced. Throws polyak::Error
+  // naming `fn`. Returns B.
+  int64_t check_step(const char* fn, const Tensor& x, const AttentionState& state) const;
+
   // The kind: q, k, v [B, H, N, D] → [B, H, N, D].
   virtual Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) = 0;
   // The kind's recurrent step: q, k, v [B, H, D] (one position) → [B, H, D]. `state` has
@@ -131,11 +192,20 @@ class Attention : public Module {
   // whatever the kind adds.
   virtual void check_recurrent(const char* fn) const;
 
+  // Every forward() calls this on its q, k, v ("q", "k", "v") and its mixed output
+  // ("out") when inspection is on: registers a hook that stores the gradient's norm.
+  // Returns `t`. Kinds that override forward() call it too.
+  const Tensor& probe(const char* which, const Tensor& t);
+
   // q (0), k (1) or v (2): x [B, N, d] → [B, N, H·D] through its rows of qkv_proj. Shared
   // by forward() and step(), so that both project through the same GEMMs.
   Tensor project(const Tensor& x, int64_t which) const;
 
   AttentionConfig config_;
+
+ private:
+  bool inspect_ = false;
+  AttentionGradNorms grad_norms_;
 };
 
 // softmax(q kᵀ / √D [+ causal mask]) v — MATH.md §1.

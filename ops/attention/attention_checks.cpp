@@ -33,4 +33,39 @@ AttentionDims check_attention_inputs(const char* fn, const Tensor& q, const Tens
   return AttentionDims{qs[0], qs[1], qs[2], ks[2], qs[3], vs[3]};
 }
 
+StepDims check_step_inputs(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v) {
+  check_rank(fn, "q", q, 3, "[B,H,D]");
+  check_rank(fn, "k", k, 3, "[B,H,D]");
+  check_rank(fn, "v", v, 3, "[B,H,Dv]");
+  check_same_dtype(fn, "q", q, "k", k);
+  check_same_dtype(fn, "q", q, "v", v);
+  check_same_device(fn, "q", q, "k", k);
+  check_same_device(fn, "q", q, "v", v);
+  check_cpu(fn, "q", q);
+  const Shape& qs = q.shape();
+  POLYAK_CHECK(k.shape() == qs, fn, ": k has shape ", k.shape(), ", expected [B,H,D] = ", qs,
+               " matching q");
+  const Shape& vs = v.shape();
+  POLYAK_CHECK(vs[0] == qs[0] && vs[1] == qs[1], fn, ": v has shape ", vs,
+               ", expected [B,H,Dv] matching q ", qs, " in B,H");
+  return StepDims{qs[0], qs[1], qs[2], vs[2]};
+}
+
+void check_state(const char* fn, const char* arg, const Tensor& state, const Shape& expected,
+                 const char* layout, DType dtype) {
+  POLYAK_CHECK(state.shape() == expected, fn, ": ", arg, " has shape ", state.shape(),
+               ", expected ", layout, " = ", expected);
+  POLYAK_CHECK(state.dtype() == dtype, fn, ": ", arg, " has dtype ", state.dtype(), ", expected ",
+               dtype, " (q's dtype)");
+  check_cpu(fn, arg, state);
+}
+
+void check_or_init_state(const char* fn, const char* arg, Tensor& state, const Shape& expected,
+                         const char* layout, DType dtype) {
+  if (state.defined())
+    check_state(fn, arg, state, expected, layout, dtype);
+  else
+    state = Tensor::zeros(expected, dtype);
+}
+
 }  // namespace polyak::detail

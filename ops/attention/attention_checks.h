@@ -24,4 +24,22 @@ struct AttentionDims {
 AttentionDims check_attention_inputs(const char* fn, const Tensor& q, const Tensor& k,
                                      const Tensor& v, bool same_length);
 
+// ---- recurrent steps: one position against a state ----
+
+struct StepDims {
+  int64_t B = 0, H = 0, D = 0, Dv = 0;
+};
+
+// q, k [B,H,D], v [B,H,Dv]: one dtype, on the CPU.
+StepDims check_step_inputs(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v);
+
+// A (defined) state tensor must have `expected` shape (`layout` names its axes in the
+// message, e.g. "[B,H,D,Dv]"), `dtype` (q's) and live on the CPU.
+void check_state(const char* fn, const char* arg, const Tensor& state, const Shape& expected,
+                 const char* layout, DType dtype);
+
+// As check_state, except that an undefined state is created as zeros: the empty prefix.
+void check_or_init_state(const char* fn, const char* arg, Tensor& state, const Shape& expected,
+                         const char* layout, DType dtype);
+
 }  // namespace polyak::detail

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/threads.h"
+#include "ops/attention/attention_checks.h"
 #include "ops/attention/momentum_attention.h"
 #include "ops/attention/vec.h"
 
@@ -31,48 +32,13 @@ namespace polyak {
 namespace {
 
 using detail::axpy;
+using detail::check_or_init_state;
+using detail::check_step_inputs;
 using detail::dot;
+using detail::StepDims;
 
 // Capacity of a KV cache created by the first softmax step.
 constexpr int64_t kInitialCacheCapacity = 64;
-
-struct StepDims {
-  int64_t B = 0, H = 0, D = 0, Dv = 0;
-};
-
-// q, k [B,H,D], v [B,H,Dv]: one dtype, on the CPU.
-StepDims check_step_inputs(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v) {
-  check_rank(fn, "q", q, 3, "[B,H,D]");
-  check_rank(fn, "k", k, 3, "[B,H,D]");
-  check_rank(fn, "v", v, 3, "[B,H,Dv]");
-  check_same_dtype(fn, "q", q, "k", k);
-  check_same_dtype(fn, "q", q, "v", v);
-  check_same_device(fn, "q", q, "k", k);
-  check_same_device(fn, "q", q, "v", v);
-  check_cpu(fn, "q", q);
-  const Shape& qs = q.shape();
-  POLYAK_CHECK(k.shape() == qs, fn, ": k has shape ", k.shape(), ", expected [B,H,D] = ", qs,
-               " matching q");
-  const Shape& vs = v.shape();
-  POLYAK_CHECK(vs[0] == qs[0] && vs[1] == qs[1], fn, ": v has shape ", vs,
-               ", expected [B,H,Dv] matching q ", qs, " in B,H");
-  return StepDims{qs[0], qs[1], qs[2], vs[2]};
-}
-
-// A state must have `expected` shape, q's dtype and live on the CPU. An undefined state
-// starts at zero.
-void check_or_init_state(const char* fn, const char* arg, Tensor& state, const Shape& expected,
-                         const char* layout, DType dtype) {
-  if (!state.defined()) {
-    state = Tensor::zeros(expected, dtype);
-    return;
-  }
-  POLYAK_CHECK(state.shape() == expected, fn, ": ", arg, " has shape ", state.shape(),
-               ", expected ", layout, " = ", expected);
-  POLYAK_CHECK(state.dtype() == dtype, fn, ": ", arg, " has dtype ", state.dtype(), ", expected ",
-               dtype, " (q's dtype)");
-  check_cpu(fn, arg, state);
-}
 
 void check_eps(const char* fn, double eps) {
   POLYAK_CHECK(std::isfinite(eps) && eps >= 0, fn, ": eps is ", eps,

@@ -8,6 +8,54 @@
 
 namespace polyak::testing {
 
+// ---- every kind at test size -------------------------------------------------------------
+// The generic suites run every attention and model kind on tiny inputs (N ≤ 7). These give
+// the kinds' own fields values that make them what they claim at that size: causal blocks
+// of 4 (so that N crosses a block boundary), non-causal blocks of 8 (which must divide N or
+// cover it), a handful of random features drawn once, a short Linformer projection.
+
+inline void use_test_sizes(AttentionConfig& c) {
+  c.block_size = c.causal ? 4 : 8;
+  c.features = 8;
+  c.projection_dim = 4;
+  c.ema_dim = 2;
+  c.mega_z_dim = 4;
+  if (c.max_len == 0) c.max_len = 8;
+}
+
+inline void use_test_sizes(TransformerConfig& c) {
+  c.block_size = c.causal ? 4 : 8;
+  c.performer_features = 8;
+  c.performer_redraw = 0;  // a gradcheck's many training forwards must see one Ω
+  c.linformer_k = 4;
+  c.mega_ema_dim = 2;
+  c.mega_z_dim = 4;
+}
+
+// Linformer projects the whole sequence: it has no causal form.
+inline bool has_causal_form(const std::string& kind) {
+  return kind != "linformer";
+}
+
+// Mega builds its own block; every other kind projects through qkv_proj and out_proj.
+inline bool has_qkv_projections(const std::string& kind) {
+  return kind.rfind("mega", 0) != 0;
+}
+
+// Up to `count` parameter paths of `module` under `prefix`, spread over its list (first and
+// last included): what a gradcheck substitutes when the kinds' parameters differ.
+template <class M>
+std::vector<std::string> parameter_sample(const M& module, const std::string& prefix,
+                                          size_t count) {
+  std::vector<std::string> under;
+  for (const auto& [name, t] : module.named_parameters())
+    if (name.rfind(prefix, 0) == 0) under.push_back(name);
+  if (under.size() <= count) return under;
+  std::vector<std::string> picked;
+  for (size_t i = 0; i < count; ++i) picked.push_back(under[i * (under.size() - 1) / (count - 1)]);
+  return picked;
+}
+
 // A fresh leaf holding a copy of `t` that requires grad: a gradcheck input standing in for
 // a parameter.
 inline Tensor leaf_copy(const Tensor& t) {

@@ -15,13 +15,16 @@
 
 #include "core/safetensors.h"
 #include "files.h"
+#include "helpers.h"
 #include "models/checkpoint.h"
 #include "testing.h"
 
 using namespace polyak;
 using polyak::testing::check_error;
+using polyak::testing::has_causal_form;
 using polyak::testing::read_bytes;
 using polyak::testing::TempDir;
+using polyak::testing::use_test_sizes;
 using polyak::testing::write_bytes;
 namespace fs = std::filesystem;
 
@@ -40,6 +43,8 @@ TransformerConfig small(const std::string& kind = "linear") {
   c.positions = "learned";
   c.seed = 5;
   set_model_kind(c, kind);
+  c.causal = has_causal_form(kind);
+  use_test_sizes(c);
   return c;
 }
 

@@ -394,12 +394,13 @@ TEST_CASE("MomentumAttention: the module computes causal_momentum_attention on p
 
 TEST_CASE("model kinds: the (attention, connection) pairs of the comparison") {
   CHECK(model_kinds() == std::vector<std::string>{"softmax", "linear", "momentum",
-                                                  "momentum-connection", "adaptive"});
-  const std::vector<std::pair<std::string, std::string>> pairs = {{"softmax", "residual"},
-                                                                  {"linear", "residual"},
-                                                                  {"momentum", "residual"},
-                                                                  {"momentum", "momentum"},
-                                                                  {"momentum", "adaptive"}};
+                                                  "momentum-connection", "adaptive", "transnormer",
+                                                  "mega", "mega-chunk", "performer", "linformer"});
+  const std::vector<std::pair<std::string, std::string>> pairs = {
+      {"softmax", "residual"},  {"linear", "residual"},     {"momentum", "residual"},
+      {"momentum", "momentum"}, {"momentum", "adaptive"},   {"transnormer", "residual"},
+      {"mega", "residual"},     {"mega-chunk", "residual"}, {"performer", "residual"},
+      {"linformer", "residual"}};
   for (size_t i = 0; i < pairs.size(); ++i) {
     TransformerConfig c;
     c.heads = 3;  // untouched
@@ -413,9 +414,9 @@ TEST_CASE("model kinds: the (attention, connection) pairs of the comparison") {
   c.attention = "softmax";
   c.connection = "adaptive";
   CHECK(model_kind(c) == "");
-  check_error([&] { set_model_kind(c, "mega"); },
-              {"set_model_kind", "kind = 'mega'",
-               "softmax, linear, momentum, momentum-connection, adaptive"});
+  check_error([&] { set_model_kind(c, "reformer"); },
+              {"set_model_kind", "kind = 'reformer'",
+               "softmax, linear, momentum, momentum-connection, adaptive, transnormer"});
 
   // layer_config carries every momentum field to the layers.
   c = small_model("adaptive");
