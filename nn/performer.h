@@ -1,0 +1,42 @@
+// Performer's FAVOR+ feature map as a module (MATH.md §7): the random features Ω live in a
+// persistent buffer (checkpoints and to(dtype) carry them) and are redrawn from the
+// module's own generator on request or on a schedule of training forwards.
+//
+// Kind "performer" is LinearAttention (MATH.md §2) with this map (make_attention).
+#pragma once
+
+#include <cstdint>
+
+#include "core/rng.h"
+#include "nn/attention.h"
+
+namespace polyak {
+
+class FavorFeatureMap final : public FeatureMap {
+ public:
+  // φ: [..., head_dim] → [..., features]. Ω is drawn at once from a generator forked from
+  // `gen` (one block of it). redraw_interval: redraw after every that many advance() calls
+  // (0: never).
+  FavorFeatureMap(int64_t head_dim, int64_t features, int64_t redraw_interval, Generator& gen);
+
+  // favor_feature_map(x, omega): x [B,H,N,D] (or any [..., D]) → [..., m].
+  Tensor forward(const Tensor& x) const override;
+  // One training forward of the owning attention: the redraw_interval-th, 2·redraw_interval-th,
+  // ... call redraws Ω. Manual redraw() calls do not move this schedule.
+  void advance() override;
+  // A fresh Ω from the module's generator, in omega's dtype. Ω is replaced, not written
+  // into, so that a graph recorded before the redraw still backpropagates through the
+  // features it used.
+  void redraw();
+
+  Generator generator;
+  Tensor omega;  // [m, D], buffer "omega"
+
+ private:
+  int64_t head_dim_, features_, redraw_interval_;
+  // advance() calls so far. Not in checkpoints: a resumed run restarts the schedule (Ω
+  // and the generator it draws from are restored).
+  int64_t advances_ = 0;
+};
+
+}  // namespace polyak
