@@ -23,7 +23,8 @@ struct BenchResult {
 // ceiling no GEMM can pass. 0 on CPUs without AVX2/FMA.
 double fma_peak_gflops();
 
-// Multiply-add work (2 flops each) of one forward pass, from the model's shapes; a training
+// Multiply-add work (2 flops each) of one forward pass, from the model's shapes and each
+// layer's attention (the GEMMs; Mega's EMA and the elementwise work roughly); a training
 // step is counted as 3 forward passes (forward, and a backward of twice the work).
 double forward_flops(const TransformerConfig& config, int64_t batch, int64_t length);
 

@@ -12,8 +12,6 @@
 #include "models/checkpoint.h"
 #include "ops/nn_ops.h"
 #include "optim/clip.h"
-#include "optim/radam.h"
-#include "optim/schedule.h"
 
 namespace polyak::cli {
 namespace {
@@ -86,7 +84,7 @@ std::string metrics_csv(const std::vector<StepRecord>& rows) {
 const std::string& metadata_value(const std::map<std::string, std::string>& metadata,
                                   const std::string& key, const std::string& path) {
   auto it = metadata.find(key);
-  POLYAK_CHECK(it != metadata.end(), "polyak generate: ", path, " has no metadata '", key,
+  POLYAK_CHECK(it != metadata.end(), "polyak: ", path, " has no metadata '", key,
                "', expected a checkpoint written by polyak train (it records the copy task)");
   return it->second;
 }
@@ -101,9 +99,15 @@ int64_t metadata_int(const std::map<std::string, std::string>& metadata, const s
   } catch (const std::logic_error&) {
     used = 0;
   }
-  POLYAK_CHECK(used > 0 && used == text.size(), "polyak generate: ", path, " has metadata ", key,
-               " = '", text, "', expected an integer");
+  POLYAK_CHECK(used > 0 && used == text.size(), "polyak: ", path, " has metadata ", key, " = '",
+               text, "', expected an integer");
   return v;
+}
+
+StepDecay::Options decay_options(const TrainOptions& o) {
+  StepDecay::Options decay{.lr = o.lr};
+  if (o.decay_step > 0) decay.milestones = {o.decay_step};
+  return decay;
 }
 
 }  // namespace
@@ -135,7 +139,7 @@ CopyTask::Options copy_task_from_metadata(const std::map<std::string, std::strin
   } catch (const std::logic_error&) {
     used = 0;
   }
-  POLYAK_CHECK(used > 0 && used == seed.size() && seed[0] != '-', "polyak generate: ", path,
+  POLYAK_CHECK(used > 0 && used == seed.size() && seed[0] != '-', "polyak: ", path,
                " has metadata copy.test_seed = '", seed, "', expected an unsigned integer");
   return o;
 }
@@ -169,6 +173,19 @@ double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step
   return value;
 }
 
+CopyOptimizer::CopyOptimizer(TransformerLM& model, const TrainOptions& o)
+    : params_(model.parameters()),
+      opt_(params_, {.lr = o.lr, .weight_decay = o.weight_decay}),
+      schedule_(decay_options(o)),
+      clip_(o.clip) {}
+
+double CopyOptimizer::step() {
+  if (clip_ > 0) clip_grad_norm_per_parameter(params_, clip_);
+  const double lr = schedule_.apply(opt_);
+  opt_.step();
+  return lr;
+}
+
 TrainResult train_copy(const TrainOptions& o,
                        const std::function<void(const StepRecord&)>& on_step) {
   set_num_threads(o.threads);
@@ -186,11 +203,7 @@ TrainResult train_copy(const TrainOptions& o,
   result.model_path = (std::filesystem::path(o.out) / "model.safetensors").string();
   write_text_file_atomically(result.config_path, config_json(o, config).dump(2) + "\n", "train");
 
-  std::vector<Tensor> params = model.parameters();
-  RAdam opt(params, {.lr = o.lr, .weight_decay = o.weight_decay});
-  StepDecay::Options decay{.lr = o.lr};
-  if (o.decay_step > 0) decay.milestones = {o.decay_step};
-  StepDecay schedule(decay);
+  CopyOptimizer opt(model, o);
 
   std::vector<StepRecord>& rows = result.records;
   rows.reserve(static_cast<size_t>(o.steps));
@@ -207,9 +220,7 @@ TrainResult train_copy(const TrainOptions& o,
     StepRecord r;
     r.step = step;
     r.loss = copy_loss_backward(model, batch, step, &logits);
-    if (o.clip > 0) clip_grad_norm_per_parameter(params, o.clip);
-    r.lr = schedule.apply(opt);
-    opt.step();
+    r.lr = opt.step();
     r.accuracy = copy_accuracy(logits, batch);
     r.train_seconds = since(start) - eval_seconds;
     if (step % o.eval_every == 0 || step == o.steps) {

@@ -1,5 +1,5 @@
 // Training a copy-task model: the loop behind `polyak train`, `polyak compare`, `polyak
-// ablate` and `polyak bench`.
+// ablate` and `polyak bench`, and the optimiser and loss step `polyak inspect-grads` shares.
 #pragma once
 
 #include <functional>
@@ -10,6 +10,8 @@
 #include "cli/options.h"
 #include "data/copy_task.h"
 #include "models/transformer.h"
+#include "optim/radam.h"
+#include "optim/schedule.h"
 
 namespace polyak::cli {
 
@@ -56,6 +58,22 @@ std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, in
 // Throws polyak::Error naming the step and the first layer with a non-finite output
 // when the loss is not finite.
 double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits);
+
+// The optimiser of every copy-task run (MATH.md §9): RAdam with decoupled weight decay, the
+// lr × 0.1 from options.decay_step, and per-parameter gradient-norm clipping at options.clip.
+class CopyOptimizer {
+ public:
+  CopyOptimizer(TransformerLM& model, const TrainOptions& options);
+  void zero_grad() { opt_.zero_grad(); }
+  // Clips the gradients, sets this step's lr and updates the parameters; returns the lr.
+  double step();
+
+ private:
+  std::vector<Tensor> params_;
+  RAdam opt_;
+  StepDecay schedule_;
+  double clip_;
+};
 
 // Trains per `options`, writing metrics.csv and config.json under options.out (metrics
 // at every evaluation, so an interrupted run keeps its curve) and model.safetensors at the

@@ -147,6 +147,11 @@ std::string figure_title(const ExperimentOptions& e) {
 
 PlotResult draw_plot(const std::string& python, const std::string& script,
                      const std::string& folder, const std::string& png, const std::string& title) {
+  return run_plot_script(python, script, {folder, "--out", png, "--title", title}, png);
+}
+
+PlotResult run_plot_script(const std::string& python, const std::string& script,
+                           const std::vector<std::string>& args, const std::string& png) {
   PlotResult r;
   std::error_code ec;
   if (python.find('/') != std::string::npos && !std::filesystem::exists(python, ec)) {
@@ -157,8 +162,10 @@ PlotResult draw_plot(const std::string& python, const std::string& script,
     r.message = "the plot script " + script + " is missing (give its path with --plot-script)";
     return r;
   }
-  std::string cmd = shell_quote(python) + " " + shell_quote(script) + " " + shell_quote(folder) +
-                    " --out " + shell_quote(png) + " --title " + shell_quote(title) + " 2>&1";
+  std::string cmd = shell_quote(python);
+  cmd.append(" ").append(shell_quote(script));
+  for (const std::string& arg : args) cmd.append(" ").append(shell_quote(arg));
+  cmd.append(" 2>&1");
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) {
     r.message = "could not start " + python;

@@ -60,6 +60,10 @@ struct PlotResult {
 // missing matplotlib or a failing script: says so in the result.
 PlotResult draw_plot(const std::string& python, const std::string& script,
                      const std::string& folder, const std::string& png, const std::string& title);
+// The same for any arguments: `python script args...`, drawn when it exits with 0 and `png`
+// exists.
+PlotResult run_plot_script(const std::string& python, const std::string& script,
+                           const std::vector<std::string>& args, const std::string& png);
 
 struct ExperimentCallbacks {
   std::function<void(const ExperimentRun&, size_t index, size_t count)> on_run_start;

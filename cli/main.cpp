@@ -1,7 +1,8 @@
-// The polyak program: train, bench, generate, compare and ablate. The library never prints;
-// this does.
+// The polyak program: train, bench, generate, compare, ablate and inspect-grads. The library
+// never prints; this does.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -10,6 +11,7 @@
 #include "cli/copy_run.h"
 #include "cli/experiments.h"
 #include "cli/generate.h"
+#include "cli/inspect.h"
 #include "cli/options.h"
 #include "core/threads.h"
 
@@ -63,15 +65,11 @@ void print_model_line(const char* command, const TrainOptions& o) {
       static_cast<long long>(o.heads), static_cast<long long>(o.length),
       static_cast<long long>(o.batch), static_cast<long long>(o.steps),
       o.threads > 0 ? o.threads : polyak::num_threads());
-  const polyak::TransformerConfig c = o.model_config(11);
-  if (c.attention == "momentum")
-    std::printf("  momentum attention: β %g, γ %g (%s weighting)", o.beta, o.gamma,
-                o.weighting.c_str());
-  if (c.connection == "momentum")
-    std::printf("; momentum connection: β̃ %g, γ̃ %g", o.conn_beta, o.conn_gamma);
-  if (c.connection == "adaptive")
-    std::printf("; adaptive connection: γ̃ %g, δ %g", o.conn_gamma, o.delta);
-  if (c.attention == "momentum") std::printf("\n");
+  const std::vector<std::string>& kinds = polyak::model_kinds();
+  // A checkpoint's custom (attention, connection) pair is no kind with settings to list.
+  const bool known = std::find(kinds.begin(), kinds.end(), o.model) != kinds.end();
+  const std::string settings = known ? polyak::cli::kind_settings(o) : "";
+  if (!settings.empty()) std::printf("  %s\n", settings.c_str());
   std::fflush(stdout);
 }
 
@@ -195,6 +193,66 @@ int experiment_command(const polyak::cli::ExperimentOptions& e) {
   return status;
 }
 
+// inspect-grads: progress per run, a table of the norms at the end, the PNG's fate.
+int inspect_command(const polyak::cli::InspectOptions& o) {
+  std::printf(
+      "polyak inspect-grads: %zu runs, one after the other, seed %llu, every %lld steps, "
+      "into %s\n",
+      o.checkpoints.empty() ? o.kinds.size() : o.checkpoints.size(),
+      static_cast<unsigned long long>(o.train.seed), static_cast<long long>(o.every),
+      o.train.out.c_str());
+  std::unique_ptr<Progress> progress;
+  polyak::cli::InspectCallbacks cb;
+  cb.on_run_start = [&](const polyak::cli::GradRun& run, size_t i, size_t n) {
+    std::printf("[%zu/%zu] %s%s%s\n", i + 1, n, run.name.c_str(),
+                run.checkpoint.empty() ? "" : ", training on from ", run.checkpoint.c_str());
+    print_model_line("inspect-grads", run.options);
+    progress = std::make_unique<Progress>(run.options, "  ");
+  };
+  cb.on_step = [&](const StepRecord& r) { (*progress)(r); };
+  cb.on_run_end = [&](const polyak::cli::GradRun& run) {
+    if (!run.ok) std::printf("  %s failed: %s\n", run.name.c_str(), run.error.c_str());
+    std::printf("  %s: %s\n", run.name.c_str(), run.csv_path.c_str());
+    std::fflush(stdout);
+  };
+  polyak::cli::InspectResult result = polyak::cli::run_inspect(o, cb);
+
+  std::printf(
+      "\nL2 norms of the gradients reaching each layer's attention: median and max over "
+      "the recorded steps\n%-20s %-13s %21s %21s %21s %21s %10s %9s\n",
+      "run", "layer", "q: median  max", "k: median  max", "v: median  max", "out: median  max",
+      "loss", "test acc");
+  for (const polyak::cli::GradRun& run : result.runs) {
+    for (const polyak::cli::LayerGradStats& s : polyak::cli::layer_grad_stats(run)) {
+      const std::string layer = std::to_string(s.layer) + " " + s.attention;
+      std::printf("%s %-13s", padded(run.name, 20).c_str(), layer.c_str());
+      for (const polyak::cli::NormStats* n : {&s.q, &s.k, &s.v, &s.out})
+        std::printf(" %10.3g %10.3g", n->median, n->max);
+      if (run.ok)
+        std::printf(" %10.4f %8.2f%%\n", run.final_loss, 100 * run.test_accuracy);
+      else
+        std::printf(" %10s %9s\n", "failed", "-");
+    }
+  }
+  std::printf(
+      "(loss: mean training loss of the last 100 steps; test accuracy: word accuracy "
+      "after training)\n");
+  int status = result.failed_runs > 0 ? 1 : 0;
+  if (result.plot.drawn) {
+    std::printf("figure:  %s\n", result.png_path.c_str());
+  } else {
+    std::string csvs;
+    for (const polyak::cli::GradRun& run : result.runs) csvs.append(run.csv_path).append(" ");
+    std::fprintf(stderr,
+                 "polyak inspect-grads: %s was not drawn: %s\nthe CSVs are complete; "
+                 "draw it later with: %s %s %s--out %s\n",
+                 result.png_path.c_str(), result.plot.message.c_str(), o.python.c_str(),
+                 o.plot_script.c_str(), csvs.c_str(), result.png_path.c_str());
+    status = 3;
+  }
+  return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -204,6 +262,7 @@ int main(int argc, char** argv) {
     if (cmd.name == "train") return train_command(cmd.train);
     if (cmd.name == "generate") return generate_command(cmd.generate);
     if (cmd.name == "compare" || cmd.name == "ablate") return experiment_command(cmd.experiment);
+    if (cmd.name == "inspect-grads") return inspect_command(cmd.inspect);
     std::string report;
     polyak::cli::run_bench(cmd.bench, &report);
     std::cout << report;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "data/copy_task.h"
 
 namespace polyak::cli {
 namespace {
@@ -41,10 +42,13 @@ TrainOptions preset_values(const std::string& preset) {
     o.decay_step = 3000;
     o.eval_every = 500;
     o.eval_batches = 8;
+    // TransNormer's own DiagAttention block (and Mega-chunk's chunk): two blocks of L = 128.
+    o.block_size = 64;
   } else if (preset == "figure1") {
-    // The paper's Figure 1 scaled down so that `polyak compare` trains all five kinds in
-    // about 20 minutes on 2 cores: L = 64 (words of 16 to 30 symbols), the paper's
-    // optimiser and schedule shape. Change the comparison's size here.
+    // The paper's Figure 1 scaled down so that `polyak compare` trains a kind in about a
+    // minute on 2 quiet cores (Mega, Mega-chunk and Performer about 1.5×; all nine kinds in
+    // about 11 minutes): L = 64 (words of 16 to 30 symbols), the paper's optimiser and
+    // schedule shape. Change the comparison's size here.
     o.model = "linear";
     o.steps = 3000;
     o.batch = 32;
@@ -58,6 +62,10 @@ TrainOptions preset_values(const std::string& preset) {
     o.decay_step = 0;
     o.eval_every = 100;
     o.eval_batches = 4;
+    // Blocks of 16 (4 per sequence): a block of 64 ≥ L would make DiagAttention full
+    // causal softmax and Mega-chunk plain Mega, so neither would be the kind it claims to be.
+    // Mega (not chunked) attends over max_len = L.
+    o.block_size = 16;
   } else {
     // A small linear transformer that reaches ≥ 99% word accuracy in under a minute on 2
     // quiet cores (L = 32, words of 8 to 14 symbols).
@@ -74,6 +82,8 @@ TrainOptions preset_values(const std::string& preset) {
     o.decay_step = 0;
     o.eval_every = 500;
     o.eval_batches = 8;
+    // Two blocks per sequence, for the reason figure1 gives.
+    o.block_size = 16;
   }
   return o;
 }
@@ -82,9 +92,68 @@ void check_positive(const char* flag, int64_t value) {
   POLYAK_CHECK(value >= 1, "polyak: ", flag, " is ", value, ", expected an integer ≥ 1");
 }
 
+// Whether TransformerConfig::validate accepts `kind` with its defaults only when not causal.
+bool non_causal_kind(const std::string& kind) {
+  auto valid = [&](bool causal) {
+    TransformerConfig c;
+    set_model_kind(c, kind);
+    c.causal = causal;
+    try {
+      c.validate();
+    } catch (const Error&) {
+      return false;
+    }
+    return true;
+  };
+  return !valid(true) && valid(false);
+}
+
+// `where` begins the message: "--model is", "--kinds has".
+void check_causal_kind(const std::string& where, const std::string& kind) {
+  POLYAK_CHECK(contains(causal_model_kinds(), kind), "polyak: ", where, " '", kind,
+               "', a non-causal kind, and the copy task is causal (each position predicts the "
+               "next token from the ones before it), expected one of: ",
+               join(causal_model_kinds()));
+}
+
+// The flags of the attention kinds' settings, with the names TransformerConfig and
+// AttentionConfig give their fields, so that the configs' messages can name the flag.
+struct KindFlag {
+  const char* flag;
+  std::vector<std::string> fields;
+};
+const std::vector<KindFlag>& kind_flags() {
+  static const std::vector<KindFlag> flags = {
+      {"--block-size", {"block_size"}},
+      {"--features", {"performer_features", "features"}},
+      {"--redraw", {"performer_redraw", "redraw_interval"}},
+      {"--linformer-k", {"linformer_k", "projection_dim"}},
+      {"--ema-dim", {"mega_ema_dim", "ema_dim"}},
+      {"--z-dim", {"mega_z_dim"}},
+      {"--mega-attention", {"mega_attention"}},
+  };
+  return flags;
+}
+
+// The model's own checks (every field, and the kind's rules), naming the flag where the
+// message is about one.
+void validate_model(const TrainOptions& o) {
+  try {
+    o.model_config(CopyTask({.length = o.length}).vocab());
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    for (const KindFlag& k : kind_flags())
+      for (const std::string& field : k.fields)
+        if (what.find(": " + field + " =") != std::string::npos)
+          fail("polyak: ", k.flag, ": ", what);
+    fail("polyak: ", what);
+  }
+}
+
 void validate(const TrainOptions& o) {
   POLYAK_CHECK(contains(model_kinds(), o.model), "polyak: --model is '", o.model,
                "', expected one of: ", join(model_kinds()));
+  check_causal_kind("--model is", o.model);
   check_positive("--steps", o.steps);
   check_positive("--batch", o.batch);
   check_positive("--length", o.length);
@@ -119,10 +188,11 @@ void validate(const TrainOptions& o) {
                o.conn_gamma, ", expected the connection step size γ̃ > 0");
   POLYAK_CHECK(o.delta > 0 && o.delta < 1, "polyak: --delta is ", o.delta,
                ", expected the adaptive connection's δ in (0, 1)");
+  validate_model(o);
 }
 
-// Adds the flags shared by train, bench, compare and ablate; values land in `raw`, and
-// `resolve` later copies the ones given on the command line over the preset.
+// Adds the flags shared by train, bench, compare, ablate and inspect-grads; values land in `raw`,
+// and `resolve` later copies the ones given on the command line over the preset.
 struct TrainFlags {
   TrainOptions raw;
   std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> given;
@@ -168,6 +238,17 @@ struct TrainFlags {
     add(app, "--conn-gamma", &TrainOptions::conn_gamma,
         "momentum and adaptive connection's step size γ̃ > 0 (0.99)");
     add(app, "--delta", &TrainOptions::delta, "adaptive connection's δ in (0, 1) (1e-3)");
+    add(app, "--block-size", &TrainOptions::block_size,
+        "TransNormer's DiagAttention block and Mega-chunk's chunk (presets: 16, paper 64)");
+    add(app, "--features", &TrainOptions::features, "Performer's random features m (64)");
+    add(app, "--redraw", &TrainOptions::redraw,
+        "Performer: training steps between feature redraws (0: never; 1000)");
+    add(app, "--linformer-k", &TrainOptions::linformer_k,
+        "Linformer's projected length k (64; Linformer is non-causal: no copy task)");
+    add(app, "--ema-dim", &TrainOptions::ema_dim, "Mega's EMA dimensions n (16)");
+    add(app, "--z-dim", &TrainOptions::z_dim, "Mega's shared query/key width z (64)");
+    add(app, "--mega-attention", &TrainOptions::mega_attention,
+        "Mega's attention function: softmax | laplace");
     add(app, "--out", &TrainOptions::out,
         "run folder for metrics.csv, config.json and model.safetensors");
     app.add_flag("--quiet", raw.quiet, "no progress line");
@@ -209,7 +290,8 @@ std::vector<std::string> parse_kinds(const std::string& text) {
   std::set<std::string> seen;
   for (const std::string& k : kinds) {
     POLYAK_CHECK(contains(model_kinds(), k), "polyak: --kinds has '", k,
-                 "', expected a comma-separated list of: ", join(model_kinds()));
+                 "', expected a comma-separated list of: ", join(causal_model_kinds()));
+    check_causal_kind("--kinds has", k);
     POLYAK_CHECK(seen.insert(k).second, "polyak: --kinds names '", k,
                  "' twice, expected each kind at most once");
   }
@@ -264,7 +346,8 @@ std::vector<int32_t> parse_prompt(const std::vector<std::string>& parts) {
 }
 
 const std::vector<std::string>& command_names() {
-  static const std::vector<std::string> names = {"train", "bench", "generate", "compare", "ablate"};
+  static const std::vector<std::string> names = {"train",   "bench",  "generate",
+                                                 "compare", "ablate", "inspect-grads"};
   return names;
 }
 
@@ -275,10 +358,58 @@ const std::vector<std::string>& preset_names() {
   return names;
 }
 
-std::string default_plot_script() {
+const std::vector<std::string>& causal_model_kinds() {
+  static const std::vector<std::string> kinds = [] {
+    std::vector<std::string> causal;
+    for (const std::string& kind : model_kinds())
+      if (!non_causal_kind(kind)) causal.push_back(kind);
+    return causal;
+  }();
+  return kinds;
+}
+
+std::string default_plot_script(const std::string& name) {
   // This file is cli/options.cpp of the source tree the program was built from.
-  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "scripts" / "plot_runs.py")
-      .string();
+  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "scripts" / name).string();
+}
+
+std::string kind_settings(const TrainOptions& o) {
+  const TransformerConfig c = o.model_config(CopyTask({.length = o.length}).vocab());
+  std::ostringstream os;
+  auto next = [&]() -> std::ostringstream& {
+    if (os.tellp() > 0) os << "; ";
+    return os;
+  };
+  if (c.attention == "momentum")
+    next() << "momentum attention: β " << o.beta << ", γ " << o.gamma << " (" << o.weighting
+           << " weighting)";
+  if (c.connection == "momentum")
+    next() << "momentum connection: β̃ " << o.conn_beta << ", γ̃ " << o.conn_gamma;
+  if (c.connection == "adaptive")
+    next() << "adaptive connection: γ̃ " << o.conn_gamma << ", δ " << o.delta;
+  if (c.attention == "transnormer") {
+    std::vector<std::string> layers;
+    for (int64_t i = 0; i < c.layers; ++i) layers.push_back(c.layer_config(i).attention.kind);
+    next() << "transnormer: layers " << join(layers) << " (DiagAttention blocks of " << o.block_size
+           << " positions)";
+  }
+  if (c.attention == "mega" || c.attention == "mega-chunk") {
+    next() << c.attention << ": EMA n " << o.ema_dim << ", z " << o.z_dim << ", "
+           << o.mega_attention << " attention ";
+    if (c.attention == "mega")
+      os << "over the whole sequence (max_len " << c.max_len << ")";
+    else
+      os << "in chunks of " << o.block_size << " positions";
+  }
+  if (c.attention == "performer") {
+    next() << "performer: m " << o.features << " FAVOR+ features, ";
+    if (o.redraw > 0)
+      os << "redrawn every " << o.redraw << " training steps";
+    else
+      os << "never redrawn";
+  }
+  if (c.attention == "linformer") next() << "linformer: K, V projected to k " << o.linformer_k;
+  return os.str();
 }
 
 TransformerConfig TrainOptions::model_config(int64_t vocab) const {
@@ -297,6 +428,13 @@ TransformerConfig TrainOptions::model_config(int64_t vocab) const {
   c.connection_beta = conn_beta;
   c.connection_gamma = conn_gamma;
   c.connection_delta = delta;
+  c.block_size = block_size;
+  c.performer_features = features;
+  c.performer_redraw = redraw;
+  c.linformer_k = linformer_k;
+  c.mega_ema_dim = ema_dim;
+  c.mega_z_dim = z_dim;
+  c.mega_attention = mega_attention;
   c.causal = true;
   c.activation = "relu";
   c.seed = seed;
@@ -344,10 +482,10 @@ Command parse_command_line(const std::vector<std::string>& args) {
   gen->add_option("--stop", gen_raw.stop, "stop after generating this token (-1: never)");
   gen->add_option("--threads", gen_raw.threads, "CPU threads (0: all cores)");
 
-  // compare and ablate share the experiment flags.
+  // compare, ablate and inspect-grads share the plot flags.
   auto add_experiment_flags = [](CLI::App& cmd, ExperimentOptions& e) {
     cmd.add_option("--python", e.python, "the Python that draws the PNG (needs matplotlib)");
-    cmd.add_option("--plot-script", e.plot_script, "scripts/plot_runs.py");
+    cmd.add_option("--plot-script", e.plot_script, "the plot script (default: in scripts/)");
   };
   CLI::App* compare = app.add_subcommand(
       "compare",
@@ -357,9 +495,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
   compare_flags.add_all(*compare, false);
   ExperimentOptions compare_raw;
   std::string kinds_text;
-  compare->add_option(
-      "--kinds", kinds_text,
-      "comma-separated kinds to train (default: all of " + join(model_kinds()) + ")");
+  compare->add_option("--kinds", kinds_text,
+                      "comma-separated kinds to train (default: every causal kind: " +
+                          join(causal_model_kinds()) + ")");
   add_experiment_flags(*compare, compare_raw);
 
   CLI::App* ablate = app.add_subcommand(
@@ -384,16 +522,36 @@ Command parse_command_line(const std::vector<std::string>& args) {
   ablate_conn->add_option("--values", conn_values, "comma-separated β̃ values");
   add_experiment_flags(*ablate_conn, conn_raw);
 
+  CLI::App* inspect = app.add_subcommand(
+      "inspect-grads",
+      "train kinds on one copy-task stream and record the gradient norms reaching each layer's "
+      "q, k, v and attention output: a CSV per kind, a PNG and a summary");
+  TrainFlags inspect_flags;
+  inspect_flags.raw.preset = "figure1";
+  inspect_flags.add_all(*inspect, false);
+  ExperimentOptions inspect_plot;
+  InspectOptions inspect_raw;
+  std::string inspect_kinds = "linear,transnormer,momentum";
+  CLI::Option* inspect_kinds_flag = inspect->add_option(
+      "--kinds", inspect_kinds, "comma-separated kinds to train (default: " + inspect_kinds + ")");
+  std::string checkpoints_text;
+  CLI::Option* checkpoints_flag = inspect->add_option(
+      "--checkpoints", checkpoints_text,
+      "instead of --kinds: comma-separated model.safetensors (from polyak train or compare) to "
+      "train on from; the model and the copy task's length come from each file");
+  inspect->add_option("--every", inspect_raw.every,
+                      "steps between records (step 1 and the last are recorded too)");
+  add_experiment_flags(*inspect, inspect_plot);
+
   auto is_word = [](const std::string& a) { return !a.empty() && a[0] != '-'; };
   if (!args.empty() && is_word(args[0]))
     POLYAK_CHECK(contains(command_names(), args[0]), "polyak: unknown command '", args[0],
                  "', expected one of: ", join(command_names()));
-  if (!args.empty() && args[0] == "compare")
+  if (!args.empty() && (args[0] == "compare" || args[0] == "inspect-grads"))
     for (const std::string& a : args)
-      POLYAK_CHECK(a != "--model" && a.rfind("--model=", 0) != 0,
-                   "polyak compare: --model is not a flag of compare, expected --kinds K,K,... "
-                   "(default: all of ",
-                   join(model_kinds()), ")");
+      POLYAK_CHECK(a != "--model" && a.rfind("--model=", 0) != 0, "polyak ", args[0],
+                   ": --model is not a flag of ", args[0],
+                   ", expected --kinds K,K,... of: ", join(causal_model_kinds()));
   if (!args.empty() && args[0] == "ablate") {
     bool help = args.size() >= 2 && (args[1] == "--help" || args[1] == "-h");
     POLYAK_CHECK(help || (args.size() >= 2 && is_word(args[1])),
@@ -462,8 +620,36 @@ Command parse_command_line(const std::vector<std::string>& args) {
     ExperimentOptions e = compare_raw;
     e.study = "compare";
     e.train = compare_flags.resolve("", "runs/figure1");
-    e.kinds = compare->count("--kinds") > 0 ? parse_kinds(kinds_text) : model_kinds();
+    e.kinds = compare->count("--kinds") > 0 ? parse_kinds(kinds_text) : causal_model_kinds();
     cmd.experiment = e;
+  } else if (inspect->parsed()) {
+    cmd.name = "inspect-grads";
+    InspectOptions i = inspect_raw;
+    i.train = inspect_flags.resolve("", "runs/grads");
+    // Most of figure1's learning curve (the loss falls from 2.3 to about 0.5), in about two
+    // minutes for the three default kinds on 2 quiet cores.
+    if (inspect->count("--steps") == 0) i.train.steps = 2000;
+    check_positive("--every", i.every);
+    if (checkpoints_flag->count() > 0) {
+      POLYAK_CHECK(inspect_kinds_flag->count() == 0,
+                   "polyak inspect-grads: both --kinds and --checkpoints given, expected one of "
+                   "them (each checkpoint names its kind)");
+      i.checkpoints = split_list(checkpoints_text);
+      POLYAK_CHECK(!i.checkpoints.empty(),
+                   "polyak inspect-grads: --checkpoints is empty, expected comma-separated paths "
+                   "of model.safetensors files");
+      for (const std::string& path : i.checkpoints)
+        POLYAK_CHECK(!path.empty(), "polyak inspect-grads: --checkpoints '", checkpoints_text,
+                     "' has an empty entry, expected comma-separated paths");
+    } else {
+      i.kinds = parse_kinds(inspect_kinds);
+    }
+    i.python = inspect_plot.python;
+    i.plot_script = inspect_plot.plot_script.empty() ? default_plot_script("plot_grads.py")
+                                                     : inspect_plot.plot_script;
+    POLYAK_CHECK(!i.python.empty(),
+                 "polyak: --python is empty, expected the path of a Python 3 interpreter");
+    cmd.inspect = i;
   } else if (ablate_beta->parsed()) {
     cmd.name = "ablate";
     ExperimentOptions e = beta_raw;

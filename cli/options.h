@@ -12,8 +12,12 @@ namespace polyak::cli {
 
 // The presets, in the order --help lists them: "default" (a small linear model that learns
 // in under a minute), "paper" (the paper's copy configuration), "figure1" (a scaled copy
-// configuration for the five-model comparison and the ablations).
+// configuration for the comparison of every causal kind and the ablations).
 const std::vector<std::string>& preset_names();
+
+// The model kinds the copy task can train: every kind of model_kinds() with a causal form
+// (all but Linformer), in that order.
+const std::vector<std::string>& causal_model_kinds();
 
 // `polyak train` on the copy task (MATH.md §10).
 struct TrainOptions {
@@ -42,12 +46,28 @@ struct TrainOptions {
   double conn_beta = TransformerConfig{}.connection_beta;          // β̃ ∈ [0, 1)
   double conn_gamma = TransformerConfig{}.connection_gamma;        // γ̃ > 0
   double delta = TransformerConfig{}.connection_delta;             // δ ∈ (0, 1)
+  // TransNormer, Mega, Performer and Linformer (MATH.md §5–7); checked by
+  // TransformerConfig::validate, whose messages name the flag.
+  int64_t block_size = TransformerConfig{}.block_size;  // DiagAttention block, Mega-chunk chunk
+  int64_t features = TransformerConfig{}.performer_features;  // Performer's m
+  int64_t redraw =
+      TransformerConfig{}.performer_redraw;  // training steps between redraws (0: never)
+  int64_t linformer_k = TransformerConfig{}.linformer_k;
+  int64_t ema_dim = TransformerConfig{}.mega_ema_dim;               // Mega's n
+  int64_t z_dim = TransformerConfig{}.mega_z_dim;                   // Mega's shared Q/K width
+  std::string mega_attention = TransformerConfig{}.mega_attention;  // softmax | laplace
   std::string out;  // run folder: metrics.csv, config.json and model.safetensors
   bool quiet = false;
 
   // The model these options describe.
   TransformerConfig model_config(int64_t vocab) const;
 };
+
+// The settings of the model's kind in one line, for the line `polyak train` prints under
+// the model's shape ("" for kinds without any: softmax, linear), e.g.
+//   momentum attention: β 0.1, γ 0.6 (exact weighting); adaptive connection: γ̃ 0.99, δ 0.001
+//   transnormer: layers diag, norm (DiagAttention blocks of 16 positions)
+std::string kind_settings(const TrainOptions& options);
 
 // `polyak bench`: time training steps of a copy model against the machine's GEMM peak.
 struct BenchOptions {
@@ -82,12 +102,26 @@ struct ExperimentOptions {
   std::string plot_script;  // default: scripts/plot_runs.py of this source tree
 };
 
+// `polyak inspect-grads`: copy-task runs that record, every `every` steps, the norms of the
+// gradients reaching each layer's q, k, v and attention output, and the loss (TransNormer's
+// claim that linear attention's scaling makes them large, MATH.md §5). One run per kind,
+// all from one seed and one data stream, or one per checkpoint, training on from it.
+struct InspectOptions {
+  TrainOptions train;  // shared settings (figure1 preset); train.out: the CSVs and the PNG
+  std::vector<std::string> kinds;        // default: linear, transnormer, momentum
+  std::vector<std::string> checkpoints;  // instead of kinds: model.safetensors files
+  int64_t every = 10;                    // record at step 1, every `every` steps and the last
+  std::string python = "/usr/bin/python3";
+  std::string plot_script;  // default: scripts/plot_grads.py of this source tree
+};
+
 struct Command {
-  std::string name;  // train | bench | generate | compare | ablate
+  std::string name;  // train | bench | generate | compare | ablate | inspect-grads
   TrainOptions train;
   BenchOptions bench;
   GenerateCommand generate;
   ExperimentOptions experiment;  // compare and ablate
+  InspectOptions inspect;
 };
 
 // Thrown for --help: carries the text to print.
@@ -99,7 +133,8 @@ struct HelpRequested {
 // value seen and what was expected, for unknown flags, bad values and missing commands.
 Command parse_command_line(const std::vector<std::string>& args);
 
-// scripts/plot_runs.py next to this source tree (where the program was built from).
-std::string default_plot_script();
+// scripts/<name> of the source tree the program was built from: plot_runs.py (compare,
+// ablate), plot_grads.py (inspect-grads).
+std::string default_plot_script(const std::string& name = "plot_runs.py");
 
 }  // namespace polyak::cli

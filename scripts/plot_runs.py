@@ -7,7 +7,9 @@ FOLDER holds summary.csv (one row per run: run folder, legend label, ...) and, p
 FOLDER/<run>/metrics.csv as `polyak train` writes it. Four panels, one line per run, as in
 the paper's Figure 1: training loss against iteration and against training seconds (test
 evaluations excluded), test word accuracy against iteration and against training seconds.
-The training loss is a running mean over a window of about 2% of the steps.
+The training loss is a running mean over a window of about 2% of the steps. Each run has
+its own colour, dash and marker, so that the nine causal kinds of `polyak compare` stay
+apart (and readable in grey).
 
 Exit status: 0 drawn; 2 bad input (missing files, no runs); 3 matplotlib is not installed.
 """
@@ -16,6 +18,9 @@ import csv
 import math
 import os
 import sys
+
+DASHES = ("-", "--", "-.", (0, (1, 1)))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
 
 
 def read_rows(path):
@@ -79,18 +84,21 @@ def main():
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     (loss_step, loss_time), (acc_step, acc_time) = axes
-    for label, metrics in runs:
+    colors = plt.get_cmap("tab10").colors
+    for i, (label, metrics) in enumerate(runs):
+        style = dict(color=colors[i % len(colors)], linestyle=DASHES[i % len(DASHES)],
+                     marker=MARKERS[i % len(MARKERS)], markersize=3, linewidth=1.2)
         step = [number(r["step"]) for r in metrics]
         seconds = [number(r.get("train_seconds") or r["seconds"]) for r in metrics]
         loss = running_mean([number(r["loss"]) for r in metrics], max(1, len(metrics) // 50))
         evals = [r for r in metrics if r.get("test_accuracy", "") != ""]
-        line, = loss_step.plot(step, loss, label=label, linewidth=1.2)
-        loss_time.plot(seconds, loss, color=line.get_color(), linewidth=1.2)
+        loss_step.plot(step, loss, label=label, **style, markevery=max(1, len(step) // 8))
+        loss_time.plot(seconds, loss, **style, markevery=max(1, len(step) // 8))
         eval_step = [number(r["step"]) for r in evals]
         eval_seconds = [number(r.get("train_seconds") or r["seconds"]) for r in evals]
         eval_acc = [100 * number(r["test_accuracy"]) for r in evals]
-        acc_step.plot(eval_step, eval_acc, color=line.get_color(), marker=".", linewidth=1.2)
-        acc_time.plot(eval_seconds, eval_acc, color=line.get_color(), marker=".", linewidth=1.2)
+        acc_step.plot(eval_step, eval_acc, **style)
+        acc_time.plot(eval_seconds, eval_acc, **style)
 
     for ax in (loss_step, loss_time):
         ax.set_yscale("log")
@@ -106,7 +114,7 @@ def main():
         ax.grid(True, alpha=0.3)
     # One legend for the four panels, under them, where it hides no curve.
     handles, labels = loss_step.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
     if args.title:
         fig.suptitle(args.title)
     fig.tight_layout(rect=(0, 0.05, 1, 1))

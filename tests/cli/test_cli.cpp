@@ -50,7 +50,7 @@ TEST_CASE("cli: train defaults and the paper preset") {
   CHECK(o.train.out == "somewhere");
 }
 
-TEST_CASE("cli: every model kind trains, with the paper's momentum values by default") {
+TEST_CASE("cli: every causal model kind trains, with the paper's momentum values by default") {
   cli::TrainOptions d = parse({"train"}).train;
   CHECK(d.beta == doctest::Approx(0.1));
   CHECK(d.gamma == doctest::Approx(0.6));
@@ -58,7 +58,7 @@ TEST_CASE("cli: every model kind trains, with the paper's momentum values by def
   CHECK(d.conn_beta == doctest::Approx(0.99));
   CHECK(d.conn_gamma == doctest::Approx(0.99));
   CHECK(d.delta == doctest::Approx(1e-3));
-  for (const std::string& kind : model_kinds()) {
+  for (const std::string& kind : cli::causal_model_kinds()) {
     CAPTURE(kind);
     cli::TrainOptions o = parse({"train", "--model", kind}).train;
     CHECK(o.model == kind);

@@ -144,12 +144,12 @@ TEST_CASE("cli: bad generate input names the flag and the value") {
       {"--bogus"});
 }
 
-TEST_CASE("cli: compare runs every kind on the figure1 preset by default") {
+TEST_CASE("cli: compare runs every causal kind on the figure1 preset by default") {
   cli::Command c = parse({"compare"});
   CHECK(c.name == "compare");
   const cli::ExperimentOptions& e = c.experiment;
   CHECK(e.study == "compare");
-  CHECK(e.kinds == model_kinds());
+  CHECK(e.kinds == cli::causal_model_kinds());
   CHECK(e.train.preset == "figure1");
   CHECK(e.train.out == "runs/figure1");
   CHECK(e.python == "/usr/bin/python3");

@@ -1,0 +1,430 @@
+// The attention kinds' flags (TransNormer, Mega, Performer, Linformer), the copy task's
+// refusal of non-causal kinds, their FLOP counts, and `polyak inspect-grads`: its flags, its
+// CSVs and a tiny run per kind and from checkpoints.
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "cli/bench.h"
+#include "cli/copy_run.h"
+#include "cli/inspect.h"
+#include "cli/options.h"
+#include "files.h"
+#include "models/checkpoint.h"
+#include "testing.h"
+
+using namespace polyak;
+using polyak::testing::check_error;
+using polyak::testing::read_bytes;
+using polyak::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+cli::Command parse(std::vector<std::string> args) {
+  return cli::parse_command_line(args);
+}
+
+// Flags of a model small enough to train a few steps in milliseconds, on one thread so that
+// two runs give the same numbers.
+std::vector<std::string> tiny(std::vector<std::string> args, const fs::path& out) {
+  for (const char* a :
+       {"--steps",        "6", "--length",  "16", "--batch", "4",  "--layers",     "2",
+        "--heads",        "2", "--d-model", "16", "--ff",    "32", "--eval-every", "3",
+        "--eval-batches", "1", "--threads", "1",  "--quiet"})
+    args.emplace_back(a);
+  args.emplace_back("--out");
+  args.push_back(out.string());
+  return args;
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream is(text);
+  for (std::string line; std::getline(is, line);) out.push_back(line);
+  return out;
+}
+
+std::vector<double> fields(const std::string& line) {
+  std::vector<double> out;
+  std::stringstream is(line);
+  for (std::string item; std::getline(is, item, ',');) out.push_back(std::stod(item));
+  return out;
+}
+
+bool has_matplotlib(const std::string& python) {
+  std::string cmd = python + " -c 'import matplotlib' >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("cli: the attention kinds' flags reach the model's config") {
+  cli::TrainOptions d = parse({"train"}).train;
+  CHECK(d.block_size == 16);
+  CHECK(d.features == 64);
+  CHECK(d.redraw == 1000);
+  CHECK(d.linformer_k == 64);
+  CHECK(d.ema_dim == 16);
+  CHECK(d.z_dim == 64);
+  CHECK(d.mega_attention == "softmax");
+  // TransNormer's own block for the paper's L = 128; blocks of 16 where L is 32 or 64, so
+  // that DiagAttention and Mega-chunk do not see the whole sequence.
+  CHECK(parse({"train", "--preset", "paper"}).train.block_size == 64);
+  CHECK(parse({"train", "--preset", "figure1"}).train.block_size == 16);
+
+  cli::TrainOptions o = parse({"train", "--model", "mega-chunk", "--block-size", "8", "--features",
+                               "32", "--redraw", "0", "--linformer-k", "12", "--ema-dim", "4",
+                               "--z-dim", "24", "--mega-attention", "laplace"})
+                            .train;
+  TransformerConfig c = o.model_config(11);
+  CHECK(model_kind(c) == "mega-chunk");
+  CHECK(c.block_size == 8);
+  CHECK(c.performer_features == 32);
+  CHECK(c.performer_redraw == 0);
+  CHECK(c.linformer_k == 12);
+  CHECK(c.mega_ema_dim == 4);
+  CHECK(c.mega_z_dim == 24);
+  CHECK(c.mega_attention == "laplace");
+  CHECK(c.causal);
+  CHECK(c.max_len == o.length);  // Mega's bias covers the whole sequence
+
+  // Every command that configures a model takes them.
+  const std::vector<std::string> flags = {"--block-size", "8", "--z-dim", "24"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), flags.begin(), flags.end());
+    return parse(args);
+  };
+  CHECK(with({"bench"}).bench.train.block_size == 8);
+  CHECK(with({"compare"}).experiment.train.block_size == 8);
+  CHECK(with({"ablate", "beta"}).experiment.train.z_dim == 24);
+  CHECK(with({"ablate", "connection"}).experiment.train.block_size == 8);
+  CHECK(with({"inspect-grads"}).inspect.train.z_dim == 24);
+}
+
+TEST_CASE("cli: bad kind settings are the config's errors, naming the flag") {
+  check_error(
+      [] {
+        parse({"train", "--block-size", "0"});
+      },
+      {"--block-size", "block_size = 0", "positive"});
+  check_error([] { parse({"train", "--features", "0"}); }, {"--features", "= 0", "positive"});
+  check_error([] { parse({"train", "--redraw", "-1"}); }, {"--redraw", "= -1", "≥ 0"});
+  check_error([] { parse({"train", "--linformer-k", "0"}); }, {"--linformer-k", "= 0"});
+  check_error([] { parse({"train", "--ema-dim", "-2"}); }, {"--ema-dim", "= -2"});
+  check_error([] { parse({"train", "--z-dim", "0"}); }, {"--z-dim", "= 0"});
+  check_error(
+      [] {
+        parse({"train", "--mega-attention", "relu"});
+      },
+      {"--mega-attention", "'relu'", "softmax, laplace"});
+  check_error([] { parse({"train", "--block-size", "abc"}); }, {"--block-size", "abc"});
+  check_error([] { parse({"compare", "--z-dim", "0"}); }, {"--z-dim", "= 0"});
+  check_error([] { parse({"inspect-grads", "--block-size", "-1"}); }, {"--block-size", "= -1"});
+  check_error([] { parse({"bench", "--features", "-3"}); }, {"--features", "= -3"});
+}
+
+TEST_CASE("cli: Linformer is non-causal and the copy task is causal") {
+  std::vector<std::string> causal;
+  for (const std::string& kind : model_kinds())
+    if (kind != "linformer") causal.push_back(kind);
+  REQUIRE(causal.size() + 1 == model_kinds().size());
+  CHECK(cli::causal_model_kinds() == causal);
+
+  const std::vector<std::string> why = {"linformer", "non-causal", "copy task is causal"};
+  check_error([] { parse({"train", "--model", "linformer"}); }, why);
+  check_error([] { parse({"bench", "--model", "linformer"}); }, why);
+  check_error([] { parse({"compare", "--kinds", "linear,linformer"}); }, why);
+  check_error([] { parse({"inspect-grads", "--kinds", "linformer"}); }, why);
+  check_error([] { parse({"ablate", "beta", "--model", "linformer"}); }, why);
+  // The config says so too, for a model built outside the program.
+  TransformerConfig c;
+  set_model_kind(c, "linformer");
+  c.causal = true;
+  check_error([&] { c.validate(); }, {"linformer", "causal"});
+}
+
+TEST_CASE("cli: the model line names each kind's settings") {
+  auto settings = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "train");
+    return cli::kind_settings(parse(args).train);
+  };
+  CHECK(settings({"--model", "linear"}).empty());
+  CHECK(settings({"--model", "softmax"}).empty());
+  CHECK(settings({"--model", "momentum"}) == "momentum attention: β 0.1, γ 0.6 (exact weighting)");
+  CHECK(settings({"--model", "adaptive", "--delta", "0.01"}) ==
+        "momentum attention: β 0.1, γ 0.6 (exact weighting); adaptive connection: γ̃ 0.99, δ 0.01");
+  CHECK(settings({"--model", "momentum-connection", "--conn-beta", "0.9"}) ==
+        "momentum attention: β 0.1, γ 0.6 (exact weighting); momentum connection: β̃ 0.9, γ̃ 0.99");
+  CHECK(settings({"--model", "transnormer", "--preset", "figure1", "--layers", "4"}) ==
+        "transnormer: layers diag, diag, norm, norm (DiagAttention blocks of 16 positions)");
+  CHECK(settings({"--model", "mega", "--preset", "figure1"}) ==
+        "mega: EMA n 16, z 64, softmax attention over the whole sequence (max_len 64)");
+  CHECK(settings({"--model", "mega-chunk", "--mega-attention", "laplace", "--block-size", "8"}) ==
+        "mega-chunk: EMA n 16, z 64, laplace attention in chunks of 8 positions");
+  CHECK(settings({"--model", "performer", "--features", "32"}) ==
+        "performer: m 32 FAVOR+ features, redrawn every 1000 training steps");
+  CHECK(settings({"--model", "performer", "--redraw", "0"}) ==
+        "performer: m 64 FAVOR+ features, never redrawn");
+}
+
+TEST_CASE("cli: inspect-grads flags and their defaults") {
+  cli::Command c = parse({"inspect-grads"});
+  CHECK(c.name == "inspect-grads");
+  const cli::InspectOptions& d = c.inspect;
+  CHECK(d.kinds == std::vector<std::string>{"linear", "transnormer", "momentum"});
+  CHECK(d.checkpoints.empty());
+  CHECK(d.train.preset == "figure1");
+  CHECK(d.train.out == "runs/grads");
+  CHECK(d.train.steps == 2000);
+  CHECK(d.every == 10);
+  CHECK(d.python == "/usr/bin/python3");
+  CHECK(d.plot_script == cli::default_plot_script("plot_grads.py"));
+  CHECK(fs::exists(d.plot_script));
+
+  cli::InspectOptions o = parse({"inspect-grads", "--kinds", "softmax, performer", "--steps", "30",
+                                 "--every", "7", "--seed", "3", "--lr", "2e-3", "--out", "x"})
+                              .inspect;
+  CHECK(o.kinds == std::vector<std::string>{"softmax", "performer"});
+  CHECK(o.train.steps == 30);
+  CHECK(o.every == 7);
+  CHECK(o.train.seed == 3);
+  CHECK(o.train.lr == doctest::Approx(2e-3));
+  CHECK(o.train.out == "x");
+  CHECK(cli::inspect_run_names(o) == o.kinds);
+
+  cli::InspectOptions k =
+      parse({"inspect-grads", "--checkpoints",
+             "runs/figure1/linear/model.safetensors,runs/x/momentum.safetensors,"
+             "other/linear/model.safetensors"})
+          .inspect;
+  CHECK(k.kinds.empty());
+  REQUIRE(k.checkpoints.size() == 3);
+  CHECK(k.checkpoints[1] == "runs/x/momentum.safetensors");
+  CHECK(cli::inspect_run_names(k) == std::vector<std::string>{"linear-1", "momentum", "linear-3"});
+
+  check_error([] { parse({"inspect-grads", "--every", "0"}); }, {"--every", "0", "≥ 1"});
+  check_error([] { parse({"inspect-grads", "--steps", "0"}); }, {"--steps", "0"});
+  check_error(
+      [] {
+        parse({"inspect-grads", "--kinds", "linear", "--checkpoints", "m.safetensors"});
+      },
+      {"--kinds", "--checkpoints", "one of them"});
+  check_error([] { parse({"inspect-grads", "--checkpoints", ""}); }, {"--checkpoints", "empty"});
+  check_error(
+      [] {
+        parse({"inspect-grads", "--checkpoints", "a,,b"});
+      },
+      {"--checkpoints", "'a,,b'", "empty entry"});
+  check_error([] { parse({"inspect-grads", "--kinds", "quantum"}); }, {"--kinds", "quantum"});
+  check_error([] { parse({"inspect-grads", "--kinds", "linear,linear"}); }, {"--kinds", "twice"});
+  check_error([] { parse({"inspect-grads", "--model", "linear"}); }, {"--model", "--kinds"});
+  check_error([] { parse({"inspect-grads", "--python", ""}); }, {"--python"});
+}
+
+TEST_CASE("cli: the gradient CSV and the per-layer median and maximum") {
+  cli::GradRun run;
+  run.layer_attention = {"diag", "norm"};
+  // Layer 0 has q = 1, 2, 3, 10 over four steps; layer 1 has q = 5, 4 over two.
+  const double q0[] = {1, 2, 3, 10};
+  for (int64_t i = 0; i < 4; ++i)
+    run.records.push_back({i + 1, 0, q0[i], 0.5, 2.0 * static_cast<double>(i + 1), 1, 2.5});
+  run.records.push_back({1, 1, 5, 1, 1, 1, 2.5});
+  run.records.push_back({2, 1, 4, 3, 1, 1, 2.4});
+
+  std::vector<cli::LayerGradStats> s = cli::layer_grad_stats(run);
+  REQUIRE(s.size() == 2);
+  CHECK(s[0].layer == 0);
+  CHECK(s[0].attention == "diag");
+  CHECK(s[0].q.median == doctest::Approx(2.5));
+  CHECK(s[0].q.max == doctest::Approx(10));
+  CHECK(s[0].k.median == doctest::Approx(0.5));
+  CHECK(s[0].v.median == doctest::Approx(5));
+  CHECK(s[0].v.max == doctest::Approx(8));
+  CHECK(s[1].attention == "norm");
+  CHECK(s[1].q.median == doctest::Approx(4.5));
+  CHECK(s[1].k.max == doctest::Approx(3));
+
+  std::vector<std::string> csv = lines(cli::grad_csv(run.records));
+  REQUIRE(csv.size() == 7);
+  CHECK(csv[0] == "step,layer,q,k,v,out,loss");
+  CHECK(csv[4] == "4,0,10,0.5,8,1,2.5");
+  CHECK(csv[6] == "2,1,4,3,1,1,2.4");
+}
+
+TEST_CASE("cli: a tiny inspect-grads run records finite, positive norms per kind and layer") {
+  TempDir dir("polyak-test-inspect");
+  cli::InspectOptions o =
+      parse(tiny({"inspect-grads", "--kinds", "linear,transnormer", "--every", "2"}, dir.path))
+          .inspect;
+  std::vector<std::string> started;
+  int64_t steps_seen = 0;
+  cli::InspectCallbacks cb;
+  cb.on_run_start = [&](const cli::GradRun& run, size_t, size_t count) {
+    started.push_back(run.name);
+    CHECK(count == 2);
+  };
+  cb.on_step = [&](const cli::StepRecord&) { ++steps_seen; };
+  cli::InspectResult r = cli::run_inspect(o, cb);
+  CHECK(started == std::vector<std::string>{"linear", "transnormer"});
+  CHECK(steps_seen == 12);
+  CHECK(r.failed_runs == 0);
+  REQUIRE(r.runs.size() == 2);
+  CHECK(r.runs[0].layer_attention == std::vector<std::string>{"linear", "linear"});
+  CHECK(r.runs[1].layer_attention == std::vector<std::string>{"diag", "norm"});
+
+  for (const cli::GradRun& run : r.runs) {
+    CAPTURE(run.name);
+    CHECK(run.ok);
+    CHECK(run.kind == run.name);
+    CHECK(run.final_loss > 0);
+    CHECK((run.test_accuracy >= 0 && run.test_accuracy <= 1));
+    REQUIRE(run.csv_path == dir.file(run.name + ".csv"));
+    std::vector<std::string> csv = lines(read_bytes(run.csv_path));
+    REQUIRE(csv.size() == 1 + 4 * 2);  // steps 1, 2, 4, 6 (every 2, and the last), 2 layers
+    CHECK(csv[0] == "step,layer,q,k,v,out,loss");
+    std::set<int64_t> steps, layers;
+    std::map<int64_t, double> loss_at;
+    for (size_t i = 1; i < csv.size(); ++i) {
+      std::vector<double> row = fields(csv[i]);
+      REQUIRE(row.size() == 7);
+      steps.insert(static_cast<int64_t>(row[0]));
+      layers.insert(static_cast<int64_t>(row[1]));
+      for (size_t j = 2; j < 7; ++j) {
+        INFO(csv[i]);
+        CHECK(std::isfinite(row[j]));
+        CHECK(row[j] > 0);
+      }
+      // Both layers' rows of a step carry that step's loss.
+      auto [it, fresh] = loss_at.emplace(static_cast<int64_t>(row[0]), row[6]);
+      if (!fresh) CHECK(it->second == row[6]);
+    }
+    CHECK(steps == std::set<int64_t>{1, 2, 4, 6});
+    CHECK(layers == std::set<int64_t>{0, 1});
+    REQUIRE(run.records.size() == 8);
+    // The records are the steps' own: the norms change as the model trains.
+    CHECK(run.records[0].q != run.records[6].q);
+    CHECK(cli::layer_grad_stats(run).size() == 2);
+  }
+
+  // One seed, one data stream: a second run of a kind records the same numbers.
+  TempDir again_dir("polyak-test-inspect-again");
+  cli::InspectOptions again = o;
+  again.kinds = {"linear"};
+  again.train.out = again_dir.path.string();
+  again.python = "/nonexistent/python3";  // no figure: only the CSV matters here
+  cli::InspectResult a = cli::run_inspect(again);
+  CHECK(read_bytes(a.runs[0].csv_path) == read_bytes(r.runs[0].csv_path));
+
+  CHECK(r.png_path == dir.file("grads.png"));
+  if (has_matplotlib(o.python)) {
+    INFO(r.plot.message);
+    REQUIRE(r.plot.drawn);
+    CHECK(read_bytes(r.png_path).rfind("\x89PNG\r\n\x1a\n", 0) == 0);
+  } else {
+    MESSAGE("matplotlib is not installed: the PNG is not checked");
+    CHECK(!r.plot.drawn);
+  }
+}
+
+TEST_CASE("cli: inspect-grads trains on from checkpoints, and a failing run leaves the others") {
+  TempDir dir("polyak-test-inspect-checkpoints");
+  const fs::path good_dir = dir.path / "momentum";
+  cli::TrainResult trained = cli::train_copy(
+      parse(tiny({"train", "--model", "momentum", "--beta", "0.3", "--block-size", "4"}, good_dir))
+          .train,
+      nullptr);
+
+  // The same model with a NaN weight in its second layer: its loss is not finite at step 1.
+  std::map<std::string, std::string> metadata;
+  std::shared_ptr<TransformerLM> model = load_model(trained.model_path, &metadata);
+  {
+    NoGradGuard no_grad;
+    model->parameter("layers.1.feed_forward.linear1.weight").data<float>()[0] =
+        std::numeric_limits<float>::quiet_NaN();
+  }
+  fs::create_directories(dir.path / "broken");
+  const std::string broken = (dir.path / "broken" / "model.safetensors").string();
+  save_model(*model, broken, metadata);
+
+  cli::InspectOptions o = parse(tiny({"inspect-grads", "--checkpoints",
+                                      broken + "," + trained.model_path, "--every", "3"},
+                                     dir.path / "grads"))
+                              .inspect;
+  o.python = "/nonexistent/python3";  // the figure is the other test's
+  cli::InspectResult r = cli::run_inspect(o);
+  CHECK(!r.plot.drawn);
+  CHECK(contains(r.plot.message, "/nonexistent/python3"));
+  REQUIRE(r.runs.size() == 2);
+  CHECK(r.failed_runs == 1);
+
+  const cli::GradRun& bad = r.runs[0];
+  CHECK(bad.name == "broken");
+  CHECK(!bad.ok);
+  CHECK(contains(bad.error, "step 1"));
+  CHECK(contains(bad.error, "layer 1"));
+  CHECK(lines(read_bytes(bad.csv_path)) == std::vector<std::string>{"step,layer,q,k,v,out,loss"});
+
+  const cli::GradRun& good = r.runs[1];
+  CHECK(good.ok);
+  CHECK(good.name == "momentum");
+  CHECK(good.kind == "momentum");
+  CHECK(good.checkpoint == trained.model_path);
+  CHECK(good.options.length == 16);  // from the checkpoint's copy task
+  CHECK(good.options.layers == 2);
+  CHECK(good.options.beta == doctest::Approx(0.3));  // the checkpoint's settings, not the flags'
+  CHECK(good.options.block_size == 4);
+  REQUIRE(good.records.size() == 3 * 2);  // steps 1, 3, 6
+  CHECK(good.records.back().step == 6);
+  for (const cli::GradRecord& rec : good.records) {
+    CHECK(std::isfinite(rec.q));
+    CHECK(rec.out > 0);
+  }
+
+  // A missing checkpoint fails before any run trains; so does a non-causal model.
+  const std::string missing = (dir.path / "missing.safetensors").string();
+  cli::InspectOptions m = o;
+  m.checkpoints = {trained.model_path, missing};
+  check_error([&] { cli::run_inspect(m); }, {missing});
+  TransformerConfig nc = model->config();
+  nc.causal = false;
+  TransformerLM encoder(nc);
+  const std::string encoder_path = (dir.path / "encoder.safetensors").string();
+  save_model(encoder, encoder_path, metadata);
+  m.checkpoints = {encoder_path};
+  check_error([&] { cli::run_inspect(m); }, {encoder_path, "non-causal"});
+}
+
+TEST_CASE("cli: the FLOP count follows each layer's attention") {
+  TransformerConfig c;
+  c.layers = 2;
+  c.d_model = 4;
+  c.heads = 1;
+  c.ff_dim = 8;
+  c.vocab = 3;
+  c.block_size = 2;
+  set_model_kind(c, "transnormer");
+  // per token and layer: qkv 2·4·12 + out 2·4·4 + ff 2·2·4·8 = 256; layer 0 (diag, blocks of
+  // 2, causal: 1.5 keys per query) 4·4·1.5 = 24; layer 1 (norm) 2·16 + 2·16 + 4·4 = 80;
+  // head 2·4·3 = 24
+  const double per_token = 256 + 24 + 256 + 80 + 24;
+  CHECK(cli::forward_flops(c, 2, 5) == doctest::Approx(10 * per_token));
+
+  // Blocks make the count linear in N; the whole sequence makes it quadratic.
+  TransformerConfig mega = c, chunk = c;
+  set_model_kind(mega, "mega");
+  set_model_kind(chunk, "mega-chunk");
+  const double mega_growth = cli::forward_flops(mega, 1, 4096) / cli::forward_flops(mega, 1, 1024);
+  const double chunk_growth =
+      cli::forward_flops(chunk, 1, 4096) / cli::forward_flops(chunk, 1, 1024);
+  CHECK(chunk_growth == doctest::Approx(4));
+  CHECK(mega_growth > 10);
+}
