@@ -25,8 +25,10 @@ Tensor FavorFeatureMap::forward(const Tensor& x) const {
 }
 
 void FavorFeatureMap::advance() {
+  // Each Ω serves exactly redraw_interval training forwards: a run whose length is a
+  // multiple of the interval ends on features it trained with, not on fresh ones.
+  if (redraw_interval_ > 0 && advances_ > 0 && advances_ % redraw_interval_ == 0) redraw();
   ++advances_;
-  if (redraw_interval_ > 0 && advances_ % redraw_interval_ == 0) redraw();
 }
 
 void FavorFeatureMap::redraw() {

@@ -21,8 +21,10 @@ class FavorFeatureMap final : public FeatureMap {
 
   // favor_feature_map(x, omega): x [B,H,N,D] (or any [..., D]) → [..., m].
   Tensor forward(const Tensor& x) const override;
-  // One training forward of the owning attention: the redraw_interval-th, 2·redraw_interval-th,
-  // ... call redraws Ω. Manual redraw() calls do not move this schedule.
+  // One training forward of the owning attention: the (redraw_interval + 1)-th,
+  // (2·redraw_interval + 1)-th, ... call redraws Ω before the forward maps anything, so
+  // that each Ω serves redraw_interval forwards. Manual redraw() calls do not move this
+  // schedule.
   void advance() override;
   // A fresh Ω from the module's generator, in omega's dtype. Ω is replaced, not written
   // into, so that a graph recorded before the redraw still backpropagates through the
