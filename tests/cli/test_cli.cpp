@@ -9,25 +9,21 @@
 #include "cli/bench.h"
 #include "cli/copy_run.h"
 #include "cli/options.h"
+#include "helpers.h"
 #include "testing.h"
 
 using namespace polyak;
 using polyak::testing::check_error;
-
-namespace {
-cli::Command parse(std::vector<std::string> args) {
-  return cli::parse_command_line(args);
-}
-}  // namespace
+using polyak::testing::parse_cli;
 
 TEST_CASE("cli: train defaults and the paper preset") {
-  cli::Command d = parse({"train"});
+  cli::Command d = parse_cli({"train"});
   CHECK(d.name == "train");
   CHECK(d.train.preset == "default");
   CHECK(d.train.steps >= 1);
   CHECK(d.train.out == "runs/copy-" + d.train.model);
 
-  cli::Command p = parse({"train", "--preset", "paper"});
+  cli::Command p = parse_cli({"train", "--preset", "paper"});
   CHECK(p.train.model == "linear");
   CHECK(p.train.layers == 4);
   CHECK(p.train.heads == 8);
@@ -41,8 +37,8 @@ TEST_CASE("cli: train defaults and the paper preset") {
   CHECK(c.resolved_head_dim() == 32);
 
   // Flags given explicitly override the preset, the rest keep it.
-  cli::Command o = parse({"train", "--preset", "paper", "--model", "softmax", "--steps", "7",
-                          "--layers", "2", "--out", "somewhere"});
+  cli::Command o = parse_cli({"train", "--preset", "paper", "--model", "softmax", "--steps", "7",
+                              "--layers", "2", "--out", "somewhere"});
   CHECK(o.train.model == "softmax");
   CHECK(o.train.steps == 7);
   CHECK(o.train.layers == 2);
@@ -51,7 +47,7 @@ TEST_CASE("cli: train defaults and the paper preset") {
 }
 
 TEST_CASE("cli: every causal model kind trains, with the paper's momentum values by default") {
-  cli::TrainOptions d = parse({"train"}).train;
+  cli::TrainOptions d = parse_cli({"train"}).train;
   CHECK(d.beta == doctest::Approx(0.1));
   CHECK(d.gamma == doctest::Approx(0.6));
   CHECK(d.weighting == "exact");
@@ -60,16 +56,16 @@ TEST_CASE("cli: every causal model kind trains, with the paper's momentum values
   CHECK(d.delta == doctest::Approx(1e-3));
   for (const std::string& kind : cli::causal_model_kinds()) {
     CAPTURE(kind);
-    cli::TrainOptions o = parse({"train", "--model", kind}).train;
+    cli::TrainOptions o = parse_cli({"train", "--model", kind}).train;
     CHECK(o.model == kind);
     CHECK(o.out == "runs/copy-" + kind);
     CHECK(model_kind(o.model_config(11)) == kind);
-    CHECK(parse({"bench", "--model", kind}).bench.train.model == kind);
+    CHECK(parse_cli({"bench", "--model", kind}).bench.train.model == kind);
   }
 
   cli::TrainOptions o =
-      parse({"train", "--model", "adaptive", "--beta", "0.3", "--gamma", "0.9", "--weighting",
-             "reference", "--conn-beta", "0.5", "--conn-gamma", "0.8", "--delta", "0.01"})
+      parse_cli({"train", "--model", "adaptive", "--beta", "0.3", "--gamma", "0.9", "--weighting",
+                 "reference", "--conn-beta", "0.5", "--conn-gamma", "0.8", "--delta", "0.01"})
           .train;
   TransformerConfig c = o.model_config(11);
   CHECK(c.attention == "momentum");
@@ -80,10 +76,10 @@ TEST_CASE("cli: every causal model kind trains, with the paper's momentum values
   CHECK(c.connection_beta == doctest::Approx(0.5));
   CHECK(c.connection_gamma == doctest::Approx(0.8));
   CHECK(c.connection_delta == doctest::Approx(0.01));
-  CHECK(parse({"train", "--beta", "0"}).train.beta == 0.0);  // β = 0 is allowed
+  CHECK(parse_cli({"train", "--beta", "0"}).train.beta == 0.0);  // β = 0 is allowed
 
   // The figure1 preset: the scaled comparison.
-  cli::TrainOptions f = parse({"train", "--preset", "figure1"}).train;
+  cli::TrainOptions f = parse_cli({"train", "--preset", "figure1"}).train;
   CHECK(f.length == 64);
   CHECK(f.layers == 2);
   CHECK(f.d_model == 64);
@@ -91,66 +87,74 @@ TEST_CASE("cli: every causal model kind trains, with the paper's momentum values
 }
 
 TEST_CASE("cli: bench defaults to the paper preset and a few steps") {
-  cli::Command b = parse({"bench"});
+  cli::Command b = parse_cli({"bench"});
   CHECK(b.name == "bench");
   CHECK(b.bench.train.preset == "paper");
   CHECK(b.bench.train.steps == 10);
-  cli::Command s = parse({"bench", "--steps", "3", "--model", "softmax", "--json", "x.json"});
+  cli::Command s = parse_cli({"bench", "--steps", "3", "--model", "softmax", "--json", "x.json"});
   CHECK(s.bench.train.steps == 3);
   CHECK(s.bench.train.model == "softmax");
   CHECK(s.bench.json == "x.json");
 }
 
 TEST_CASE("cli: bad input is a polyak::Error naming the flag and the value") {
-  check_error([] { parse({}); }, {"polyak"});
-  check_error([] { parse({"fly"}); }, {"fly"});
-  check_error([] { parse({"train", "--bogus"}); }, {"--bogus"});
-  check_error([] { parse({"train", "--steps", "0"}); }, {"--steps", "0", "≥ 1"});
-  check_error([] { parse({"train", "--steps", "abc"}); }, {"--steps", "abc"});
-  check_error([] { parse({"train", "--batch", "-3"}); }, {"--batch", "-3", "≥ 1"});
-  check_error([] { parse({"train", "--layers", "-1"}); }, {"--layers", "-1"});
-  check_error([] { parse({"train", "--heads", "0"}); }, {"--heads", "0"});
-  check_error([] { parse({"train", "--d-model", "-64"}); }, {"--d-model", "-64"});
-  check_error([] { parse({"train", "--threads", "-2"}); }, {"--threads", "-2"});
-  check_error([] { parse({"train", "--model", "quantum"}); }, {"--model", "quantum", "softmax"});
-  check_error([] { parse({"train", "--preset", "huge"}); }, {"--preset", "huge", "paper"});
-  check_error([] { parse({"train", "--lr", "-0.1"}); }, {"--lr", "-0.1"});
-  check_error([] { parse({"train", "--dropout", "1.5"}); }, {"--dropout", "1.5"});
+  check_error([] { parse_cli({}); }, {"polyak"});
+  check_error([] { parse_cli({"fly"}); }, {"fly"});
+  check_error([] { parse_cli({"train", "--bogus"}); }, {"--bogus"});
+  check_error([] { parse_cli({"train", "--steps", "0"}); }, {"--steps", "0", "≥ 1"});
+  check_error([] { parse_cli({"train", "--steps", "abc"}); }, {"--steps", "abc"});
+  check_error([] { parse_cli({"train", "--batch", "-3"}); }, {"--batch", "-3", "≥ 1"});
+  check_error([] { parse_cli({"train", "--layers", "-1"}); }, {"--layers", "-1"});
+  check_error([] { parse_cli({"train", "--heads", "0"}); }, {"--heads", "0"});
+  check_error([] { parse_cli({"train", "--d-model", "-64"}); }, {"--d-model", "-64"});
+  check_error([] { parse_cli({"train", "--threads", "-2"}); }, {"--threads", "-2"});
   check_error(
       [] {
-        parse({"train", "--d-model", "30", "--heads", "4"});
+        parse_cli({"train", "--model", "quantum"});
+      },
+      {"--model", "quantum", "softmax"});
+  check_error([] { parse_cli({"train", "--preset", "huge"}); }, {"--preset", "huge", "paper"});
+  check_error([] { parse_cli({"train", "--lr", "-0.1"}); }, {"--lr", "-0.1"});
+  check_error([] { parse_cli({"train", "--dropout", "1.5"}); }, {"--dropout", "1.5"});
+  check_error(
+      [] {
+        parse_cli({"train", "--d-model", "30", "--heads", "4"});
       },
       {"--d-model", "--heads"});
-  check_error([] { parse({"train", "--length", "4"}); }, {"--length", "4"});
+  check_error([] { parse_cli({"train", "--length", "4"}); }, {"--length", "4"});
   check_error(
       [] {
-        parse({"train", "--model", "quantum"});
+        parse_cli({"train", "--model", "quantum"});
       },
       {"--model", "quantum", "momentum-connection", "adaptive"});
-  check_error([] { parse({"bench", "--model", "quantum"}); }, {"--model", "quantum", "adaptive"});
-  check_error([] { parse({"train", "--beta", "1"}); }, {"--beta", "1", "[0, 1)"});
-  check_error([] { parse({"train", "--beta", "-0.1"}); }, {"--beta", "-0.1", "[0, 1)"});
-  check_error([] { parse({"train", "--beta", "nan"}); }, {"--beta"});
-  check_error([] { parse({"train", "--gamma", "0"}); }, {"--gamma", "0", "γ > 0"});
-  check_error([] { parse({"train", "--gamma", "-2"}); }, {"--gamma", "-2", "γ > 0"});
   check_error(
       [] {
-        parse({"train", "--weighting", "fancy"});
+        parse_cli({"bench", "--model", "quantum"});
+      },
+      {"--model", "quantum", "adaptive"});
+  check_error([] { parse_cli({"train", "--beta", "1"}); }, {"--beta", "1", "[0, 1)"});
+  check_error([] { parse_cli({"train", "--beta", "-0.1"}); }, {"--beta", "-0.1", "[0, 1)"});
+  check_error([] { parse_cli({"train", "--beta", "nan"}); }, {"--beta"});
+  check_error([] { parse_cli({"train", "--gamma", "0"}); }, {"--gamma", "0", "γ > 0"});
+  check_error([] { parse_cli({"train", "--gamma", "-2"}); }, {"--gamma", "-2", "γ > 0"});
+  check_error(
+      [] {
+        parse_cli({"train", "--weighting", "fancy"});
       },
       {"--weighting", "fancy", "exact, reference"});
-  check_error([] { parse({"train", "--conn-beta", "1.5"}); }, {"--conn-beta", "1.5", "[0, 1)"});
-  check_error([] { parse({"train", "--conn-gamma", "0"}); }, {"--conn-gamma", "0", "> 0"});
-  check_error([] { parse({"train", "--delta", "0"}); }, {"--delta", "0", "(0, 1)"});
-  check_error([] { parse({"train", "--delta", "1"}); }, {"--delta", "1", "(0, 1)"});
-  check_error([] { parse({"bench", "--beta", "2"}); }, {"--beta", "2"});
-  check_error([] { parse({"bench", "--gemm-size", "0"}); }, {"--gemm-size", "0"});
-  check_error([] { parse({"bench", "--warmup", "-1"}); }, {"--warmup", "-1"});
+  check_error([] { parse_cli({"train", "--conn-beta", "1.5"}); }, {"--conn-beta", "1.5", "[0, 1)"});
+  check_error([] { parse_cli({"train", "--conn-gamma", "0"}); }, {"--conn-gamma", "0", "> 0"});
+  check_error([] { parse_cli({"train", "--delta", "0"}); }, {"--delta", "0", "(0, 1)"});
+  check_error([] { parse_cli({"train", "--delta", "1"}); }, {"--delta", "1", "(0, 1)"});
+  check_error([] { parse_cli({"bench", "--beta", "2"}); }, {"--beta", "2"});
+  check_error([] { parse_cli({"bench", "--gemm-size", "0"}); }, {"--gemm-size", "0"});
+  check_error([] { parse_cli({"bench", "--warmup", "-1"}); }, {"--warmup", "-1"});
 }
 
 TEST_CASE("cli: --help is not an error") {
   bool helped = false;
   try {
-    parse({"train", "--help"});
+    parse_cli({"train", "--help"});
   } catch (const cli::HelpRequested& h) {
     helped = h.text.find("--steps") != std::string::npos;
   }
@@ -176,11 +180,11 @@ TEST_CASE("cli: a small softmax transformer learns the copy task") {
       std::filesystem::temp_directory_path() / ("polyak-test-copy-" + std::to_string(getpid()));
   std::filesystem::remove_all(out);
   cli::TrainOptions o =
-      parse({"train",      "--model",      "softmax", "--length",  "16", "--steps",
-             "400",        "--batch",      "32",      "--layers",  "2",  "--heads",
-             "2",          "--d-model",    "32",      "--ff",      "64", "--lr",
-             "3e-3",       "--eval-every", "400",     "--threads", "1",  "--out",
-             out.string(), "--quiet"})
+      parse_cli({"train",      "--model",      "softmax", "--length",  "16", "--steps",
+                 "400",        "--batch",      "32",      "--layers",  "2",  "--heads",
+                 "2",          "--d-model",    "32",      "--ff",      "64", "--lr",
+                 "3e-3",       "--eval-every", "400",     "--threads", "1",  "--out",
+                 out.string(), "--quiet"})
           .train;
   cli::TrainResult r = cli::train_copy(o, nullptr);
   INFO("test accuracy " << r.test_accuracy);
@@ -198,8 +202,8 @@ TEST_CASE("cli: a small softmax transformer learns the copy task") {
 }
 
 TEST_CASE("cli: a non-finite loss names the step and the first layer that produced it") {
-  cli::TrainOptions o = parse({"train", "--length", "16", "--layers", "3", "--heads", "2",
-                               "--d-model", "16", "--ff", "32"})
+  cli::TrainOptions o = parse_cli({"train", "--length", "16", "--layers", "3", "--heads", "2",
+                                   "--d-model", "16", "--ff", "32"})
                             .train;
   CopyTask task({.length = o.length, .seed = 3});
   TransformerLM model(o.model_config(task.vocab()));

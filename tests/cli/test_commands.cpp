@@ -12,30 +12,17 @@
 #include "cli/experiments.h"
 #include "cli/generate.h"
 #include "cli/options.h"
+#include "helpers.h"
 #include "models/checkpoint.h"
 #include "testing.h"
 
 using namespace polyak;
 using polyak::testing::check_error;
+using polyak::testing::parse_cli;
+using polyak::testing::tiny;
 namespace fs = std::filesystem;
 
 namespace {
-
-cli::Command parse(std::vector<std::string> args) {
-  return cli::parse_command_line(args);
-}
-
-// Flags of a model small enough to train a few steps in milliseconds.
-std::vector<std::string> tiny(std::vector<std::string> args, const fs::path& out) {
-  for (const char* a :
-       {"--steps",        "6", "--length",  "16", "--batch", "4",  "--layers",     "2",
-        "--heads",        "2", "--d-model", "16", "--ff",    "32", "--eval-every", "3",
-        "--eval-batches", "1", "--threads", "1",  "--quiet"})
-    args.emplace_back(a);
-  args.emplace_back("--out");
-  args.push_back(out.string());
-  return args;
-}
 
 // A folder of this process alone: test runs in other build folders may run at the same time.
 fs::path fresh_dir(const std::string& name) {
@@ -65,7 +52,7 @@ bool has_matplotlib(const std::string& python) {
 
 TEST_CASE("cli: generate flags and their defaults") {
   cli::GenerateCommand g =
-      parse({"generate", "--checkpoint", "m.safetensors", "--prompt", "3 5 1 0"}).generate;
+      parse_cli({"generate", "--checkpoint", "m.safetensors", "--prompt", "3 5 1 0"}).generate;
   CHECK(g.checkpoint == "m.safetensors");
   CHECK(g.prompt == std::vector<int32_t>{3, 5, 1, 0});
   CHECK(g.tokens == 32);
@@ -75,8 +62,8 @@ TEST_CASE("cli: generate flags and their defaults") {
 
   // Unquoted ids and commas work too.
   cli::GenerateCommand u =
-      parse({"generate", "--checkpoint", "m", "--prompt", "3", "5,1", "--tokens", "4",
-             "--temperature", "0.5", "--seed", "9", "--stop", "0"})
+      parse_cli({"generate", "--checkpoint", "m", "--prompt", "3", "5,1", "--tokens", "4",
+                 "--temperature", "0.5", "--seed", "9", "--stop", "0"})
           .generate;
   CHECK(u.prompt == std::vector<int32_t>{3, 5, 1});
   CHECK(u.tokens == 4);
@@ -84,68 +71,68 @@ TEST_CASE("cli: generate flags and their defaults") {
   CHECK(u.seed == 9);
   CHECK(u.stop == 0);
 
-  cli::GenerateCommand c = parse({"generate", "--checkpoint", "m", "--copy", "7"}).generate;
+  cli::GenerateCommand c = parse_cli({"generate", "--checkpoint", "m", "--copy", "7"}).generate;
   CHECK(c.copy == 7);
   CHECK(c.prompt.empty());
 }
 
 TEST_CASE("cli: bad generate input names the flag and the value") {
-  check_error([] { parse({"generate", "--copy", "2"}); }, {"--checkpoint", "missing"});
-  check_error([] { parse({"generate", "--checkpoint", "m"}); }, {"--prompt", "--copy"});
+  check_error([] { parse_cli({"generate", "--copy", "2"}); }, {"--checkpoint", "missing"});
+  check_error([] { parse_cli({"generate", "--checkpoint", "m"}); }, {"--prompt", "--copy"});
   check_error(
       [] {
-        parse({"generate", "--checkpoint", "m", "--copy", "2", "--prompt", "1"});
+        parse_cli({"generate", "--checkpoint", "m", "--copy", "2", "--prompt", "1"});
       },
       {"both", "--prompt", "--copy"});
   check_error(
       [] {
-        parse({"generate", "--checkpoint", "m", "--prompt", "3 x 1"});
+        parse_cli({"generate", "--checkpoint", "m", "--prompt", "3 x 1"});
       },
       {"--prompt", "'x'", "token ids"});
   check_error(
       [] {
-        parse({"generate", "--checkpoint", "m", "--prompt", "3 -1"});
+        parse_cli({"generate", "--checkpoint", "m", "--prompt", "3 -1"});
       },
       {"--prompt", "'-1'"});
   check_error(
       [] {
-        parse({"generate", "--checkpoint", "m", "--prompt", " "});
+        parse_cli({"generate", "--checkpoint", "m", "--prompt", " "});
       },
       {"--prompt", "empty"});
   check_error(
       [] {
-        parse({"generate", "--checkpoint", "m", "--prompt", "1", "--tokens", "0"});
+        parse_cli({"generate", "--checkpoint", "m", "--prompt", "1", "--tokens", "0"});
       },
       {"--tokens", "0", "≥ 1"});
   check_error(
       [] {
-        parse({"generate", "--checkpoint", "m", "--copy", "0"});
+        parse_cli({"generate", "--checkpoint", "m", "--copy", "0"});
       },
       {"--copy", "0", "≥ 1"});
   check_error(
       [] {
-        parse({"generate", "--checkpoint", "m", "--copy", "2", "--tokens", "5"});
+        parse_cli({"generate", "--checkpoint", "m", "--copy", "2", "--tokens", "5"});
       },
       {"--tokens", "--copy"});
   check_error(
       [] {
-        parse({"generate", "--checkpoint", "m", "--prompt", "1", "--temperature", "-1"});
+        parse_cli({"generate", "--checkpoint", "m", "--prompt", "1", "--temperature", "-1"});
       },
       {"--temperature", "-1"});
   check_error(
       [] {
-        parse({"generate", "--checkpoint", "m", "--prompt", "1", "--stop", "-4"});
+        parse_cli({"generate", "--checkpoint", "m", "--prompt", "1", "--stop", "-4"});
       },
       {"--stop", "-4"});
   check_error(
       [] {
-        parse({"generate", "--checkpoint", "m", "--prompt", "1", "--bogus"});
+        parse_cli({"generate", "--checkpoint", "m", "--prompt", "1", "--bogus"});
       },
       {"--bogus"});
 }
 
 TEST_CASE("cli: compare runs every causal kind on the figure1 preset by default") {
-  cli::Command c = parse({"compare"});
+  cli::Command c = parse_cli({"compare"});
   CHECK(c.name == "compare");
   const cli::ExperimentOptions& e = c.experiment;
   CHECK(e.study == "compare");
@@ -158,8 +145,8 @@ TEST_CASE("cli: compare runs every causal kind on the figure1 preset by default"
 
   // Every train flag applies; --kinds picks and orders the kinds.
   cli::ExperimentOptions k =
-      parse({"compare", "--kinds", "adaptive, linear", "--steps", "9", "--preset", "paper",
-             "--seed", "5", "--beta", "0.2", "--out", "x"})
+      parse_cli({"compare", "--kinds", "adaptive, linear", "--steps", "9", "--preset", "paper",
+                 "--seed", "5", "--beta", "0.2", "--out", "x"})
           .experiment;
   CHECK(k.kinds == std::vector<std::string>{"adaptive", "linear"});
   CHECK(k.train.steps == 9);
@@ -181,14 +168,14 @@ TEST_CASE("cli: compare runs every causal kind on the figure1 preset by default"
 }
 
 TEST_CASE("cli: ablate beta and ablate connection, their runs and labels") {
-  cli::ExperimentOptions b = parse({"ablate", "beta"}).experiment;
+  cli::ExperimentOptions b = parse_cli({"ablate", "beta"}).experiment;
   CHECK(b.study == "beta");
   CHECK(b.values == std::vector<double>{0, 0.1, 0.3, 0.6, 0.9});
   CHECK(b.train.model == "adaptive");  // the paper's Figure 5
   CHECK(b.train.preset == "figure1");
   CHECK(b.train.out == "runs/ablate-beta");
-  cli::ExperimentOptions m = parse({"ablate", "beta", "--values", "0.3,0.6", "--model", "momentum",
-                                    "--gamma", "0.9", "--steps", "11"})
+  cli::ExperimentOptions m = parse_cli({"ablate", "beta", "--values", "0.3,0.6", "--model",
+                                        "momentum", "--gamma", "0.9", "--steps", "11"})
                                  .experiment;
   std::vector<cli::ExperimentRun> beta_runs = cli::experiment_runs(m);
   REQUIRE(beta_runs.size() == 2);
@@ -201,7 +188,7 @@ TEST_CASE("cli: ablate beta and ablate connection, their runs and labels") {
     CHECK(r.options.steps == 11);
   }
 
-  cli::ExperimentOptions c = parse({"ablate", "connection"}).experiment;
+  cli::ExperimentOptions c = parse_cli({"ablate", "connection"}).experiment;
   CHECK(c.study == "connection");
   CHECK(c.values == std::vector<double>{0.5, 0.9, 0.99});
   CHECK(c.train.out == "runs/ablate-connection");
@@ -217,32 +204,36 @@ TEST_CASE("cli: ablate beta and ablate connection, their runs and labels") {
 TEST_CASE("cli: bad compare and ablate input names the flag and the value") {
   check_error(
       [] {
-        parse({"compare", "--kinds", "linear,quantum"});
+        parse_cli({"compare", "--kinds", "linear,quantum"});
       },
       {"--kinds", "quantum", "momentum-connection"});
-  check_error([] { parse({"compare", "--kinds", "linear,linear"}); }, {"--kinds", "twice"});
-  check_error([] { parse({"compare", "--kinds", ""}); }, {"--kinds"});
-  check_error([] { parse({"compare", "--model", "linear"}); }, {"--model", "--kinds"});
-  check_error([] { parse({"compare", "--steps", "0"}); }, {"--steps", "0"});
-  check_error([] { parse({"compare", "--beta", "1"}); }, {"--beta", "1"});
-  check_error([] { parse({"compare", "--python", ""}); }, {"--python"});
-  check_error([] { parse({"ablate"}); }, {"ablate", "beta, connection"});
-  check_error([] { parse({"ablate", "gamma"}); }, {"gamma", "beta, connection"});
-  check_error([] { parse({"ablate", "beta", "--values", "0,1"}); }, {"--values", "1", "[0, 1)"});
-  check_error([] { parse({"ablate", "beta", "--values", "0,abc"}); }, {"--values", "abc"});
-  check_error([] { parse({"ablate", "beta", "--values", "0.1,0.1"}); }, {"--values", "twice"});
-  check_error([] { parse({"ablate", "beta", "--values", ""}); }, {"--values"});
+  check_error([] { parse_cli({"compare", "--kinds", "linear,linear"}); }, {"--kinds", "twice"});
+  check_error([] { parse_cli({"compare", "--kinds", ""}); }, {"--kinds"});
+  check_error([] { parse_cli({"compare", "--model", "linear"}); }, {"--model", "--kinds"});
+  check_error([] { parse_cli({"compare", "--steps", "0"}); }, {"--steps", "0"});
+  check_error([] { parse_cli({"compare", "--beta", "1"}); }, {"--beta", "1"});
+  check_error([] { parse_cli({"compare", "--python", ""}); }, {"--python"});
+  check_error([] { parse_cli({"ablate"}); }, {"ablate", "beta, connection"});
+  check_error([] { parse_cli({"ablate", "gamma"}); }, {"gamma", "beta, connection"});
   check_error(
       [] {
-        parse({"ablate", "beta", "--model", "linear"});
+        parse_cli({"ablate", "beta", "--values", "0,1"});
+      },
+      {"--values", "1", "[0, 1)"});
+  check_error([] { parse_cli({"ablate", "beta", "--values", "0,abc"}); }, {"--values", "abc"});
+  check_error([] { parse_cli({"ablate", "beta", "--values", "0.1,0.1"}); }, {"--values", "twice"});
+  check_error([] { parse_cli({"ablate", "beta", "--values", ""}); }, {"--values"});
+  check_error(
+      [] {
+        parse_cli({"ablate", "beta", "--model", "linear"});
       },
       {"--model", "linear", "momentum attention"});
   check_error(
       [] {
-        parse({"ablate", "connection", "--values", "-0.5"});
+        parse_cli({"ablate", "connection", "--values", "-0.5"});
       },
       {"--values", "-0.5", "β̃"});
-  check_error([] { parse({"ablate", "connection", "--model", "adaptive"}); }, {"--model"});
+  check_error([] { parse_cli({"ablate", "connection", "--model", "adaptive"}); }, {"--model"});
 }
 
 TEST_CASE("cli: the summary's final loss is the mean of the last 100 steps") {
@@ -276,7 +267,7 @@ TEST_CASE("cli: the summary's final loss is the mean of the last 100 steps") {
 
 TEST_CASE("cli: train writes a checkpoint that generate runs on") {
   fs::path dir = fresh_dir("polyak-test-generate");
-  cli::TrainOptions o = parse(tiny({"train", "--model", "momentum"}, dir)).train;
+  cli::TrainOptions o = parse_cli(tiny({"train", "--model", "momentum"}, dir)).train;
   cli::TrainResult r = cli::train_copy(o, nullptr);
   CHECK(fs::exists(dir / "metrics.csv"));
   CHECK(fs::exists(dir / "config.json"));
@@ -291,7 +282,7 @@ TEST_CASE("cli: train writes a checkpoint that generate runs on") {
   CHECK(meta.at("train.steps") == "6");
 
   cli::GenerateReport g = cli::run_generate(
-      parse({"generate", "--checkpoint", r.model_path, "--prompt", "3 5 1 0", "--tokens", "5"})
+      parse_cli({"generate", "--checkpoint", r.model_path, "--prompt", "3 5 1 0", "--tokens", "5"})
           .generate);
   CHECK(g.kind == "momentum");
   REQUIRE(g.tokens.size() == 5);
@@ -302,12 +293,12 @@ TEST_CASE("cli: train writes a checkpoint that generate runs on") {
 
   // Greedy generation is deterministic and matches the model's own argmax chain.
   cli::GenerateReport again = cli::run_generate(
-      parse({"generate", "--checkpoint", r.model_path, "--prompt", "3 5 1 0", "--tokens", "5"})
+      parse_cli({"generate", "--checkpoint", r.model_path, "--prompt", "3 5 1 0", "--tokens", "5"})
           .generate);
   CHECK(again.tokens == g.tokens);
 
-  cli::GenerateReport c =
-      cli::run_generate(parse({"generate", "--checkpoint", r.model_path, "--copy", "3"}).generate);
+  cli::GenerateReport c = cli::run_generate(
+      parse_cli({"generate", "--checkpoint", r.model_path, "--copy", "3"}).generate);
   CHECK(c.words == 3);
   CHECK(c.words_exact <= 3);
   CHECK(c.word_tokens >= 3 * 4);  // L = 16: words of 4 to 6 symbols
@@ -320,13 +311,13 @@ TEST_CASE("cli: train writes a checkpoint that generate runs on") {
   check_error(
       [&] {
         cli::run_generate(
-            parse({"generate", "--checkpoint", r.model_path, "--prompt", "3 11"}).generate);
+            parse_cli({"generate", "--checkpoint", r.model_path, "--prompt", "3 11"}).generate);
       },
       {"--prompt", "11", "[0, 11)"});
   check_error(
       [&] {
         cli::run_generate(
-            parse({"generate", "--checkpoint", r.model_path, "--prompt", "3", "--stop", "12"})
+            parse_cli({"generate", "--checkpoint", r.model_path, "--prompt", "3", "--stop", "12"})
                 .generate);
       },
       {"--stop", "12"});
@@ -334,7 +325,7 @@ TEST_CASE("cli: train writes a checkpoint that generate runs on") {
   check_error(
       [&] {
         cli::run_generate(
-            parse({"generate", "--checkpoint", missing.string(), "--prompt", "1"}).generate);
+            parse_cli({"generate", "--checkpoint", missing.string(), "--prompt", "1"}).generate);
       },
       {missing.string()});
   fs::path corrupt = dir / "corrupt.safetensors";
@@ -343,7 +334,7 @@ TEST_CASE("cli: train writes a checkpoint that generate runs on") {
   check_error(
       [&] {
         cli::run_generate(
-            parse({"generate", "--checkpoint", corrupt.string(), "--prompt", "1"}).generate);
+            parse_cli({"generate", "--checkpoint", corrupt.string(), "--prompt", "1"}).generate);
       },
       {corrupt.string()});
 
@@ -353,7 +344,7 @@ TEST_CASE("cli: train writes a checkpoint that generate runs on") {
   check_error(
       [&] {
         cli::run_generate(
-            parse({"generate", "--checkpoint", bare.string(), "--copy", "1"}).generate);
+            parse_cli({"generate", "--checkpoint", bare.string(), "--copy", "1"}).generate);
       },
       {bare.string(), "copy.length"});
 
@@ -366,7 +357,8 @@ TEST_CASE("cli: train writes a checkpoint that generate runs on") {
   check_error(
       [&] {
         cli::run_generate(
-            parse({"generate", "--checkpoint", encoder_path.string(), "--prompt", "1"}).generate);
+            parse_cli({"generate", "--checkpoint", encoder_path.string(), "--prompt", "1"})
+                .generate);
       },
       {encoder_path.string(), "non-causal"});
   fs::remove_all(dir);
@@ -375,7 +367,7 @@ TEST_CASE("cli: train writes a checkpoint that generate runs on") {
 TEST_CASE("cli: a tiny comparison writes every run's files, the summary and the figure") {
   fs::path dir = fresh_dir("polyak-test-compare");
   cli::ExperimentOptions e =
-      parse(tiny({"compare", "--kinds", "linear,momentum-connection"}, dir)).experiment;
+      parse_cli(tiny({"compare", "--kinds", "linear,momentum-connection"}, dir)).experiment;
   std::vector<std::string> started;
   cli::ExperimentCallbacks cb;
   cb.on_run_start = [&](const cli::ExperimentRun& run, size_t, size_t) {

@@ -14,33 +14,19 @@
 #include "cli/inspect.h"
 #include "cli/options.h"
 #include "files.h"
+#include "helpers.h"
 #include "models/checkpoint.h"
 #include "testing.h"
 
 using namespace polyak;
 using polyak::testing::check_error;
+using polyak::testing::parse_cli;
 using polyak::testing::read_bytes;
 using polyak::testing::TempDir;
+using polyak::testing::tiny;
 namespace fs = std::filesystem;
 
 namespace {
-
-cli::Command parse(std::vector<std::string> args) {
-  return cli::parse_command_line(args);
-}
-
-// Flags of a model small enough to train a few steps in milliseconds, on one thread so that
-// two runs give the same numbers.
-std::vector<std::string> tiny(std::vector<std::string> args, const fs::path& out) {
-  for (const char* a :
-       {"--steps",        "6", "--length",  "16", "--batch", "4",  "--layers",     "2",
-        "--heads",        "2", "--d-model", "16", "--ff",    "32", "--eval-every", "3",
-        "--eval-batches", "1", "--threads", "1",  "--quiet"})
-    args.emplace_back(a);
-  args.emplace_back("--out");
-  args.push_back(out.string());
-  return args;
-}
 
 std::vector<std::string> lines(const std::string& text) {
   std::vector<std::string> out;
@@ -68,7 +54,7 @@ bool contains(const std::string& text, const std::string& part) {
 }  // namespace
 
 TEST_CASE("cli: the attention kinds' flags reach the model's config") {
-  cli::TrainOptions d = parse({"train"}).train;
+  cli::TrainOptions d = parse_cli({"train"}).train;
   CHECK(d.block_size == 16);
   CHECK(d.features == 64);
   CHECK(d.redraw == 1000);
@@ -78,13 +64,14 @@ TEST_CASE("cli: the attention kinds' flags reach the model's config") {
   CHECK(d.mega_attention == "softmax");
   // TransNormer's own block for the paper's L = 128; blocks of 16 where L is 32 or 64, so
   // that DiagAttention and Mega-chunk do not see the whole sequence.
-  CHECK(parse({"train", "--preset", "paper"}).train.block_size == 64);
-  CHECK(parse({"train", "--preset", "figure1"}).train.block_size == 16);
+  CHECK(parse_cli({"train", "--preset", "paper"}).train.block_size == 64);
+  CHECK(parse_cli({"train", "--preset", "figure1"}).train.block_size == 16);
 
-  cli::TrainOptions o = parse({"train", "--model", "mega-chunk", "--block-size", "8", "--features",
-                               "32", "--redraw", "0", "--linformer-k", "12", "--ema-dim", "4",
-                               "--z-dim", "24", "--mega-attention", "laplace"})
-                            .train;
+  cli::TrainOptions o =
+      parse_cli({"train", "--model", "mega-chunk", "--block-size", "8", "--features", "32",
+                 "--redraw", "0", "--linformer-k", "12", "--ema-dim", "4", "--z-dim", "24",
+                 "--mega-attention", "laplace"})
+          .train;
   TransformerConfig c = o.model_config(11);
   CHECK(model_kind(c) == "mega-chunk");
   CHECK(c.block_size == 8);
@@ -101,7 +88,7 @@ TEST_CASE("cli: the attention kinds' flags reach the model's config") {
   const std::vector<std::string> flags = {"--block-size", "8", "--z-dim", "24"};
   auto with = [&](std::vector<std::string> args) {
     args.insert(args.end(), flags.begin(), flags.end());
-    return parse(args);
+    return parse_cli(args);
   };
   CHECK(with({"bench"}).bench.train.block_size == 8);
   CHECK(with({"compare"}).experiment.train.block_size == 8);
@@ -113,23 +100,23 @@ TEST_CASE("cli: the attention kinds' flags reach the model's config") {
 TEST_CASE("cli: bad kind settings are the config's errors, naming the flag") {
   check_error(
       [] {
-        parse({"train", "--block-size", "0"});
+        parse_cli({"train", "--block-size", "0"});
       },
       {"--block-size", "block_size = 0", "positive"});
-  check_error([] { parse({"train", "--features", "0"}); }, {"--features", "= 0", "positive"});
-  check_error([] { parse({"train", "--redraw", "-1"}); }, {"--redraw", "= -1", "≥ 0"});
-  check_error([] { parse({"train", "--linformer-k", "0"}); }, {"--linformer-k", "= 0"});
-  check_error([] { parse({"train", "--ema-dim", "-2"}); }, {"--ema-dim", "= -2"});
-  check_error([] { parse({"train", "--z-dim", "0"}); }, {"--z-dim", "= 0"});
+  check_error([] { parse_cli({"train", "--features", "0"}); }, {"--features", "= 0", "positive"});
+  check_error([] { parse_cli({"train", "--redraw", "-1"}); }, {"--redraw", "= -1", "≥ 0"});
+  check_error([] { parse_cli({"train", "--linformer-k", "0"}); }, {"--linformer-k", "= 0"});
+  check_error([] { parse_cli({"train", "--ema-dim", "-2"}); }, {"--ema-dim", "= -2"});
+  check_error([] { parse_cli({"train", "--z-dim", "0"}); }, {"--z-dim", "= 0"});
   check_error(
       [] {
-        parse({"train", "--mega-attention", "relu"});
+        parse_cli({"train", "--mega-attention", "relu"});
       },
       {"--mega-attention", "'relu'", "softmax, laplace"});
-  check_error([] { parse({"train", "--block-size", "abc"}); }, {"--block-size", "abc"});
-  check_error([] { parse({"compare", "--z-dim", "0"}); }, {"--z-dim", "= 0"});
-  check_error([] { parse({"inspect-grads", "--block-size", "-1"}); }, {"--block-size", "= -1"});
-  check_error([] { parse({"bench", "--features", "-3"}); }, {"--features", "= -3"});
+  check_error([] { parse_cli({"train", "--block-size", "abc"}); }, {"--block-size", "abc"});
+  check_error([] { parse_cli({"compare", "--z-dim", "0"}); }, {"--z-dim", "= 0"});
+  check_error([] { parse_cli({"inspect-grads", "--block-size", "-1"}); }, {"--block-size", "= -1"});
+  check_error([] { parse_cli({"bench", "--features", "-3"}); }, {"--features", "= -3"});
 }
 
 TEST_CASE("cli: Linformer is non-causal and the copy task is causal") {
@@ -140,11 +127,11 @@ TEST_CASE("cli: Linformer is non-causal and the copy task is causal") {
   CHECK(cli::causal_model_kinds() == causal);
 
   const std::vector<std::string> why = {"linformer", "non-causal", "copy task is causal"};
-  check_error([] { parse({"train", "--model", "linformer"}); }, why);
-  check_error([] { parse({"bench", "--model", "linformer"}); }, why);
-  check_error([] { parse({"compare", "--kinds", "linear,linformer"}); }, why);
-  check_error([] { parse({"inspect-grads", "--kinds", "linformer"}); }, why);
-  check_error([] { parse({"ablate", "beta", "--model", "linformer"}); }, why);
+  check_error([] { parse_cli({"train", "--model", "linformer"}); }, why);
+  check_error([] { parse_cli({"bench", "--model", "linformer"}); }, why);
+  check_error([] { parse_cli({"compare", "--kinds", "linear,linformer"}); }, why);
+  check_error([] { parse_cli({"inspect-grads", "--kinds", "linformer"}); }, why);
+  check_error([] { parse_cli({"ablate", "beta", "--model", "linformer"}); }, why);
   // The config says so too, for a model built outside the program.
   TransformerConfig c;
   set_model_kind(c, "linformer");
@@ -155,7 +142,7 @@ TEST_CASE("cli: Linformer is non-causal and the copy task is causal") {
 TEST_CASE("cli: the model line names each kind's settings") {
   auto settings = [](std::vector<std::string> args) {
     args.insert(args.begin(), "train");
-    return cli::kind_settings(parse(args).train);
+    return cli::kind_settings(parse_cli(args).train);
   };
   CHECK(settings({"--model", "linear"}).empty());
   CHECK(settings({"--model", "softmax"}).empty());
@@ -177,7 +164,7 @@ TEST_CASE("cli: the model line names each kind's settings") {
 }
 
 TEST_CASE("cli: inspect-grads flags and their defaults") {
-  cli::Command c = parse({"inspect-grads"});
+  cli::Command c = parse_cli({"inspect-grads"});
   CHECK(c.name == "inspect-grads");
   const cli::InspectOptions& d = c.inspect;
   CHECK(d.kinds == std::vector<std::string>{"linear", "transnormer", "momentum"});
@@ -190,9 +177,10 @@ TEST_CASE("cli: inspect-grads flags and their defaults") {
   CHECK(d.plot_script == cli::default_plot_script("plot_grads.py"));
   CHECK(fs::exists(d.plot_script));
 
-  cli::InspectOptions o = parse({"inspect-grads", "--kinds", "softmax, performer", "--steps", "30",
-                                 "--every", "7", "--seed", "3", "--lr", "2e-3", "--out", "x"})
-                              .inspect;
+  cli::InspectOptions o =
+      parse_cli({"inspect-grads", "--kinds", "softmax, performer", "--steps", "30", "--every", "7",
+                 "--seed", "3", "--lr", "2e-3", "--out", "x"})
+          .inspect;
   CHECK(o.kinds == std::vector<std::string>{"softmax", "performer"});
   CHECK(o.train.steps == 30);
   CHECK(o.every == 7);
@@ -202,32 +190,40 @@ TEST_CASE("cli: inspect-grads flags and their defaults") {
   CHECK(cli::inspect_run_names(o) == o.kinds);
 
   cli::InspectOptions k =
-      parse({"inspect-grads", "--checkpoints",
-             "runs/figure1/linear/model.safetensors,runs/x/momentum.safetensors,"
-             "other/linear/model.safetensors"})
+      parse_cli({"inspect-grads", "--checkpoints",
+                 "runs/figure1/linear/model.safetensors,runs/x/momentum.safetensors,"
+                 "other/linear/model.safetensors"})
           .inspect;
   CHECK(k.kinds.empty());
   REQUIRE(k.checkpoints.size() == 3);
   CHECK(k.checkpoints[1] == "runs/x/momentum.safetensors");
   CHECK(cli::inspect_run_names(k) == std::vector<std::string>{"linear-1", "momentum", "linear-3"});
 
-  check_error([] { parse({"inspect-grads", "--every", "0"}); }, {"--every", "0", "≥ 1"});
-  check_error([] { parse({"inspect-grads", "--steps", "0"}); }, {"--steps", "0"});
+  check_error([] { parse_cli({"inspect-grads", "--every", "0"}); }, {"--every", "0", "≥ 1"});
+  check_error([] { parse_cli({"inspect-grads", "--steps", "0"}); }, {"--steps", "0"});
   check_error(
       [] {
-        parse({"inspect-grads", "--kinds", "linear", "--checkpoints", "m.safetensors"});
+        parse_cli({"inspect-grads", "--kinds", "linear", "--checkpoints", "m.safetensors"});
       },
       {"--kinds", "--checkpoints", "one of them"});
-  check_error([] { parse({"inspect-grads", "--checkpoints", ""}); }, {"--checkpoints", "empty"});
   check_error(
       [] {
-        parse({"inspect-grads", "--checkpoints", "a,,b"});
+        parse_cli({"inspect-grads", "--checkpoints", ""});
+      },
+      {"--checkpoints", "empty"});
+  check_error(
+      [] {
+        parse_cli({"inspect-grads", "--checkpoints", "a,,b"});
       },
       {"--checkpoints", "'a,,b'", "empty entry"});
-  check_error([] { parse({"inspect-grads", "--kinds", "quantum"}); }, {"--kinds", "quantum"});
-  check_error([] { parse({"inspect-grads", "--kinds", "linear,linear"}); }, {"--kinds", "twice"});
-  check_error([] { parse({"inspect-grads", "--model", "linear"}); }, {"--model", "--kinds"});
-  check_error([] { parse({"inspect-grads", "--python", ""}); }, {"--python"});
+  check_error([] { parse_cli({"inspect-grads", "--kinds", "quantum"}); }, {"--kinds", "quantum"});
+  check_error(
+      [] {
+        parse_cli({"inspect-grads", "--kinds", "linear,linear"});
+      },
+      {"--kinds", "twice"});
+  check_error([] { parse_cli({"inspect-grads", "--model", "linear"}); }, {"--model", "--kinds"});
+  check_error([] { parse_cli({"inspect-grads", "--python", ""}); }, {"--python"});
 }
 
 TEST_CASE("cli: the gradient CSV and the per-layer median and maximum") {
@@ -263,7 +259,7 @@ TEST_CASE("cli: the gradient CSV and the per-layer median and maximum") {
 TEST_CASE("cli: a tiny inspect-grads run records finite, positive norms per kind and layer") {
   TempDir dir("polyak-test-inspect");
   cli::InspectOptions o =
-      parse(tiny({"inspect-grads", "--kinds", "linear,transnormer", "--every", "2"}, dir.path))
+      parse_cli(tiny({"inspect-grads", "--kinds", "linear,transnormer", "--every", "2"}, dir.path))
           .inspect;
   std::vector<std::string> started;
   int64_t steps_seen = 0;
@@ -339,7 +335,8 @@ TEST_CASE("cli: inspect-grads trains on from checkpoints, and a failing run leav
   TempDir dir("polyak-test-inspect-checkpoints");
   const fs::path good_dir = dir.path / "momentum";
   cli::TrainResult trained = cli::train_copy(
-      parse(tiny({"train", "--model", "momentum", "--beta", "0.3", "--block-size", "4"}, good_dir))
+      parse_cli(
+          tiny({"train", "--model", "momentum", "--beta", "0.3", "--block-size", "4"}, good_dir))
           .train,
       nullptr);
 
@@ -355,9 +352,9 @@ TEST_CASE("cli: inspect-grads trains on from checkpoints, and a failing run leav
   const std::string broken = (dir.path / "broken" / "model.safetensors").string();
   save_model(*model, broken, metadata);
 
-  cli::InspectOptions o = parse(tiny({"inspect-grads", "--checkpoints",
-                                      broken + "," + trained.model_path, "--every", "3"},
-                                     dir.path / "grads"))
+  cli::InspectOptions o = parse_cli(tiny({"inspect-grads", "--checkpoints",
+                                          broken + "," + trained.model_path, "--every", "3"},
+                                         dir.path / "grads"))
                               .inspect;
   o.python = "/nonexistent/python3";  // the figure is the other test's
   cli::InspectResult r = cli::run_inspect(o);
