@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/process.h"
+#include "bench/rows.h"
 #include "polyak/polyak.h"
 
 using namespace polyak;
@@ -66,9 +66,7 @@ Options parse(int argc, char** argv) {
     };
     try {
       if (arg == "--kinds") {
-        o.kinds.clear();
-        std::stringstream list(value());
-        for (std::string item; std::getline(list, item, ',');) o.kinds.push_back(item);
+        o.kinds = bench::split_list(value());
       } else if (arg == "--tokens") {
         o.tokens = std::stoll(value());
       } else if (arg == "--threads") {

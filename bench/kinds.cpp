@@ -9,7 +9,7 @@
 //   max_len = N for all (Linformer's E, F and Mega's relative position bias are sized by it)
 //
 // For each N (1024, 4096, 16384 by default) and kind the program re-executes itself with
-// `--kind K --n N`, so each row's peak resident set (getrusage's ru_maxrss, which only grows
+// `--kind K --n N`, so each row's peak resident set (VmHWM, which only grows
 // within a process) belongs to that measurement alone. Per row it prints the median time of
 // forward + backward over --reps repetitions (after one warm-up), the peak RSS, polyak's
 // allocator peak, and the attention weights the backward keeps. Kinds that keep N×N weights
@@ -25,8 +25,6 @@
 //
 // Usage: bench_kinds [--kinds K,K,...] [--lengths N,N,...] [--reps R] [--threads T]
 //                    [--max-gib G]
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -37,7 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/process.h"
+#include "bench/rows.h"
 #include "polyak/polyak.h"
 
 using namespace polyak;
@@ -57,26 +55,12 @@ struct Options {
   int64_t child_n = 0;
 };
 
-struct Row {
-  std::string kind;
-  int64_t n = 0;
-  double median_ms = 0, min_ms = 0;
-  double rss_mib = 0, alloc_mib = 0;
-};
-
 [[noreturn]] void usage(const char* prog, const std::string& problem) {
   std::fprintf(stderr,
                "%s\nusage: %s [--kinds K,K,...] [--lengths N,N,...] [--reps R] [--threads T] "
                "[--max-gib G]\n",
                problem.c_str(), prog);
   std::exit(2);
-}
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream list(text);
-  for (std::string item; std::getline(list, item, ',');) items.push_back(item);
-  return items;
 }
 
 Options parse(int argc, char** argv) {
@@ -89,10 +73,11 @@ Options parse(int argc, char** argv) {
     };
     try {
       if (arg == "--kinds") {
-        o.kinds = split(value());
+        o.kinds = bench::split_list(value());
       } else if (arg == "--lengths") {
         o.lengths.clear();
-        for (const std::string& item : split(value())) o.lengths.push_back(std::stoll(item));
+        for (const std::string& item : bench::split_list(value()))
+          o.lengths.push_back(std::stoll(item));
       } else if (arg == "--reps") {
         o.reps = std::stoi(value());
       } else if (arg == "--threads") {
@@ -157,12 +142,6 @@ double attention_weights_bytes(const TransformerConfig& c, int64_t n) {
   return bytes;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 // Child mode: one kind and N, one line "n median_ms min_ms rss_mib alloc_mib" on stdout.
 int measure(const Options& o) {
   if (o.threads > 0) set_num_threads(o.threads);
@@ -187,32 +166,19 @@ int measure(const Options& o) {
     const auto t1 = std::chrono::steady_clock::now();
     if (rep > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  const double rss_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;  // KiB on Linux
-  const double alloc_mib = static_cast<double>(allocator_stats().peak_allocated_bytes) / kMiB;
-  std::printf("%lld %.6f %.6f %.3f %.3f\n", static_cast<long long>(n), median(ms),
-              *std::min_element(ms.begin(), ms.end()), rss_mib, alloc_mib);
+  bench::print_row_line(n, ms);
   return 0;
 }
 
 // Parent mode: one child process per kind and N.
 bool run_child(const std::string& self, const Options& o, const std::string& kind, int64_t n,
-               Row& row) {
+               bench::Row& row) {
   std::string cmd;  // built piecewise: GCC 12 warns falsely on "'" + std::string(...)
   cmd.append("'").append(self).append("' --kind ").append(kind);
   cmd.append(" --n ").append(std::to_string(n));
   cmd.append(" --reps ").append(std::to_string(o.reps));
   cmd.append(" --threads ").append(std::to_string(o.threads));
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return false;
-  long long n_read = 0;
-  const int fields = std::fscanf(pipe, "%lld %lf %lf %lf %lf", &n_read, &row.median_ms, &row.min_ms,
-                                 &row.rss_mib, &row.alloc_mib);
-  const int status = pclose(pipe);
-  row.kind = kind;
-  row.n = n_read;
-  return fields == 5 && status == 0 && n_read == n;
+  return bench::read_row(cmd, kind, n, row);
 }
 
 const char* yes_no(bool yes) {
@@ -221,13 +187,13 @@ const char* yes_no(bool yes) {
 
 // Growth from the kind's smallest measured N to its largest, each ratio divided by the N
 // ratio: about 1 (or less, where fixed costs dominate the small N) when linear in N.
-void print_growth(const std::string& kind, const std::vector<Row>& rows) {
+void print_growth(const std::string& kind, const std::vector<bench::Row>& rows) {
   if (rows.size() < 2) {
     std::printf("%-20s fewer than two lengths measured: no growth figure\n", kind.c_str());
     return;
   }
-  const Row& a = rows.front();
-  const Row& b = rows.back();
+  const bench::Row& a = rows.front();
+  const bench::Row& b = rows.back();
   const double n_ratio = static_cast<double>(b.n) / static_cast<double>(a.n);
   const double time = b.median_ms / a.median_ms / n_ratio;
   const double alloc = b.alloc_mib / a.alloc_mib / n_ratio;
@@ -266,7 +232,7 @@ int main(int argc, char** argv) {
               "peak RSS MiB", "alloc peak MiB", "attn weights MiB");
   std::fflush(stdout);
 
-  std::map<std::string, std::vector<Row>> rows;
+  std::map<std::string, std::vector<bench::Row>> rows;
   for (int64_t n : o.lengths) {
     for (const std::string& kind : o.kinds) {
       const TransformerConfig config = model_config(kind, n);
@@ -279,7 +245,7 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
         continue;
       }
-      Row row;
+      bench::Row row;
       if (!run_child(self, o, kind, n, row)) {
         std::fprintf(stderr, "measurement of %s at N = %lld failed\n", kind.c_str(),
                      static_cast<long long>(n));
@@ -297,11 +263,11 @@ int main(int argc, char** argv) {
       "\ngrowth from the smallest to the largest N measured (ratio / N ratio ≈ 1: linear)\n");
   for (const std::string& kind : o.kinds) print_growth(kind, rows[kind]);
 
-  const std::vector<Row>& linear = rows["linear"];
+  const std::vector<bench::Row>& linear = rows["linear"];
   for (const char* kind : {"transnormer", "mega-chunk"}) {
-    const std::vector<Row>& mine = rows[kind];
-    for (const Row& r : mine)
-      for (const Row& l : linear)
+    const std::vector<bench::Row>& mine = rows[kind];
+    for (const bench::Row& r : mine)
+      for (const bench::Row& l : linear)
         if (l.n == r.n)
           std::printf("%s / linear time at N = %lld: %.2f (≤ 2×: %s)\n", kind,
                       static_cast<long long>(r.n), r.median_ms / l.median_ms,

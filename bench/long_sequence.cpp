@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/process.h"
+#include "bench/rows.h"
 #include "ops/attention/momentum_attention.h"
 #include "polyak/polyak.h"
 
@@ -47,13 +47,6 @@ struct Options {
   std::string kind;  // child mode: "linear" or "momentum"
   std::vector<int64_t> sizes = {4096, 16384, 65536};
   std::vector<std::string> kinds = {"linear", "momentum"};
-};
-
-struct Row {
-  std::string kind;
-  int64_t n = 0;
-  double median_ms = 0, min_ms = 0;
-  double rss_mib = 0, alloc_mib = 0;
 };
 
 [[noreturn]] void usage(const char* prog, const std::string& problem) {
@@ -82,15 +75,13 @@ Options parse(int argc, char** argv) {
       } else if (arg == "--kind") {
         o.kind = value();
       } else if (arg == "--kinds") {
-        o.kinds.clear();
-        std::stringstream list(value());
-        for (std::string item; std::getline(list, item, ',');) o.kinds.push_back(item);
+        o.kinds = bench::split_list(value());
       } else if (arg == "--no-feature-map") {
         o.feature_map = false;
       } else if (arg == "--sizes") {
         o.sizes.clear();
-        std::stringstream list(value());
-        for (std::string item; std::getline(list, item, ',');) o.sizes.push_back(std::stoll(item));
+        for (const std::string& item : bench::split_list(value()))
+          o.sizes.push_back(std::stoll(item));
       } else {
         usage(argv[0], "unknown option " + arg);
       }
@@ -130,40 +121,27 @@ int measure(const Options& o) {
     const auto t1 = std::chrono::steady_clock::now();
     if (rep > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
-  std::sort(ms.begin(), ms.end());
-  const double median =
-      ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
-  const double alloc_mib =
-      static_cast<double>(allocator_stats().peak_allocated_bytes) / (1024.0 * 1024.0);
-  std::printf("%lld %.6f %.6f %.3f %.3f\n", static_cast<long long>(N), median, ms.front(),
-              bench::status_mib("VmHWM:"), alloc_mib);
+  bench::print_row_line(N, ms);
   return 0;
 }
 
 // Parent mode: one child process per kind and N.
-bool run_child(const char* self, const Options& o, const std::string& kind, int64_t n, Row& row) {
+bool run_child(const char* self, const Options& o, const std::string& kind, int64_t n,
+               bench::Row& row) {
   std::string cmd;  // built piecewise: GCC 12 warns falsely on "'" + std::string(...)
   cmd.append("'").append(self).append("' --kind ").append(kind);
   cmd.append(" --n ").append(std::to_string(n));
   cmd.append(" --reps ").append(std::to_string(o.reps));
   cmd.append(" --threads ").append(std::to_string(o.threads));
   if (!o.feature_map) cmd.append(" --no-feature-map");
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return false;
-  long long n_read = 0;
-  const int fields = std::fscanf(pipe, "%lld %lf %lf %lf %lf", &n_read, &row.median_ms, &row.min_ms,
-                                 &row.rss_mib, &row.alloc_mib);
-  const int status = pclose(pipe);
-  row.n = n_read;
-  row.kind = kind;
-  return fields == 5 && status == 0 && n_read == n;
+  return bench::read_row(cmd, kind, n, row);
 }
 
 // Linear growth: peak / N stays about constant from the smallest N to the largest.
-void print_memory_check(const std::string& kind, const std::vector<Row>& rows) {
+void print_memory_check(const std::string& kind, const std::vector<bench::Row>& rows) {
   if (rows.size() < 2) return;
-  const Row& first = rows.front();
-  const Row& last = rows.back();
+  const bench::Row& first = rows.front();
+  const bench::Row& last = rows.back();
   const double alloc_ratio = (last.alloc_mib / static_cast<double>(last.n)) /
                              (first.alloc_mib / static_cast<double>(first.n));
   const double rss_ratio =
@@ -199,11 +177,11 @@ int main(int argc, char** argv) {
               "peak RSS MiB", "alloc peak MiB", "per-pos states MiB");
   std::fflush(stdout);
 
-  std::vector<std::vector<Row>> rows(o.kinds.size());
+  std::vector<std::vector<bench::Row>> rows(o.kinds.size());
   for (int64_t n : o.sizes) {
-    std::vector<const Row*> at_n(o.kinds.size(), nullptr);
+    std::vector<const bench::Row*> at_n(o.kinds.size(), nullptr);
     for (size_t kind = 0; kind < o.kinds.size(); ++kind) {
-      Row row;
+      bench::Row row;
       if (!run_child(self, o, o.kinds[kind], n, row)) {
         std::fprintf(stderr, "measurement of %s for N = %lld failed\n", o.kinds[kind].c_str(),
                      static_cast<long long>(n));
@@ -218,8 +196,8 @@ int main(int argc, char** argv) {
       rows[kind].push_back(row);
       at_n[kind] = &rows[kind].back();
     }
-    const Row* lin = nullptr;
-    const Row* mom = nullptr;
+    const bench::Row* lin = nullptr;
+    const bench::Row* mom = nullptr;
     for (size_t kind = 0; kind < o.kinds.size(); ++kind) {
       if (o.kinds[kind] == "linear") lin = at_n[kind];
       if (o.kinds[kind] == "momentum") mom = at_n[kind];
