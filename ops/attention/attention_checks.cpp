@@ -33,22 +33,27 @@ AttentionDims check_attention_inputs(const char* fn, const Tensor& q, const Tens
   return AttentionDims{qs[0], qs[1], qs[2], ks[2], qs[3], vs[3]};
 }
 
-StepDims check_step_inputs(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v) {
-  check_rank(fn, "q", q, 3, "[B,H,D]");
-  check_rank(fn, "k", k, 3, "[B,H,D]");
-  check_rank(fn, "v", v, 3, "[B,H,Dv]");
+void check_rank3_qkv(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v,
+                     const char* qk_layout, const char* v_layout, const char* leading) {
+  check_rank(fn, "q", q, 3, qk_layout);
+  check_rank(fn, "k", k, 3, qk_layout);
+  check_rank(fn, "v", v, 3, v_layout);
   check_same_dtype(fn, "q", q, "k", k);
   check_same_dtype(fn, "q", q, "v", v);
   check_same_device(fn, "q", q, "k", k);
   check_same_device(fn, "q", q, "v", v);
   check_cpu(fn, "q", q);
   const Shape& qs = q.shape();
-  POLYAK_CHECK(k.shape() == qs, fn, ": k has shape ", k.shape(), ", expected [B,H,D] = ", qs,
-               " matching q");
+  POLYAK_CHECK(k.shape() == qs, fn, ": k has shape ", k.shape(), ", expected ", qk_layout, " = ",
+               qs, " matching q");
   const Shape& vs = v.shape();
-  POLYAK_CHECK(vs[0] == qs[0] && vs[1] == qs[1], fn, ": v has shape ", vs,
-               ", expected [B,H,Dv] matching q ", qs, " in B,H");
-  return StepDims{qs[0], qs[1], qs[2], vs[2]};
+  POLYAK_CHECK(vs[0] == qs[0] && vs[1] == qs[1], fn, ": v has shape ", vs, ", expected ", v_layout,
+               " matching q ", qs, " in ", leading);
+}
+
+StepDims check_step_inputs(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v) {
+  check_rank3_qkv(fn, q, k, v, "[B,H,D]", "[B,H,Dv]", "B,H");
+  return StepDims{q.size(0), q.size(1), q.size(2), v.size(2)};
 }
 
 void check_state(const char* fn, const char* arg, const Tensor& state, const Shape& expected,

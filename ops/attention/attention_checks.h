@@ -30,6 +30,11 @@ struct StepDims {
   int64_t B = 0, H = 0, D = 0, Dv = 0;
 };
 
+// q, k of one rank-3 shape (`qk_layout`, e.g. "[B,N,D]"), v (`v_layout`) matching q in
+// the first two axes (named `leading`, e.g. "B,N"): one dtype, on the CPU.
+void check_rank3_qkv(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v,
+                     const char* qk_layout, const char* v_layout, const char* leading);
+
 // q, k [B,H,D], v [B,H,Dv]: one dtype, on the CPU.
 StepDims check_step_inputs(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v);
 

@@ -37,6 +37,7 @@
 
 #include "core/autograd.h"
 #include "core/threads.h"
+#include "ops/attention/attention_checks.h"
 #include "ops/attention/eigen_maps.h"
 #include "ops/attention/vec.h"
 
@@ -303,19 +304,8 @@ MegaScore parse_mega_score(const std::string& name) {
 Tensor mega_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rel_bias,
                       int64_t chunk, bool causal, MegaScore score) {
   constexpr const char* fn = "mega_attention";
-  check_rank(fn, "q", q, 3, "[B,N,D]");
-  check_rank(fn, "k", k, 3, "[B,N,D]");
-  check_rank(fn, "v", v, 3, "[B,N,Dv]");
-  check_same_dtype(fn, "q", q, "k", k);
-  check_same_dtype(fn, "q", q, "v", v);
-  check_same_device(fn, "q", q, "k", k);
-  check_same_device(fn, "q", q, "v", v);
-  check_cpu(fn, "q", q);
+  detail::check_rank3_qkv(fn, q, k, v, "[B,N,D]", "[B,N,Dv]", "B,N");
   const Shape& qs = q.shape();
-  POLYAK_CHECK(k.shape() == qs, fn, ": k has shape ", k.shape(), ", expected [B,N,D] = ", qs,
-               " matching q");
-  POLYAK_CHECK(v.size(0) == qs[0] && v.size(1) == qs[1], fn, ": v has shape ", v.shape(),
-               ", expected [B,N,Dv] matching q ", qs, " in B,N");
   const int64_t L = check_rel_bias(fn, rel_bias, q);
   POLYAK_CHECK(chunk > 0, fn, ": chunk = ", chunk, ", expected a positive chunk length");
   const MegaDims d{qs[0], qs[1], qs[2], v.size(2), std::min(chunk, qs[1]), L};
