@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "bench/rows.h"
-#include "ops/attention/momentum_attention.h"
+#include "polyak/ops/attention/momentum_attention.h"
 #include "polyak/polyak.h"
 
 using namespace polyak;

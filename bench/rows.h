@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "bench/process.h"
-#include "core/storage.h"
+#include "polyak/core/storage.h"
 
 namespace polyak::bench {
 

@@ -7,7 +7,7 @@
 //   3. a node turns its output gradient into one gradient per input and hands each to the
 //      producing node (or to the leaf's AccumulateGrad sink);
 //   4. unless retain_graph, release every node's saved tensors.
-#include "core/autograd.h"
+#include "polyak/core/autograd.h"
 
 #include <algorithm>
 #include <atomic>
@@ -17,11 +17,11 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "core/files.h"
-#include "core/tensor_impl.h"
+#include "polyak/core/files.h"
+#include "polyak/core/tensor_impl.h"
 
 #ifdef POLYAK_WITH_CUDA
-#include "cuda/cuda.h"
+#include "polyak/cuda/cuda.h"
 #endif
 
 namespace polyak {

@@ -6,7 +6,7 @@
 #include <ostream>
 #include <string>
 
-#include "core/error.h"
+#include "polyak/core/error.h"
 
 namespace polyak {
 

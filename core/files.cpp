@@ -1,4 +1,4 @@
-#include "core/files.h"
+#include "polyak/core/files.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <system_error>
 
-#include "core/error.h"
+#include "polyak/core/error.h"
 
 namespace polyak {
 namespace {

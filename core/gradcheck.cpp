@@ -7,8 +7,8 @@
 #include <cmath>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/rng.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/rng.h"
 
 namespace polyak {
 namespace {

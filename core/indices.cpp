@@ -1,6 +1,6 @@
-#include "core/indices.h"
+#include "polyak/core/indices.h"
 
-#include "core/error.h"
+#include "polyak/core/error.h"
 
 namespace polyak {
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/shape.h"
+#include "polyak/core/shape.h"
 
 namespace polyak {
 

@@ -12,7 +12,7 @@
 // Python library sorts by dtype, then name; readers do not depend on either.) The header is
 // padded to a multiple of 8 bytes, as the Python library does, so that the data section is
 // 8-byte aligned in the file.
-#include "core/safetensors.h"
+#include "polyak/core/safetensors.h"
 
 #include <algorithm>
 #include <bit>
@@ -27,7 +27,7 @@
 #include <string_view>
 #include <system_error>
 
-#include "core/files.h"
+#include "polyak/core/files.h"
 
 namespace polyak {
 namespace {

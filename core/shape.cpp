@@ -1,6 +1,6 @@
-#include "core/shape.h"
+#include "polyak/core/shape.h"
 
-#include "core/error.h"
+#include "polyak/core/error.h"
 
 namespace polyak {
 

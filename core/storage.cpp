@@ -3,7 +3,7 @@
 // Blocks are rounded up (to 512 bytes, then to a multiple of 1/8 of their power of two) so
 // that slightly different sizes share a bucket; a freed block is parked in its bucket and
 // handed to the next request of the same rounded size.
-#include "core/storage.h"
+#include "polyak/core/storage.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -12,7 +12,7 @@
 #include <vector>
 
 #ifdef POLYAK_WITH_CUDA
-#include "cuda/cuda.h"
+#include "polyak/cuda/cuda.h"
 #endif
 
 namespace polyak {

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "core/dtype.h"
+#include "polyak/core/dtype.h"
 
 namespace polyak {
 

@@ -1,13 +1,13 @@
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 #include <cmath>
 #include <cstring>
 #include <iomanip>
 #include <ostream>
 
-#include "core/autograd.h"
-#include "core/rng.h"
-#include "core/tensor_impl.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/rng.h"
+#include "polyak/core/tensor_impl.h"
 
 namespace polyak {
 namespace {

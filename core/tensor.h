@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "core/dtype.h"
-#include "core/shape.h"
-#include "core/storage.h"
+#include "polyak/core/dtype.h"
+#include "polyak/core/shape.h"
+#include "polyak/core/storage.h"
 
 namespace polyak {
 

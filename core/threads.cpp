@@ -1,4 +1,4 @@
-#include "core/threads.h"
+#include "polyak/core/threads.h"
 
 #include <omp.h>
 

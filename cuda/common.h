@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "core/tensor.h"
-#include "cuda/check.h"
+#include "polyak/core/tensor.h"
+#include "polyak/cuda/check.h"
 
 namespace polyak::cuda {
 

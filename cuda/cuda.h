@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak::cuda {
 

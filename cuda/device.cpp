@@ -4,8 +4,8 @@
 // block of the rounded size, and deallocate() only from empty_cache().
 #include <cstring>
 
-#include "cuda/common.h"
-#include "cuda/cuda.h"
+#include "polyak/cuda/common.h"
+#include "polyak/cuda/cuda.h"
 
 namespace polyak::cuda {
 

@@ -13,8 +13,8 @@
 // more launch adds them up in a fixed order.
 #include <cmath>
 
-#include "cuda/common.h"
-#include "cuda/cuda.h"
+#include "polyak/cuda/common.h"
+#include "polyak/cuda/cuda.h"
 
 namespace polyak::cuda {
 

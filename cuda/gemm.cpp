@@ -13,8 +13,8 @@
 #include <mutex>
 #include <vector>
 
-#include "cuda/common.h"
-#include "cuda/cuda.h"
+#include "polyak/cuda/common.h"
+#include "polyak/cuda/cuda.h"
 
 namespace polyak::cuda {
 

@@ -1,9 +1,9 @@
 // The copy task: batch generation and the two accuracies (layout in copy_task.h).
-#include "data/copy_task.h"
+#include "polyak/data/copy_task.h"
 
 #include <algorithm>
 
-#include "core/error.h"
+#include "polyak/core/error.h"
 
 namespace polyak {
 

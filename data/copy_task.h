@@ -22,9 +22,9 @@
 #include <optional>
 #include <vector>
 
-#include "core/indices.h"
-#include "core/rng.h"
-#include "core/tensor.h"
+#include "polyak/core/indices.h"
+#include "polyak/core/rng.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

@@ -1,6 +1,6 @@
 // Model checkpoints: TransformerConfig ⇄ JSON, and a TransformerLM ⇄ a safetensors file
 // whose metadata carries the format tag and the config (see models/checkpoint.h).
-#include "models/checkpoint.h"
+#include "polyak/models/checkpoint.h"
 
 #include <cmath>
 #include <limits>
@@ -11,7 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include "core/safetensors.h"
+#include "polyak/core/safetensors.h"
 
 namespace polyak {
 namespace {

@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "models/transformer.h"
+#include "polyak/models/transformer.h"
 
 namespace polyak {
 

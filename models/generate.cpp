@@ -4,15 +4,15 @@
 //   greedy (temperature 0):  next = argmax_v logits[v]        (the first maximum)
 //   sampling (T > 0):        next ~ p,  p_v = exp((logits[v] − max) / T) / Σ exp(…),
 //                            by inversion of one uniform draw from Generator(seed)
-#include "models/generate.h"
+#include "polyak/models/generate.h"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "core/rng.h"
+#include "polyak/core/error.h"
+#include "polyak/core/rng.h"
 
 namespace polyak {
 

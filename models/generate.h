@@ -5,7 +5,7 @@
 #include <functional>
 #include <vector>
 
-#include "models/transformer.h"
+#include "polyak/models/transformer.h"
 
 namespace polyak {
 

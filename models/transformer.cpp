@@ -1,6 +1,6 @@
 // TransformerLM: the layer stack with a token head, in parallel and recurrent form.
 // Legend: B batch, N sequence length, d = d_model, V = vocab.
-#include "models/transformer.h"
+#include "polyak/models/transformer.h"
 
 #include <cmath>
 #include <utility>

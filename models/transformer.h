@@ -15,14 +15,14 @@
 #include <memory>
 #include <string>
 
-#include "core/indices.h"
-#include "nn/dropout.h"
-#include "nn/embedding.h"
-#include "nn/linear.h"
-#include "nn/module.h"
-#include "nn/norm.h"
-#include "nn/positions.h"
-#include "nn/transformer_layer.h"
+#include "polyak/core/indices.h"
+#include "polyak/nn/dropout.h"
+#include "polyak/nn/embedding.h"
+#include "polyak/nn/linear.h"
+#include "polyak/nn/module.h"
+#include "polyak/nn/norm.h"
+#include "polyak/nn/positions.h"
+#include "polyak/nn/transformer_layer.h"
 
 namespace polyak {
 

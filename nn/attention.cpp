@@ -1,22 +1,22 @@
 // Multi-head attention modules. Legend: B batch, N length, d width, H heads, D head dim.
-#include "nn/attention.h"
+#include "polyak/nn/attention.h"
 
 #include <cmath>
 #include <sstream>
 
-#include "nn/linformer.h"
-#include "nn/mega.h"
-#include "nn/performer.h"
-#include "nn/transnormer.h"
-#include "ops/attention/feature_maps.h"
-#include "ops/attention/linear_attention.h"
-#include "ops/attention/momentum_attention.h"
-#include "ops/attention/recurrent.h"
-#include "ops/attention/softmax_attention.h"
-#include "ops/elementwise.h"
-#include "ops/matmul.h"
-#include "ops/reduce.h"
-#include "ops/shape_ops.h"
+#include "polyak/nn/linformer.h"
+#include "polyak/nn/mega.h"
+#include "polyak/nn/performer.h"
+#include "polyak/nn/transnormer.h"
+#include "polyak/ops/attention/feature_maps.h"
+#include "polyak/ops/attention/linear_attention.h"
+#include "polyak/ops/attention/momentum_attention.h"
+#include "polyak/ops/attention/recurrent.h"
+#include "polyak/ops/attention/softmax_attention.h"
+#include "polyak/ops/elementwise.h"
+#include "polyak/ops/matmul.h"
+#include "polyak/ops/reduce.h"
+#include "polyak/ops/shape_ops.h"
 
 namespace polyak {
 

@@ -25,10 +25,10 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "nn/dropout.h"
-#include "nn/linear.h"
-#include "nn/module.h"
+#include "polyak/core/rng.h"
+#include "polyak/nn/dropout.h"
+#include "polyak/nn/linear.h"
+#include "polyak/nn/module.h"
 
 namespace polyak {
 

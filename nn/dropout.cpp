@@ -1,7 +1,7 @@
-#include "nn/dropout.h"
+#include "polyak/nn/dropout.h"
 
-#include "nn/init.h"
-#include "ops/nn_ops.h"
+#include "polyak/nn/init.h"
+#include "polyak/ops/nn_ops.h"
 
 namespace polyak {
 

@@ -2,8 +2,8 @@
 // training mode; the identity in eval mode or when p = 0.
 #pragma once
 
-#include "core/rng.h"
-#include "nn/module.h"
+#include "polyak/core/rng.h"
+#include "polyak/nn/module.h"
 
 namespace polyak {
 

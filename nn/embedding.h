@@ -1,9 +1,9 @@
 // Embedding: a lookup table of token vectors.
 #pragma once
 
-#include "core/indices.h"
-#include "core/rng.h"
-#include "nn/module.h"
+#include "polyak/core/indices.h"
+#include "polyak/core/rng.h"
+#include "polyak/nn/module.h"
 
 namespace polyak {
 

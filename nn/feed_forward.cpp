@@ -1,6 +1,6 @@
-#include "nn/feed_forward.h"
+#include "polyak/nn/feed_forward.h"
 
-#include "ops/elementwise.h"
+#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 

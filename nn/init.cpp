@@ -1,6 +1,6 @@
-#include "nn/init.h"
+#include "polyak/nn/init.h"
 
-#include "core/error.h"
+#include "polyak/core/error.h"
 
 namespace polyak {
 

@@ -4,8 +4,8 @@
 // in construction order, so a model is a pure function of its config and seed.
 #pragma once
 
-#include "core/rng.h"
-#include "core/tensor.h"
+#include "polyak/core/rng.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

@@ -1,9 +1,9 @@
-#include "nn/linear.h"
+#include "polyak/nn/linear.h"
 
 #include <cmath>
 
-#include "nn/init.h"
-#include "ops/matmul.h"
+#include "polyak/nn/init.h"
+#include "polyak/ops/matmul.h"
 
 namespace polyak {
 

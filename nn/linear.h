@@ -1,8 +1,8 @@
 // Linear: y = x · Wᵀ + b over the last axis.
 #pragma once
 
-#include "core/rng.h"
-#include "nn/module.h"
+#include "polyak/core/rng.h"
+#include "polyak/nn/module.h"
 
 namespace polyak {
 

@@ -1,10 +1,10 @@
-#include "nn/linformer.h"
+#include "polyak/nn/linformer.h"
 
 #include <cmath>
 
-#include "nn/init.h"
-#include "ops/attention/sequence_projection.h"
-#include "ops/attention/softmax_attention.h"
+#include "polyak/nn/init.h"
+#include "polyak/ops/attention/sequence_projection.h"
+#include "polyak/ops/attention/softmax_attention.h"
 
 namespace polyak {
 

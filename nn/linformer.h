@@ -8,7 +8,7 @@
 // needs causal = false and max_len ≥ N (AttentionConfig::validate, mix()).
 #pragma once
 
-#include "nn/attention.h"
+#include "polyak/nn/attention.h"
 
 namespace polyak {
 

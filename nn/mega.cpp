@@ -1,11 +1,11 @@
-#include "nn/mega.h"
+#include "polyak/nn/mega.h"
 
 #include <cmath>
 
-#include "nn/init.h"
-#include "ops/attention/ema.h"
-#include "ops/elementwise.h"
-#include "ops/matmul.h"
+#include "polyak/nn/init.h"
+#include "polyak/ops/attention/ema.h"
+#include "polyak/ops/elementwise.h"
+#include "polyak/ops/matmul.h"
 
 namespace polyak {
 namespace {

@@ -40,9 +40,9 @@
 #include <memory>
 #include <vector>
 
-#include "nn/attention.h"
-#include "nn/linear.h"
-#include "ops/attention/mega_attention.h"
+#include "polyak/nn/attention.h"
+#include "polyak/nn/linear.h"
+#include "polyak/ops/attention/mega_attention.h"
 
 namespace polyak {
 

@@ -1,9 +1,9 @@
-#include "nn/module.h"
+#include "polyak/nn/module.h"
 
 #include <map>
 #include <set>
 
-#include "core/error.h"
+#include "polyak/core/error.h"
 
 namespace polyak {
 

@@ -26,8 +26,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/rng.h"
-#include "core/tensor.h"
+#include "polyak/core/rng.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

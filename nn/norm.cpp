@@ -1,6 +1,6 @@
-#include "nn/norm.h"
+#include "polyak/nn/norm.h"
 
-#include "ops/nn_ops.h"
+#include "polyak/ops/nn_ops.h"
 
 namespace polyak {
 

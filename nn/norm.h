@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "nn/module.h"
+#include "polyak/nn/module.h"
 
 namespace polyak {
 

@@ -1,7 +1,7 @@
-#include "nn/performer.h"
+#include "polyak/nn/performer.h"
 
-#include "nn/init.h"
-#include "ops/attention/favor.h"
+#include "polyak/nn/init.h"
+#include "polyak/ops/attention/favor.h"
 
 namespace polyak {
 

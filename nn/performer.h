@@ -7,8 +7,8 @@
 
 #include <cstdint>
 
-#include "core/rng.h"
-#include "nn/attention.h"
+#include "polyak/core/rng.h"
+#include "polyak/nn/attention.h"
 
 namespace polyak {
 

@@ -1,10 +1,10 @@
-#include "nn/positions.h"
+#include "polyak/nn/positions.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "nn/init.h"
-#include "ops/elementwise.h"
+#include "polyak/nn/init.h"
+#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "nn/module.h"
+#include "polyak/core/rng.h"
+#include "polyak/nn/module.h"
 
 namespace polyak {
 

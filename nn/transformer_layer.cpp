@@ -1,11 +1,11 @@
 // Transformer layers and the connections that join the attention output to the stream.
 // Legend: B batch, N length, d width; a, x, v [B, N, d]; per-token scalars [B, N, 1].
-#include "nn/transformer_layer.h"
+#include "polyak/nn/transformer_layer.h"
 
 #include <cmath>
 
-#include "ops/elementwise.h"
-#include "ops/reduce.h"
+#include "polyak/ops/elementwise.h"
+#include "polyak/ops/reduce.h"
 
 namespace polyak {
 

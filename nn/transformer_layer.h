@@ -18,11 +18,11 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "nn/attention.h"
-#include "nn/feed_forward.h"
-#include "nn/module.h"
-#include "nn/norm.h"
+#include "polyak/core/rng.h"
+#include "polyak/nn/attention.h"
+#include "polyak/nn/feed_forward.h"
+#include "polyak/nn/module.h"
+#include "polyak/nn/norm.h"
 
 namespace polyak {
 

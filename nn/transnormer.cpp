@@ -1,11 +1,11 @@
 // TransNormer's attention modules (MATH.md §5). Legend: B batch, N length, d width, H heads,
 // D head dim, D' feature width, L block length.
-#include "nn/transnormer.h"
+#include "polyak/nn/transnormer.h"
 
-#include "ops/attention/linear_attention.h"
-#include "ops/attention/norm_attention.h"
-#include "ops/matmul.h"
-#include "ops/shape_ops.h"
+#include "polyak/ops/attention/linear_attention.h"
+#include "polyak/ops/attention/norm_attention.h"
+#include "polyak/ops/matmul.h"
+#include "polyak/ops/shape_ops.h"
 
 namespace polyak {
 

@@ -13,7 +13,7 @@
 #include <memory>
 #include <vector>
 
-#include "nn/attention.h"
+#include "polyak/nn/attention.h"
 
 namespace polyak {
 

@@ -15,9 +15,9 @@
 #include <memory>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
-#include "ops/nn_ops.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/nn_ops.h"
 
 namespace polyak {
 namespace {

@@ -10,9 +10,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/autograd.h"
-#include "core/threads.h"
-#include "ops/nn_ops.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/nn_ops.h"
 
 namespace polyak {
 

@@ -19,13 +19,13 @@
 #include <cstring>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/threads.h"
-#include "ops/elementwise.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/error.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/elementwise.h"
 
 #ifdef POLYAK_WITH_CUDA
-#include "cuda/cuda.h"
+#include "polyak/cuda/cuda.h"
 #endif
 
 namespace polyak {

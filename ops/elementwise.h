@@ -1,7 +1,7 @@
 // Elementwise arithmetic with NumPy broadcasting, scalar forms, and unary functions.
 #pragma once
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

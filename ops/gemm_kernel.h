@@ -5,31 +5,60 @@
 // A is stored [m,k] (leading dimension lda ≥ k), or [k,m] (lda ≥ m) when trans_a;
 // B is stored [k,n] (ldb ≥ n), or [n,k] (ldb ≥ k) when trans_b; C has ldc ≥ n.
 // Single-threaded: callers cut large products into panels, one per thread.
-// See gemm_kernel.cpp for the blocking.
+// Compiled once per ISA (ops/gemm_isa.cpp, which explains the blocking); sgemm() runs the
+// compilation for active_isa().
 #pragma once
 
 #include <cstdint>
 
-// The register-blocked microkernel needs AVX2 and FMA; without them sgemm still works (a
-// portable microkernel), but Eigen's GEMM is the faster choice and matmul uses it instead.
-#if defined(__AVX2__) && defined(__FMA__)
-#define POLYAK_SGEMM_AVX2 1
-#else
-#define POLYAK_SGEMM_AVX2 0
-#endif
+#include "polyak/core/cpu.h"
 
 namespace polyak {
+
+struct SgemmArgs {
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const float* b = nullptr;
+  int64_t ldb = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  bool accumulate = false;
+  const float* bias = nullptr;
+};
+
+// The microkernel's tile, MR rows × NR columns of C, and the cache blocks: callers splitting
+// C across threads cut it at multiples of MR and NR so that no thread gets a ragged sliver.
+struct SgemmShape {
+  int64_t mr, nr;      // microkernel tile
+  int64_t kc, mc, nc;  // depth, rows and columns of the packed blocks
+};
+
+#define POLYAK_SGEMM_DECLARE(isa)                      \
+  void sgemm(IsaTag<Isa::isa>, const SgemmArgs& args); \
+  SgemmShape sgemm_shape(IsaTag<Isa::isa>);
+POLYAK_FOR_EACH_ISA(POLYAK_SGEMM_DECLARE)
+#undef POLYAK_SGEMM_DECLARE
 
 // C (= when !accumulate, += when accumulate) op(A) · op(B). A non-null `bias` [n] (used
 // only when !accumulate) makes it C = bias + op(A) · op(B), bias added to every row in the
 // same pass that writes C. With k == 0 the product is zero.
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-           const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate,
-           const float* bias = nullptr);
+inline void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate,
+                  const float* bias = nullptr) {
+  const SgemmArgs args{trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate, bias};
+  with_active_isa([&](auto isa) { sgemm(isa, args); });
+}
 
-// The tile shape of the microkernel: callers splitting C across threads cut it at
-// multiples of these so that no thread gets a ragged sliver in the middle.
-inline constexpr int64_t kSgemmMR = 6;   // rows of C per microkernel call
-inline constexpr int64_t kSgemmNR = 16;  // columns of C per microkernel call
+// The same product on every thread, C cut into one panel per thread, through the
+// compilation for `isa`: matmul's f32 path (ops/matmul.cpp), open to benchmarks that compare
+// the ISAs. C must be contiguous (ldc = n).
+void sgemm_threads(Isa isa, const SgemmArgs& args);
+
+// The shape of the GEMM active_isa() runs.
+inline SgemmShape sgemm_shape() {
+  return with_active_isa([](auto isa) { return sgemm_shape(isa); });
+}
 
 }  // namespace polyak

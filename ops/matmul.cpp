@@ -17,17 +17,17 @@
 // product is cut into one panel per thread; many small matrices (attention heads) run one
 // single-threaded GEMM per batch entry, in parallel. Gradients are written straight into
 // fresh buffers, never summed afterwards.
-#include "ops/matmul.h"
+#include "polyak/ops/matmul.h"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <type_traits>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
-#include "cuda/cuda.h"
-#include "ops/gemm_kernel.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
+#include "polyak/cuda/cuda.h"
+#include "polyak/ops/gemm_kernel.h"
 
 namespace polyak {
 namespace {
@@ -78,14 +78,16 @@ void eigen_gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, 
 // c [m,n] (leading dimension ldc) = op(a) · op(b) (+ c when `accumulate`), one
 // single-threaded GEMM. With `bias` (and not `accumulate`), c = bias + op(a) · op(b), the
 // bias added to every row. f32 runs polyak's own GEMM, which adds the bias in the pass
-// that writes c; f64 (the gradchecks) and builds without AVX2 + FMA run Eigen's.
+// that writes c; f64 (the gradchecks) runs Eigen's.
+// `isa` picks the compilation of polyak's GEMM (benchmarks compare them; ops use the active one).
 template <class T>
 void gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k,
-                bool accumulate, const T* bias = nullptr) {
+                bool accumulate, const T* bias = nullptr, Isa isa = active_isa()) {
   if (m == 0 || n == 0) return;
-  if constexpr (std::is_same_v<T, float> && POLYAK_SGEMM_AVX2)
-    sgemm(a.t, b.t, m, n, k, a.p, a.ld, b.p, b.ld, c, ldc, accumulate, bias);
-  else
+  if constexpr (std::is_same_v<T, float>) {
+    const SgemmArgs args{a.t, b.t, m, n, k, a.p, a.ld, b.p, b.ld, c, ldc, accumulate, bias};
+    with_isa(isa, [&](auto tag) { sgemm(tag, args); });
+  } else
     eigen_gemm_block(a, b, c, ldc, m, n, k, accumulate, bias);
 }
 
@@ -101,20 +103,21 @@ void gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_
 //                   never cut, so no partial sums need adding afterwards.
 template <class T>
 void gemm_parallel(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64_t k,
-                   bool accumulate, const T* bias = nullptr) {
+                   bool accumulate, const T* bias = nullptr, Isa isa = active_isa()) {
+  const SgemmShape tile = with_isa(isa, [](auto tag) { return sgemm_shape(tag); });
   if (m >= n) {
-    const int64_t tiles = (m + kSgemmMR - 1) / kSgemmMR;
-    parallel_for(tiles, kSgemmMR * n * k, [&](int64_t t0, int64_t t1) {
-      const int64_t r0 = t0 * kSgemmMR, r1 = std::min(m, t1 * kSgemmMR);
+    const int64_t tiles = (m + tile.mr - 1) / tile.mr;
+    parallel_for(tiles, tile.mr * n * k, [&](int64_t t0, int64_t t1) {
+      const int64_t r0 = t0 * tile.mr, r1 = std::min(m, t1 * tile.mr);
       Operand<T> rows{a.t ? a.p + r0 : a.p + r0 * a.ld, a.ld, a.t};
-      gemm_block(rows, b, c + r0 * n, n, r1 - r0, n, k, accumulate, bias);
+      gemm_block(rows, b, c + r0 * n, n, r1 - r0, n, k, accumulate, bias, isa);
     });
   } else {
-    const int64_t tiles = (n + kSgemmNR - 1) / kSgemmNR;
-    parallel_for(tiles, kSgemmNR * m * k, [&](int64_t t0, int64_t t1) {
-      const int64_t c0 = t0 * kSgemmNR, c1 = std::min(n, t1 * kSgemmNR);
+    const int64_t tiles = (n + tile.nr - 1) / tile.nr;
+    parallel_for(tiles, tile.nr * m * k, [&](int64_t t0, int64_t t1) {
+      const int64_t c0 = t0 * tile.nr, c1 = std::min(n, t1 * tile.nr);
       Operand<T> cols{b.t ? b.p + c0 * b.ld : b.p + c0, b.ld, b.t};
-      gemm_block(a, cols, c + c0, n, m, c1 - c0, k, accumulate, bias ? bias + c0 : nullptr);
+      gemm_block(a, cols, c + c0, n, m, c1 - c0, k, accumulate, bias ? bias + c0 : nullptr, isa);
     });
   }
 }
@@ -224,6 +227,13 @@ std::string flags_note(bool ta, bool tb) {
 }  // namespace
 
 // ---- matmul ------------------------------------------------------------------------------
+
+void sgemm_threads(Isa isa, const SgemmArgs& g) {
+  POLYAK_CHECK(isa <= supported_isas().back(), "sgemm_threads: isa ", isa_name(isa),
+               " is not supported by this CPU");
+  gemm_parallel<float>({g.a, g.lda, g.trans_a}, {g.b, g.ldb, g.trans_b}, g.c, g.m, g.n, g.k,
+                       g.accumulate, g.bias, isa);
+}
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   check_defined("matmul", "a", a);

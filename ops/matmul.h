@@ -1,7 +1,7 @@
 // Matrix products through Eigen's GEMM (OpenMP threads), with BLAS-style transpose flags.
 #pragma once
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

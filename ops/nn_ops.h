@@ -1,9 +1,9 @@
 // Neural-network functions: softmax, normalisation, embedding, dropout, cross-entropy.
 #pragma once
 
-#include "core/indices.h"
-#include "core/rng.h"
-#include "core/tensor.h"
+#include "polyak/core/indices.h"
+#include "polyak/core/rng.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

@@ -19,14 +19,14 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/threads.h"
-#include "ops/elementwise.h"
-#include "ops/reduce.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/error.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/elementwise.h"
+#include "polyak/ops/reduce.h"
 
 #ifdef POLYAK_WITH_CUDA
-#include "cuda/cuda.h"
+#include "polyak/cuda/cuda.h"
 #endif
 
 namespace polyak {

@@ -1,7 +1,7 @@
 // Reductions: sum, mean, max over one axis or over all elements.
 #pragma once
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

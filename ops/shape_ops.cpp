@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/threads.h"
-#include "ops/shape_ops.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/error.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/shape_ops.h"
 
 namespace polyak {
 namespace {

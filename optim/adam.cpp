@@ -1,10 +1,10 @@
 // Adam and AdamW: the fused per-parameter update (formulas in adam.h).
-#include "optim/adam.h"
+#include "polyak/optim/adam.h"
 
 #include <cmath>
 #include <utility>
 
-#include "core/threads.h"
+#include "polyak/core/threads.h"
 
 namespace polyak {
 

@@ -1,10 +1,10 @@
 // Gradient clipping (formulas in clip.h).
-#include "optim/clip.h"
+#include "polyak/optim/clip.h"
 
 #include <cmath>
 
-#include "core/error.h"
-#include "core/threads.h"
+#include "polyak/core/error.h"
+#include "polyak/core/threads.h"
 
 namespace polyak {
 

@@ -12,7 +12,7 @@
 
 #include <vector>
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

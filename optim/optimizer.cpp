@@ -1,11 +1,11 @@
 // Optimizer base: parameter validation, state allocation, the step loop (see optimizer.h).
-#include "optim/optimizer.h"
+#include "polyak/optim/optimizer.h"
 
 #include <cmath>
 #include <utility>
 
-#include "core/autograd.h"
-#include "core/error.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/error.h"
 
 namespace polyak {
 

@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

@@ -1,10 +1,10 @@
 // RAdam: the fused per-parameter update (formulas in radam.h).
-#include "optim/radam.h"
+#include "polyak/optim/radam.h"
 
 #include <cmath>
 #include <utility>
 
-#include "core/threads.h"
+#include "polyak/core/threads.h"
 
 namespace polyak {
 

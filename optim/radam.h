@@ -17,7 +17,7 @@
 
 #include <vector>
 
-#include "optim/optimizer.h"
+#include "polyak/optim/optimizer.h"
 
 namespace polyak {
 

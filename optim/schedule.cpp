@@ -1,10 +1,10 @@
 // Learning-rate schedules (formulas in schedule.h).
-#include "optim/schedule.h"
+#include "polyak/optim/schedule.h"
 
 #include <cmath>
 #include <utility>
 
-#include "core/error.h"
+#include "polyak/core/error.h"
 
 namespace polyak {
 

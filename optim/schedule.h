@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "optim/optimizer.h"
+#include "polyak/optim/optimizer.h"
 
 namespace polyak {
 

@@ -1,10 +1,10 @@
 // SGD: the fused per-parameter update (formulas in sgd.h).
-#include "optim/sgd.h"
+#include "polyak/optim/sgd.h"
 
 #include <cmath>
 #include <utility>
 
-#include "core/threads.h"
+#include "polyak/core/threads.h"
 
 namespace polyak {
 

@@ -11,7 +11,7 @@
 
 #include <vector>
 
-#include "optim/optimizer.h"
+#include "polyak/optim/optimizer.h"
 
 namespace polyak {
 

@@ -1,7 +1,7 @@
 // Boundary checks shared by the attention ops; see attention_checks.h.
-#include "ops/attention/attention_checks.h"
+#include "polyak/ops/attention/attention_checks.h"
 
-#include "core/error.h"
+#include "polyak/core/error.h"
 
 namespace polyak::detail {
 

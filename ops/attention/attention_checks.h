@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak::detail {
 

@@ -1,199 +1,21 @@
-// Causal linear attention and the causal dot product, with O(N·D) activation memory.
-// MATH.md §2; Katharopoulos et al. 2020, eq. 7–8 (the RNN form) and §3.3.1 (its gradient).
+// Causal linear attention and the causal dot product (MATH.md §2; Katharopoulos et al.
+// 2020, eq. 7–8): the ops and their backward nodes. The two sweeps, their formulas and their
+// O(N·D) memory are in causal_linear_attention_isa.cpp, compiled once per ISA.
 //
-// Dimension legend: B batch, H heads, N positions, D query/key width, Dv value width.
-// q, k [B,H,N,D], v [B,H,N,Dv] → y [B,H,N,Dv]. Per (b, h), with s_0 = 0, z_0 = 0:
-//
-//   s_i = s_{i−1} + k_i v_iᵀ          [D,Dv]  running state, never stored per position
-//   z_i = z_{i−1} + k_i               [D]
-//   o_i = s_iᵀ q_i                    [Dv]    causal_dot_product returns o
-//   den_i = q_iᵀ z_i + ε              []      saved: O(N)
-//   y_i = o_i / den_i                 [Dv]    causal_linear_attention returns y
-//
-// Backward. Given dy_i, the chain through the quotient gives
-//   do_i   = dy_i / den_i                                   [Dv]
-//   dden_i = −(dy_i · o_i) / den_i²                         []
-// (for causal_dot_product: do_i = dy_i, dden_i = 0). Then, since o_i = Σ_{j≤i} (q_i·k_j) v_j
-// and den_i = Σ_{j≤i} q_i·k_j + ε:
-//   dq_i = s_i do_i + dden_i z_i                            [B,H,N,D]
-//   dk_j = Σ_{i≥j} q_i (do_i·v_j) + Σ_{i≥j} dden_i q_i
-//        = R_j v_j + r_j,   R_j = Σ_{i≥j} q_i do_iᵀ [D,Dv],  r_j = Σ_{i≥j} dden_i q_i [D]
-//                                                           [B,H,N,D]
-//   dv_j = Σ_{i≥j} (q_i·k_j) do_i = R_jᵀ k_j                [B,H,N,Dv]
-// so two sweeps suffice, each holding one D×Dv matrix:
-//   forward sweep  (i = 1..N): rebuild s_i, z_i; recompute o_i; do_i, dden_i; dq_i.
-//   reverse sweep  (i = N..1): R += q_i do_iᵀ, r += dden_i q_i; dk_i = R v_i + r;
-//                              dv_i = Rᵀ k_i.
 // Saved for backward: q, k, v and den (causal_linear_attention only). Scratch during
-// backward: dden [B,H,N]; do_i waits in dv_i's slot between the sweeps.
-#include <algorithm>
+// backward: dden [B,H,N].
 #include <cmath>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
-#include "ops/attention/attention_checks.h"
-#include "ops/attention/linear_attention.h"
-#include "ops/attention/sweep.h"
-#include "ops/attention/vec.h"
+#include "polyak/core/autograd.h"
+#include "polyak/ops/attention/attention_checks.h"
+#include "polyak/ops/attention/causal_sweeps.h"
+#include "polyak/ops/attention/linear_attention.h"
 
 namespace polyak {
 namespace {
 
 using detail::AttentionDims;
-using detail::axpy;
-using detail::dot;
-using detail::with_fixed_dv;
-
-// ---- forward ---------------------------------------------------------------------------
-
-// One (b, h): q, k [N,D], v [N,Dv] → y [N,Dv] (and den [N] when normalising).
-// s [D·Dv], z [D] and o [Dv] are the caller's scratch.
-template <class T, bool kNormalize, int kDv>
-void causal_forward_head(const T* q, const T* k, const T* v, T* y, T* den, int64_t N, int64_t D,
-                         int64_t dv_runtime, T eps, T* s, T* z, T* o_scratch) {
-  const int64_t Dv = kDv > 0 ? kDv : dv_runtime;
-  T o_fixed[kDv > 0 ? kDv : 1];
-  T* o = kDv > 0 ? o_fixed : o_scratch;
-  std::fill_n(s, D * Dv, T(0));
-  std::fill_n(z, D, T(0));
-  for (int64_t i = 0; i < N; ++i) {
-    const T* qi = q + i * D;
-    const T* ki = k + i * D;
-    const T* vi = v + i * Dv;
-    T* yi = y + i * Dv;
-    std::fill_n(o, Dv, T(0));
-    for (int64_t a = 0; a < D; ++a) {
-      T* sa = s + a * Dv;
-      axpy(Dv, ki[a], vi, sa);  // s_i = s_{i−1} + k_i v_iᵀ   (row a)
-      axpy(Dv, qi[a], sa, o);   // o_i += q_i[a] · s_i[a, :]
-    }
-    T inv = T(1);
-    if constexpr (kNormalize) {
-      axpy(D, T(1), ki, z);
-      const T di = dot(D, qi, z) + eps;
-      den[i] = di;
-      inv = T(1) / di;
-    }
-    for (int64_t c = 0; c < Dv; ++c) yi[c] = o[c] * inv;
-  }
-}
-
-template <class T, bool kNormalize>
-void causal_forward(const AttentionDims& d, const T* q, const T* k, const T* v, T* y, T* den,
-                    T eps) {
-  const int64_t N = d.N, D = d.D, Dv = d.Dv;
-  parallel_for(d.B * d.H, 2 * N * D * Dv + 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> s(static_cast<size_t>(D * Dv)), z(static_cast<size_t>(D));
-    std::vector<T> o(static_cast<size_t>(Dv));
-    with_fixed_dv(Dv, [&]<int kDv>() {
-      for (int64_t h = begin; h < end; ++h) {
-        causal_forward_head<T, kNormalize, kDv>(q + h * N * D, k + h * N * D, v + h * N * Dv,
-                                                y + h * N * Dv, kNormalize ? den + h * N : nullptr,
-                                                N, D, Dv, eps, s.data(), z.data(), o.data());
-      }
-    });
-  });
-}
-
-// ---- backward --------------------------------------------------------------------------
-
-// One (b, h). Writes (overwrites) dq, dk [N,D] and dv [N,Dv]. dden [N] is scratch.
-// s [D·Dv], z [D], and o, g, w [Dv] are the caller's scratch.
-template <class T, bool kNormalize, int kDv>
-void causal_backward_head(const T* q, const T* k, const T* v, const T* den, const T* dy, T* dq,
-                          T* dk, T* dv, T* dden, int64_t N, int64_t D, int64_t dv_runtime, T* s,
-                          T* z, T* o_scratch, T* g_scratch, T* w_scratch) {
-  const int64_t Dv = kDv > 0 ? kDv : dv_runtime;
-  T o_fixed[kDv > 0 ? kDv : 1], g_fixed[kDv > 0 ? kDv : 1], w_fixed[kDv > 0 ? kDv : 1];
-  T* o = kDv > 0 ? o_fixed : o_scratch;  // o_i
-  T* g = kDv > 0 ? g_fixed : g_scratch;  // do_i
-  T* w = kDv > 0 ? w_fixed : w_scratch;  // dv_i being summed
-
-  // Forward sweep: rebuild s_i (and z_i); dq_i = s_i do_i + dden_i z_i.
-  std::fill_n(s, D * Dv, T(0));
-  std::fill_n(z, D, T(0));
-  for (int64_t i = 0; i < N; ++i) {
-    const T* qi = q + i * D;
-    const T* ki = k + i * D;
-    const T* vi = v + i * Dv;
-    const T* dyi = dy + i * Dv;
-    T* dqi = dq + i * D;
-    if constexpr (kNormalize) {
-      // do_i = dy_i / den_i needs no o_i, so one pass over s gives o_i and s_i do_i;
-      // the dden_i z_i term follows once o_i is complete.
-      const T inv = T(1) / den[i];
-      T* parked = dv + i * Dv;  // do_i waits in dv_i's slot for the reverse sweep
-      for (int64_t c = 0; c < Dv; ++c) {
-        g[c] = dyi[c] * inv;
-        parked[c] = g[c];
-      }
-      std::fill_n(o, Dv, T(0));
-      for (int64_t a = 0; a < D; ++a) {
-        T* sa = s + a * Dv;
-        axpy(Dv, ki[a], vi, sa);
-        axpy(Dv, qi[a], sa, o);   // o_i = s_iᵀ q_i
-        dqi[a] = dot(Dv, sa, g);  // (s_i do_i)[a]
-      }
-      axpy(D, T(1), ki, z);
-      const T ddi = -dot(Dv, dyi, o) * inv * inv;
-      dden[i] = ddi;
-      axpy(D, ddi, z, dqi);
-    } else {
-      for (int64_t a = 0; a < D; ++a) {
-        T* sa = s + a * Dv;
-        axpy(Dv, ki[a], vi, sa);
-        dqi[a] = dot(Dv, sa, dyi);  // dq_i = s_i do_i
-      }
-    }
-  }
-
-  // Reverse sweep: R += q_i do_iᵀ (and r += dden_i q_i); dk_i = R v_i + r; dv_i = Rᵀ k_i.
-  T* R = s;
-  T* r = z;
-  std::fill_n(R, D * Dv, T(0));
-  std::fill_n(r, D, T(0));
-  for (int64_t i = N - 1; i >= 0; --i) {
-    const T* qi = q + i * D;
-    const T* ki = k + i * D;
-    const T* vi = v + i * Dv;
-    T* dki = dk + i * D;
-    T* dvi = dv + i * Dv;
-    std::copy_n(kNormalize ? dvi : dy + i * Dv, Dv, g);  // do_i
-    std::fill_n(w, Dv, T(0));
-    for (int64_t a = 0; a < D; ++a) {
-      T* Ra = R + a * Dv;
-      axpy(Dv, qi[a], g, Ra);    // R += q_i do_iᵀ   (row a)
-      dki[a] = dot(Dv, Ra, vi);  // dk_i = R v_i
-      axpy(Dv, ki[a], Ra, w);    // dv_i = Rᵀ k_i
-    }
-    std::copy_n(w, Dv, dvi);
-    if constexpr (kNormalize) {
-      axpy(D, dden[i], qi, r);
-      axpy(D, T(1), r, dki);
-    }
-  }
-}
-
-template <class T, bool kNormalize>
-void causal_backward(const AttentionDims& d, const T* q, const T* k, const T* v, const T* den,
-                     const T* dy, T* dq, T* dk, T* dv, T* dden) {
-  const int64_t N = d.N, D = d.D, Dv = d.Dv;
-  parallel_for(d.B * d.H, 6 * N * D * Dv + 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> s(static_cast<size_t>(D * Dv)), z(static_cast<size_t>(D));
-    std::vector<T> o(static_cast<size_t>(Dv)), g(static_cast<size_t>(Dv)),
-        w(static_cast<size_t>(Dv));
-    with_fixed_dv(Dv, [&]<int kDv>() {
-      for (int64_t h = begin; h < end; ++h) {
-        causal_backward_head<T, kNormalize, kDv>(
-            q + h * N * D, k + h * N * D, v + h * N * Dv, kNormalize ? den + h * N : nullptr,
-            dy + h * N * Dv, dq + h * N * D, dk + h * N * D, dv + h * N * Dv,
-            kNormalize ? dden + h * N : nullptr, N, D, Dv, s.data(), z.data(), o.data(), g.data(),
-            w.data());
-      }
-    });
-  });
-}
 
 // ---- the ops ---------------------------------------------------------------------------
 
@@ -207,8 +29,11 @@ Tensor causal_attention_op(const char* fn, const char* node, const Tensor& q, co
   Tensor y = Tensor::empty({d.B, d.H, d.N, d.Dv}, dtype);
   Tensor den = kNormalize ? Tensor::empty({d.B, d.H, d.N}, dtype) : Tensor();
   dispatch(dtype, [&]<class T>() {
-    causal_forward<T, kNormalize>(d, q.data<T>(), k.data<T>(), v.data<T>(), y.data<T>(),
-                                  kNormalize ? den.data<T>() : nullptr, static_cast<T>(eps));
+    with_active_isa([&](auto isa) {
+      detail::causal_linear_sweep_forward<T, kNormalize>(
+          isa, d, q.data<T>(), k.data<T>(), v.data<T>(), y.data<T>(),
+          kNormalize ? den.data<T>() : nullptr, static_cast<T>(eps));
+    });
   });
 
   record(y, node, {q, k, v}, [q, k, v, den, d](const Tensor& dy) -> std::vector<Tensor> {
@@ -218,10 +43,12 @@ Tensor causal_attention_op(const char* fn, const char* node, const Tensor& q, co
     Tensor dv = Tensor::empty(v.shape(), dt);
     Tensor dden = kNormalize ? Tensor::empty({d.B, d.H, d.N}, dt) : Tensor();
     dispatch(dt, [&]<class T>() {
-      causal_backward<T, kNormalize>(d, q.data<T>(), k.data<T>(), v.data<T>(),
-                                     kNormalize ? den.data<T>() : nullptr, dy.data<T>(),
-                                     dq.data<T>(), dk.data<T>(), dv.data<T>(),
-                                     kNormalize ? dden.data<T>() : nullptr);
+      with_active_isa([&](auto isa) {
+        detail::causal_linear_sweep_backward<T, kNormalize>(
+            isa, d, q.data<T>(), k.data<T>(), v.data<T>(), kNormalize ? den.data<T>() : nullptr,
+            dy.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>(),
+            kNormalize ? dden.data<T>() : nullptr);
+      });
     });
     return {dq, dk, dv};
   });

@@ -34,14 +34,14 @@
 // gradient sums stay in registers while it runs down the segment; y and dx of the
 // segment collect in an L1 buffer. No horizontal sums. The parameter gradients are summed
 // per batch row first and over B at the end, so no two threads write one element.
-#include "ops/attention/ema.h"
+#include "polyak/ops/attention/ema.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
 
 namespace polyak {
 namespace {

@@ -16,7 +16,7 @@
 // f64); Q ← Q diag(sign R_ii), which makes Q Haar-distributed on O(D); the block's rows are
 // Q's columns (orthonormal), row r scaled by ‖n_r‖ for n_r ~ N(0, I_D) independent: a
 // uniform direction times a χ_D length is an N(0, I_D) row.
-#include "ops/attention/favor.h"
+#include "polyak/ops/attention/favor.h"
 
 #include <Eigen/Core>
 #include <Eigen/QR>
@@ -25,10 +25,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
-#include "ops/attention/eigen_maps.h"
-#include "ops/gemm_kernel.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/attention/eigen_maps.h"
+#include "polyak/ops/gemm_kernel.h"
 
 namespace polyak {
 namespace {
@@ -46,11 +46,10 @@ struct FavorDims {
 };
 
 // c [rows, n] = a [rows, k] · op(b), b stored [n, k] when trans_b, else [k, n]. f32 runs
-// polyak's packed sgemm, as matmul does (about 1.7× Eigen's GEMM on these shapes); f64 and
-// builds without AVX2 + FMA run Eigen's.
+// polyak's packed sgemm, as matmul does; f64 runs Eigen's.
 template <class T>
 void gemm_rows(const T* a, const T* b, bool trans_b, T* c, int64_t rows, int64_t n, int64_t k) {
-  if constexpr (std::is_same_v<T, float> && POLYAK_SGEMM_AVX2) {
+  if constexpr (std::is_same_v<T, float>) {
     sgemm(false, trans_b, rows, n, k, a, k, b, trans_b ? k : n, c, n, /*accumulate=*/false);
   } else {
     const ConstMatrixMap<T> A(a, rows, k);

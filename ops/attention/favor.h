@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
-#include "core/rng.h"
-#include "core/tensor.h"
+#include "polyak/core/rng.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

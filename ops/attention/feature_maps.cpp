@@ -9,13 +9,13 @@
 // Both branches in one vectorisable expression: φ(x) = e^min(x,0) + max(x,0) and
 // φ'(x) = e^min(x,0). The backward saves x only (saving y would tie the output to its own
 // node).
-#include "ops/attention/feature_maps.h"
+#include "polyak/ops/attention/feature_maps.h"
 
 #include <Eigen/Core>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
 
 namespace polyak {
 namespace {

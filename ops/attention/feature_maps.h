@@ -1,7 +1,7 @@
 // Feature maps for linear attention; separate ops so that they compose with every kind.
 #pragma once
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

@@ -19,17 +19,17 @@
 //   dv_j = dSᵀ k_j                                         [B,H,M,Dv]
 // Saved for backward: q, k, v and den; S and z are rebuilt (O(M·D·Dv), as the forward).
 // Per (b, h) every product is a GEMM (Eigen); the backward walks query rows in blocks.
-#include "ops/attention/linear_attention.h"
+#include "polyak/ops/attention/linear_attention.h"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
-#include "ops/attention/attention_checks.h"
-#include "ops/attention/eigen_maps.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/attention/attention_checks.h"
+#include "polyak/ops/attention/eigen_maps.h"
 
 namespace polyak {
 namespace {

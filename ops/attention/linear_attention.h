@@ -1,7 +1,7 @@
 // Linear attention, MATH.md §2. Inputs are already feature-mapped (φ(q), φ(k)).
 #pragma once
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

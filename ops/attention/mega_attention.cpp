@@ -25,7 +25,7 @@
 // sum. The products are GEMMs on blocks of query rows (causal blocks skip the keys no row
 // of theirs sees), one (b, chunk) per task; db is summed per task, then over the tasks in
 // order. The saved [B,N,W] tensor holds each row's len entries.
-#include "ops/attention/mega_attention.h"
+#include "polyak/ops/attention/mega_attention.h"
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -35,11 +35,11 @@
 #include <unsupported/Eigen/SpecialFunctions>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
-#include "ops/attention/attention_checks.h"
-#include "ops/attention/eigen_maps.h"
-#include "ops/attention/vec.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/attention/attention_checks.h"
+#include "polyak/ops/attention/eigen_maps.h"
+#include "polyak/ops/attention/vec.h"
 
 namespace polyak {
 namespace {

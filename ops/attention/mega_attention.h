@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

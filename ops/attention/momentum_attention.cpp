@@ -16,18 +16,18 @@
 //   dS = Σ_i q_i do_iᵀ [D,Dv],  dz = Σ_i dden_i q_i [D]
 //   dk_j = ω_j dS v_j + dz,  dv_j = ω_j dSᵀ k_j  (j < n; 0 for padding)   [B,H,M,D], [B,H,M,Dv]
 // Every product is a GEMM per (b, h), as in linear_attention.cpp. Saved: q, k, v, den.
-#include "ops/attention/momentum_attention.h"
+#include "polyak/ops/attention/momentum_attention.h"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
-#include "ops/attention/attention_checks.h"
-#include "ops/attention/causal_sweeps.h"
-#include "ops/attention/eigen_maps.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/attention/attention_checks.h"
+#include "polyak/ops/attention/causal_sweeps.h"
+#include "polyak/ops/attention/eigen_maps.h"
 
 namespace polyak {
 namespace {

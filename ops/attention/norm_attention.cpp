@@ -32,17 +32,17 @@
 // block_softmax_attention: rows r+1 … L−1 of the caches hold the previous block and are
 // never read; the softmax over rows 0..r is softmax_attention_step's, on a cache whose
 // filled length is r.
-#include "ops/attention/norm_attention.h"
+#include "polyak/ops/attention/norm_attention.h"
 
 #include <cmath>
 
-#include "core/threads.h"
-#include "ops/attention/attention_checks.h"
-#include "ops/attention/recurrent.h"
-#include "ops/attention/softmax_attention.h"
-#include "ops/attention/vec.h"
-#include "ops/nn_ops.h"
-#include "ops/shape_ops.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/attention/attention_checks.h"
+#include "polyak/ops/attention/recurrent.h"
+#include "polyak/ops/attention/softmax_attention.h"
+#include "polyak/ops/attention/vec.h"
+#include "polyak/ops/nn_ops.h"
+#include "polyak/ops/shape_ops.h"
 
 namespace polyak {
 namespace {

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

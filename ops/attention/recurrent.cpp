@@ -16,17 +16,17 @@
 //
 // Not differentiable: nothing is recorded (the caller runs under NoGradGuard); the states
 // are written in place through their data pointers.
-#include "ops/attention/recurrent.h"
+#include "polyak/ops/attention/recurrent.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
-#include "core/threads.h"
-#include "ops/attention/attention_checks.h"
-#include "ops/attention/momentum_attention.h"
-#include "ops/attention/vec.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/attention/attention_checks.h"
+#include "polyak/ops/attention/momentum_attention.h"
+#include "polyak/ops/attention/vec.h"
 
 namespace polyak {
 namespace {

@@ -12,7 +12,7 @@
 
 #include <cstdint>
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

@@ -12,15 +12,15 @@
 // parallel; de is cut by its rows, each task summing every (b, h) into its own rows, so
 // no partial sums need adding afterwards.
 // Saved for backward: e when x needs a gradient, x when e does.
-#include "ops/attention/sequence_projection.h"
+#include "polyak/ops/attention/sequence_projection.h"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
-#include "ops/attention/eigen_maps.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/attention/eigen_maps.h"
 
 namespace polyak {
 namespace {

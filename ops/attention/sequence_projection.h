@@ -6,7 +6,7 @@
 // longest sequence (the columns of the learned projection).
 #pragma once
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

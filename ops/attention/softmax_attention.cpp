@@ -17,17 +17,17 @@
 // Masked entries have P_ij = 0, so they drop out of every sum. Per (b, h) the products run
 // as GEMMs on blocks of query rows (causal blocks skip the keys no row of theirs sees).
 // Saved for backward: q, k, v and P [B,H,N,M].
-#include "ops/attention/softmax_attention.h"
+#include "polyak/ops/attention/softmax_attention.h"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/threads.h"
-#include "ops/attention/attention_checks.h"
-#include "ops/attention/eigen_maps.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/attention/attention_checks.h"
+#include "polyak/ops/attention/eigen_maps.h"
 
 namespace polyak {
 namespace {

@@ -1,7 +1,7 @@
 // Softmax attention, MATH.md §1: Y = softmax(Q Kᵀ / √D + mask) V.
 #pragma once
 
-#include "core/tensor.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 

@@ -1,4 +1,5 @@
 // polyak's single-precision GEMM: C [m,n] (=|+=) op(A) [m,k] · op(B) [k,n], row-major.
+// Compiled once per ISA (cmake/isa.cmake); ops/gemm_kernel.h picks the compilation.
 //
 // The blocking follows BLIS (Van Zee & van de Geijn, "BLIS: A Framework for Rapidly
 // Instantiating BLAS Functionality", ACM TOMS 41(3), 2015; Goto & van de Geijn, "Anatomy
@@ -23,32 +24,84 @@
 // Slivers at the edges are zero-padded to MR and NR; the microkernel then computes a
 // full tile into a scratch tile whose valid part is copied to C.
 //
-// Microkernel (AVX2 + FMA): MR×NR = 6×16 holds C's tile in 12 ymm accumulators; each
-// step p broadcasts six values of Ã and loads two vectors of B̃, 12 FMAs for 8 loads. Two
-// FMA pipes with a 4-cycle latency need ≥ 8 independent accumulators; 12 leave room.
-// Sizes for Zen 3 (32 KiB L1D, 512 KiB L2 per core, shared L3), measured:
-//   KC = 256: a B̃ sliver is 256·16·4 B = 16 KiB, half of L1, beside the streaming Ã sliver.
-//   MC = 144: Ã is 144·256·4 B = 144 KiB of L2.
-//   NC = 4080: B̃ is 256·4080·4 B ≈ 4 MiB of L3 per thread.
-// The depth and the rows are cut into equal blocks (k = 300 is two blocks of 150, not
-// 256 + 44), so no block is much thinner than the others.
-#include "ops/gemm_kernel.h"
+// Microkernels. Each step p broadcasts MR values of Ã and loads NR/W vectors of B̃ (W
+// floats per vector) into MR·NR/W accumulators; two FMA pipes with a 4-cycle latency need
+// ≥ 8 independent accumulators, and the tile is as large as the registers allow:
+//   avx512  MR×NR = 14×32: 28 zmm accumulators, 2 loads of B̃, 14 broadcasts folded into
+//           the FMAs (EVEX embedded broadcast); 32 registers in all.
+//   avx2    MR×NR = 6×16: 12 ymm accumulators, 2 loads of B̃, 6 broadcasts; of 16.
+//   baseline MR×NR = 4×8: portable C that the compiler vectorises for SSE2.
+//
+// Cache blocks (Low, Igual, Smith, Quintana-Ortí, "Analytical Modeling Is Enough for
+// High-Performance BLIS", ACM TOMS 43(2), 2016), from the cache sizes read at run time:
+//   KC: a B̃ sliver, KC·NR floats, fills half of L1D beside the streaming Ã sliver.
+//   MC: Ã, MC·KC floats, fills a quarter of L2 (the rest holds C's tile rows and B̃'s
+//       slivers passing through).
+//   NC: B̃, KC·NC floats, fills half of this core's share of L3, at most 8192 columns.
+// (Zen 3, 32 KiB L1D, 512 KiB L2, AVX2: KC 256, MC 126, the sizes once measured best
+// there; Sapphire Rapids, 48 KiB L1D, 2 MiB L2, AVX-512: KC 192, MC 672.) The depth and
+// the rows are cut into equal blocks (k = 300 is two blocks of 150, not 256 + 44), so no
+// block is much thinner than the others.
+#include "polyak/ops/gemm_kernel.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <thread>
 
-#if POLYAK_SGEMM_AVX2
+#if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+#define POLYAK_GEMM_AVX2 1
+#else
+#define POLYAK_GEMM_AVX2 0
+#endif
+#if defined(__AVX512F__)
+#define POLYAK_GEMM_AVX512 1
+#else
+#define POLYAK_GEMM_AVX512 0
 #endif
 
 namespace polyak {
+namespace POLYAK_ISA_NAMESPACE {
 namespace {
 
-constexpr int64_t MR = kSgemmMR, NR = kSgemmNR;
-constexpr int64_t KC = 256, MC = 144, NC = 4080;
-static_assert(MC % MR == 0 && NC % NR == 0, "blocks hold whole slivers");
+#if POLYAK_GEMM_AVX512
+constexpr int64_t MR = 14, NR = 32;
+#elif POLYAK_GEMM_AVX2
+constexpr int64_t MR = 6, NR = 16;
+#else
+constexpr int64_t MR = 4, NR = 8;
+#endif
+
+// The cache blocks for this CPU (see the top of the file).
+struct Blocks {
+  int64_t kc, mc, nc;
+};
+
+int64_t clamp_multiple(int64_t x, int64_t multiple, int64_t lo, int64_t hi) {
+  return std::clamp(x / multiple * multiple, lo, hi);
+}
+
+Blocks derive_blocks() {
+  const CacheSizes caches = cache_sizes();
+  // Sizes a system does not report: those of a common small core.
+  const int64_t l1 = caches.l1d > 0 ? caches.l1d : 32 << 10;
+  const int64_t l2 = caches.l2 > 0 ? caches.l2 : 512 << 10;
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t l3 = caches.l3 > 0 ? caches.l3 / cores : 2 << 20;
+  const int64_t f = sizeof(float);
+  Blocks b{};
+  b.kc = clamp_multiple(l1 / 2 / (NR * f), 8, 64, 512);
+  b.mc = clamp_multiple(l2 / 4 / (b.kc * f), MR, MR, 256 * MR);
+  b.nc = clamp_multiple(std::max(l3, l2) / 2 / (b.kc * f), NR, NR, 8192);
+  return b;
+}
+
+const Blocks& blocks() {
+  static const Blocks b = derive_blocks();
+  return b;
+}
 
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -63,7 +116,7 @@ inline void prefetch(const float* p) {
   __builtin_prefetch(p, 0, 3);
 }
 
-#if POLYAK_SGEMM_AVX2
+#if POLYAK_GEMM_AVX2
 // out[p·6 + i] = rows[i][p] for p < 8: six rows of eight transposed into eight steps of
 // six (48 floats, six stores). Within each 128-bit lane the unpacks and shuffles build the
 // columns; the lane permutes then place columns 0..3 and 4..7.
@@ -111,6 +164,21 @@ inline void transpose_8x8(const float* rows, int64_t ld, float* out, int64_t ld_
     _mm256_storeu_ps(out + (c + 4) * ld_out, _mm256_permute2f128_ps(r[c], r[c + 4], 0x31));
   }
 }
+
+// Eight steps of a full Ã sliver from MR rows `ld` apart: out[p·MR + i] = rows[i][p].
+inline void pack_a_steps_8(const float* rows, int64_t ld, float* out) {
+#if POLYAK_GEMM_AVX512
+  // Rows 0..7 transpose straight into place; rows 8..13 go through a scratch block.
+  transpose_8x8(rows, ld, out, MR);
+  alignas(32) float rest[56];  // 48, and room for the last 8-wide read
+  const float* r = rows + 8 * ld;
+  transpose_6x8(r, r + ld, r + 2 * ld, r + 3 * ld, r + 4 * ld, r + 5 * ld, rest);
+  for (int p = 0; p < 8; ++p)
+    _mm256_mask_storeu_ps(out + p * MR + 8, 0x3F, _mm256_loadu_ps(rest + 6 * p));
+#else
+  transpose_6x8(rows, rows + ld, rows + 2 * ld, rows + 3 * ld, rows + 4 * ld, rows + 5 * ld, out);
+#endif
+}
 #endif
 
 // Ã ← op(A)[0:mc, 0:kc] as MR-tall slivers, the last zero-padded. `a` points at op(A)'s
@@ -146,7 +214,7 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t mc, int64_t kc, flo
     const int64_t mr = std::min(MR, mc - i0);
     // op(A)(i, p) = a[i·lda + p]: interleave MR rows
     int64_t p = 0;
-#if POLYAK_SGEMM_AVX2
+#if POLYAK_GEMM_AVX2
     if (mr == MR) {
       const float* r = a + i0 * lda;
       const bool more = i0 + 2 * MR <= mc;
@@ -154,8 +222,7 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t mc, int64_t kc, flo
         // The next sliver's rows, a line at a time, so that it does not wait on memory.
         if (more && p % 16 == 0)
           for (int64_t i = 0; i < MR; ++i) prefetch(r + (MR + i) * lda + p);
-        transpose_6x8(r + p, r + lda + p, r + 2 * lda + p, r + 3 * lda + p, r + 4 * lda + p,
-                      r + 5 * lda + p, dst + p * MR);
+        pack_a_steps_8(r + p, lda, dst + p * MR);
       }
     }
 #endif
@@ -196,12 +263,11 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc, flo
     const int64_t nr = std::min(NR, nc - j0);
     const float* src = b + j0 * ldb;
     int64_t p = 0;
-#if POLYAK_SGEMM_AVX2
+#if POLYAK_GEMM_AVX2
     if (nr == NR)
-      for (; p + 8 <= kc; p += 8) {
-        transpose_8x8(src + p, ldb, dst + p * NR, NR);
-        transpose_8x8(src + 8 * ldb + p, ldb, dst + p * NR + 8, NR);
-      }
+      for (; p + 8 <= kc; p += 8)
+        for (int64_t j = 0; j < NR; j += 8)
+          transpose_8x8(src + j * ldb + p, ldb, dst + p * NR + j, NR);
 #endif
     for (; p < kc; ++p)
       for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = j < nr ? src[j * ldb + p] : 0.0f;
@@ -212,7 +278,51 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc, flo
 
 // c [MR,NR] (ldc) (=|+=) Ã sliver [kc,MR]ᵀ · B̃ sliver [kc,NR]; when not accumulating,
 // a non-null `bias` [NR] is added to every row.
-#if POLYAK_SGEMM_AVX2
+#if POLYAK_GEMM_AVX512
+// Kept out of line so that its loop gets the registers to itself. The loops over the rows
+// unroll fully, so acc stays in 28 registers.
+[[gnu::noinline]] void microkernel(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                   float* c, int64_t ldc, bool accumulate, const float* bias) {
+  __m512 acc[MR][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    // C's tile is read only after the loop: ask for its lines now.
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+  }
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < kc; ++p, a += MR, b += NR) {
+    // Ã streams from L2: fetch it a few steps ahead.
+    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * MR), _MM_HINT_T0);
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+    }
+  }
+  const bool add_bias = !accumulate && bias;
+  const __m512 bias_lo = add_bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+  const __m512 bias_hi = add_bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; ++i) {
+    float* row = c + i * ldc;
+    __m512 lo = acc[i][0], hi = acc[i][1];
+    if (accumulate) {
+      lo = _mm512_add_ps(lo, _mm512_loadu_ps(row));
+      hi = _mm512_add_ps(hi, _mm512_loadu_ps(row + 16));
+    } else if (add_bias) {
+      lo = _mm512_add_ps(lo, bias_lo);
+      hi = _mm512_add_ps(hi, bias_hi);
+    }
+    _mm512_storeu_ps(row, lo);
+    _mm512_storeu_ps(row + 16, hi);
+  }
+}
+#elif POLYAK_GEMM_AVX2
 // Kept out of line so that its loop gets the registers to itself.
 [[gnu::noinline]] void microkernel(int64_t kc, const float* __restrict a, const float* __restrict b,
                                    float* c, int64_t ldc, bool accumulate, const float* bias) {
@@ -315,13 +425,15 @@ void macrokernel(int64_t mc, int64_t nc, int64_t kc, const float* pa, const floa
 
 // ---- packing buffers ------------------------------------------------------------------------
 
-// Each thread packs into its own buffers, allocated on its first product and reused.
+// Each thread packs into its own buffers, allocated on its first product and reused. B̃
+// has room for any depth block of nc_padded columns: KC·NC floats plus one sliver.
 struct PackBuffers {
   float* a = nullptr;  // Ã, MC×KC
   float* b = nullptr;  // B̃, KC×NC
   PackBuffers() {
-    a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * MC * KC));
-    b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * KC * NC));
+    const Blocks& bl = blocks();
+    a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * bl.mc * bl.kc));
+    b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * bl.kc * (bl.nc + NR)));
     if (!a || !b) {
       std::free(a);
       std::free(b);
@@ -341,10 +453,8 @@ PackBuffers& pack_buffers() {
   return buffers;
 }
 
-}  // namespace
-
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-           const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate, const float* bias) {
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate, const float* bias) {
   if (m <= 0 || n <= 0) return;
   if (accumulate) bias = nullptr;
   if (k <= 0) {
@@ -358,6 +468,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const fl
     }
     return;
   }
+  const Blocks& bl = blocks();
+  const int64_t KC = bl.kc, MC = bl.mc, NC = bl.nc;
   PackBuffers& buf = pack_buffers();
   // Equal blocks: the depth in ceil(k / KC) parts, the rows in ceil(m / MC) parts of
   // whole slivers.
@@ -395,6 +507,19 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const fl
       }
     }
   }
+}
+
+}  // namespace
+}  // namespace POLYAK_ISA_NAMESPACE
+
+void sgemm(POLYAK_KERNEL_ISA_TAG, const SgemmArgs& g) {
+  POLYAK_ISA_NAMESPACE::gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c,
+                             g.ldc, g.accumulate, g.bias);
+}
+
+SgemmShape sgemm_shape(POLYAK_KERNEL_ISA_TAG) {
+  using namespace POLYAK_ISA_NAMESPACE;
+  return {MR, NR, blocks().kc, blocks().mc, blocks().nc};
 }
 
 }  // namespace polyak
