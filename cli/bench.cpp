@@ -1,22 +1,21 @@
 #include "cli/bench.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/copy_run.h"
-#include "core/autograd.h"
-#include "core/files.h"
-#include "core/threads.h"
-#include "ops/matmul.h"
-#include "optim/clip.h"
-#include "optim/radam.h"
+#include "cli/probes.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/cpu.h"
+#include "polyak/core/files.h"
+#include "polyak/core/threads.h"
+#include "polyak/ops/gemm_kernel.h"
+#include "polyak/optim/clip.h"
+#include "polyak/optim/radam.h"
 
 namespace polyak::cli {
 namespace {
@@ -33,50 +32,111 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Best GFLOP/s over `reps` n×n×n f32 GEMMs through polyak::matmul (the GEMM every step
-// uses): the peak, so the best repetition, not a median that other processes can drag down.
-double gemm_peak(int64_t n, int64_t reps) {
-  NoGradGuard no_grad;
-  Generator gen(7);
-  Tensor a = Tensor::randn({n, n}, gen), b = Tensor::randn({n, n}, gen);
-  matmul(a, b);  // warm the caches and the allocator
-  std::vector<double> rates;
+// Best GFLOP/s over `reps` runs of `run` (a product of `flop` flops): a peak, so the best
+// repetition, not a median that other processes can drag down.
+template <class F>
+double best_gflops(double flop, int64_t reps, F&& run) {
+  run();  // warm the caches and the packing buffers
+  double best = 0;
   for (int64_t r = 0; r < reps; ++r) {
     auto t0 = Clock::now();
-    Tensor c = matmul(a, b);
-    rates.push_back(2.0 * static_cast<double>(n * n * n) / seconds_since(t0) / 1e9);
+    run();
+    best = std::max(best, flop / seconds_since(t0) / 1e9);
   }
-  return *std::max_element(rates.begin(), rates.end());
+  return best;
+}
+
+std::string size_text(int64_t bytes) {
+  char buf[32];
+  if (bytes >= (int64_t{1} << 20))
+    std::snprintf(buf, sizeof buf, "%lld MiB", static_cast<long long>(bytes >> 20));
+  else
+    std::snprintf(buf, sizeof buf, "%lld KiB", static_cast<long long>(bytes >> 10));
+  return buf;
 }
 
 }  // namespace
 
-double fma_peak_gflops() {
-#if defined(__AVX2__) && defined(__FMA__)
+std::vector<GemmCase> gemm_cases(const TransformerConfig& c, int64_t rows, int64_t square) {
+  const int64_t d = c.d_model, ff = c.resolved_ff_dim();
+  return {{"square", false, false, square, square, square},
+          {"ff up    X W1^T", false, true, rows, ff, d},
+          {"ff down  H W2^T", false, true, rows, d, ff},
+          {"proj     X W^T", false, true, rows, d, d},
+          {"ff dX    dY W1", false, false, rows, d, ff},
+          {"ff dW1   dY^T X", true, false, ff, d, rows}};
+}
+
+std::vector<GemmResult> measure_gemms(const std::vector<GemmCase>& cases, int64_t reps) {
+  NoGradGuard no_grad;
   const int threads = num_threads();
-  const int64_t iters = 20'000'000;
-  std::vector<double> rates;
-  for (int rep = 0; rep < 3; ++rep) {
-    auto t0 = Clock::now();
-    float sink = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    {
-      // Ten independent chains cover the FMA latency (4 cycles) on two ports.
-      __m256 acc[10];
-      for (int i = 0; i < 10; ++i) acc[i] = _mm256_set1_ps(1.0f + 1e-3f * static_cast<float>(i));
-      const __m256 mul = _mm256_set1_ps(0.999999f), add = _mm256_set1_ps(1e-6f);
-      for (int64_t it = 0; it < iters; ++it)
-        for (int i = 0; i < 10; ++i) acc[i] = _mm256_fmadd_ps(acc[i], mul, add);
-      for (int i = 0; i < 10; ++i) sink += _mm256_cvtss_f32(acc[i]);
+  std::vector<GemmResult> out;
+  for (const GemmCase& g : cases) {
+    Generator gen(7);
+    const Tensor a = Tensor::randn({g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k}, gen);
+    const Tensor b = Tensor::randn({g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n}, gen);
+    Tensor c = Tensor::empty({g.m, g.n});
+    const float* ap = a.data<float>();
+    const float* bp = b.data<float>();
+    float* cp = c.data<float>();
+    const double flop =
+        2.0 * static_cast<double>(g.m) * static_cast<double>(g.n) * static_cast<double>(g.k);
+    for (Isa isa : supported_isas()) {
+      GemmResult r{g, isa, 0, 0};
+      const SgemmArgs args{g.trans_a,
+                           g.trans_b,
+                           g.m,
+                           g.n,
+                           g.k,
+                           ap,
+                           g.trans_a ? g.m : g.k,
+                           bp,
+                           g.trans_b ? g.k : g.n,
+                           cp,
+                           g.n,
+                           false,
+                           nullptr};
+      r.polyak_gflops = best_gflops(flop, reps, [&] { sgemm_threads(isa, args); });
+      r.eigen_gflops = best_gflops(flop, reps, [&] {
+        with_isa(isa, [&](auto tag) {
+          eigen_sgemm(tag, threads, g.trans_a, g.trans_b, g.m, g.n, g.k, ap, bp, cp);
+        });
+      });
+      out.push_back(r);
     }
-    double s = seconds_since(t0);
-    if (sink == 42.0f) s += 1e-9;  // keeps the loop alive
-    rates.push_back(static_cast<double>(threads) * static_cast<double>(iters) * 10 * 16 / s / 1e9);
   }
+  return out;
+}
+
+double fma_peak_gflops(Isa isa) {
+  std::vector<double> rates;
+  for (int rep = 0; rep < 3; ++rep)
+    rates.push_back(
+        with_isa(isa, [](auto tag) { return fma_peak_gflops(tag, num_threads(), 20'000'000); }));
   return median(rates);
-#else
-  return 0;
-#endif
+}
+
+std::string machine_text() {
+  const CacheSizes caches = cache_sizes();
+  std::string isas;
+  for (Isa isa : supported_isas()) isas += (isas.empty() ? "" : ", ") + std::string(isa_name(isa));
+  const std::string model = cpu_model();
+  return "cpu: " + (model.empty() ? std::string("unknown x86-64") : model) +
+         "; kernels: " + isa_name(active_isa()) + " (the CPU supports " + isas + "); L1d " +
+         size_text(caches.l1d) + ", L2 " + size_text(caches.l2) + ", L3 " + size_text(caches.l3) +
+         "; " + std::to_string(num_threads()) + " threads";
+}
+
+std::string version_text() {
+  std::string isas;
+  for (Isa isa : supported_isas()) isas += (isas.empty() ? "" : ", ") + std::string(isa_name(isa));
+  const std::string model = cpu_model();
+  return std::string("polyak ") + POLYAK_VERSION + "\nbuilt for: " + POLYAK_BUILD_TARGET +
+         "; CUDA backend: " + (POLYAK_CUDA_BUILT ? "on" : "off") +
+         "\ncpu: " + (model.empty() ? std::string("unknown x86-64") : model) + " (supports " +
+         isas + ")\nkernels: " + isa_name(active_isa()) +
+         (std::getenv("POLYAK_ISA") && *std::getenv("POLYAK_ISA") ? " (forced by POLYAK_ISA)"
+                                                                  : " (the widest supported)");
 }
 
 double forward_flops(const TransformerConfig& c, int64_t batch, int64_t length) {
@@ -126,11 +186,18 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
   const TrainOptions& o = options.train;
   set_num_threads(o.threads);
   BenchResult result;
-  result.fma_gflops = fma_peak_gflops();
-  result.gemm_gflops = gemm_peak(options.gemm_size, options.gemm_reps);
+  result.isa = isa_name(active_isa());
+  const Isa widest = supported_isas().back();
+  result.fma_isa = isa_name(widest);
+  result.fma_gflops = fma_peak_gflops(widest);
 
   CopyTask task({.length = o.length, .seed = o.seed});
   TransformerConfig config = o.model_config(task.vocab());
+  result.gemms =
+      measure_gemms(gemm_cases(config, o.batch * o.length, options.gemm_size), options.gemm_reps);
+  for (const GemmResult& g : result.gemms)
+    result.best_gemm_gflops = std::max({result.best_gemm_gflops, g.polyak_gflops, g.eigen_gflops});
+
   TransformerLM model(config);
   model.train();
   std::vector<Tensor> params = model.parameters();
@@ -150,48 +217,73 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
   result.tokens_per_s = static_cast<double>(o.batch * o.length) / step_s;
   result.step_gflop = 3 * forward_flops(config, o.batch, o.length) / 1e9;
   result.gflops = result.step_gflop / step_s;
-  result.percent_of_peak = 100 * result.gflops / result.gemm_gflops;
-  result.percent_of_fma_peak = result.fma_gflops > 0 ? 100 * result.gflops / result.fma_gflops : 0;
+  result.percent_of_gemm = 100 * result.gflops / result.best_gemm_gflops;
+  result.percent_of_fma_peak = 100 * result.gflops / result.fma_gflops;
 
   std::ostringstream os;
   char line[512];
-  std::snprintf(
-      line, sizeof line,
-      "gemm peak: f32 %lld^3 through polyak::matmul, %d threads: %.1f GFLOP/s (best of %lld)\n",
-      static_cast<long long>(options.gemm_size), num_threads(), result.gemm_gflops,
-      static_cast<long long>(options.gemm_reps));
+  os << machine_text() << "\n";
+  std::snprintf(line, sizeof line,
+                "fma peak: f32 %s multiply-add throughput, %d threads: %.1f GFLOP/s (no GEMM can "
+                "pass it)\n",
+                result.fma_isa.c_str(), num_threads(), result.fma_gflops);
   os << line;
-  std::snprintf(
-      line, sizeof line,
-      "fma peak:  f32 AVX2 FMA throughput, %d threads: %.1f GFLOP/s (no GEMM can pass it)\n",
-      num_threads(), result.fma_gflops);
+  std::snprintf(line, sizeof line,
+                "f32 GEMM, GFLOP/s, best of %lld, %d threads:\n"
+                "  %-17s %20s %-8s %8s %8s %7s %7s\n",
+                static_cast<long long>(options.gemm_reps), num_threads(), "product", "m x n x k",
+                "isa", "polyak", "eigen", "ratio", "%fma");
   os << line;
+  for (const GemmResult& g : result.gemms) {
+    const std::string dims = std::to_string(g.shape.m) + "x" + std::to_string(g.shape.n) + "x" +
+                             std::to_string(g.shape.k);
+    std::snprintf(line, sizeof line, "  %-17s %20s %-8s %8.1f %8.1f %7.3f %6.1f%%\n", g.shape.name,
+                  dims.c_str(), isa_name(g.isa), g.polyak_gflops, g.eigen_gflops,
+                  g.polyak_gflops / g.eigen_gflops, 100 * g.polyak_gflops / result.fma_gflops);
+    os << line;
+  }
   std::snprintf(
       line, sizeof line,
-      "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch %lld x %lld): "
-      "median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f GFLOP/step, %.1f GFLOP/s = %.1f%% "
-      "of GEMM peak, %.1f%% of FMA peak\n",
+      "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch %lld x %lld), "
+      "kernels %s: median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f GFLOP/step, %.1f "
+      "GFLOP/s = %.1f%% of the best GEMM (%.1f), %.1f%% of the %s fma peak\n",
       o.model.c_str(), o.preset.c_str(), static_cast<long long>(config.layers),
       static_cast<long long>(config.d_model), static_cast<long long>(config.heads),
       static_cast<long long>(config.resolved_head_dim()),
       static_cast<long long>(config.resolved_ff_dim()), static_cast<long long>(o.batch),
-      static_cast<long long>(o.length), result.ms_per_step, static_cast<long long>(o.steps),
-      result.tokens_per_s, result.step_gflop, result.gflops, result.percent_of_peak,
-      result.percent_of_fma_peak);
+      static_cast<long long>(o.length), result.isa.c_str(), result.ms_per_step,
+      static_cast<long long>(o.steps), result.tokens_per_s, result.step_gflop, result.gflops,
+      result.percent_of_gemm, result.best_gemm_gflops, result.percent_of_fma_peak,
+      result.fma_isa.c_str());
   os << line;
   if (report) *report = os.str();
 
   if (!options.json.empty()) {
+    nlohmann::json gemms = nlohmann::json::array();
+    for (const GemmResult& g : result.gemms)
+      gemms.push_back({{"product", g.shape.name},
+                       {"m", g.shape.m},
+                       {"n", g.shape.n},
+                       {"k", g.shape.k},
+                       {"trans_a", g.shape.trans_a},
+                       {"trans_b", g.shape.trans_b},
+                       {"isa", isa_name(g.isa)},
+                       {"polyak_gflops", g.polyak_gflops},
+                       {"eigen_gflops", g.eigen_gflops}});
     nlohmann::json j = {{"model", o.model},
                         {"preset", o.preset},
                         {"threads", num_threads()},
+                        {"isa", result.isa},
+                        {"cpu", cpu_model()},
                         {"steps", o.steps},
                         {"ms_per_step", result.ms_per_step},
                         {"tokens_per_s", result.tokens_per_s},
                         {"step_gflop", result.step_gflop},
                         {"gflops", result.gflops},
-                        {"gemm_peak_gflops", result.gemm_gflops},
-                        {"percent_of_peak", result.percent_of_peak},
+                        {"gemms", gemms},
+                        {"best_gemm_gflops", result.best_gemm_gflops},
+                        {"percent_of_gemm", result.percent_of_gemm},
+                        {"fma_isa", result.fma_isa},
                         {"fma_peak_gflops", result.fma_gflops},
                         {"percent_of_fma_peak", result.percent_of_fma_peak}};
     write_text_file_atomically(options.json, j.dump(2) + "\n", "bench");

@@ -6,12 +6,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/files.h"
-#include "core/threads.h"
-#include "models/checkpoint.h"
-#include "ops/nn_ops.h"
-#include "optim/clip.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/files.h"
+#include "polyak/core/threads.h"
+#include "polyak/models/checkpoint.h"
+#include "polyak/ops/nn_ops.h"
+#include "polyak/optim/clip.h"
 
 namespace polyak::cli {
 namespace {

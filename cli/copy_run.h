@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "cli/options.h"
-#include "data/copy_task.h"
-#include "models/transformer.h"
-#include "optim/radam.h"
-#include "optim/schedule.h"
+#include "polyak/data/copy_task.h"
+#include "polyak/models/transformer.h"
+#include "polyak/optim/radam.h"
+#include "polyak/optim/schedule.h"
 
 namespace polyak::cli {
 

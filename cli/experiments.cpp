@@ -7,9 +7,9 @@
 #include <filesystem>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/files.h"
+#include "polyak/core/autograd.h"
+#include "polyak/core/error.h"
+#include "polyak/core/files.h"
 
 namespace polyak::cli {
 namespace {

@@ -5,9 +5,9 @@
 #include <map>
 
 #include "cli/copy_run.h"
-#include "core/threads.h"
-#include "models/checkpoint.h"
-#include "models/generate.h"
+#include "polyak/core/threads.h"
+#include "polyak/models/checkpoint.h"
+#include "polyak/models/generate.h"
 
 namespace polyak::cli {
 namespace {

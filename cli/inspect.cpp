@@ -7,10 +7,10 @@
 #include <memory>
 #include <sstream>
 
-#include "core/error.h"
-#include "core/files.h"
-#include "core/threads.h"
-#include "models/checkpoint.h"
+#include "polyak/core/error.h"
+#include "polyak/core/files.h"
+#include "polyak/core/threads.h"
+#include "polyak/models/checkpoint.h"
 
 namespace polyak::cli {
 namespace {

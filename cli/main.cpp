@@ -13,7 +13,7 @@
 #include "cli/generate.h"
 #include "cli/inspect.h"
 #include "cli/options.h"
-#include "core/threads.h"
+#include "polyak/core/threads.h"
 
 namespace {
 

@@ -7,8 +7,9 @@
 #include <set>
 #include <sstream>
 
-#include "core/error.h"
-#include "data/copy_task.h"
+#include "cli/bench.h"
+#include "polyak/core/error.h"
+#include "polyak/data/copy_task.h"
 
 namespace polyak::cli {
 namespace {
@@ -434,6 +435,9 @@ TransformerConfig TrainOptions::model_config(int64_t vocab) const {
 Command parse_command_line(const std::vector<std::string>& args) {
   CLI::App app{"polyak: train and inspect momentum and linear transformers", "polyak"};
   app.require_subcommand(1);
+  app.set_version_flag(
+      "--version", [] { return version_text(); },
+      "the version, the build's target and the kernels' ISA in use");
   app.set_help_all_flag("--help-all", "all subcommands' help");
 
   CLI::App* train =
@@ -557,6 +561,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
     throw HelpRequested{shown->help()};
   } catch (const CLI::CallForAllHelp&) {
     throw HelpRequested{app.help("", CLI::AppFormatMode::All)};
+  } catch (const CLI::CallForVersion& e) {
+    throw HelpRequested{std::string(e.what()) + "\n"};
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
     if (what.empty()) what = e.get_name();

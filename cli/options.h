@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "models/transformer.h"
+#include "polyak/models/transformer.h"
 
 namespace polyak::cli {
 
