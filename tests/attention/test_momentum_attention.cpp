@@ -9,7 +9,7 @@
 
 #include "helpers.h"
 #include "naive.h"
-#include "ops/attention/momentum_attention.h"
+#include "polyak/ops/attention/momentum_attention.h"
 #include "testing.h"
 
 using namespace polyak;

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "helpers.h"
-#include "ops/attention/momentum_attention.h"
-#include "ops/attention/recurrent.h"
+#include "polyak/ops/attention/momentum_attention.h"
+#include "polyak/ops/attention/recurrent.h"
 #include "testing.h"
 
 using namespace polyak;

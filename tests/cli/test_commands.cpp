@@ -13,7 +13,7 @@
 #include "cli/generate.h"
 #include "cli/options.h"
 #include "helpers.h"
-#include "models/checkpoint.h"
+#include "polyak/models/checkpoint.h"
 #include "testing.h"
 
 using namespace polyak;

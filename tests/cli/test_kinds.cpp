@@ -15,7 +15,7 @@
 #include "cli/options.h"
 #include "files.h"
 #include "helpers.h"
-#include "models/checkpoint.h"
+#include "polyak/models/checkpoint.h"
 #include "testing.h"
 
 using namespace polyak;

@@ -17,8 +17,8 @@
 #include <sstream>
 #include <string>
 
-#include "core/safetensors.h"
 #include "files.h"
+#include "polyak/core/safetensors.h"
 #include "testing.h"
 
 using namespace polyak;

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/cuda.h"
+#include "polyak/cuda/cuda.h"
 #include "testing.h"
 
 using namespace polyak;

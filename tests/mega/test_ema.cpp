@@ -5,7 +5,7 @@
 
 #include "attention/helpers.h"
 #include "naive_mega.h"
-#include "ops/attention/ema.h"
+#include "polyak/ops/attention/ema.h"
 #include "testing.h"
 
 using namespace polyak;

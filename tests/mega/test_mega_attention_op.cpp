@@ -9,7 +9,7 @@
 
 #include "attention/helpers.h"
 #include "naive_mega.h"
-#include "ops/attention/mega_attention.h"
+#include "polyak/ops/attention/mega_attention.h"
 #include "testing.h"
 
 using namespace polyak;

@@ -9,7 +9,7 @@
 #include "attention/helpers.h"
 #include "naive_mega.h"
 #include "nn/helpers.h"
-#include "nn/mega.h"
+#include "polyak/nn/mega.h"
 #include "testing.h"
 
 using namespace polyak;

@@ -13,10 +13,10 @@
 #include <sstream>
 #include <string>
 
-#include "core/safetensors.h"
 #include "files.h"
 #include "helpers.h"
-#include "models/checkpoint.h"
+#include "polyak/core/safetensors.h"
+#include "polyak/models/checkpoint.h"
 #include "testing.h"
 
 using namespace polyak;

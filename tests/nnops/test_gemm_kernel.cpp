@@ -1,6 +1,7 @@
 // sgemm (ops/gemm_kernel.h) against a naive double-precision product: every transpose
-// combination, overwrite and accumulate, a bias, odd sizes around the tile (6×16) and block
-// edges, and leading dimensions longer than the rows.
+// combination, overwrite and accumulate, a bias, odd sizes around the tiles (14×32, 6×16,
+// 4×8) and the cache blocks, and leading dimensions longer than the rows. CTest runs the
+// suite once per ISA the CPU has (tests/CMakeLists.txt), so each compilation is checked.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -8,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "ops/gemm_kernel.h"
+#include "polyak/ops/gemm_kernel.h"
 #include "testing.h"
 
 using namespace polyak;
@@ -109,6 +110,38 @@ TEST_CASE("sgemm: depth past several KC blocks, columns past NC, rows past MC") 
   for (const Case& c : cases) {
     INFO(describe(c));
     CHECK(run_case(c, rng) <= tolerance(c.k));
+  }
+}
+
+TEST_CASE("sgemm: past the blocks this CPU's caches give, on the ISA in use") {
+  // The blocks come from the cache sizes at run time: cross each of them, and the tile,
+  // by a ragged amount.
+  const SgemmShape s = sgemm_shape();
+  CHECK(s.kc > 0);
+  CHECK(s.mc % s.mr == 0);
+  CHECK(s.nc % s.nr == 0);
+  std::mt19937 rng(11);
+  const std::vector<Case> cases = {
+      {s.mr + 1, s.nc + s.nr + 3, s.kc + 5, false, false, false, 1},
+      {s.mr + 1, s.nc + s.nr + 3, s.kc + 5, true, true, true, 0},
+      {s.mc + s.mr + 1, s.nr - 1, 2 * s.kc + 3, false, true, false, 2},
+      {s.mc + s.mr + 1, s.nr - 1, 2 * s.kc + 3, true, false, true, 0},
+      {2 * s.mc + 3, 2 * s.nr + 1, 3, false, false, true, 0},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(describe(c));
+    CHECK(run_case(c, rng) <= tolerance(c.k));
+  }
+}
+
+TEST_CASE("sgemm: the tile of each ISA's microkernel") {
+  for (Isa isa : supported_isas()) {
+    const SgemmShape s = with_isa(isa, [](auto tag) { return sgemm_shape(tag); });
+    CAPTURE(isa_name(isa));
+    const int64_t want_mr = isa == Isa::avx512 ? 14 : isa == Isa::avx2 ? 6 : 4;
+    const int64_t want_nr = isa == Isa::avx512 ? 32 : isa == Isa::avx2 ? 16 : 8;
+    CHECK(s.mr == want_mr);
+    CHECK(s.nr == want_nr);
   }
 }
 

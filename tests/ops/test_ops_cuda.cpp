@@ -7,7 +7,7 @@
 #include "testing.h"
 
 #ifdef POLYAK_WITH_CUDA
-#include "cuda/cuda.h"
+#include "polyak/cuda/cuda.h"
 #endif
 
 using namespace polyak;

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "attention/helpers.h"
-#include "ops/attention/favor.h"
+#include "polyak/ops/attention/favor.h"
 #include "testing.h"
 
 using namespace polyak;

@@ -6,8 +6,8 @@
 
 #include "attention/helpers.h"
 #include "nn/helpers.h"
-#include "nn/linformer.h"
-#include "ops/attention/sequence_projection.h"
+#include "polyak/nn/linformer.h"
+#include "polyak/ops/attention/sequence_projection.h"
 #include "testing.h"
 
 using namespace polyak;

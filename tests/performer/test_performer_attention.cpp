@@ -9,8 +9,8 @@
 
 #include "attention/helpers.h"
 #include "nn/helpers.h"
-#include "nn/performer.h"
-#include "ops/attention/favor.h"
+#include "polyak/nn/performer.h"
+#include "polyak/ops/attention/favor.h"
 #include "testing.h"
 
 using namespace polyak;

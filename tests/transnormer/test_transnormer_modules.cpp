@@ -11,8 +11,8 @@
 
 #include "attention/helpers.h"
 #include "nn/helpers.h"
-#include "nn/transnormer.h"
-#include "ops/attention/norm_attention.h"
+#include "polyak/nn/transnormer.h"
+#include "polyak/ops/attention/norm_attention.h"
 #include "testing.h"
 
 using namespace polyak;

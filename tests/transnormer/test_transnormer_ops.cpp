@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "attention/helpers.h"
-#include "ops/attention/linear_attention.h"
-#include "ops/attention/norm_attention.h"
+#include "polyak/ops/attention/linear_attention.h"
+#include "polyak/ops/attention/norm_attention.h"
 #include "testing.h"
 
 using namespace polyak;
