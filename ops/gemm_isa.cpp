@@ -34,14 +34,16 @@
 //
 // Cache blocks (Low, Igual, Smith, Quintana-Ortí, "Analytical Modeling Is Enough for
 // High-Performance BLIS", ACM TOMS 43(2), 2016), from the cache sizes read at run time:
-//   KC: a B̃ sliver, KC·NR floats, fills half of L1D beside the streaming Ã sliver.
-//   MC: Ã, MC·KC floats, fills a quarter of L2 (the rest holds C's tile rows and B̃'s
-//       slivers passing through).
-//   NC: B̃, KC·NC floats, fills half of this core's share of L3, at most 8192 columns.
+//   KC: a B̃ sliver, KC·NR floats, fills two thirds of L1D beside the streaming Ã sliver,
+//       at most 256 deep.
+//   MC: Ã, MC·KC floats, fills a sixth of L2 (the rest holds C's tile rows and the B̃
+//       slivers passing through), at least 128 rows.
+//   NC: B̃, KC·NC floats, fills half of this core's share of L3, at most 4096 columns.
 // (Zen 3, 32 KiB L1D, 512 KiB L2, AVX2: KC 256, MC 126, the sizes once measured best
-// there; Sapphire Rapids, 48 KiB L1D, 2 MiB L2, AVX-512: KC 192, MC 672.) The depth and
-// the rows are cut into equal blocks (k = 300 is two blocks of 150, not 256 + 44), so no
-// block is much thinner than the others.
+// there. Sapphire Rapids, 48 KiB L1D, 2 MiB L2, AVX-512: KC 256, MC 336, NC 4096, best of
+// the variants measured at the model's shapes, e.g. over KC 192 / MC 672 / NC 8192 by
+// 5–20%.) The depth and the rows are cut into equal blocks (k = 300 is two blocks of 150,
+// not 256 + 44), so no block is much thinner than the others.
 #include "polyak/ops/gemm_kernel.h"
 
 #include <algorithm>
@@ -92,9 +94,9 @@ Blocks derive_blocks() {
   const int64_t l3 = caches.l3 > 0 ? caches.l3 / cores : 2 << 20;
   const int64_t f = sizeof(float);
   Blocks b{};
-  b.kc = clamp_multiple(l1 / 2 / (NR * f), 8, 64, 512);
-  b.mc = clamp_multiple(l2 / 4 / (b.kc * f), MR, MR, 256 * MR);
-  b.nc = clamp_multiple(std::max(l3, l2) / 2 / (b.kc * f), NR, NR, 8192);
+  b.kc = clamp_multiple(l1 * 2 / 3 / (NR * f), 8, 64, 256);
+  b.mc = clamp_multiple(std::max<int64_t>(l2 / 6 / (b.kc * f), 128), MR, MR, 256 * MR);
+  b.nc = clamp_multiple(std::max(l3, l2) / 2 / (b.kc * f), NR, NR, 4096);
   return b;
 }
 
