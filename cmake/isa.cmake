@@ -65,7 +65,12 @@ function(polyak_isa_kernels target)
     target_link_libraries(${lib} PRIVATE ${arg_LIBRARIES})
     set_target_properties(${lib} PROPERTIES POSITION_INDEPENDENT_CODE ON)
     target_compile_definitions(${lib} PRIVATE POLYAK_KERNEL_ISA=${isa})
-    target_compile_options(${lib} PRIVATE ${POLYAK_ISA_FLAGS_${isa}})
+    # -fno-weak: the inline functions and templates a kernel uses (std::vector<float>,
+    # std::fill_n, …) become private copies of this compilation instead of weak symbols
+    # that the linker could merge across ISAs. Without it an unoptimised build may run an
+    # AVX-512 copy of std::fill_n from baseline code, or mix calling conventions of 32-byte
+    # vectors between compilations; tests/isa checks that no kernel object exports one.
+    target_compile_options(${lib} PRIVATE ${POLYAK_ISA_FLAGS_${isa}} -fno-weak)
     target_include_directories(${lib} PRIVATE ${POLYAK_BUILD_INCLUDE})
     target_link_libraries(${lib} PRIVATE polyak_warnings OpenMP::OpenMP_CXX)
     target_sources(${target} PRIVATE $<TARGET_OBJECTS:${lib}>)

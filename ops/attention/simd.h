@@ -18,12 +18,12 @@ struct Simd;
 template <>
 struct Simd<float> {
   typedef float V __attribute__((vector_size(32)));
-  static constexpr int kLanes = 8;
+  enum : int { kLanes = 8 };  // (an enum: kernels compile with -fno-weak, no inline variables)
 };
 template <>
 struct Simd<double> {
   typedef double V __attribute__((vector_size(32)));
-  static constexpr int kLanes = 4;
+  enum : int { kLanes = 4 };
 };
 
 template <class T>

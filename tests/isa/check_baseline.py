@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Checks that a default build's machine code needs no more than x86-64 (SSE2) outside the
-kernels compiled once per ISA.
+kernels compiled once per ISA, and that no kernel compilation exports a shared symbol.
 
-  check_baseline.py FILE...    (executables, static libraries or object files)
+  check_baseline.py FILE... [--kernel-objects DIR...]
+
+FILE: executables, static libraries or object files. DIR: folders whose *.o files are
+compiled for avx2 or avx512; none may define a weak symbol (an inline function or template
+instance the linker would merge with another compilation's) outside its own namespaces.
 
 Disassembles each FILE with objdump and, for every function that does not belong to an
 avx2 or avx512 compilation of a kernel (names carrying isa_avx2 / isa_avx512, IsaTag<…1> /
@@ -11,6 +15,7 @@ x86-64: any VEX or EVEX encoding (ymm, zmm and mask registers, v-prefixed vector
 mnemonics), SSE3 to SSE4.2, POPCNT, LZCNT, BMI, MOVBE, F16C. Prints each offender with its
 first such instruction and exits 1 if there is one; prints the counts checked otherwise.
 """
+import pathlib
 import re
 import subprocess
 import sys
@@ -61,9 +66,37 @@ def check(path):
     return functions, offenders
 
 
+def weak_symbols(directory):
+    """Weak symbols that the *.o files under `directory` define outside the ISA namespaces."""
+    found = []
+    for obj in sorted(pathlib.Path(directory).rglob("*.o")):
+        out = subprocess.run(["nm", "-C", "--defined-only", str(obj)], capture_output=True,
+                             text=True, check=True).stdout
+        for line in out.splitlines():
+            parts = line.split(maxsplit=2)
+            if len(parts) < 3 or parts[1] not in ("W", "V", "u", "w", "v"):
+                continue
+            name = parts[2]
+            if KERNEL.search(name) or name == "DW.ref.__gxx_personality_v0":
+                continue
+            found.append(f"{obj.name}: {name}")
+    return found
+
+
 def main():
+    args = sys.argv[1:]
+    dirs = []
+    if "--kernel-objects" in args:
+        at = args.index("--kernel-objects")
+        args, dirs = args[:at], args[at + 1:]
     bad = 0
-    for path in sys.argv[1:]:
+    for directory in dirs:
+        found = weak_symbols(directory)
+        for f in found:
+            print(f"{directory}: exports {f}")
+        bad += len(found)
+        print(f"{directory}: {len(found)} weak symbols outside the ISA namespaces")
+    for path in args:
         functions, offenders = check(path)
         for func, insn in sorted(offenders.items()):
             print(f"{path}: {func}: {insn}")
