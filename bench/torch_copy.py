@@ -7,7 +7,7 @@ connection, ReLU feed-forward, sinusoidal positions, final LayerNorm, vocabulary
 same batch, same RAdam with per-parameter gradient clipping. The linear kinds are written
 in the form that is fastest in PyTorch at this length (N = 128): the masked quadratic
 product (φQ φKᵀ ⊙ W) V, with W the causal mask for linear attention and the momentum
-weights W_ij = γ (1 − β^{i−j+1}) / (1 − β) (MATH.md §3, eq. 13) for momentum attention,
+weights W_ij = γ (1 − β^{i−j+1}) / (1 − β) (docs/math.md §3, eq. 13) for momentum attention,
 which computes the same function as the O(N) recurrences.
 
 Model kinds (as `polyak --model`): softmax, linear, momentum, momentum-connection,
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 
 BETA, GAMMA = 0.1, 0.6  # momentum attention (Table 1, copy task)
-CONN_BETA, CONN_GAMMA, DELTA, EPS = 0.99, 0.99, 1e-3, 1e-6  # connections (MATH.md §4)
+CONN_BETA, CONN_GAMMA, DELTA, EPS = 0.99, 0.99, 1e-3, 1e-6  # connections (docs/math.md §4)
 
 
 def momentum_weights(n):
@@ -68,7 +68,7 @@ class Attention(nn.Module):
 
 
 def connect(connection, x, a, carry):
-    """MATH.md §4: residual, or v = β̃ v − a; x − γ̃ v (β̃ per token when adaptive)."""
+    """docs/math.md §4: residual, or v = β̃ v − a; x − γ̃ v (β̃ per token when adaptive)."""
     if connection == "residual":
         return x + a
     v_prev, a_prev = carry.get("v"), carry.get("a")
@@ -122,7 +122,7 @@ class CopyModel(nn.Module):
 
 
 def copy_batch(batch, length, gen):
-    """w 0 w padded with 0; loss on the copied word (MATH.md §10)."""
+    """w 0 w padded with 0; loss on the copied word (docs/math.md §10)."""
     lo, hi = length // 4, (length - 1) // 2
     n = torch.randint(lo, hi, (batch,), generator=gen)
     seq = torch.zeros(batch, length, dtype=torch.long)

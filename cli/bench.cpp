@@ -175,7 +175,7 @@ double forward_flops(const TransformerConfig& c, int64_t batch, int64_t length) 
     } else {
       per_token += h * (2 * dh * dh + 2 * dh * dh + 4 * dh);  // state update, readout, z
     }
-    // Momentum attention adds a decayed numerator beside the plain one (MATH.md §3).
+    // Momentum attention adds a decayed numerator beside the plain one (docs/math.md §3).
     if (kind == "momentum") per_token += h * (2 * dh * dh + 2 * dh * dh);
   }
   const double head = 2 * d * static_cast<double>(c.vocab);

@@ -27,7 +27,7 @@ struct StepRecord {
 };
 
 struct TrainResult {
-  double test_accuracy = 0;            // word accuracy (MATH.md §10)
+  double test_accuracy = 0;            // word accuracy (docs/math.md §10)
   double test_reference_accuracy = 0;  // the reference code's definition, for comparison
   double seconds = 0;                  // wall clock of the whole run, evaluations included
   double train_seconds = 0;            // without the evaluations
@@ -59,7 +59,7 @@ std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, in
 // when the loss is not finite.
 double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits);
 
-// The optimiser of every copy-task run (MATH.md §9): RAdam with decoupled weight decay, the
+// The optimiser of every copy-task run (docs/math.md §9): RAdam with decoupled weight decay, the
 // lr × 0.1 from options.decay_step, and per-parameter gradient-norm clipping at options.clip.
 class CopyOptimizer {
  public:

@@ -1,5 +1,5 @@
 // `polyak inspect-grads`: how large the gradients that reach each layer's attention are while
-// a copy-task model trains. TransNormer's claim (MATH.md §5) is that linear attention's
+// a copy-task model trains. TransNormer's claim (docs/math.md §5) is that linear attention's
 // scaling (its denominator) makes them unbounded, and that NormAttention, which drops it,
 // keeps them tame; momentum attention is the third curve.
 //

@@ -19,7 +19,7 @@ const std::vector<std::string>& preset_names();
 // (all but Linformer), in that order.
 const std::vector<std::string>& causal_model_kinds();
 
-// `polyak train` on the copy task (MATH.md §10).
+// `polyak train` on the copy task (docs/math.md §10).
 struct TrainOptions {
   std::string preset = "default";
   std::string model = "linear";  // one of model_kinds()
@@ -39,14 +39,14 @@ struct TrainOptions {
   int threads = 0;  // 0: all cores
   int64_t eval_every = 0;
   int64_t eval_batches = 0;
-  // Momentum attention and connections (MATH.md §3–4); defaults: the paper's copy values.
+  // Momentum attention and connections (docs/math.md §3–4); defaults: the paper's copy values.
   double beta = TransformerConfig{}.momentum_beta;                 // β ∈ [0, 1)
   double gamma = TransformerConfig{}.momentum_gamma;               // γ > 0
   std::string weighting = TransformerConfig{}.momentum_weighting;  // exact | reference
   double conn_beta = TransformerConfig{}.connection_beta;          // β̃ ∈ [0, 1)
   double conn_gamma = TransformerConfig{}.connection_gamma;        // γ̃ > 0
   double delta = TransformerConfig{}.connection_delta;             // δ ∈ (0, 1)
-  // TransNormer, Mega, Performer and Linformer (MATH.md §5–7); checked by
+  // TransNormer, Mega, Performer and Linformer (docs/math.md §5–7); checked by
   // TransformerConfig::validate, whose messages name the flag.
   int64_t block_size = TransformerConfig{}.block_size;  // DiagAttention block, Mega-chunk chunk
   int64_t features = TransformerConfig{}.performer_features;  // Performer's m
@@ -104,7 +104,7 @@ struct ExperimentOptions {
 
 // `polyak inspect-grads`: copy-task runs that record, every `every` steps, the norms of the
 // gradients reaching each layer's q, k, v and attention output, and the loss (TransNormer's
-// claim that linear attention's scaling makes them large, MATH.md §5). One run per kind,
+// claim that linear attention's scaling makes them large, docs/math.md §5). One run per kind,
 // all from one seed and one data stream, or one per checkpoint, training on from it.
 struct InspectOptions {
   TrainOptions train;  // shared settings (figure1 preset); train.out: the CSVs and the PNG

@@ -11,7 +11,7 @@
 //                (tokens n+1 … 2n of the sequence), so exactly n ones per row.
 //
 // n is uniform in [min_word, max_word), by default [L/4, (L−1)/2) = [32, 63) for L = 128;
-// each symbol is uniform in 1..S. MATH.md §10.
+// each symbol is uniform in 1..S. docs/math.md §10.
 //
 // Batches come from a counter-based Generator seeded with `seed`: the same seed gives the
 // same batches, and a task with another seed (e.g. seed + 1 for the test split) draws an

@@ -47,17 +47,17 @@ struct TransformerConfig {
   std::string connection = "residual";  // connection_kinds()
   std::string feature_map = "elu";      // feature_map_kinds() (linear kinds)
   double attention_eps = 1e-6;          // linear kinds' normaliser
-  // Momentum attention (MATH.md §3), the paper's copy-task values (Table 1).
+  // Momentum attention (docs/math.md §3), the paper's copy-task values (Table 1).
   double momentum_beta = 0.1;                // β ∈ [0, 1)
   double momentum_gamma = 0.6;               // γ > 0
   std::string momentum_weighting = "exact";  // "exact" | "reference"
-  // Momentum / adaptive connection (MATH.md §4).
+  // Momentum / adaptive connection (docs/math.md §4).
   double connection_beta = 0.99;                    // β̃ ∈ [0, 1) (momentum connection)
   double connection_gamma = 0.99;                   // γ̃ > 0
   double connection_delta = 1e-3;                   // δ ∈ (0, 1) (adaptive)
   double connection_eps = 1e-6;                     // ε > 0 (adaptive)
   std::string connection_denominator = "velocity";  // "velocity" | "attention" (adaptive)
-  // TransNormer's DiagAttention block and Mega-chunk's chunk (MATH.md §5–6).
+  // TransNormer's DiagAttention block and Mega-chunk's chunk (docs/math.md §5–6).
   int64_t block_size = 64;
   // Performer (FAVOR+): m random features, redrawn every `performer_redraw` training steps
   // (0: only on request).
@@ -65,7 +65,7 @@ struct TransformerConfig {
   int64_t performer_redraw = 1000;
   // Linformer: k, the projected length of K and V (E, F are [k, max_len]).
   int64_t linformer_k = 64;
-  // Mega (MATH.md §6): EMA dimensions n, shared Q/K width z, value width (0: d_model) and
+  // Mega (docs/math.md §6): EMA dimensions n, shared Q/K width z, value width (0: d_model) and
   // attention function ("softmax" | "laplace").
   int64_t mega_ema_dim = 16;
   int64_t mega_z_dim = 64;
@@ -93,7 +93,7 @@ const std::vector<std::string>& stack_attention_kinds();
 //   momentum            momentum attention, residual
 //   momentum-connection momentum attention, momentum connection (constant β̃)
 //   adaptive            momentum attention, adaptive connection (per-token β̃)
-//   transnormer         DiagAttention then NormAttention layers (MATH.md §5), residual
+//   transnormer         DiagAttention then NormAttention layers (docs/math.md §5), residual
 //   mega, mega-chunk    Mega's gated EMA attention, whole or chunked (§6), residual
 //   performer           linear attention on FAVOR+ features (§7), residual
 //   linformer           softmax on sequence-projected K, V (§7), residual; non-causal only

@@ -30,7 +30,7 @@ AttentionFactory factory() {
   return [](const AttentionConfig& c, Generator& g) { return std::make_shared<Kind>(c, g); };
 }
 
-// Performer is linear attention (MATH.md §2) on the FAVOR+ feature map (§7).
+// Performer is linear attention (docs/math.md §2) on the FAVOR+ feature map (§7).
 AttentionFactory performer_factory() {
   return [](const AttentionConfig& c, Generator& g) -> std::shared_ptr<Attention> {
     AttentionConfig favor = c;

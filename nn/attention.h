@@ -8,7 +8,7 @@
 // qkv_proj is one fused [3·H·D, d] weight (rows of q, then k, then v).
 //
 // Everything but `mix` is shared. A kind is one small class that overrides mix() (softmax:
-// MATH.md §1; linear: §2; momentum: §3 is plain causal linear attention minus β times a
+// docs/math.md §1; linear: §2; momentum: §3 is plain causal linear attention minus β times a
 // decayed one, so it is one more mix()) and one entry in the table of make_attention().
 // Kinds whose block is not "project, mix, project" (Mega's gated EMA attention) override
 // forward() instead. The recurrent form for generation fits the same split: a kind adds its
@@ -41,7 +41,7 @@ struct AttentionConfig {
   double dropout = 0.0;             // on the block's output, after out_proj
   std::string feature_map = "elu";  // linear and momentum kinds: one of feature_map_kinds()
   double eps = 1e-6;                // linear and momentum kinds: added to the normaliser q·z
-  // Momentum attention (MATH.md §3): β ∈ [0, 1) and γ > 0; the paper's copy-task values.
+  // Momentum attention (docs/math.md §3): β ∈ [0, 1) and γ > 0; the paper's copy-task values.
   double beta = 0.1;
   double gamma = 0.6;
   std::string weighting = "exact";  // "exact" (eq. 13) | "reference" (the public code's)
@@ -49,15 +49,15 @@ struct AttentionConfig {
   // many columns) and Mega's relative position bias (without chunks) are sized by it.
   // 0: unbounded, which those two kinds refuse.
   int64_t max_len = 0;
-  // DiagAttention's block and Mega-chunk's chunk (MATH.md §5–6).
+  // DiagAttention's block and Mega-chunk's chunk (docs/math.md §5–6).
   int64_t block_size = 64;
-  // Performer (FAVOR+, MATH.md §7): m random features, redrawn every `redraw_interval`
+  // Performer (FAVOR+, docs/math.md §7): m random features, redrawn every `redraw_interval`
   // training forwards (0: only on request).
   int64_t features = 64;
   int64_t redraw_interval = 0;
   // Linformer: k, the projected sequence length of K and V.
   int64_t projection_dim = 64;
-  // Mega (MATH.md §6): n EMA dimensions per channel, the shared Q/K width z, the value
+  // Mega (docs/math.md §6): n EMA dimensions per channel, the shared Q/K width z, the value
   // width (0: d_model) and the attention function ("softmax" | "laplace"). When not
   // causal the EMA is bidirectional (two parameter sets, as Mega's encoders).
   int64_t ema_dim = 16;
@@ -208,7 +208,7 @@ class Attention : public Module {
   AttentionGradNorms grad_norms_;
 };
 
-// softmax(q kᵀ / √D [+ causal mask]) v — MATH.md §1.
+// softmax(q kᵀ / √D [+ causal mask]) v — docs/math.md §1.
 class SoftmaxAttention final : public Attention {
  public:
   SoftmaxAttention(const AttentionConfig& config, Generator& gen);
@@ -220,7 +220,7 @@ class SoftmaxAttention final : public Attention {
   std::vector<StateSlot> state_layout(int64_t batch) const override;
 };
 
-// φ(q)ᵀ S / (φ(q)ᵀ z + eps), causal or not — MATH.md §2.
+// φ(q)ᵀ S / (φ(q)ᵀ z + eps), causal or not — docs/math.md §2.
 class LinearAttention final : public Attention {
  public:
   LinearAttention(const AttentionConfig& config, Generator& gen);
@@ -237,7 +237,7 @@ class LinearAttention final : public Attention {
   int64_t feature_width_ = 0;  // D': the width of φ(q), φ(k), the state's key axis
 };
 
-// Momentum attention, causal (eq. 12–13) or not (eq. 14), on φ(q), φ(k) — MATH.md §3.
+// Momentum attention, causal (eq. 12–13) or not (eq. 14), on φ(q), φ(k) — docs/math.md §3.
 // The recurrent form is eq. 12, which only the "exact" weighting computes in parallel: a
 // module with the "reference" weighting has no recurrent form (initial_state throws).
 class MomentumAttention final : public Attention {

@@ -1,4 +1,4 @@
-// Linformer (MATH.md §7; Wang et al. 2020): softmax attention on K and V projected along
+// Linformer (docs/math.md §7; Wang et al. 2020): softmax attention on K and V projected along
 // the sequence axis by learned E, F [k, max_len], shared by every head of the layer:
 //
 //   y = softmax(q (E_N k)ᵀ / √D) (F_N v),   E_N = E[:, 0:N], F_N = F[:, 0:N]

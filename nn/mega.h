@@ -1,4 +1,4 @@
-// Mega's moving-average gated attention (MATH.md §6; Ma et al. 2022; facebookresearch/mega
+// Mega's moving-average gated attention (docs/math.md §6; Ma et al. 2022; facebookresearch/mega
 // MovingAverageGatedAttention), kinds "mega" (attention over the whole sequence) and
 // "mega-chunk" (attention only inside consecutive chunks of block_size: linear in N).
 //

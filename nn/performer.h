@@ -1,8 +1,8 @@
-// Performer's FAVOR+ feature map as a module (MATH.md §7): the random features Ω live in a
+// Performer's FAVOR+ feature map as a module (docs/math.md §7): the random features Ω live in a
 // persistent buffer (checkpoints and to(dtype) carry them) and are redrawn from the
 // module's own generator on request or on a schedule of training forwards.
 //
-// Kind "performer" is LinearAttention (MATH.md §2) with this map (make_attention).
+// Kind "performer" is LinearAttention (docs/math.md §2) with this map (make_attention).
 #pragma once
 
 #include <cstdint>

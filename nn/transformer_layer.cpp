@@ -80,7 +80,7 @@ Tensor AdaptiveConnection::forward(const Tensor& x, const Tensor& a, LayerCarry&
   Tensor v;
   if (carry.velocity.defined()) {
     check_carry("AdaptiveConnection", a, carry);
-    // eq. 18 with the ε of MATH.md §4, one β̃ per token [B, N, 1]:
+    // eq. 18 with the ε of docs/math.md §4, one β̃ per token [B, N, 1]:
     //   r = sqrt(‖A_ℓ − A_{ℓ−1}‖ / (‖den‖ + ε) + ε),  β̃ = clamp((1 − r)², 0, 1 − δ)
     // den = v_{ℓ−1} (the reference code) or A_{ℓ−1} (the paper). Every op is
     // differentiable, so the gradient flows through β̃ too.

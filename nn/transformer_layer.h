@@ -5,7 +5,7 @@
 //   pre-norm:                                    x = connect(x, attn(norm1(x)))
 //                                                x = x + ff(norm2(x))
 //
-// `connect` is the attention connection. The residual one is x + a. MATH.md §4's momentum
+// `connect` is the attention connection. The residual one is x + a. docs/math.md §4's momentum
 // connections replace it: they carry a velocity from layer to layer (and the adaptive one
 // the previous layer's attention output), which is why forward takes a LayerCarry. The
 // residual connection never touches the carry, so the plain path does no extra work.
@@ -28,7 +28,7 @@ namespace polyak {
 
 // What flows between layers besides x. Undefined tensors mean "none yet" (v_0 = 0).
 struct LayerCarry {
-  Tensor velocity;   // v_ℓ of MATH.md §4, [B, N, d]
+  Tensor velocity;   // v_ℓ of docs/math.md §4, [B, N, d]
   Tensor prev_attn;  // A_{ℓ−1}, for the adaptive β̃ of eq. 18
 };
 
@@ -60,7 +60,7 @@ struct ConnectionConfig {
   void validate() const;
 };
 
-// MATH.md §4, constant β̃: v_ℓ = β̃ v_{ℓ−1} − a;  x − γ̃ v_ℓ. With β̃ = 0, γ̃ = 1 it equals
+// docs/math.md §4, constant β̃: v_ℓ = β̃ v_{ℓ−1} − a;  x − γ̃ v_ℓ. With β̃ = 0, γ̃ = 1 it equals
 // the residual connection bit for bit.
 class MomentumConnection final : public Connection {
  public:
@@ -71,7 +71,7 @@ class MomentumConnection final : public Connection {
   double beta_, gamma_;
 };
 
-// MATH.md §4, adaptive β̃ (eq. 18), one value per token:
+// docs/math.md §4, adaptive β̃ (eq. 18), one value per token:
 //   β̃_ℓ = clamp((1 − sqrt(‖A_ℓ − A_{ℓ−1}‖ / (‖v_{ℓ−1}‖ + ε) + ε))², 0, 1 − δ)
 // (β̃_1 is irrelevant: v_0 = 0), then as MomentumConnection. Gradients flow through β̃.
 class AdaptiveConnection final : public Connection {

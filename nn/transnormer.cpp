@@ -1,4 +1,4 @@
-// TransNormer's attention modules (MATH.md §5). Legend: B batch, N length, d width, H heads,
+// TransNormer's attention modules (docs/math.md §5). Legend: B batch, N length, d width, H heads,
 // D head dim, D' feature width, L block length.
 #include "polyak/nn/transnormer.h"
 

@@ -1,4 +1,4 @@
-// TransNormer's attentions (MATH.md §5; Qin et al. 2022): NormAttention and DiagAttention.
+// TransNormer's attentions (docs/math.md §5; Qin et al. 2022): NormAttention and DiagAttention.
 // A "transnormer" model stacks DiagAttention in the first half of its layers and
 // NormAttention in the second (models/transformer.h).
 //

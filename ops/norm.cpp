@@ -11,7 +11,7 @@
 //   (x̂ depends on x through μ and rstd: ∂μ/∂x = 1/C, ∂rstd/∂x = −rstd³·(x − μ)/C; the two
 //   mean terms are those paths.) The node keeps x, γ and μ, rstd per row.
 //
-// rms_norm (TransNormer's SRMSNorm, MATH.md §5; eps outside the root):
+// rms_norm (TransNormer's SRMSNorm, docs/math.md §5; eps outside the root):
 //   r = √(mean(x²)),  s = 1/(r + eps),  y = γ ⊙ x · s
 //   with ĝ = dy ⊙ γ:   ∂s/∂x = −s² · x/(C·r)
 //   dx = s · ĝ − s² · (Σ ĝ ⊙ x)/(C·r) · x                        [R, C]

@@ -12,7 +12,7 @@
 //                p ← p − α r m̂ · sqrt(1 − β2^t) / (sqrt(v) + ε)
 //   else:        p ← p − α m̂                   (variance not yet tractable: SGD with momentum)
 // With β2 = 0.999, ρ_t ≤ 5 for t ≤ 5 and ρ_t > 5 from t = 6 on.
-// State: "exp_avg" (m), "exp_avg_sq" (v). See MATH.md §9.
+// State: "exp_avg" (m), "exp_avg_sq" (v). See docs/math.md §9.
 #pragma once
 
 #include <vector>

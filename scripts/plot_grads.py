@@ -7,7 +7,7 @@ Each CSV (columns step,layer,q,k,v,out,loss) is one run, labelled with the file'
 Five panels on a log scale: the L2 norms of the gradients reaching q, k, v and the
 attention output against the step, a line per run and layer (one colour per run, layers
 from light to dark and with their own dash), and the training loss per run. TransNormer's
-claim (MATH.md §5) reads off the q, k panels: linear attention's lines sit higher and jump
+claim (docs/math.md §5) reads off the q, k panels: linear attention's lines sit higher and jump
 more than NormAttention's.
 
 Exit status: 0 drawn; 2 bad input (missing files, no rows); 3 matplotlib is not installed.

@@ -1,4 +1,4 @@
-// Causal linear attention and the causal dot product (MATH.md §2; Katharopoulos et al.
+// Causal linear attention and the causal dot product (docs/math.md §2; Katharopoulos et al.
 // 2020, eq. 7–8): the ops and their backward nodes. The two sweeps, their formulas and their
 // O(N·D) memory are in causal_linear_attention_isa.cpp, compiled once per ISA.
 //

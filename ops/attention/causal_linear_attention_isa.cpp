@@ -1,5 +1,5 @@
 // Causal linear attention and the causal dot product, with O(N·D) activation memory.
-// MATH.md §2; Katharopoulos et al. 2020, eq. 7–8 (the RNN form) and §3.3.1 (its gradient).
+// docs/math.md §2; Katharopoulos et al. 2020, eq. 7–8 (the RNN form) and §3.3.1 (its gradient).
 //
 // Dimension legend: B batch, H heads, N positions, D query/key width, Dv value width.
 // q, k [B,H,N,D], v [B,H,N,Dv] → y [B,H,N,Dv]. Per (b, h), with s_0 = 0, z_0 = 0:

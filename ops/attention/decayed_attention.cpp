@@ -1,5 +1,5 @@
 // Decayed ("retention") causal linear attention and key-weighted causal linear attention
-// (MATH.md §3 and §2): the ops and their backward nodes. The single-state sweeps, their
+// (docs/math.md §3 and §2): the ops and their backward nodes. The single-state sweeps, their
 // formulas and their gradients are in decayed_attention_isa.cpp, compiled once per ISA.
 //
 // Saved for backward: q, k, v and den [B,H,N]. Scratch: dden [B,H,N].

@@ -1,5 +1,5 @@
 // Decayed ("retention") causal linear attention and key-weighted causal linear attention:
-// the single-state causal sweeps. MATH.md §3 (the decayed term of momentum attention) and
+// the single-state causal sweeps. docs/math.md §3 (the decayed term of momentum attention) and
 // §2 (the sweep and its gradient).
 //
 // Dimension legend: B batch, H heads, N positions, D query/key width, Dv value width.

@@ -1,5 +1,5 @@
 // Mega's multi-dimensional damped EMA: the sweep, its backward with checkpoints, and the
-// recurrent step. MATH.md §6; Ma et al. 2022; facebookresearch/mega MultiHeadEMA
+// recurrent step. docs/math.md §6; Ma et al. 2022; facebookresearch/mega MultiHeadEMA
 // (which evaluates the same recurrence as a convolution by FFT).
 //
 // Dimension legend: B batch, N positions, C channels, n EMA dimensions per channel.

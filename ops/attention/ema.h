@@ -1,4 +1,4 @@
-// Mega's multi-dimensional damped EMA (MATH.md §6; Ma et al. 2022), the moving
+// Mega's multi-dimensional damped EMA (docs/math.md §6; Ma et al. 2022), the moving
 // average that feeds Mega's gated attention. CPU only.
 //
 // Dimension legend: B batch, N positions, C channels, n EMA dimensions per channel.

@@ -1,4 +1,4 @@
-// Performer's FAVOR+ feature map and its orthogonal random features (MATH.md §7;
+// Performer's FAVOR+ feature map and its orthogonal random features (docs/math.md §7;
 // Choromanski et al. 2021, Lemma 1: positive random features; §2.4: orthogonal ones).
 //
 // Dimension legend: R rows (every leading axis of x folded), D width, m features.

@@ -1,7 +1,7 @@
-// Performer's FAVOR+ feature map (MATH.md §7; Choromanski et al. 2021, Lemma 1 and §2.4):
+// Performer's FAVOR+ feature map (docs/math.md §7; Choromanski et al. 2021, Lemma 1 and §2.4):
 // positive orthogonal random features whose dot products estimate the softmax kernel,
 //   E_Ω[φ(q)·φ(k)] = exp(q·k / √D),
-// so that linear attention on φ(q), φ(k) (MATH.md §2) approximates softmax attention.
+// so that linear attention on φ(q), φ(k) (docs/math.md §2) approximates softmax attention.
 //
 // Dimension legend: D input (head) width, m random features, R rows (every leading axis).
 #pragma once

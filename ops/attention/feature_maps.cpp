@@ -1,4 +1,4 @@
-// Feature maps for linear attention (MATH.md §2; Katharopoulos et al. 2020, §3.2).
+// Feature maps for linear attention (docs/math.md §2; Katharopoulos et al. 2020, §3.2).
 //
 //   y = φ(x) = elu(x) + 1 = { x + 1   x > 0                      x, y [any shape]
 //                           { eˣ      x ≤ 0          (> 0 everywhere)

@@ -1,4 +1,4 @@
-// Non-causal linear attention. MATH.md §2; Katharopoulos et al. 2020, eq. 5–6.
+// Non-causal linear attention. docs/math.md §2; Katharopoulos et al. 2020, eq. 5–6.
 // (The causal forms live in causal_linear_attention.cpp.)
 //
 // Dimension legend: B batch, H heads, N query positions, M key positions, D query/key

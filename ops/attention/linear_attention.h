@@ -1,4 +1,4 @@
-// Linear attention, MATH.md §2. Inputs are already feature-mapped (φ(q), φ(k)).
+// Linear attention, docs/math.md §2. Inputs are already feature-mapped (φ(q), φ(k)).
 #pragma once
 
 #include "polyak/core/tensor.h"
@@ -11,7 +11,7 @@ Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
 
 // y_i = q_iᵀ s_i / (q_iᵀ z_i + eps), s_i = Σ_{j≤i} k_j v_jᵀ, z_i = Σ_{j≤i} k_j.
 // O(N·D) activation memory: no per-position D×Dv state is stored; the backward recomputes
-// the states in two sweeps (MATH.md §2).
+// the states in two sweeps (docs/math.md §2).
 Tensor causal_linear_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                double eps = 1e-6);
 

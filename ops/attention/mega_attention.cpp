@@ -1,5 +1,5 @@
 // Mega's chunked attention with a relative position bias, and its recurrent step.
-// MATH.md §6; Ma et al. 2022; facebookresearch/mega MovingAverageGatedAttention
+// docs/math.md §6; Ma et al. 2022; facebookresearch/mega MovingAverageGatedAttention
 // and SimpleRelativePositionalBias.
 //
 // Dimension legend: B batch, N positions, D query/key width, Dv value width, W window

@@ -1,4 +1,4 @@
-// Mega's attention (MATH.md §6; facebookresearch/mega MovingAverageGatedAttention): one
+// Mega's attention (docs/math.md §6; facebookresearch/mega MovingAverageGatedAttention): one
 // head, a learned relative position bias, over the whole sequence or only inside
 // consecutive chunks, with a softmax or the laplace attention function. CPU only.
 //

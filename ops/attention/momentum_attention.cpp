@@ -1,4 +1,4 @@
-// Momentum attention (momentum transformer eq. 12–14; MATH.md §3): the public entry points,
+// Momentum attention (momentum transformer eq. 12–14; docs/math.md §3): the public entry points,
 // the parameter checks, and the non-causal form. The causal forms are sweeps:
 // momentum_sweep.cpp (exact weighting) and decayed_attention.cpp (reference weighting and
 // the decayed primitive). Inputs are already feature-mapped.

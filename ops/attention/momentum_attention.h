@@ -1,4 +1,4 @@
-// Momentum attention (MATH.md §3; momentum transformer eq. 12–14) and its primitive, the
+// Momentum attention (docs/math.md §3; momentum transformer eq. 12–14) and its primitive, the
 // decayed ("retention") causal linear attention. Inputs are already feature-mapped
 // (φ(q), φ(k)); every op has a hand-written backward with O(N·D) activation memory: no
 // per-position D×Dv state is ever stored.
@@ -46,7 +46,7 @@ MomentumWeighting parse_momentum_weighting(const std::string& name);
 // Causal momentum attention (eq. 12–13):
 //   y_i = Σ_{j≤i} w_ij (q_i·k_j) v_j / (Σ_{j≤i} q_i·k_j + eps)
 // computed in O(N) time and O(N·D) memory: with the exact weighting by the fused sweep of
-// eq. 12 (momentum_sweep.cpp; algebraically γ/(1−β) · [plain − β · decayed(β)], MATH.md §3),
+// eq. 12 (momentum_sweep.cpp; algebraically γ/(1−β) · [plain − β · decayed(β)], docs/math.md §3),
 // with the reference weighting as causal linear attention with v_j scaled by its weight.
 // β ∈ [0, 1), γ > 0; β = 0 is γ × causal_linear_attention.
 Tensor causal_momentum_attention(const Tensor& q, const Tensor& k, const Tensor& v, double beta,

@@ -1,4 +1,4 @@
-// Causal momentum attention, exact weighting (momentum transformer eq. 12–13; MATH.md §3):
+// Causal momentum attention, exact weighting (momentum transformer eq. 12–13; docs/math.md §3):
 // the op and its backward node. The sweeps, their formulas and their speed notes are in
 // momentum_sweep_isa.cpp, compiled once per ISA.
 //

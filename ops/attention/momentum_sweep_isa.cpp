@@ -1,4 +1,4 @@
-// Causal momentum attention, exact weighting (momentum transformer eq. 12–13; MATH.md §3),
+// Causal momentum attention, exact weighting (momentum transformer eq. 12–13; docs/math.md §3),
 // as one fused sweep per direction with O(N·D) activation memory.
 //
 // Dimension legend: B batch, H heads, N positions, D query/key width, Dv value width.

@@ -1,4 +1,4 @@
-// TransNormer's ops (MATH.md §5; Qin et al. 2022, §3–4 and their reference code):
+// TransNormer's ops (docs/math.md §5; Qin et al. 2022, §3–4 and their reference code):
 // SRMSNorm, block-diagonal softmax attention, and the recurrent steps of NormAttention and
 // DiagAttention.
 //

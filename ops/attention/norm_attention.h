@@ -1,4 +1,4 @@
-// TransNormer's ops (MATH.md §5; Qin et al. 2022, "The Devil in Linear Transformer"):
+// TransNormer's ops (docs/math.md §5; Qin et al. 2022, "The Devil in Linear Transformer"):
 // SRMSNorm, the normaliser NormAttention puts in place of linear attention's denominator;
 // block-diagonal softmax attention, DiagAttention's mixing; and the recurrent steps of both.
 //

@@ -1,5 +1,5 @@
 // Recurrent (RNN-mode) steps of the causal attention kinds: one position against a
-// constant-size state, for generation. MATH.md §1–3; form (3) of DESIGN.md.
+// constant-size state, for generation. docs/math.md §1–3; form (3) of docs/design.md.
 //
 // Dimension legend: B batch, H heads, D query/key width, Dv value width, C cache capacity.
 // q, k [B,H,D], v [B,H,Dv] → y [B,H,Dv]. Per (b, h):

@@ -1,4 +1,4 @@
-// Recurrent (RNN-mode) steps of the causal attention kinds: form (3) of DESIGN.md, used for
+// Recurrent (RNN-mode) steps of the causal attention kinds: form (3) of docs/design.md, used for
 // generation. One position per call against a constant-size state (softmax: a KV cache
 // that grows by one row per step). Not differentiable: they run under no-grad and never
 // record a node.
@@ -16,17 +16,17 @@
 
 namespace polyak {
 
-// Causal linear attention (MATH.md §2, eq. 7–8): s [B,H,D,Dv], z [B,H,D].
+// Causal linear attention (docs/math.md §2, eq. 7–8): s [B,H,D,Dv], z [B,H,D].
 //   s += k vᵀ;  z += k;  y = qᵀ s / (qᵀ z + eps)
 Tensor linear_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& s,
                              Tensor& z, double eps = 1e-6);
 
-// Momentum attention (MATH.md §3, eq. 12): m, s [B,H,D,Dv], z [B,H,D].
+// Momentum attention (docs/math.md §3, eq. 12): m, s [B,H,D,Dv], z [B,H,D].
 //   m = β m − k vᵀ;  s = s − γ m;  z += k;  y = qᵀ s / (qᵀ z + eps)
 Tensor momentum_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& m,
                                Tensor& s, Tensor& z, double beta, double gamma, double eps = 1e-6);
 
-// Causal softmax attention (MATH.md §1) with a KV cache: k_cache [B,H,C,D],
+// Causal softmax attention (docs/math.md §1) with a KV cache: k_cache [B,H,C,D],
 // v_cache [B,H,C,Dv], `length` rows filled so far (≤ C). Appends k, v at row `length`
 // (reallocating both caches with capacity max(2C, 64) when they are full), increments it,
 // and returns softmax(q k_cacheᵀ / √D) v_cache over the filled rows. Undefined caches

@@ -1,4 +1,4 @@
-// Linformer's projection along the sequence axis (MATH.md §7; Wang et al. 2020, eq. 7).
+// Linformer's projection along the sequence axis (docs/math.md §7; Wang et al. 2020, eq. 7).
 //
 // Dimension legend: B batch, H heads, N positions, D width, k projected length, M columns
 // of e (N ≤ M). With E_N = e[:, 0:N] [k,N] (a strided view, no copy):

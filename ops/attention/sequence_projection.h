@@ -1,4 +1,4 @@
-// Linformer's projection along the sequence axis (MATH.md §7; Wang et al. 2020, eq. 7):
+// Linformer's projection along the sequence axis (docs/math.md §7; Wang et al. 2020, eq. 7):
 // K and V of N positions become k rows each, so that softmax attention over them costs
 // O(N·k) instead of O(N²).
 //

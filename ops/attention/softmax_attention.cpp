@@ -1,4 +1,4 @@
-// Softmax attention, the O(N²) baseline. MATH.md §1; Vaswani et al. 2017, eq. 1.
+// Softmax attention, the O(N²) baseline. docs/math.md §1; Vaswani et al. 2017, eq. 1.
 //
 // Dimension legend: B batch, H heads, N query positions, M key positions, D query/key
 // width, Dv value width. q [B,H,N,D], k [B,H,M,D], v [B,H,M,Dv] → y [B,H,N,Dv]

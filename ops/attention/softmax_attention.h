@@ -1,4 +1,4 @@
-// Softmax attention, MATH.md §1: Y = softmax(Q Kᵀ / √D + mask) V.
+// Softmax attention, docs/math.md §1: Y = softmax(Q Kᵀ / √D + mask) V.
 #pragma once
 
 #include "polyak/core/tensor.h"

@@ -202,7 +202,7 @@ TEST_CASE("momentum attention identities") {
     CHECK(err <= 1e-12);
   }
 
-  SUBCASE("exact = (gamma/(1-beta)) (plain - beta decayed(beta)) numerators (MATH.md §3)") {
+  SUBCASE("exact = (gamma/(1-beta)) (plain - beta decayed(beta)) numerators (docs/math.md §3)") {
     Inputs in = make_inputs({B, H, N, D}, {B, H, N, Dv}, 702);
     const double beta = 0.7, gamma = 1.3;
     // y · (Σ_{j≤i} q_i·k_j + ε) = γ/(1−β) · (o_plain − β o_decayed).

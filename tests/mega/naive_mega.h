@@ -1,4 +1,4 @@
-// Naive references for Mega (MATH.md §6): plain loops over flat row-major
+// Naive references for Mega (docs/math.md §6): plain loops over flat row-major
 // std::vector<double>, obviously right, slow, tests only.
 //
 // Dimension legend: B batch, N positions, C channels (= d), n EMA dimensions, D query/key
@@ -123,7 +123,7 @@ struct MegaParams {
 };
 
 // MegaAttention's forward (before dropout), x [B,N,d] → [B,N,d], written out step by step
-// from MATH.md §6.
+// from docs/math.md §6.
 inline std::vector<double> mega_block(const MegaParams& P, int64_t B, int64_t N,
                                       const std::vector<double>& x) {
   const int64_t d = P.d, n = P.n, z = P.z, v = P.v, rows = B * N, width = 2 * d + z + v;

@@ -1,5 +1,5 @@
 // The momentum family in nn/ and models/: momentum attention as a module, the momentum and
-// adaptive connections (MATH.md §3–4), model kinds, and the configs' bad values.
+// adaptive connections (docs/math.md §3–4), model kinds, and the configs' bad values.
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -42,7 +42,7 @@ ConnectionConfig adaptive(double gamma, double delta, const std::string& denomin
   return c;
 }
 
-// MATH.md §4 in plain loops over [B, N, d] (row-major vectors): the outputs after each
+// docs/math.md §4 in plain loops over [B, N, d] (row-major vectors): the outputs after each
 // layer, and β̃ of every token at layers 2, 3, … (ℓ-major).
 struct AdaptiveReference {
   std::vector<double> out, velocity, betas, unclamped;
@@ -195,7 +195,7 @@ TEST_CASE("AdaptiveConnection: beta per token by hand, clamped at 1 - delta") {
   const double b0 = 0.35999854800365078, b1 = 0.9;
   CHECK(max_abs_diff(carry.velocity, at({-3 * b0 - 3, -4 * b0 - 4.8, -0.002, -2 * b1 - 2})) <
         1e-14);
-  // Layer 3: the whole stream against the values computed by hand (double, MATH.md §4).
+  // Layer 3: the whole stream against the values computed by hand (double, docs/math.md §4).
   h = c.forward(h, as[2], carry);
   CHECK(max_abs_diff(h, at({4.1142142567630362, 5.2335045999966763, 0.7512095770287186,
                             4.0481963545654951})) < 1e-14);

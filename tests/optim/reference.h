@@ -69,7 +69,7 @@ struct RefAdam {
   }
 };
 
-// MATH.md §9, line by line.
+// docs/math.md §9, line by line.
 struct RefRAdam {
   double lr, beta1, beta2, eps, weight_decay;
   bool decoupled;

@@ -1,4 +1,4 @@
-// RAdam (MATH.md §9): both branches of the rectification, decoupled and L2 weight decay.
+// RAdam (docs/math.md §9): both branches of the rectification, decoupled and L2 weight decay.
 #include <cmath>
 
 #include "optim/reference.h"
@@ -70,7 +70,7 @@ TEST_CASE("RAdam with decoupled weight decay: the first step by hand") {
   CHECK(opt.state(0, "exp_avg").item() == doctest::Approx(0.025).epsilon(1e-15));
 }
 
-TEST_CASE("RAdam matches MATH.md §9 through both branches") {
+TEST_CASE("RAdam matches docs/math.md §9 through both branches") {
   struct Case {
     const char* name;
     RAdam::Options o;

@@ -1,4 +1,4 @@
-// FAVOR+ (MATH.md §7): the feature map against its formula and by gradcheck, the orthogonal
+// FAVOR+ (docs/math.md §7): the feature map against its formula and by gradcheck, the orthogonal
 // random features' structure, and the estimator's expectation, the softmax kernel.
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-// Linformer (MATH.md §7): sequence_projection against its definition and by gradcheck, and
+// Linformer (docs/math.md §7): sequence_projection against its definition and by gradcheck, and
 // LinformerAttention — softmax attention on E k, F v — against softmax attention itself.
 #include <cmath>
 #include <memory>

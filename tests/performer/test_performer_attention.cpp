@@ -1,4 +1,4 @@
-// Performer (MATH.md §7): FavorFeatureMap's buffer, generator and redraw schedule, and
+// Performer (docs/math.md §7): FavorFeatureMap's buffer, generator and redraw schedule, and
 // kind "performer" — linear attention on FAVOR+ — stepped, checkpointed and compared with
 // the softmax attention it approximates.
 #include <algorithm>

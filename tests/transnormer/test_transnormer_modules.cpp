@@ -1,4 +1,4 @@
-// TransNormer's attention modules (MATH.md §5): NormAttention against a naive loop, f64
+// TransNormer's attention modules (docs/math.md §5): NormAttention against a naive loop, f64
 // gradchecks of both modules, the recurrent form against forward() across block
 // boundaries, gradient inspection, the "transnormer" model stack, bad configs and states.
 //

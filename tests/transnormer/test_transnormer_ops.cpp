@@ -1,4 +1,4 @@
-// TransNormer's ops (MATH.md §5): srms_norm and block_softmax_attention against direct
+// TransNormer's ops (docs/math.md §5): srms_norm and block_softmax_attention against direct
 // loops, their f64 gradchecks, the recurrent steps against the parallel forms, bad input.
 //
 // Dimension legend: B batch, H heads, N positions, D query/key width, Dv value width,
