@@ -38,6 +38,8 @@ if(POLYAK_ISA_MARCH AND POLYAK_GCC_BUG_105593)
                             POLYAK_MARCH_HAS_AVX512)
   unset(CMAKE_REQUIRED_FLAGS)
   if(POLYAK_MARCH_HAS_AVX512)
+    # Everything compiled with that -march: polyak's own sources, and the baseline kernels.
+    list(APPEND POLYAK_MARCH_FLAG ${POLYAK_NO_FALSE_AVX512_WARNING})
     target_compile_options(polyak_flags INTERFACE
                            $<$<COMPILE_LANGUAGE:CXX>:${POLYAK_NO_FALSE_AVX512_WARNING}>)
   endif()

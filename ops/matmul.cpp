@@ -259,7 +259,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
                  Shape(batch_dims), " matching a ", a.shape(),
                  " (or a 2-D b shared across the batch)");
   }
-  const int64_t batch = Shape(batch_dims).numel();
+  const int64_t batch = a.shape().numel(0, a.dim() - 2);
 
   std::vector<int64_t> out_dims = batch_dims;
   out_dims.push_back(M);
