@@ -6,42 +6,27 @@
 // block (first + i / 4) is at least ⌊p·2³²⌋ (the uniform draw exceeds p). Blocks are
 // independent, so the mask is drawn in parallel and the same (seed, offset) always gives
 // the same mask. The node keeps no mask: the backward regenerates it from (seed, first)
-// with the vectorised Philox, which is cheaper than storing and reading one.
+// with the vectorised Philox, which is cheaper than storing and reading one. The mask loop
+// is in dropout_isa.cpp, compiled once per ISA.
 #include <algorithm>
 #include <cmath>
 
 #include "polyak/core/autograd.h"
-#include "polyak/core/threads.h"
+#include "polyak/ops/dropout_kernels.h"
 #include "polyak/ops/nn_ops.h"
 
 namespace polyak {
 
 namespace {
 // dst[i] = src[i] · scale where word i of the stream starting at block `first` is
-// ≥ threshold, else 0. Forward and backward both call it.
-void apply_mask(const Tensor& src_t, Tensor& dst_t, const Generator& gen, uint64_t first,
+// ≥ threshold, else 0, through the loop compiled for the ISA in use. Forward and backward
+// both call it.
+void apply_mask(const Tensor& src, Tensor& dst, const Generator& gen, uint64_t first,
                 uint32_t threshold, double scale) {
-  const int64_t n = src_t.numel(), blocks = (n + 3) / 4;
-  constexpr int64_t kChunk = 64;  // blocks per draw: 256 words on the stack
-  dispatch(src_t.dtype(), [&]<class T>() {
-    const T* src = src_t.data<T>();
-    T* dst = dst_t.data<T>();
-    const T s = static_cast<T>(scale);
-    parallel_for((blocks + kChunk - 1) / kChunk, 4 * kChunk, [&](int64_t begin, int64_t end) {
-      alignas(32) uint32_t words[4 * kChunk];
-      for (int64_t c = begin; c < end; ++c) {
-        const int64_t b0 = c * kChunk, nb = std::min(kChunk, blocks - b0);
-        gen.fill_blocks(first + static_cast<uint64_t>(b0), nb, words);
-        const int64_t i0 = 4 * b0, count = std::min(4 * nb, n - i0);
-        // Unsigned w ≥ threshold as a signed compare of both with the top bit flipped: AVX2
-        // compares signed lanes only, and this keeps the loop vectorised.
-        const int32_t t = static_cast<int32_t>(threshold ^ 0x80000000u);
-        for (int64_t i = 0; i < count; ++i) {
-          const int32_t w = static_cast<int32_t>(words[i] ^ 0x80000000u);
-          const T factor = w >= t ? s : T(0);
-          dst[i0 + i] = src[i0 + i] * factor;
-        }
-      }
+  dispatch(src.dtype(), [&]<class T>() {
+    with_active_isa([&](auto isa) {
+      detail::dropout_apply<T>(isa, src.data<T>(), dst.data<T>(), src.numel(), gen.seed(), first,
+                               threshold, static_cast<T>(scale));
     });
   });
 }
