@@ -29,7 +29,8 @@ class Generator {
   // Four uniform 32-bit words of block `block`.
   std::array<uint32_t, 4> block(uint64_t block) const;
   // The words of blocks [first, first + count) into out[0 .. 4·count), word j of block b at
-  // out[4·(b − first) + j]: the same values as block(), eight blocks at a time with AVX2.
+  // out[4·(b − first) + j]: the same values as block(), 16 or 8 blocks at a time with
+  // AVX-512 or AVX2 (core/philox_isa.cpp).
   void fill_blocks(uint64_t first, int64_t count, uint32_t* out) const;
   // Convenience draws that advance the generator by one block.
   double uniform();              // [0, 1)

@@ -1,4 +1,5 @@
-// Matrix products through Eigen's GEMM (OpenMP threads), with BLAS-style transpose flags.
+// Matrix products (polyak's own GEMM for f32, Eigen's for f64; OpenMP threads), with
+// BLAS-style transpose flags.
 #pragma once
 
 #include "polyak/core/tensor.h"
