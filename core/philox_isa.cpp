@@ -45,6 +45,22 @@ inline Vec vload(const uint32_t* p) {
 inline void vstore(uint32_t* p, Vec v) {
   _mm512_storeu_si512(p, v);
 }
+// Stores word j of lane i (c[j] lane i) at out[4i + j]: a 4×4 transpose of 32-bit words
+// inside each 128-bit lane, then a 4×4 transpose of the 128-bit lanes.
+inline void store_blocks(uint32_t* out, const Vec c[4]) {
+  const Vec t0 = _mm512_unpacklo_epi32(c[0], c[1]), t1 = _mm512_unpackhi_epi32(c[0], c[1]);
+  const Vec t2 = _mm512_unpacklo_epi32(c[2], c[3]), t3 = _mm512_unpackhi_epi32(c[2], c[3]);
+  // u_k holds blocks k, k + 4, k + 8, k + 12 (one per 128-bit lane).
+  const Vec u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);
+  const Vec u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);
+  // v0 = blocks 0 4 1 5, v1 = 2 6 3 7, v2 = 8 12 9 13, v3 = 10 14 11 15.
+  const Vec v0 = _mm512_shuffle_i32x4(u0, u1, 0x44), v1 = _mm512_shuffle_i32x4(u2, u3, 0x44);
+  const Vec v2 = _mm512_shuffle_i32x4(u0, u1, 0xEE), v3 = _mm512_shuffle_i32x4(u2, u3, 0xEE);
+  vstore(out, _mm512_shuffle_i32x4(v0, v1, 0x88));       // blocks 0..3
+  vstore(out + 16, _mm512_shuffle_i32x4(v0, v1, 0xDD));  // 4..7
+  vstore(out + 32, _mm512_shuffle_i32x4(v2, v3, 0x88));  // 8..11
+  vstore(out + 48, _mm512_shuffle_i32x4(v2, v3, 0xDD));  // 12..15
+}
 #elif defined(__AVX2__)
 constexpr int kLanes = 8;
 using Vec = __m256i;
@@ -72,6 +88,19 @@ inline Vec vload(const uint32_t* p) {
 inline void vstore(uint32_t* p, Vec v) {
   _mm256_storeu_si256(reinterpret_cast<Vec*>(p), v);
 }
+// Stores word j of lane i (c[j] lane i) at out[4i + j]: a 4×4 transpose of 32-bit words
+// inside each 128-bit lane, then the two halves recombined.
+inline void store_blocks(uint32_t* out, const Vec c[4]) {
+  const Vec t0 = _mm256_unpacklo_epi32(c[0], c[1]), t1 = _mm256_unpackhi_epi32(c[0], c[1]);
+  const Vec t2 = _mm256_unpacklo_epi32(c[2], c[3]), t3 = _mm256_unpackhi_epi32(c[2], c[3]);
+  // u_k holds blocks k and k + 4.
+  const Vec u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+  const Vec u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+  vstore(out, _mm256_permute2x128_si256(u0, u1, 0x20));       // blocks 0, 1
+  vstore(out + 8, _mm256_permute2x128_si256(u2, u3, 0x20));   // 2, 3
+  vstore(out + 16, _mm256_permute2x128_si256(u0, u1, 0x31));  // 4, 5
+  vstore(out + 24, _mm256_permute2x128_si256(u2, u3, 0x31));  // 6, 7
+}
 #else
 constexpr int kLanes = 0;
 #endif
@@ -86,37 +115,35 @@ void philox_fill(POLYAK_KERNEL_ISA_TAG, uint64_t seed, uint64_t first, int64_t c
   int64_t b = 0;
 #if defined(__AVX2__)
   const Vec mul0 = splat(kPhiloxMul0), mul1 = splat(kPhiloxMul1);
-  alignas(64) uint32_t words[4][kLanes];
   alignas(64) uint32_t hi[kLanes];
   for (; b + kLanes <= count; b += kLanes) {
     const uint64_t base = first + static_cast<uint64_t>(b);
-    // The low word of kLanes consecutive counters, and the carry into the high word.
-    Vec c0 = vadd(splat(static_cast<uint32_t>(base)), lane_index());
-    for (int i = 0; i < kLanes; ++i)
-      hi[i] = static_cast<uint32_t>((base + static_cast<uint64_t>(i)) >> 32);
-    Vec c1 = vload(hi);
-    Vec c2 = splat(0), c3 = splat(0);
+    // The low word of kLanes consecutive counters, and the high word (which the low words
+    // carry into only when they wrap inside this batch).
+    Vec c[4];
+    c[0] = vadd(splat(static_cast<uint32_t>(base)), lane_index());
+    if ((base >> 32) == ((base + kLanes - 1) >> 32)) {
+      c[1] = splat(static_cast<uint32_t>(base >> 32));
+    } else {
+      for (int i = 0; i < kLanes; ++i)
+        hi[i] = static_cast<uint32_t>((base + static_cast<uint64_t>(i)) >> 32);
+      c[1] = vload(hi);
+    }
+    c[2] = splat(0);
+    c[3] = splat(0);
     uint32_t k0 = key0, k1 = key1;
     for (int round = 0; round < 10; ++round) {
       Vec lo0, lo1;
-      const Vec hi0 = mul_lo_hi(c0, mul0, &lo0);
-      const Vec hi1 = mul_lo_hi(c2, mul1, &lo1);
-      const Vec n0 = vxor(vxor(hi1, c1), splat(k0));
-      const Vec n2 = vxor(vxor(hi0, c3), splat(k1));
-      c0 = n0;
-      c1 = lo1;
-      c2 = n2;
-      c3 = lo0;
+      const Vec hi0 = mul_lo_hi(c[0], mul0, &lo0);
+      const Vec hi1 = mul_lo_hi(c[2], mul1, &lo1);
+      c[0] = vxor(vxor(hi1, c[1]), splat(k0));
+      c[1] = lo1;
+      c[2] = vxor(vxor(hi0, c[3]), splat(k1));
+      c[3] = lo0;
       k0 += kPhiloxWeyl0;
       k1 += kPhiloxWeyl1;
     }
-    vstore(words[0], c0);
-    vstore(words[1], c1);
-    vstore(words[2], c2);
-    vstore(words[3], c3);
-    uint32_t* o = out + 4 * b;
-    for (int i = 0; i < kLanes; ++i)
-      for (int j = 0; j < 4; ++j) o[4 * i + j] = words[j][i];
+    store_blocks(out + 4 * b, c);
   }
 #endif
   for (; b < count; ++b) {

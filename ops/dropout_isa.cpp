@@ -9,25 +9,35 @@
 
 namespace polyak::detail {
 
+namespace {
+// dst[i] = src[i] · scale where word i (top bit flipped, as int32) ≥ t, else 0. Locals and
+// restrict pointers, so that the compiler vectorises it.
+template <class T>
+void mask_chunk(const T* __restrict src, T* __restrict dst, const uint32_t* __restrict words,
+                int64_t count, int32_t t, T scale) {
+#pragma omp simd
+  for (int64_t i = 0; i < count; ++i) {
+    const int32_t w = static_cast<int32_t>(words[i] ^ 0x80000000u);
+    dst[i] = src[i] * (w >= t ? scale : T(0));
+  }
+}
+}  // namespace
+
 template <class T>
 void dropout_apply(POLYAK_KERNEL_ISA_TAG, const T* src, T* dst, int64_t n, uint64_t seed,
                    uint64_t first, uint32_t threshold, T scale) {
   const int64_t blocks = (n + 3) / 4;
   constexpr int64_t kChunk = 64;  // blocks per draw: 256 words on the stack
-  parallel_for((blocks + kChunk - 1) / kChunk, 4 * kChunk, [&](int64_t begin, int64_t end) {
+  // Unsigned w ≥ threshold as a signed compare of both with the top bit flipped (AVX2
+  // compares signed lanes only), which keeps the loop vectorised.
+  const int32_t t = static_cast<int32_t>(threshold ^ 0x80000000u);
+  parallel_for((blocks + kChunk - 1) / kChunk, 4 * kChunk, [=](int64_t begin, int64_t end) {
     alignas(64) uint32_t words[4 * kChunk];
     for (int64_t c = begin; c < end; ++c) {
       const int64_t b0 = c * kChunk, nb = std::min(kChunk, blocks - b0);
       philox_fill(POLYAK_KERNEL_ISA_TAG{}, seed, first + static_cast<uint64_t>(b0), nb, words);
       const int64_t i0 = 4 * b0, count = std::min(4 * nb, n - i0);
-      // Unsigned w ≥ threshold as a signed compare of both with the top bit flipped
-      // (AVX2 compares signed lanes only), which keeps the loop vectorised.
-      const int32_t t = static_cast<int32_t>(threshold ^ 0x80000000u);
-#pragma omp simd
-      for (int64_t i = 0; i < count; ++i) {
-        const int32_t w = static_cast<int32_t>(words[i] ^ 0x80000000u);
-        dst[i0 + i] = src[i0 + i] * (w >= t ? scale : T(0));
-      }
+      mask_chunk(src + i0, dst + i0, words, count, t, scale);
     }
   });
 }
