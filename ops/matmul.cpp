@@ -91,6 +91,43 @@ void gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_
     eigen_gemm_block(a, b, c, ldc, m, n, k, accumulate, bias);
 }
 
+// How many slices of the depth gemm_parallel cuts a product into: one per thread when k
+// is long next to C's sides and each slice stays deep, else 1 (panels of C).
+inline int64_t depth_slices(int64_t m, int64_t n, int64_t k) {
+  const int64_t threads = num_threads();
+  constexpr int64_t kMinSliceDepth = 1024;
+  if (threads <= 1 || k < 4 * std::max(m, n) || k < kMinSliceDepth * threads) return 1;
+  return threads;
+}
+
+// C = op(a) · op(b) (+ C, + bias) as `slices` products over consecutive slices of the depth.
+template <class T>
+void gemm_depth_sliced(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64_t k,
+                       bool accumulate, const T* bias, Isa isa, int64_t slices) {
+  const int64_t size = m * n;
+  std::vector<T> partial(static_cast<size_t>((slices - 1) * size));
+  parallel_for(slices, size * k / slices, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      // Slice bounds on multiples of 64 (whole cache lines of a depth-contiguous operand).
+      const int64_t k0 = k * s / slices / 64 * 64;
+      const int64_t k1 = s + 1 == slices ? k : k * (s + 1) / slices / 64 * 64;
+      const Operand<T> as{a.t ? a.p + k0 * a.ld : a.p + k0, a.ld, a.t};
+      const Operand<T> bs{b.t ? b.p + k0 : b.p + k0 * b.ld, b.ld, b.t};
+      if (s == 0)
+        gemm_block(as, bs, c, n, m, n, k1 - k0, accumulate, bias, isa);
+      else
+        gemm_block(as, bs, partial.data() + (s - 1) * size, n, m, n, k1 - k0, false,
+                   static_cast<const T*>(nullptr), isa);
+    }
+  });
+  parallel_for(size, slices, [&](int64_t begin, int64_t end) {
+    for (int64_t s = 1; s < slices; ++s) {
+      const T* src = partial.data() + (s - 1) * size;
+      for (int64_t i = begin; i < end; ++i) c[i] += src[i];
+    }
+  });
+}
+
 // The same product on all threads: C is cut into one panel of rows (or of columns, when
 // it is wider than tall) per thread, and each panel is an independent GEMM that packs its
 // own operands. Unlike a GEMM whose threads share packed blocks and wait for each other, a
@@ -99,11 +136,22 @@ void gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_
 // and column panels start on a 64-byte boundary of each row of a 64-byte-aligned C.
 //   linear forward  X·Wᵀ  [R, out]:  rows (R ≫ out)
 //   linear dX       dY·W  [R, in]:   rows
-//   linear dW       dYᵀ·X [out, in]: rows, or columns when in > out; the long depth R is
-//                   never cut, so no partial sums need adding afterwards.
+//   linear dW       dYᵀ·X [out, in]: slices of the depth R (below) when R is long next
+//                   to out and in, else rows, or columns when in > out.
+//
+// A deep product with a small C (linear dW over every token: k = 8192, m = n = 256) cuts
+// the depth instead: a row panel would leave each thread packing all of the shared
+// operand, while a slice of the depth packs only its own share of both. Slice 0 writes C;
+// the others write scratch blocks, added into C at the end. Its sums then depend on the
+// thread count (not on the run).
 template <class T>
 void gemm_parallel(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64_t k,
                    bool accumulate, const T* bias = nullptr, Isa isa = active_isa()) {
+  const int64_t slices = depth_slices(m, n, k);
+  if (slices > 1) {
+    gemm_depth_sliced(a, b, c, m, n, k, accumulate, bias, isa, slices);
+    return;
+  }
   const SgemmShape tile = with_isa(isa, [](auto tag) { return sgemm_shape(tag); });
   if (m >= n) {
     const int64_t tiles = (m + tile.mr - 1) / tile.mr;

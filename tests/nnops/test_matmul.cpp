@@ -155,6 +155,36 @@ TEST_CASE("matmul: f32 against an f64 reference on odd sizes") {
       }
 }
 
+TEST_CASE("matmul and linear: deep products sliced over the depth, against f64") {
+  // k long next to M and N: each thread takes a slice of the depth (also a ragged last
+  // slice, with 3 threads), and the slices are added; linear's dW and its bias too.
+  struct Threads {
+    int previous = num_threads();
+    Threads() { set_num_threads(3); }
+    ~Threads() { set_num_threads(previous); }
+  } threads;
+  Generator gen(21);
+  const int64_t M = 23, K = 4133, N = 41;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      Tensor a = Tensor::randn(stored({}, M, K, ta), gen);
+      Tensor b = Tensor::randn(stored({}, K, N, tb), gen);
+      INFO("a " << a.shape() << " b " << b.shape() << " " << flags_name(ta, tb));
+      CHECK(max_rel_error(matmul(a, b, ta, tb).to_vector(), reference_matmul(a, b, ta, tb)) < 1e-5);
+    }
+  Tensor x = Tensor::randn({K, M}, gen).requires_grad_();
+  Tensor w = Tensor::randn({N, M}, gen).requires_grad_();
+  Tensor bias = Tensor::randn({N}, gen).requires_grad_();
+  Tensor g = Tensor::randn({K, N}, gen);
+  linear(x, w, bias).backward(g);
+  CHECK(max_rel_error(w.grad().to_vector(), reference_matmul(g, x, true, false)) < 1e-5);
+  // A second backward accumulates into the leaf (the sliced product writes fresh buffers).
+  linear(x, w, bias).backward(g);
+  std::vector<double> twice = reference_matmul(g, x, true, false);
+  for (double& v : twice) v *= 2;
+  CHECK(max_rel_error(w.grad().to_vector(), twice) < 1e-5);
+}
+
 TEST_CASE("matmul: f32 gradients of large operands against an f64 reference") {
   // Large enough that each product is split across threads, and a shared b whose gradient
   // sums over the batch.
