@@ -1,6 +1,7 @@
 #include "polyak/nn/feed_forward.h"
 
 #include "polyak/ops/elementwise.h"
+#include "polyak/ops/nn_ops.h"
 
 namespace polyak {
 
@@ -26,7 +27,10 @@ FeedForward::FeedForward(int64_t dim, int64_t hidden, const std::string& activat
 
 Tensor FeedForward::forward(const Tensor& x) {
   Tensor h = linear1->forward(x);
-  h = dropout->forward(relu_ ? relu(h) : gelu(h));
+  if (relu_ && dropout->is_training() && dropout->p > 0)  // relu and dropout in one pass
+    h = relu_dropout(h, dropout->p, true, dropout->generator);
+  else
+    h = dropout->forward(relu_ ? relu(h) : gelu(h));
   return dropout->forward(linear2->forward(h));
 }
 

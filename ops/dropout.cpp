@@ -8,11 +8,19 @@
 // the same mask. The node keeps no mask: the backward regenerates it from (seed, first)
 // with the vectorised Philox, which is cheaper than storing and reading one. The mask loop
 // is in dropout_isa.cpp, compiled once per ISA.
+//
+// relu_dropout: y = dropout(relu(x)), one pass with dropout's mask (the same draws, the same
+// values). y > 0 exactly where x > 0 and the element was kept, so the node keeps y alone:
+//
+//   dx = dy / (1 − p) where y > 0, else 0
+//
+// which reads two tensors where relu's and dropout's backwards read four and write two.
 #include <algorithm>
 #include <cmath>
 
 #include "polyak/core/autograd.h"
 #include "polyak/ops/dropout_kernels.h"
+#include "polyak/ops/elementwise.h"
 #include "polyak/ops/nn_ops.h"
 
 namespace polyak {
@@ -21,14 +29,29 @@ namespace {
 // dst[i] = src[i] · scale where word i of the stream starting at block `first` is
 // ≥ threshold, else 0, through the loop compiled for the ISA in use. Forward and backward
 // both call it.
+// With `relu`, relu(src) in place of src.
 void apply_mask(const Tensor& src, Tensor& dst, const Generator& gen, uint64_t first,
-                uint32_t threshold, double scale) {
+                uint32_t threshold, double scale, bool relu = false) {
   dispatch(src.dtype(), [&]<class T>() {
     with_active_isa([&](auto isa) {
       detail::dropout_apply<T>(isa, src.data<T>(), dst.data<T>(), src.numel(), gen.seed(), first,
-                               threshold, static_cast<T>(scale));
+                               threshold, static_cast<T>(scale), relu);
     });
   });
+}
+
+// The draw of one dropout of x: the generator's blocks, the keep threshold and the scale.
+struct Draw {
+  uint64_t first;
+  uint32_t threshold;
+  double scale;
+};
+
+Draw draw(const Tensor& x, double p, Generator& gen) {
+  const int64_t blocks = (x.numel() + 3) / 4;
+  // uint_to_unit(w) = (w + 1)/2³² > p  ⇔  w ≥ ⌊p·2³²⌋ for integer w.
+  return {gen.advance(static_cast<uint64_t>(blocks)),
+          static_cast<uint32_t>(std::floor(std::ldexp(p, 32))), 1 / (1 - p)};
 }
 }  // namespace
 
@@ -38,11 +61,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   if (!training || p == 0) return x;
   check_cpu("dropout", "x", x);
 
-  const int64_t n = x.numel(), blocks = (n + 3) / 4;
-  const uint64_t first = gen.advance(static_cast<uint64_t>(blocks));
-  // uint_to_unit(w) = (w + 1)/2³² > p  ⇔  w ≥ ⌊p·2³²⌋ for integer w.
-  const uint32_t threshold = static_cast<uint32_t>(std::floor(std::ldexp(p, 32)));
-  const double scale = 1 / (1 - p);
+  const auto [first, threshold, scale] = draw(x, p, gen);
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   apply_mask(x, out, gen, first, threshold, scale);
 
@@ -52,6 +71,29 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
          [gen, first, threshold, scale](const Tensor& g) -> std::vector<Tensor> {
            Tensor dx = Tensor::empty(g.shape(), g.dtype());
            apply_mask(g, dx, gen, first, threshold, scale);
+           return {dx};
+         });
+  return out;
+}
+
+Tensor relu_dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  check_defined("relu_dropout", "x", x);
+  POLYAK_CHECK(p >= 0 && p < 1, "relu_dropout: p is ", p, ", expected p in [0, 1)");
+  if (!training || p == 0) return relu(x);
+  check_cpu("relu_dropout", "x", x);
+
+  const auto [first, threshold, scale] = draw(x, p, gen);
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  apply_mask(x, out, gen, first, threshold, scale, /*relu=*/true);
+  record(out, "ReluDropoutBackward", {x},
+         [y = out.detach(), scale](const Tensor& g) -> std::vector<Tensor> {
+           Tensor dx = Tensor::empty(g.shape(), g.dtype());
+           dispatch(g.dtype(), [&]<class T>() {
+             with_active_isa([&](auto isa) {
+               detail::relu_dropout_backward<T>(isa, y.data<T>(), g.data<T>(), dx.data<T>(),
+                                                g.numel(), static_cast<T>(scale));
+             });
+           });
            return {dx};
          });
   return out;

@@ -1,6 +1,6 @@
-// Dropout's mask loop (ops/dropout.cpp has the op, its rule and its backward), compiled
-// once per ISA: the Philox words come from this ISA's block filler, and the compare and
-// multiply run in this ISA's vectors.
+// Dropout's mask loop and relu_dropout's backward (ops/dropout.cpp has the ops, their rules
+// and their backward nodes), compiled once per ISA: the Philox words come from this ISA's
+// block filler, and the compare and multiply run in this ISA's vectors.
 #include <algorithm>
 
 #include "polyak/core/philox.h"
@@ -10,22 +10,24 @@
 namespace polyak::detail {
 
 namespace {
-// dst[i] = src[i] · scale where word i (top bit flipped, as int32) ≥ t, else 0. Locals and
-// restrict pointers, so that the compiler vectorises it.
-template <class T>
+// dst[i] = f(src[i]) · scale where word i (top bit flipped, as int32) ≥ t, else 0; f is
+// relu when kRelu. Locals and restrict pointers, so that the compiler vectorises it.
+template <bool kRelu, class T>
 void mask_chunk(const T* __restrict src, T* __restrict dst, const uint32_t* __restrict words,
                 int64_t count, int32_t t, T scale) {
 #pragma omp simd
   for (int64_t i = 0; i < count; ++i) {
     const int32_t w = static_cast<int32_t>(words[i] ^ 0x80000000u);
-    dst[i] = src[i] * (w >= t ? scale : T(0));
+    T v = src[i];
+    if constexpr (kRelu) v = v < T(0) ? T(0) : v;  // relu's select: NaN stays NaN
+    dst[i] = v * (w >= t ? scale : T(0));
   }
 }
 }  // namespace
 
 template <class T>
 void dropout_apply(POLYAK_KERNEL_ISA_TAG, const T* src, T* dst, int64_t n, uint64_t seed,
-                   uint64_t first, uint32_t threshold, T scale) {
+                   uint64_t first, uint32_t threshold, T scale, bool relu) {
   const int64_t blocks = (n + 3) / 4;
   constexpr int64_t kChunk = 64;  // blocks per draw: 256 words on the stack
   // Unsigned w ≥ threshold as a signed compare of both with the top bit flipped (AVX2
@@ -37,14 +39,33 @@ void dropout_apply(POLYAK_KERNEL_ISA_TAG, const T* src, T* dst, int64_t n, uint6
       const int64_t b0 = c * kChunk, nb = std::min(kChunk, blocks - b0);
       philox_fill(POLYAK_KERNEL_ISA_TAG{}, seed, first + static_cast<uint64_t>(b0), nb, words);
       const int64_t i0 = 4 * b0, count = std::min(4 * nb, n - i0);
-      mask_chunk(src + i0, dst + i0, words, count, t, scale);
+      if (relu)
+        mask_chunk<true>(src + i0, dst + i0, words, count, t, scale);
+      else
+        mask_chunk<false>(src + i0, dst + i0, words, count, t, scale);
     }
   });
 }
 
+template <class T>
+void relu_dropout_backward(POLYAK_KERNEL_ISA_TAG, const T* y, const T* g, T* dx, int64_t n,
+                           T scale) {
+  parallel_for(n, 1, [=](int64_t begin, int64_t end) {
+    const T* __restrict py = y;
+    const T* __restrict pg = g;
+    T* __restrict pdx = dx;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) pdx[i] = py[i] > T(0) ? pg[i] * scale : T(0);
+  });
+}
+
 template void dropout_apply<float>(POLYAK_KERNEL_ISA_TAG, const float*, float*, int64_t, uint64_t,
-                                   uint64_t, uint32_t, float);
+                                   uint64_t, uint32_t, float, bool);
 template void dropout_apply<double>(POLYAK_KERNEL_ISA_TAG, const double*, double*, int64_t,
-                                    uint64_t, uint64_t, uint32_t, double);
+                                    uint64_t, uint64_t, uint32_t, double, bool);
+template void relu_dropout_backward<float>(POLYAK_KERNEL_ISA_TAG, const float*, const float*,
+                                           float*, int64_t, float);
+template void relu_dropout_backward<double>(POLYAK_KERNEL_ISA_TAG, const double*, const double*,
+                                            double*, int64_t, double);
 
 }  // namespace polyak::detail

@@ -7,13 +7,18 @@
 
 namespace polyak::detail {
 
-// dst[i] = src[i] · scale where word i of the Philox stream of `seed` starting at block
-// `first` (word i mod 4 of block first + i/4) is ≥ threshold, else 0; i < n. T is float
-// or double.
+// dst[i] = f(src[i]) · scale where word i of the Philox stream of `seed` starting at block
+// `first` (word i mod 4 of block first + i/4) is ≥ threshold, else 0; i < n. f is the
+// identity, or relu when `relu` (relu_dropout's forward, the same mask). T is float or
+// double.
+// relu_dropout_backward: dx[i] = g[i] · scale where y[i] > 0 (the element was kept and
+// its relu input was positive), else 0.
 #define POLYAK_DROPOUT_DECLARE(isa)                                                    \
   template <class T>                                                                   \
   void dropout_apply(IsaTag<Isa::isa>, const T* src, T* dst, int64_t n, uint64_t seed, \
-                     uint64_t first, uint32_t threshold, T scale);
+                     uint64_t first, uint32_t threshold, T scale, bool relu);          \
+  template <class T>                                                                   \
+  void relu_dropout_backward(IsaTag<Isa::isa>, const T* y, const T* g, T* dx, int64_t n, T scale);
 POLYAK_FOR_EACH_ISA(POLYAK_DROPOUT_DECLARE)
 #undef POLYAK_DROPOUT_DECLARE
 

@@ -20,6 +20,9 @@ Tensor embedding(const Tensor& weight, const Indices& ids);
 // Zeroes each element with probability p and scales the rest by 1/(1−p) when training;
 // identity otherwise. The mask is drawn from `gen` (counter-based; advances it).
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
+// dropout(relu(x), p, training, gen) in one pass: the same draws and the same values, with a
+// backward that reads only the output and its gradient.
+Tensor relu_dropout(const Tensor& x, double p, bool training, Generator& gen);
 
 // Mean cross-entropy of logits [..., V] against targets [...] over the targets not equal
 // to `ignore_index`.

@@ -62,6 +62,12 @@ TEST_CASE("nn ops: gradcheck") {
          Generator gen(7);  // rebuilt on every call: the same mask each time
          return dropout(in[0], 0.3, true, gen);
        }},
+      {"relu_dropout with a fixed seed",
+       {{4, 5}},
+       [](const std::vector<Tensor>& in) {
+         Generator gen(7);
+         return relu_dropout(in[0], 0.3, true, gen);
+       }},
       {"cross_entropy with ignore_index",
        {{4, 5}},
        [](const std::vector<Tensor>& in) {
@@ -186,6 +192,37 @@ TEST_CASE("dropout: keeps the expected fraction, scales, and is reproducible") {
   CHECK(dropout(x, p, false, unused).is_same(x));
   CHECK(dropout(x, 0.0, true, unused).is_same(x));
   CHECK(unused.offset() == 0);
+}
+
+TEST_CASE("relu_dropout: the values and gradients of dropout(relu(x)), the same draws") {
+  for (DType dtype : {DType::f32, DType::f64}) {
+    INFO("dtype " << dtype);
+    Generator data(11);
+    const Tensor x0 = Tensor::randn({37, 29}, data, dtype);  // ragged: not a whole block
+    const Tensor cot = Tensor::randn({37, 29}, data, dtype);
+    Tensor xa = x0.clone().requires_grad_(), xb = x0.clone().requires_grad_();
+    Generator ga(5), gb(5);
+    Tensor fused = relu_dropout(xa, 0.4, true, ga);
+    Tensor reference = dropout(relu(xb), 0.4, true, gb);
+    CHECK(ga.offset() == gb.offset());
+    CHECK(fused.to_vector() == reference.to_vector());
+    fused.backward(cot);
+    reference.backward(cot);
+    CHECK(xa.grad().to_vector() == xb.grad().to_vector());
+    // Some elements are dropped, some negative, some kept: the rule is exercised.
+    int64_t kept = 0;
+    for (double v : fused.to_vector()) kept += v > 0;
+    CHECK(kept > 200);
+    CHECK(kept < 37 * 29 / 2);
+  }
+  // Not training, or p = 0: relu, and no draw.
+  Generator unused(3);
+  Tensor x = Tensor::from({-1.0, 2.0, -3.0, 4.0}, DType::f64);
+  CHECK(relu_dropout(x, 0.5, false, unused).to_vector() == std::vector<double>{0, 2, 0, 4});
+  CHECK(relu_dropout(x, 0.0, true, unused).to_vector() == std::vector<double>{0, 2, 0, 4});
+  CHECK(unused.offset() == 0);
+  CHECK_THROWS_WITH_AS(relu_dropout(x, 1.0, true, unused),
+                       "relu_dropout: p is 1, expected p in [0, 1)", Error);
 }
 
 TEST_CASE("cross_entropy: values") {
