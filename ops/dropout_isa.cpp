@@ -55,7 +55,10 @@ void relu_dropout_backward(POLYAK_KERNEL_ISA_TAG, const T* y, const T* g, T* dx,
     const T* __restrict pg = g;
     T* __restrict pdx = dx;
 #pragma omp simd
-    for (int64_t i = begin; i < end; ++i) pdx[i] = py[i] > T(0) ? pg[i] * scale : T(0);
+    for (int64_t i = begin; i < end; ++i) {
+      const T kept = pg[i] * scale;  // both sides computed: a blend, not a branch
+      pdx[i] = py[i] > T(0) ? kept : T(0);
+    }
   });
 }
 
