@@ -14,7 +14,8 @@
 //
 // CPU kernels coalesce the broadcast pattern into as few axes as possible, so that the
 // common layouts (same shape, a scalar, a bias row repeating along leading axes) become
-// one flat loop or one [rows, cols] loop that the compiler vectorises.
+// one flat loop or one [rows, cols] loop that the compiler vectorises; those loops are in
+// binary_isa.cpp, compiled once per ISA.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "polyak/core/autograd.h"
 #include "polyak/core/error.h"
 #include "polyak/core/threads.h"
+#include "polyak/ops/binary_kernels.h"
 #include "polyak/ops/elementwise.h"
 
 #ifdef POLYAK_WITH_CUDA
@@ -31,16 +33,10 @@
 namespace polyak {
 namespace {
 
-enum class BinOp { add, sub, mul, div };
+using detail::BinOp;
+using detail::BroadcastPlan;
 
-// ---- the broadcast plan ---------------------------------------------------------------
-// `dims` are the output's coalesced extents (extent-1 axes dropped, neighbouring axes
-// merged when a and b broadcast the same way along both); sa/sb are element strides of a
-// and b along them, 0 where that operand is broadcast.
-struct BroadcastPlan {
-  std::vector<int64_t> dims, sa, sb;
-};
-
+// ---- the broadcast plan (ops/binary_kernels.h) ------------------------------------------
 BroadcastPlan make_plan(const Shape& a, const Shape& b, const Shape& out) {
   const int64_t rank = out.rank();
   std::vector<bool> ba, bb;
@@ -73,78 +69,6 @@ BroadcastPlan make_plan(const Shape& a, const Shape& b, const Shape& out) {
     }
   }
   return p;
-}
-
-// out[i] = f(a[i], b[i]) over n elements, with unit or zero strides.
-template <class T, class F>
-inline void binary_run(const T* a, int64_t ia, const T* b, int64_t ib, T* out, int64_t n, F f) {
-  if (ia && ib) {
-    for (int64_t j = 0; j < n; ++j) out[j] = f(a[j], b[j]);
-  } else if (ia) {
-    const T y = b[0];
-    for (int64_t j = 0; j < n; ++j) out[j] = f(a[j], y);
-  } else if (ib) {
-    const T x = a[0];
-    for (int64_t j = 0; j < n; ++j) out[j] = f(x, b[j]);
-  } else {
-    const T z = f(a[0], b[0]);
-    for (int64_t j = 0; j < n; ++j) out[j] = z;
-  }
-}
-
-template <class T, class F>
-void binary_kernel(const BroadcastPlan& p, const T* a, const T* b, T* out, int64_t numel, F f) {
-  if (numel == 0) return;
-  const int64_t rank = static_cast<int64_t>(p.dims.size());
-  if (rank == 0) {
-    out[0] = f(a[0], b[0]);
-    return;
-  }
-  const int64_t n = p.dims.back(), ia = p.sa.back(), ib = p.sb.back();
-  if (rank == 1) {
-    parallel_for(n, 1, [&](int64_t begin, int64_t end) {
-      binary_run(a + begin * ia, ia, b + begin * ib, ib, out + begin, end - begin, f);
-    });
-    return;
-  }
-  // Rows of the innermost axis; an odometer over the outer axes tracks a's and b's offsets.
-  const int64_t rows = numel / n, outer = rank - 1;
-  parallel_for(rows, n, [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> idx(static_cast<size_t>(outer));
-    int64_t oa = 0, ob = 0, rem = begin;
-    for (int64_t k = outer - 1; k >= 0; --k) {
-      idx[k] = rem % p.dims[k];
-      rem /= p.dims[k];
-      oa += idx[k] * p.sa[k];
-      ob += idx[k] * p.sb[k];
-    }
-    for (int64_t r = begin; r < end; ++r) {
-      binary_run(a + oa, ia, b + ob, ib, out + r * n, n, f);
-      for (int64_t k = outer - 1; k >= 0; --k) {
-        oa += p.sa[k];
-        ob += p.sb[k];
-        if (++idx[k] < p.dims[k]) break;
-        oa -= p.sa[k] * p.dims[k];
-        ob -= p.sb[k] * p.dims[k];
-        idx[k] = 0;
-      }
-    }
-  });
-}
-
-template <class T>
-void binary_dispatch(BinOp op, const BroadcastPlan& p, const T* a, const T* b, T* out,
-                     int64_t numel) {
-  switch (op) {
-    case BinOp::add:
-      return binary_kernel(p, a, b, out, numel, [](T x, T y) { return x + y; });
-    case BinOp::sub:
-      return binary_kernel(p, a, b, out, numel, [](T x, T y) { return x - y; });
-    case BinOp::mul:
-      return binary_kernel(p, a, b, out, numel, [](T x, T y) { return x * y; });
-    case BinOp::div:
-      return binary_kernel(p, a, b, out, numel, [](T x, T y) { return x / y; });
-  }
 }
 
 // True when b's extents (leading 1s dropped) are a suffix of a's: b repeats along a's
@@ -210,7 +134,9 @@ Tensor binary_forward(const char* fn, BinOp op, const Tensor& a, const Tensor& b
   }
   BroadcastPlan plan = make_plan(a.shape(), b.shape(), shape);
   dispatch(a.dtype(), [&]<class T>() {
-    binary_dispatch<T>(op, plan, a.data<T>(), b.data<T>(), out.data<T>(), out.numel());
+    with_active_isa([&](auto isa) {
+      detail::binary_apply<T>(isa, op, plan, a.data<T>(), b.data<T>(), out.data<T>(), out.numel());
+    });
   });
   return out;
 }
