@@ -187,21 +187,39 @@ Tensor slice_impl(const Tensor& x, int64_t axis, int64_t begin, int64_t end, con
 
 // ---- heads ----------------------------------------------------------------------------------
 
-// [B, N, H, D] ↔ [B, H, N, D]: y[b,h,n,:] = x[b,n,h,:] (to_heads) or the reverse.
-template <class T>
-void move_heads(const T* x, T* y, int64_t B, int64_t N, int64_t H, int64_t D, bool to_heads) {
+// [B, N, H, D] ↔ [B, H, N, D]: y[b,h,n,:] = x[b,n,h,:] (to_heads) or the reverse. kD > 0
+// fixes the head width, so that each row's copy is a few inline vector moves rather than a
+// library call per row (rows are short: D = 32 is 128 bytes).
+template <int kD, class T>
+void move_heads_as(const T* x, T* y, int64_t B, int64_t N, int64_t H, int64_t d_runtime,
+                   bool to_heads) {
+  const int64_t D = kD > 0 ? kD : d_runtime;
+  const size_t bytes = static_cast<size_t>(D) * sizeof(T);  // kD · sizeof(T), a constant
   parallel_for(B * H, N * D, [&](int64_t r0, int64_t r1) {
     for (int64_t bh = r0; bh < r1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       for (int64_t n = 0; n < N; ++n) {
         const int64_t heads_at = (bh * N + n) * D, tokens_at = ((b * N + n) * H + h) * D;
-        if (to_heads)
-          std::memcpy(y + heads_at, x + tokens_at, static_cast<size_t>(D) * sizeof(T));
-        else
-          std::memcpy(y + tokens_at, x + heads_at, static_cast<size_t>(D) * sizeof(T));
+        const T* src = to_heads ? x + tokens_at : x + heads_at;
+        T* dst = to_heads ? y + heads_at : y + tokens_at;
+        std::memcpy(dst, src, bytes);
       }
     }
   });
+}
+
+template <class T>
+void move_heads(const T* x, T* y, int64_t B, int64_t N, int64_t H, int64_t D, bool to_heads) {
+  switch (D) {
+    case 16:
+      return move_heads_as<16>(x, y, B, N, H, D, to_heads);
+    case 32:
+      return move_heads_as<32>(x, y, B, N, H, D, to_heads);
+    case 64:
+      return move_heads_as<64>(x, y, B, N, H, D, to_heads);
+    default:
+      return move_heads_as<0>(x, y, B, N, H, D, to_heads);
+  }
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
 // Shape ops: gradients, values (including the tiled transpose paths), bad input.
+#include <utility>
+
 #include "ops_helpers.h"
 #include "testing.h"
 
@@ -188,10 +190,15 @@ TEST_CASE("shape ops: large permutes, slices and heads agree with a naive loop")
       for (int64_t d : c.dims) out_dims.push_back(c.shape[d]);
       CHECK(max_abs_diff(y, Tensor::from(naive_permute(x, c.dims), Shape(out_dims), dt)) == 0);
     }
+    // Head widths with their own copy loops (16, 32, 64) and one without (24).
+    for (auto [heads, D] : {std::pair<int64_t, int64_t>{8, 32}, {15, 16}, {4, 64}, {10, 24}}) {
+      INFO("heads " << heads << " x " << D);
+      Tensor xh = Tensor::randn({4, 96, heads * D}, gen, dt);
+      Tensor h = split_heads(xh, heads);
+      CHECK(max_abs_diff(h, permute(xh.reshape({4, 96, heads, D}), {0, 2, 1, 3})) == 0);
+      CHECK(max_abs_diff(merge_heads(h), xh) == 0);
+    }
     Tensor x = Tensor::randn({4, 96, 256}, gen, dt);
-    Tensor h = split_heads(x, 8);
-    CHECK(max_abs_diff(h, permute(x.reshape({4, 96, 8, 32}), {0, 2, 1, 3})) == 0);
-    CHECK(max_abs_diff(merge_heads(h), x) == 0);
     std::vector<Tensor> qkv = split(x, 2, {100, 100, 56});
     CHECK(max_abs_diff(concat(qkv, 2), x) == 0);
     CHECK(max_abs_diff(qkv[1], slice(x, -1, 100, 200)) == 0);
