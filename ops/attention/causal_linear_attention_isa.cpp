@@ -34,6 +34,7 @@
 
 #include "polyak/core/threads.h"
 #include "polyak/ops/attention/causal_sweeps.h"
+#include "polyak/ops/attention/simd.h"
 #include "polyak/ops/attention/sweep.h"
 #include "polyak/ops/attention/vec.h"
 
@@ -171,6 +172,97 @@ void causal_backward_head(const T* q, const T* k, const T* v, const T* den, cons
   }
 }
 
+// causal_backward_head for a fixed Dv, one vector of columns at a time: do_i, v_i (and the
+// running o_i, dv_i) stay in registers while the rows of s (then R) stream past, and the
+// per-row dot products (s_i do_i, R v_i) are kept as vectors in P [D] and summed across
+// lanes a vector's width of rows at a time, instead of one horizontal sum per row.
+template <class T, bool kNormalize, int kDv>
+void causal_backward_head_vec(const T* q, const T* k, const T* v, const T* den, const T* dy, T* dq,
+                              T* dk, T* dv, T* dden, int64_t N, int64_t D, T* s, T* z,
+                              typename Simd<T>::V* P) {
+  using V = typename Simd<T>::V;
+  constexpr int kL = Simd<T>::kLanes, kC = kDv / kL;
+  static_assert(kDv % kL == 0, "fixed widths are whole vectors");
+
+  // Forward sweep: rebuild s_i (and z_i); dq_i = s_i do_i + dden_i z_i.
+  std::fill_n(s, D * kDv, T(0));
+  std::fill_n(z, D, T(0));
+  for (int64_t i = 0; i < N; ++i) {
+    const T* qi = q + i * D;
+    const T* ki = k + i * D;
+    const T* vi = v + i * kDv;
+    const T* dyi = dy + i * kDv;
+    T* dqi = dq + i * D;
+    const T inv = kNormalize ? T(1) / den[i] : T(1);
+    V g[kC], vv[kC], o[kC];
+    for (int c = 0; c < kC; ++c) {
+      g[c] = load_vec(dyi + c * kL) * inv;  // do_i
+      vv[c] = load_vec(vi + c * kL);
+      o[c] = V{};
+      if constexpr (kNormalize) store_vec(dv + i * kDv + c * kL, g[c]);  // parked for later
+    }
+    for (int64_t a = 0; a < D; ++a) {
+      T* sa = s + a * kDv;
+      V acc{};
+      for (int c = 0; c < kC; ++c) {
+        const V sv = load_vec(sa + c * kL) + ki[a] * vv[c];  // s_i = s_{i−1} + k_i v_iᵀ
+        store_vec(sa + c * kL, sv);
+        if constexpr (kNormalize) o[c] += qi[a] * sv;  // o_i = s_iᵀ q_i
+        acc += sv * g[c];
+      }
+      P[a] = acc;
+    }
+    sum_lanes(D, P, dqi);  // (s_i do_i)[a]
+    if constexpr (kNormalize) {
+      axpy(D, T(1), ki, z);
+      V od{};
+      for (int c = 0; c < kC; ++c) od += load_vec(dyi + c * kL) * o[c];
+      T dot_dy_o = T(0);
+      for (int l = 0; l < kL; ++l) dot_dy_o += od[l];
+      const T ddi = -dot_dy_o * inv * inv;
+      dden[i] = ddi;
+      axpy(D, ddi, z, dqi);
+    }
+  }
+
+  // Reverse sweep: R += q_i do_iᵀ (and r += dden_i q_i); dk_i = R v_i + r; dv_i = Rᵀ k_i.
+  T* R = s;
+  T* r = z;
+  std::fill_n(R, D * kDv, T(0));
+  std::fill_n(r, D, T(0));
+  for (int64_t i = N - 1; i >= 0; --i) {
+    const T* qi = q + i * D;
+    const T* ki = k + i * D;
+    const T* vi = v + i * kDv;
+    T* dki = dk + i * D;
+    T* dvi = dv + i * kDv;
+    const T* doi = kNormalize ? dvi : dy + i * kDv;
+    V g[kC], vv[kC], w[kC];
+    for (int c = 0; c < kC; ++c) {
+      g[c] = load_vec(doi + c * kL);
+      vv[c] = load_vec(vi + c * kL);
+      w[c] = V{};
+    }
+    for (int64_t a = 0; a < D; ++a) {
+      T* Ra = R + a * kDv;
+      V acc{};
+      for (int c = 0; c < kC; ++c) {
+        const V rv = load_vec(Ra + c * kL) + qi[a] * g[c];  // R += q_i do_iᵀ   (row a)
+        store_vec(Ra + c * kL, rv);
+        acc += rv * vv[c];   // dk_i = R v_i
+        w[c] += ki[a] * rv;  // dv_i = Rᵀ k_i
+      }
+      P[a] = acc;
+    }
+    sum_lanes(D, P, dki);
+    for (int c = 0; c < kC; ++c) store_vec(dvi + c * kL, w[c]);
+    if constexpr (kNormalize) {
+      axpy(D, dden[i], qi, r);
+      axpy(D, T(1), r, dki);
+    }
+  }
+}
+
 template <class T, bool kNormalize>
 void causal_backward(const AttentionDims& d, const T* q, const T* k, const T* v, const T* den,
                      const T* dy, T* dq, T* dk, T* dv, T* dden) {
@@ -179,8 +271,16 @@ void causal_backward(const AttentionDims& d, const T* q, const T* k, const T* v,
     std::vector<T> s(static_cast<size_t>(D * Dv)), z(static_cast<size_t>(D));
     std::vector<T> o(static_cast<size_t>(Dv)), g(static_cast<size_t>(Dv)),
         w(static_cast<size_t>(Dv));
+    std::vector<typename Simd<T>::V> P(static_cast<size_t>(D));
     with_fixed_dv(Dv, [&]<int kDv>() {
       for (int64_t h = begin; h < end; ++h) {
+        if constexpr (kDv > 0 && kDv % Simd<T>::kLanes == 0) {
+          causal_backward_head_vec<T, kNormalize, kDv>(
+              q + h * N * D, k + h * N * D, v + h * N * Dv, kNormalize ? den + h * N : nullptr,
+              dy + h * N * Dv, dq + h * N * D, dk + h * N * D, dv + h * N * Dv,
+              kNormalize ? dden + h * N : nullptr, N, D, s.data(), z.data(), P.data());
+          continue;
+        }
         causal_backward_head<T, kNormalize, kDv>(
             q + h * N * D, k + h * N * D, v + h * N * Dv, kNormalize ? den + h * N : nullptr,
             dy + h * N * Dv, dq + h * N * D, dk + h * N * D, dv + h * N * Dv,
