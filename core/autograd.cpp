@@ -19,6 +19,7 @@
 
 #include "polyak/core/files.h"
 #include "polyak/core/tensor_impl.h"
+#include "polyak/core/threads.h"
 
 #ifdef POLYAK_WITH_CUDA
 #include "polyak/cuda/cuda.h"
@@ -69,12 +70,16 @@ Tensor sum_gradients(const Tensor& a, const Tensor& b) {
 #endif
     return out;
   }
-  int64_t n = a.numel();
   dispatch(a.dtype(), [&]<class T>() {
     const T* x = a.data<T>();
     const T* y = b.data<T>();
     T* z = out.data<T>();
-    for (int64_t i = 0; i < n; ++i) z[i] = x[i] + y[i];
+    parallel_for(a.numel(), 1, [=](int64_t begin, int64_t end) {
+      const T* __restrict px = x;
+      const T* __restrict py = y;
+      T* __restrict pz = z;
+      for (int64_t i = begin; i < end; ++i) pz[i] = px[i] + py[i];
+    });
   });
   return out;
 }
