@@ -105,7 +105,10 @@ template <class T>
 void gemm_depth_sliced(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64_t k,
                        bool accumulate, const T* bias, Isa isa, int64_t slices) {
   const int64_t size = m * n;
-  std::vector<T> partial(static_cast<size_t>((slices - 1) * size));
+  // Scratch from the tensor allocator's cache: a fresh heap block this size would come
+  // from the system, zeroed page by page, on every product.
+  Tensor scratch = Tensor::empty(Shape{(slices - 1) * size}, dtype_of<T>());
+  T* partial = scratch.data<T>();
   parallel_for(slices, size * k / slices, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       // Slice bounds on multiples of 64 (whole cache lines of a depth-contiguous operand).
@@ -116,13 +119,13 @@ void gemm_depth_sliced(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, i
       if (s == 0)
         gemm_block(as, bs, c, n, m, n, k1 - k0, accumulate, bias, isa);
       else
-        gemm_block(as, bs, partial.data() + (s - 1) * size, n, m, n, k1 - k0, false,
+        gemm_block(as, bs, partial + (s - 1) * size, n, m, n, k1 - k0, false,
                    static_cast<const T*>(nullptr), isa);
     }
   });
   parallel_for(size, slices, [&](int64_t begin, int64_t end) {
     for (int64_t s = 1; s < slices; ++s) {
-      const T* src = partial.data() + (s - 1) * size;
+      const T* src = partial + (s - 1) * size;
       for (int64_t i = begin; i < end; ++i) c[i] += src[i];
     }
   });
@@ -199,17 +202,18 @@ void gemm_batched_cpu(const T* a, const T* b, T* out, const GemmShape& s) {
       return;
     }
     // Each chunk of the batch sums into its own buffer (chunk 0 into out); then they add.
-    std::vector<T> partial(static_cast<size_t>((chunks - 1) * size));
+    Tensor scratch = Tensor::empty(Shape{(chunks - 1) * size}, dtype_of<T>());  // cached
+    T* partial = scratch.data<T>();
     parallel_for(chunks, cost * s.batch / chunks, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
-        T* dst = c == 0 ? out : partial.data() + (c - 1) * size;
+        T* dst = c == 0 ? out : partial + (c - 1) * size;
         const int64_t first = s.batch * c / chunks, last = s.batch * (c + 1) / chunks;
         for (int64_t i = first; i < last; ++i)
           gemm_block(op_a(i), op_b(i), dst, s.n, s.m, s.n, s.k, /*accumulate=*/i > first);
       }
     });
     for (int64_t c = 1; c < chunks; ++c) {
-      const T* src = partial.data() + (c - 1) * size;
+      const T* src = partial + (c - 1) * size;
       for (int64_t j = 0; j < size; ++j) out[j] += src[j];
     }
     return;
