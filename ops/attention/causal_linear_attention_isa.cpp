@@ -95,18 +95,14 @@ void causal_forward(const AttentionDims& d, const T* q, const T* k, const T* v, 
 
 // ---- backward --------------------------------------------------------------------------
 
-// One (b, h). Writes (overwrites) dq, dk [N,D] and dv [N,Dv]. dden [N] is scratch.
-// s [D·Dv], z [D], and o, g, w [Dv] are the caller's scratch.
-template <class T, bool kNormalize, int kDv>
+// One (b, h), for a value width read at run time (the fixed widths take
+// causal_backward_head_vec below). Writes (overwrites) dq, dk [N,D] and dv [N,Dv]. dden [N]
+// is scratch. s [D·Dv], z [D], and o (o_i), g (do_i), w (dv_i being summed) [Dv] are the
+// caller's scratch.
+template <class T, bool kNormalize>
 void causal_backward_head(const T* q, const T* k, const T* v, const T* den, const T* dy, T* dq,
-                          T* dk, T* dv, T* dden, int64_t N, int64_t D, int64_t dv_runtime, T* s,
-                          T* z, T* o_scratch, T* g_scratch, T* w_scratch) {
-  const int64_t Dv = kDv > 0 ? kDv : dv_runtime;
-  T o_fixed[kDv > 0 ? kDv : 1], g_fixed[kDv > 0 ? kDv : 1], w_fixed[kDv > 0 ? kDv : 1];
-  T* o = kDv > 0 ? o_fixed : o_scratch;  // o_i
-  T* g = kDv > 0 ? g_fixed : g_scratch;  // do_i
-  T* w = kDv > 0 ? w_fixed : w_scratch;  // dv_i being summed
-
+                          T* dk, T* dv, T* dden, int64_t N, int64_t D, int64_t Dv, T* s, T* z, T* o,
+                          T* g, T* w) {
   // Forward sweep: rebuild s_i (and z_i); dq_i = s_i do_i + dden_i z_i.
   std::fill_n(s, D * Dv, T(0));
   std::fill_n(z, D, T(0));
@@ -269,23 +265,24 @@ void causal_backward(const AttentionDims& d, const T* q, const T* k, const T* v,
   const int64_t N = d.N, D = d.D, Dv = d.Dv;
   parallel_for(d.B * d.H, 6 * N * D * Dv + 1, [&](int64_t begin, int64_t end) {
     std::vector<T> s(static_cast<size_t>(D * Dv)), z(static_cast<size_t>(D));
-    std::vector<T> o(static_cast<size_t>(Dv)), g(static_cast<size_t>(Dv)),
-        w(static_cast<size_t>(Dv));
-    std::vector<typename Simd<T>::V> P(static_cast<size_t>(D));
     with_fixed_dv(Dv, [&]<int kDv>() {
+      static_assert(kDv % Simd<T>::kLanes == 0, "the fixed widths are whole vectors");
+      std::vector<typename Simd<T>::V> P(static_cast<size_t>(kDv > 0 ? D : 0));
+      std::vector<T> o(static_cast<size_t>(kDv > 0 ? 0 : 3 * Dv));  // o, g, w
       for (int64_t h = begin; h < end; ++h) {
-        if constexpr (kDv > 0 && kDv % Simd<T>::kLanes == 0) {
+        const T* qh = q + h * N * D;
+        const T* kh = k + h * N * D;
+        const T* vh = v + h * N * Dv;
+        const T* denh = kNormalize ? den + h * N : nullptr;
+        T* ddenh = kNormalize ? dden + h * N : nullptr;
+        if constexpr (kDv > 0)
           causal_backward_head_vec<T, kNormalize, kDv>(
-              q + h * N * D, k + h * N * D, v + h * N * Dv, kNormalize ? den + h * N : nullptr,
-              dy + h * N * Dv, dq + h * N * D, dk + h * N * D, dv + h * N * Dv,
-              kNormalize ? dden + h * N : nullptr, N, D, s.data(), z.data(), P.data());
-          continue;
-        }
-        causal_backward_head<T, kNormalize, kDv>(
-            q + h * N * D, k + h * N * D, v + h * N * Dv, kNormalize ? den + h * N : nullptr,
-            dy + h * N * Dv, dq + h * N * D, dk + h * N * D, dv + h * N * Dv,
-            kNormalize ? dden + h * N : nullptr, N, D, Dv, s.data(), z.data(), o.data(), g.data(),
-            w.data());
+              qh, kh, vh, denh, dy + h * N * Dv, dq + h * N * D, dk + h * N * D, dv + h * N * Dv,
+              ddenh, N, D, s.data(), z.data(), P.data());
+        else
+          causal_backward_head<T, kNormalize>(
+              qh, kh, vh, denh, dy + h * N * Dv, dq + h * N * D, dk + h * N * D, dv + h * N * Dv,
+              ddenh, N, D, Dv, s.data(), z.data(), o.data(), o.data() + Dv, o.data() + 2 * Dv);
       }
     });
   });
