@@ -27,10 +27,9 @@ FeedForward::FeedForward(int64_t dim, int64_t hidden, const std::string& activat
 
 Tensor FeedForward::forward(const Tensor& x) {
   Tensor h = linear1->forward(x);
-  if (relu_ && dropout->is_training() && dropout->p > 0)  // relu and dropout in one pass
-    h = relu_dropout(h, dropout->p, true, dropout->generator);
-  else
-    h = dropout->forward(relu_ ? relu(h) : gelu(h));
+  // ReLU and dropout in one pass (plain relu in eval mode or with p = 0).
+  h = relu_ ? relu_dropout(h, dropout->p, dropout->is_training(), dropout->generator)
+            : dropout->forward(gelu(h));
   return dropout->forward(linear2->forward(h));
 }
 
