@@ -14,7 +14,8 @@
 //
 //   dx = dy / (1 − p) where y > 0, else 0
 //
-// which reads two tensors where relu's and dropout's backwards read four and write two.
+// which reads two tensors and writes one, where relu's and dropout's backwards read three
+// and write two.
 #include <algorithm>
 #include <cmath>
 
@@ -26,10 +27,9 @@
 namespace polyak {
 
 namespace {
-// dst[i] = src[i] · scale where word i of the stream starting at block `first` is
-// ≥ threshold, else 0, through the loop compiled for the ISA in use. Forward and backward
-// both call it.
-// With `relu`, relu(src) in place of src.
+// dst[i] = src[i] · scale (relu(src[i]) · scale with `relu`) where word i of the stream
+// starting at block `first` is ≥ threshold, else 0, through the loop compiled for the ISA
+// in use. Forward and backward both call it.
 void apply_mask(const Tensor& src, Tensor& dst, const Generator& gen, uint64_t first,
                 uint32_t threshold, double scale, bool relu = false) {
   dispatch(src.dtype(), [&]<class T>() {
