@@ -144,39 +144,50 @@ inline void transpose_6x8(const float* r0, const float* r1, const float* r2, con
   _mm256_storeu_ps(out + 40, _mm256_permute2f128_ps(z, w, 0x31));
 }
 
-// out[p·ld_out + i] = rows[i][p] for i, p < 8, rows `ld` apart: an 8×8 transpose.
-inline void transpose_8x8(const float* rows, int64_t ld, float* out, int64_t ld_out) {
-  __m256 r[8], t[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(rows + i * ld);
+// r[c] ← column c of the 8×8 block whose rows are r[0..7].
+inline void transpose_8x8_regs(__m256 r[8]) {
+  __m256 t[8];
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
   }
-  // r: rows 0..3 (then 4..7) of columns c and c + 4, in the two lanes.
-  r[0] = _mm256_shuffle_ps(t[0], t[2], 0x44);
-  r[1] = _mm256_shuffle_ps(t[0], t[2], 0xEE);
-  r[2] = _mm256_shuffle_ps(t[1], t[3], 0x44);
-  r[3] = _mm256_shuffle_ps(t[1], t[3], 0xEE);
-  r[4] = _mm256_shuffle_ps(t[4], t[6], 0x44);
-  r[5] = _mm256_shuffle_ps(t[4], t[6], 0xEE);
-  r[6] = _mm256_shuffle_ps(t[5], t[7], 0x44);
-  r[7] = _mm256_shuffle_ps(t[5], t[7], 0xEE);
+  // u: rows 0..3 (then 4..7) of columns c and c + 4, in the two lanes.
+  __m256 u[8];
+  u[0] = _mm256_shuffle_ps(t[0], t[2], 0x44);
+  u[1] = _mm256_shuffle_ps(t[0], t[2], 0xEE);
+  u[2] = _mm256_shuffle_ps(t[1], t[3], 0x44);
+  u[3] = _mm256_shuffle_ps(t[1], t[3], 0xEE);
+  u[4] = _mm256_shuffle_ps(t[4], t[6], 0x44);
+  u[5] = _mm256_shuffle_ps(t[4], t[6], 0xEE);
+  u[6] = _mm256_shuffle_ps(t[5], t[7], 0x44);
+  u[7] = _mm256_shuffle_ps(t[5], t[7], 0xEE);
   for (int c = 0; c < 4; ++c) {
-    _mm256_storeu_ps(out + c * ld_out, _mm256_permute2f128_ps(r[c], r[c + 4], 0x20));
-    _mm256_storeu_ps(out + (c + 4) * ld_out, _mm256_permute2f128_ps(r[c], r[c + 4], 0x31));
+    r[c] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x20);
+    r[c + 4] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x31);
   }
+}
+
+// out[p·ld_out + i] = rows[i][p] for i, p < 8, rows `ld` apart: an 8×8 transpose.
+inline void transpose_8x8(const float* rows, int64_t ld, float* out, int64_t ld_out) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(rows + i * ld);
+  transpose_8x8_regs(r);
+  for (int c = 0; c < 8; ++c) _mm256_storeu_ps(out + c * ld_out, r[c]);
 }
 
 // Eight steps of a full Ã sliver from MR rows `ld` apart: out[p·MR + i] = rows[i][p].
 inline void pack_a_steps_8(const float* rows, int64_t ld, float* out) {
 #if POLYAK_GEMM_AVX512
-  // Rows 0..7 transpose straight into place; rows 8..13 go through a scratch block.
+  // Rows 0..7 transpose straight into place; rows 8..13 transpose in registers beside two
+  // zero rows, and six lanes of each column are stored. (Going through a scratch block
+  // instead reloads each column across two earlier stores, which store forwarding cannot
+  // serve: a stall of many cycles per load.)
   transpose_8x8(rows, ld, out, MR);
-  alignas(32) float rest[56];  // 48, and room for the last 8-wide read
-  const float* r = rows + 8 * ld;
-  transpose_6x8(r, r + ld, r + 2 * ld, r + 3 * ld, r + 4 * ld, r + 5 * ld, rest);
-  for (int p = 0; p < 8; ++p)
-    _mm256_mask_storeu_ps(out + p * MR + 8, 0x3F, _mm256_loadu_ps(rest + 6 * p));
+  __m256 r[8];
+  for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(rows + (8 + i) * ld);
+  r[6] = r[7] = _mm256_setzero_ps();
+  transpose_8x8_regs(r);
+  for (int p = 0; p < 8; ++p) _mm256_mask_storeu_ps(out + p * MR + 8, 0x3F, r[p]);
 #else
   transpose_6x8(rows, rows + ld, rows + 2 * ld, rows + 3 * ld, rows + 4 * ld, rows + 5 * ld, out);
 #endif
