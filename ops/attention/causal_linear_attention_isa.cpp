@@ -44,14 +44,12 @@ namespace {
 
 // ---- forward ---------------------------------------------------------------------------
 
-// One (b, h): q, k [N,D], v [N,Dv] → y [N,Dv] (and den [N] when normalising).
-// s [D·Dv], z [D] and o [Dv] are the caller's scratch.
-template <class T, bool kNormalize, int kDv>
+// One (b, h), for a value width read at run time (the fixed widths take
+// causal_forward_head_vec below): q, k [N,D], v [N,Dv] → y [N,Dv] (and den [N] when
+// normalising). s [D·Dv], z [D] and o [Dv] are the caller's scratch.
+template <class T, bool kNormalize>
 void causal_forward_head(const T* q, const T* k, const T* v, T* y, T* den, int64_t N, int64_t D,
-                         int64_t dv_runtime, T eps, T* s, T* z, T* o_scratch) {
-  const int64_t Dv = kDv > 0 ? kDv : dv_runtime;
-  T o_fixed[kDv > 0 ? kDv : 1];
-  T* o = kDv > 0 ? o_fixed : o_scratch;
+                         int64_t Dv, T eps, T* s, T* z, T* o) {
   std::fill_n(s, D * Dv, T(0));
   std::fill_n(z, D, T(0));
   for (int64_t i = 0; i < N; ++i) {
@@ -76,6 +74,46 @@ void causal_forward_head(const T* q, const T* k, const T* v, T* y, T* den, int64
   }
 }
 
+// causal_forward_head for a fixed Dv: v_i and the running o_i stay in registers while the
+// rows of s stream past; even and odd rows feed separate accumulators, so that o_i does not
+// wait on one chain of D dependent multiply-adds.
+template <class T, bool kNormalize, int kDv>
+void causal_forward_head_vec(const T* q, const T* k, const T* v, T* y, T* den, int64_t N, int64_t D,
+                             T eps, T* s, T* z) {
+  using V = typename Simd<T>::V;
+  constexpr int kL = Simd<T>::kLanes, kC = kDv / kL;
+  static_assert(kDv % kL == 0, "fixed widths are whole vectors");
+  std::fill_n(s, D * kDv, T(0));
+  std::fill_n(z, D, T(0));
+  for (int64_t i = 0; i < N; ++i) {
+    const T* qi = q + i * D;
+    const T* ki = k + i * D;
+    V vv[kC], o[2][kC];
+    for (int c = 0; c < kC; ++c) {
+      vv[c] = load_vec(v + i * kDv + c * kL);
+      o[0][c] = V{};
+      o[1][c] = V{};
+    }
+    auto row = [&](int64_t a, int chain) {
+      T* sa = s + a * kDv;
+      for (int c = 0; c < kC; ++c) {
+        const V sv = load_vec(sa + c * kL) + ki[a] * vv[c];  // s_i = s_{i−1} + k_i v_iᵀ
+        store_vec(sa + c * kL, sv);
+        o[chain][c] += qi[a] * sv;  // o_i = s_iᵀ q_i
+      }
+    };
+    rows_in_two_chains(D, row);
+    T inv = T(1);
+    if constexpr (kNormalize) {
+      axpy(D, T(1), ki, z);
+      const T di = dot(D, qi, z) + eps;
+      den[i] = di;
+      inv = T(1) / di;
+    }
+    for (int c = 0; c < kC; ++c) store_vec(y + i * kDv + c * kL, (o[0][c] + o[1][c]) * inv);
+  }
+}
+
 template <class T, bool kNormalize>
 void causal_forward(const AttentionDims& d, const T* q, const T* k, const T* v, T* y, T* den,
                     T eps) {
@@ -85,9 +123,16 @@ void causal_forward(const AttentionDims& d, const T* q, const T* k, const T* v, 
     std::vector<T> o(static_cast<size_t>(Dv));
     with_fixed_dv(Dv, [&]<int kDv>() {
       for (int64_t h = begin; h < end; ++h) {
-        causal_forward_head<T, kNormalize, kDv>(q + h * N * D, k + h * N * D, v + h * N * Dv,
-                                                y + h * N * Dv, kNormalize ? den + h * N : nullptr,
-                                                N, D, Dv, eps, s.data(), z.data(), o.data());
+        const T* qh = q + h * N * D;
+        const T* kh = k + h * N * D;
+        const T* vh = v + h * N * Dv;
+        T* denh = kNormalize ? den + h * N : nullptr;
+        if constexpr (kDv > 0)
+          causal_forward_head_vec<T, kNormalize, kDv>(qh, kh, vh, y + h * N * Dv, denh, N, D, eps,
+                                                      s.data(), z.data());
+        else
+          causal_forward_head<T, kNormalize>(qh, kh, vh, y + h * N * Dv, denh, N, D, Dv, eps,
+                                             s.data(), z.data(), o.data());
       }
     });
   });
@@ -190,29 +235,31 @@ void causal_backward_head_vec(const T* q, const T* k, const T* v, const T* den, 
     const T* dyi = dy + i * kDv;
     T* dqi = dq + i * D;
     const T inv = kNormalize ? T(1) / den[i] : T(1);
-    V g[kC], vv[kC], o[kC];
+    V g[kC], vv[kC], o[2][kC];
     for (int c = 0; c < kC; ++c) {
       g[c] = load_vec(dyi + c * kL) * inv;  // do_i
       vv[c] = load_vec(vi + c * kL);
-      o[c] = V{};
+      o[0][c] = V{};
+      o[1][c] = V{};
       if constexpr (kNormalize) store_vec(dv + i * kDv + c * kL, g[c]);  // parked for later
     }
-    for (int64_t a = 0; a < D; ++a) {
+    auto row = [&](int64_t a, int chain) {
       T* sa = s + a * kDv;
       V acc{};
       for (int c = 0; c < kC; ++c) {
         const V sv = load_vec(sa + c * kL) + ki[a] * vv[c];  // s_i = s_{i−1} + k_i v_iᵀ
         store_vec(sa + c * kL, sv);
-        if constexpr (kNormalize) o[c] += qi[a] * sv;  // o_i = s_iᵀ q_i
+        if constexpr (kNormalize) o[chain][c] += qi[a] * sv;  // o_i = s_iᵀ q_i
         acc += sv * g[c];
       }
       P[a] = acc;
-    }
+    };
+    rows_in_two_chains(D, row);
     sum_lanes(D, P, dqi);  // (s_i do_i)[a]
     if constexpr (kNormalize) {
       axpy(D, T(1), ki, z);
       V od{};
-      for (int c = 0; c < kC; ++c) od += load_vec(dyi + c * kL) * o[c];
+      for (int c = 0; c < kC; ++c) od += load_vec(dyi + c * kL) * (o[0][c] + o[1][c]);
       T dot_dy_o = T(0);
       for (int l = 0; l < kL; ++l) dot_dy_o += od[l];
       const T ddi = -dot_dy_o * inv * inv;
@@ -233,25 +280,27 @@ void causal_backward_head_vec(const T* q, const T* k, const T* v, const T* den, 
     T* dki = dk + i * D;
     T* dvi = dv + i * kDv;
     const T* doi = kNormalize ? dvi : dy + i * kDv;
-    V g[kC], vv[kC], w[kC];
+    V g[kC], vv[kC], w[2][kC];
     for (int c = 0; c < kC; ++c) {
       g[c] = load_vec(doi + c * kL);
       vv[c] = load_vec(vi + c * kL);
-      w[c] = V{};
+      w[0][c] = V{};
+      w[1][c] = V{};
     }
-    for (int64_t a = 0; a < D; ++a) {
+    auto row = [&](int64_t a, int chain) {
       T* Ra = R + a * kDv;
       V acc{};
       for (int c = 0; c < kC; ++c) {
         const V rv = load_vec(Ra + c * kL) + qi[a] * g[c];  // R += q_i do_iᵀ   (row a)
         store_vec(Ra + c * kL, rv);
-        acc += rv * vv[c];   // dk_i = R v_i
-        w[c] += ki[a] * rv;  // dv_i = Rᵀ k_i
+        acc += rv * vv[c];          // dk_i = R v_i
+        w[chain][c] += ki[a] * rv;  // dv_i = Rᵀ k_i
       }
       P[a] = acc;
-    }
+    };
+    rows_in_two_chains(D, row);
     sum_lanes(D, P, dki);
-    for (int c = 0; c < kC; ++c) store_vec(dvi + c * kL, w[c]);
+    for (int c = 0; c < kC; ++c) store_vec(dvi + c * kL, w[0][c] + w[1][c]);
     if constexpr (kNormalize) {
       axpy(D, dden[i], qi, r);
       axpy(D, T(1), r, dki);
