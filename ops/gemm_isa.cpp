@@ -194,6 +194,19 @@ inline void pack_a_steps_8(const float* rows, int64_t ld, float* out) {
 }
 #endif
 
+// sums[i] += Σ_p Ã(i, p) for the mc rows of a packed Ã [mc, kc]: the packed slivers are
+// still in cache, and the padding rows are skipped.
+void add_row_sums(const float* packed, int64_t mc, int64_t kc, float* sums) {
+  for (int64_t i0 = 0; i0 < mc; i0 += MR, packed += MR * kc) {
+    float acc[MR] = {};
+    for (int64_t p = 0; p < kc; ++p)
+#pragma omp simd
+      for (int64_t i = 0; i < MR; ++i) acc[i] += packed[p * MR + i];
+    const int64_t mr = std::min(MR, mc - i0);
+    for (int64_t i = 0; i < mr; ++i) sums[i0 + i] += acc[i];
+  }
+}
+
 // Ã ← op(A)[0:mc, 0:kc] as MR-tall slivers, the last zero-padded. `a` points at op(A)'s
 // element (0, 0).
 void pack_a(bool trans, const float* a, int64_t lda, int64_t mc, int64_t kc, float* dst) {
@@ -467,8 +480,17 @@ PackBuffers& pack_buffers() {
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate, const float* bias) {
-  if (m <= 0 || n <= 0) return;
+          const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate, const float* bias,
+          float* a_sums) {
+  if (m <= 0) return;
+  if (a_sums) std::fill(a_sums, a_sums + m, 0.0f);
+  if (n <= 0) {
+    // No C to compute, but op(A)'s row sums are still asked for.
+    if (a_sums)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t p = 0; p < k; ++p) a_sums[i] += trans_a ? a[p * lda + i] : a[i * lda + p];
+    return;
+  }
   if (accumulate) bias = nullptr;
   if (k <= 0) {
     if (accumulate) return;
@@ -513,6 +535,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const flo
         for (int64_t pc = dc; pc < dc_end; pc += kc_step) {
           const int64_t kc = std::min(kc_step, k - pc);
           pack_a(trans_a, a_at(ic, pc), lda, mc, kc, buf.a);
+          if (a_sums && jc == 0) add_row_sums(buf.a, mc, kc, a_sums + ic);
           // The first depth block writes C (from the bias, or adds to C); the rest add.
           macrokernel(mc, nc, kc, buf.a, packed_b(pc), c + ic * ldc + jc, ldc, accumulate || pc > 0,
                       bias ? bias + jc : nullptr);
@@ -527,7 +550,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const flo
 
 void sgemm(POLYAK_KERNEL_ISA_TAG, const SgemmArgs& g) {
   POLYAK_ISA_NAMESPACE::gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c,
-                             g.ldc, g.accumulate, g.bias);
+                             g.ldc, g.accumulate, g.bias, g.a_sums);
 }
 
 SgemmShape sgemm_shape(POLYAK_KERNEL_ISA_TAG) {

@@ -26,6 +26,10 @@ struct SgemmArgs {
   int64_t ldc = 0;
   bool accumulate = false;
   const float* bias = nullptr;
+  // When non-null, a_sums [m] is overwritten with op(A)'s row sums over the depth,
+  // Σ_p op(A)(i, p), taken while A is packed: linear's bias gradient beside its dW = dYᵀ·X,
+  // without a pass of its own over dY.
+  float* a_sums = nullptr;
 };
 
 // The microkernel's tile, MR rows × NR columns of C, and the cache blocks: callers splitting
@@ -47,13 +51,14 @@ POLYAK_FOR_EACH_ISA(POLYAK_SGEMM_DECLARE)
 inline void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate,
                   const float* bias = nullptr) {
-  const SgemmArgs args{trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate, bias};
+  const SgemmArgs args{trans_a, trans_b, m, n,   k,          a,    lda,
+                       b,       ldb,     c, ldc, accumulate, bias, nullptr};
   with_active_isa([&](auto isa) { sgemm(isa, args); });
 }
 
 // The same product on every thread, C cut into one panel per thread, through the
 // compilation for `isa`: matmul's f32 path (ops/matmul.cpp), open to benchmarks that compare
-// the ISAs. C must be contiguous (ldc = n).
+// the ISAs and to tests. C must be contiguous (ldc = n).
 void sgemm_threads(Isa isa, const SgemmArgs& args);
 
 // The shape of the GEMM active_isa() runs.

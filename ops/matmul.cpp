@@ -77,18 +77,26 @@ void eigen_gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, 
 
 // c [m,n] (leading dimension ldc) = op(a) · op(b) (+ c when `accumulate`), one
 // single-threaded GEMM. With `bias` (and not `accumulate`), c = bias + op(a) · op(b), the
-// bias added to every row. f32 runs polyak's own GEMM, which adds the bias in the pass
-// that writes c; f64 (the gradchecks) runs Eigen's.
+// bias added to every row. With `a_sums`, a_sums [m] = op(a)'s row sums over the depth.
+// f32 runs polyak's own GEMM, which adds the bias in the pass that writes c and sums op(a)
+// while packing it; f64 (the gradchecks) runs Eigen's.
 // `isa` picks the compilation of polyak's GEMM (benchmarks compare them; ops use the active one).
 template <class T>
 void gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k,
-                bool accumulate, const T* bias = nullptr, Isa isa = active_isa()) {
-  if (m == 0 || n == 0) return;
+                bool accumulate, const T* bias = nullptr, Isa isa = active_isa(),
+                T* a_sums = nullptr) {
+  if (m == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    const SgemmArgs args{a.t, b.t, m, n, k, a.p, a.ld, b.p, b.ld, c, ldc, accumulate, bias};
+    const SgemmArgs args{a.t, b.t, m, n, k, a.p, a.ld, b.p, b.ld, c, ldc, accumulate, bias, a_sums};
     with_isa(isa, [&](auto tag) { sgemm(tag, args); });
-  } else
-    eigen_gemm_block(a, b, c, ldc, m, n, k, accumulate, bias);
+  } else {
+    if (n > 0) eigen_gemm_block(a, b, c, ldc, m, n, k, accumulate, bias);
+    for (int64_t i = 0; a_sums && i < m; ++i) {
+      T sum = T(0);
+      for (int64_t p = 0; p < k; ++p) sum += a.t ? a.p[p * a.ld + i] : a.p[i * a.ld + p];
+      a_sums[i] = sum;
+    }
+  }
 }
 
 // How many slices of the depth gemm_parallel cuts a product into: one per thread when k
@@ -101,14 +109,16 @@ inline int64_t depth_slices(int64_t m, int64_t n, int64_t k) {
 }
 
 // C = op(a) · op(b) (+ C, + bias) as `slices` products over consecutive slices of the depth.
+// `a_sums` as in gemm_block: each slice sums its own share, added like C's.
 template <class T>
 void gemm_depth_sliced(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64_t k,
-                       bool accumulate, const T* bias, Isa isa, int64_t slices) {
+                       bool accumulate, const T* bias, Isa isa, int64_t slices, T* a_sums) {
   const int64_t size = m * n;
   // Scratch from the tensor allocator's cache: a fresh heap block this size would come
   // from the system, zeroed page by page, on every product.
-  Tensor scratch = Tensor::empty(Shape{(slices - 1) * size}, dtype_of<T>());
+  Tensor scratch = Tensor::empty(Shape{(slices - 1) * (size + m)}, dtype_of<T>());
   T* partial = scratch.data<T>();
+  T* partial_sums = partial + (slices - 1) * size;
   parallel_for(slices, size * k / slices, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       // Slice bounds on multiples of 64 (whole cache lines of a depth-contiguous operand).
@@ -117,10 +127,11 @@ void gemm_depth_sliced(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, i
       const Operand<T> as{a.t ? a.p + k0 * a.ld : a.p + k0, a.ld, a.t};
       const Operand<T> bs{b.t ? b.p + k0 : b.p + k0 * b.ld, b.ld, b.t};
       if (s == 0)
-        gemm_block(as, bs, c, n, m, n, k1 - k0, accumulate, bias, isa);
+        gemm_block(as, bs, c, n, m, n, k1 - k0, accumulate, bias, isa, a_sums);
       else
         gemm_block(as, bs, partial + (s - 1) * size, n, m, n, k1 - k0, false,
-                   static_cast<const T*>(nullptr), isa);
+                   static_cast<const T*>(nullptr), isa,
+                   a_sums ? partial_sums + (s - 1) * m : nullptr);
     }
   });
   parallel_for(size, slices, [&](int64_t begin, int64_t end) {
@@ -129,6 +140,8 @@ void gemm_depth_sliced(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, i
       for (int64_t i = begin; i < end; ++i) c[i] += src[i];
     }
   });
+  for (int64_t s = 1; a_sums && s < slices; ++s)
+    for (int64_t i = 0; i < m; ++i) a_sums[i] += partial_sums[(s - 1) * m + i];
 }
 
 // The same product on all threads: C is cut into one panel of rows (or of columns, when
@@ -147,12 +160,16 @@ void gemm_depth_sliced(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, i
 // operand, while a slice of the depth packs only its own share of both. Slice 0 writes C;
 // the others write scratch blocks, added into C at the end. Its sums then depend on the
 // thread count (not on the run).
+//
+// `a_sums` as in gemm_block: a row panel sums its own rows; of the column panels, which
+// all pack the whole of op(a), the first alone sums.
 template <class T>
 void gemm_parallel(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64_t k,
-                   bool accumulate, const T* bias = nullptr, Isa isa = active_isa()) {
+                   bool accumulate, const T* bias = nullptr, Isa isa = active_isa(),
+                   T* a_sums = nullptr) {
   const int64_t slices = depth_slices(m, n, k);
   if (slices > 1) {
-    gemm_depth_sliced(a, b, c, m, n, k, accumulate, bias, isa, slices);
+    gemm_depth_sliced(a, b, c, m, n, k, accumulate, bias, isa, slices, a_sums);
     return;
   }
   const SgemmShape tile = with_isa(isa, [](auto tag) { return sgemm_shape(tag); });
@@ -161,14 +178,16 @@ void gemm_parallel(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64
     parallel_for(tiles, tile.mr * n * k, [&](int64_t t0, int64_t t1) {
       const int64_t r0 = t0 * tile.mr, r1 = std::min(m, t1 * tile.mr);
       Operand<T> rows{a.t ? a.p + r0 : a.p + r0 * a.ld, a.ld, a.t};
-      gemm_block(rows, b, c + r0 * n, n, r1 - r0, n, k, accumulate, bias, isa);
+      gemm_block(rows, b, c + r0 * n, n, r1 - r0, n, k, accumulate, bias, isa,
+                 a_sums ? a_sums + r0 : nullptr);
     });
   } else {
     const int64_t tiles = (n + tile.nr - 1) / tile.nr;
     parallel_for(tiles, tile.nr * m * k, [&](int64_t t0, int64_t t1) {
       const int64_t c0 = t0 * tile.nr, c1 = std::min(n, t1 * tile.nr);
       Operand<T> cols{b.t ? b.p + c0 * b.ld : b.p + c0, b.ld, b.t};
-      gemm_block(a, cols, c + c0, n, m, c1 - c0, k, accumulate, bias ? bias + c0 : nullptr, isa);
+      gemm_block(a, cols, c + c0, n, m, c1 - c0, k, accumulate, bias ? bias + c0 : nullptr, isa,
+                 c0 == 0 ? a_sums : nullptr);
     });
   }
 }
@@ -284,7 +303,7 @@ void sgemm_threads(Isa isa, const SgemmArgs& g) {
   POLYAK_CHECK(isa <= supported_isas().back(), "sgemm_threads: isa ", isa_name(isa),
                " is not supported by this CPU");
   gemm_parallel<float>({g.a, g.lda, g.trans_a}, {g.b, g.ldb, g.trans_b}, g.c, g.m, g.n, g.k,
-                       g.accumulate, g.bias, isa);
+                       g.accumulate, g.bias, isa, g.a_sums);
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
@@ -429,16 +448,26 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       [saved_x, saved_w, x_shape = x.shape(), w_shape = weight.shape(), has_bias = bias.defined(),
        need_b, rows, in, out_features](const Tensor& g) -> std::vector<Tensor> {
         Tensor dx, dw, db;
+        if (need_b) db = Tensor::empty(Shape{out_features}, g.dtype(), g.device());
+        const bool cpu = !g.device().is_cuda();
         if (saved_w.defined()) {  // dX [R,in] = dY · W
           dx = Tensor::empty(x_shape, g.dtype(), g.device());
           gemm_into(g, saved_w, dx, {1, rows, in, out_features, false, false, 0, 0, 0});
         }
         if (saved_x.defined()) {  // dW [out,in] = dYᵀ · X
           dw = Tensor::empty(w_shape, g.dtype(), g.device());
-          gemm_into(g, saved_x, dw, {1, out_features, in, rows, true, false, 0, 0, 0});
+          if (cpu) {
+            // db [out] = Σ_r dY[r, :] is op(A)'s row sums: taken while dYᵀ is packed.
+            dispatch(g.dtype(), [&]<class T>() {
+              gemm_parallel<T>({g.data<T>(), out_features, true}, {saved_x.data<T>(), in, false},
+                               dw.data<T>(), out_features, in, rows, false, nullptr, active_isa(),
+                               need_b ? db.data<T>() : nullptr);
+            });
+          } else {
+            gemm_into(g, saved_x, dw, {1, out_features, in, rows, true, false, 0, 0, 0});
+          }
         }
-        if (need_b) {  // db [out] = Σ_r dY[r, :]
-          db = Tensor::empty(Shape{out_features}, g.dtype(), g.device());
+        if (need_b && !(cpu && saved_x.defined())) {  // db [out] = Σ_r dY[r, :]
           if (g.device().is_cuda()) {
 #ifdef POLYAK_WITH_CUDA
             cuda::sum_rows(g, rows, out_features, db);

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "polyak/ops/gemm_kernel.h"
 #include "testing.h"
 
 using namespace polyak;
@@ -178,11 +179,66 @@ TEST_CASE("matmul and linear: deep products sliced over the depth, against f64")
   Tensor g = Tensor::randn({K, N}, gen);
   linear(x, w, bias).backward(g);
   CHECK(max_rel_error(w.grad().to_vector(), reference_matmul(g, x, true, false)) < 1e-5);
+  // The bias gradient is taken while dYᵀ is packed, slice by slice.
+  std::vector<double> db(static_cast<size_t>(N), 0.0);
+  const std::vector<double> gv = g.to_vector();
+  for (int64_t r = 0; r < K; ++r)
+    for (int64_t j = 0; j < N; ++j)
+      db[static_cast<size_t>(j)] += gv[static_cast<size_t>(r * N + j)];
+  CHECK(max_rel_error(bias.grad().to_vector(), db) < 1e-5);
   // A second backward accumulates into the leaf (the sliced product writes fresh buffers).
   linear(x, w, bias).backward(g);
   std::vector<double> twice = reference_matmul(g, x, true, false);
   for (double& v : twice) v *= 2;
   CHECK(max_rel_error(w.grad().to_vector(), twice) < 1e-5);
+  for (double& v : db) v *= 2;
+  CHECK(max_rel_error(bias.grad().to_vector(), db) < 1e-5);
+}
+
+TEST_CASE("sgemm: op(A)'s row sums beside the product, on every path") {
+  // Row panels over two depth blocks (and a ragged last tile), column panels (m < n: only
+  // the first panel may sum), depth slices (3 threads, ragged last slice), and no C at all.
+  struct Threads {
+    int previous = num_threads();
+    Threads() { set_num_threads(3); }
+    ~Threads() { set_num_threads(previous); }
+  } threads;
+  struct Case {
+    int64_t M, N, K;
+  };
+  Generator gen(31);
+  for (const Case c : {Case{37, 29, 300}, Case{13, 200, 70}, Case{23, 41, 4133}, Case{40, 0, 17}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        INFO("M " << c.M << " N " << c.N << " K " << c.K << " " << flags_name(ta, tb));
+        Tensor a = Tensor::randn(stored({}, c.M, c.K, ta), gen);
+        Tensor b = Tensor::randn(stored({}, c.K, c.N, tb), gen);
+        Tensor out = Tensor::full({c.M, c.N}, std::nan(""));
+        Tensor sums = Tensor::full({c.M}, std::nan(""));  // overwritten, not added to
+        SgemmArgs args{ta,
+                       tb,
+                       c.M,
+                       c.N,
+                       c.K,
+                       a.data<float>(),
+                       ta ? c.M : c.K,
+                       b.data<float>(),
+                       tb ? c.K : c.N,
+                       out.data<float>(),
+                       c.N,
+                       false,
+                       nullptr,
+                       sums.data<float>()};
+        sgemm_threads(active_isa(), args);
+        const std::vector<double> av = a.to_vector();
+        std::vector<double> expected(static_cast<size_t>(c.M), 0.0);
+        for (int64_t i = 0; i < c.M; ++i)
+          for (int64_t p = 0; p < c.K; ++p)
+            expected[static_cast<size_t>(i)] +=
+                av[static_cast<size_t>(ta ? p * c.M + i : i * c.K + p)];
+        CHECK(max_rel_error(sums.to_vector(), expected) < 1e-5);
+        if (c.N > 0) CHECK(max_rel_error(out.to_vector(), reference_matmul(a, b, ta, tb)) < 1e-5);
+      }
 }
 
 TEST_CASE("matmul: f32 gradients of large operands against an f64 reference") {
