@@ -14,6 +14,18 @@ namespace polyak::testing {
 
 // One entry of a table-driven gradcheck suite: a name, the inputs to build (f64, random
 // normal unless `make_inputs` is given), and the function under test.
+// Sets the thread count for one scope and restores the previous count after it.
+class ThreadCount {
+ public:
+  explicit ThreadCount(int threads) : previous_(num_threads()) { set_num_threads(threads); }
+  ~ThreadCount() { set_num_threads(previous_); }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+
+ private:
+  int previous_;
+};
+
 struct GradcheckCase {
   std::string name;
   std::vector<Shape> shapes;  // one f64 input per shape, all requiring grad

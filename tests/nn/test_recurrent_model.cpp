@@ -10,6 +10,7 @@ using namespace polyak;
 using polyak::testing::check_error;
 using polyak::testing::has_causal_form;
 using polyak::testing::max_abs_diff;
+using polyak::testing::ThreadCount;
 using polyak::testing::use_test_sizes;
 
 namespace {
@@ -279,11 +280,7 @@ TEST_CASE("generate: sampling, stop token, callback, zero tokens") {
 TEST_CASE("generate: a model trained on a tiny copy task copies the word after its separator") {
   // One thread: the model is far too small to gain from more, and on a busy machine the
   // waiting of OpenMP's threads would dominate the test's time.
-  struct OneThread {
-    int previous = num_threads();
-    OneThread() { set_num_threads(1); }
-    ~OneThread() { set_num_threads(previous); }
-  } one_thread;
+  const ThreadCount one_thread(1);
   const auto start = std::chrono::steady_clock::now();
   CopyTask task({.length = 12, .min_word = 3, .max_word = 6, .symbols = 4, .seed = 1});
   TransformerConfig c;

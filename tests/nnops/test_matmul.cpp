@@ -159,11 +159,7 @@ TEST_CASE("matmul: f32 against an f64 reference on odd sizes") {
 TEST_CASE("matmul and linear: deep products sliced over the depth, against f64") {
   // k long next to M and N: each thread takes a slice of the depth (also a ragged last
   // slice, with 3 threads), and the slices are added; linear's dW and its bias too.
-  struct Threads {
-    int previous = num_threads();
-    Threads() { set_num_threads(3); }
-    ~Threads() { set_num_threads(previous); }
-  } threads;
+  const ThreadCount threads(3);
   Generator gen(21);
   const int64_t M = 23, K = 4133, N = 41;
   for (bool ta : {false, true})
@@ -198,11 +194,7 @@ TEST_CASE("matmul and linear: deep products sliced over the depth, against f64")
 TEST_CASE("sgemm: op(A)'s row sums beside the product, on every path") {
   // Row panels over two depth blocks (and a ragged last tile), column panels (m < n: only
   // the first panel may sum), depth slices (3 threads, ragged last slice), and no C at all.
-  struct Threads {
-    int previous = num_threads();
-    Threads() { set_num_threads(3); }
-    ~Threads() { set_num_threads(previous); }
-  } threads;
+  const ThreadCount threads(3);
   struct Case {
     int64_t M, N, K;
   };
