@@ -2,8 +2,10 @@
 //
 //   dx = dy ⊙ m / (1 − p)                     [same shape as x]
 //
-// The mask comes from the counter-based generator: element i keeps when word i mod 4 of
-// block (first + i / 4) is at least ⌊p·2³²⌋ (the uniform draw exceeds p). Blocks are
+// The mask comes from the counter-based generator, each 32-bit word giving two 16-bit
+// draws: element i takes half i mod 2 (the low half first) of word (i / 2) mod 4 of block
+// first + i / 8, and keeps when that half is at least ⌊p·2¹⁶⌋ (the uniform draw
+// (half + 1)/2¹⁶ exceeds p; p is kept to 2⁻¹⁶, and each draw costs half a word). Blocks are
 // independent, so the mask is drawn in parallel and the same (seed, offset) always gives
 // the same mask. The node keeps no mask: the backward regenerates it from (seed, first)
 // with the vectorised Philox, which is cheaper than storing and reading one. The mask loop
@@ -27,9 +29,9 @@
 namespace polyak {
 
 namespace {
-// dst[i] = src[i] · scale (relu(src[i]) · scale with `relu`) where word i of the stream
-// starting at block `first` is ≥ threshold, else 0, through the loop compiled for the ISA
-// in use. Forward and backward both call it.
+// dst[i] = src[i] · scale (relu(src[i]) · scale with `relu`) where the 16-bit draw i of the
+// stream starting at block `first` is ≥ threshold, else 0, through the loop compiled for
+// the ISA in use. Forward and backward both call it.
 void apply_mask(const Tensor& src, Tensor& dst, const Generator& gen, uint64_t first,
                 uint32_t threshold, double scale, bool relu = false) {
   dispatch(src.dtype(), [&]<class T>() {
@@ -48,10 +50,10 @@ struct Draw {
 };
 
 Draw draw(const Tensor& x, double p, Generator& gen) {
-  const int64_t blocks = (x.numel() + 3) / 4;
-  // uint_to_unit(w) = (w + 1)/2³² > p  ⇔  w ≥ ⌊p·2³²⌋ for integer w.
+  const int64_t blocks = (x.numel() + 7) / 8;  // eight 16-bit draws per block
+  // (h + 1)/2¹⁶ > p  ⇔  h ≥ ⌊p·2¹⁶⌋ for integer h; p < 1 keeps the threshold < 2¹⁶.
   return {gen.advance(static_cast<uint64_t>(blocks)),
-          static_cast<uint32_t>(std::floor(std::ldexp(p, 32))), 1 / (1 - p)};
+          static_cast<uint32_t>(std::floor(std::ldexp(p, 16))), 1 / (1 - p)};
 }
 }  // namespace
 

@@ -7,10 +7,10 @@
 
 namespace polyak::detail {
 
-// dst[i] = f(src[i]) · scale where word i of the Philox stream of `seed` starting at block
-// `first` (word i mod 4 of block first + i/4) is ≥ threshold, else 0; i < n. f is the
-// identity, or relu when `relu` (relu_dropout's forward, the same mask). T is float or
-// double.
+// dst[i] = f(src[i]) · scale where the 16-bit draw i of the Philox stream of `seed`
+// starting at block `first` (half i mod 2, low first, of word (i/2) mod 4 of block
+// first + i/8) is ≥ threshold (< 2¹⁶), else 0; i < n. f is the identity, or relu when
+// `relu` (relu_dropout's forward, the same mask). T is float or double.
 // relu_dropout_backward: dx[i] = g[i] · scale where y[i] > 0 (the element was kept and
 // its relu input was positive), else 0.
 #define POLYAK_DROPOUT_DECLARE(isa)                                                    \

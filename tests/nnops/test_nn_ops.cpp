@@ -155,7 +155,7 @@ TEST_CASE("dropout: keeps the expected fraction, scales, and is reproducible") {
   Tensor x = Tensor::ones({n}).requires_grad_();
   Generator gen(3);
   Tensor y = dropout(x, p, true, gen);
-  CHECK(gen.offset() == static_cast<uint64_t>((n + 3) / 4));
+  CHECK(gen.offset() == static_cast<uint64_t>((n + 7) / 8));  // eight draws per block
   std::vector<double> v = y.to_vector();
   int64_t zeros = 0;
   bool scaled = true;
@@ -168,12 +168,15 @@ TEST_CASE("dropout: keeps the expected fraction, scales, and is reproducible") {
   CHECK(scaled);
   CHECK(std::abs(static_cast<double>(zeros) / n - p) < 0.01);
 
-  // Element i keeps when the uniform from word i % 4 of block i / 4 exceeds p.
+  // Element i keeps when the uniform (h + 1)/2¹⁶ exceeds p, h being half i % 2 (the low
+  // half first) of word (i / 2) % 4 of block i / 8.
   const Generator stream(3);
   bool rule = true;
   for (int64_t i = 0; i < n; ++i) {
-    const double u =
-        uint_to_unit(stream.block(static_cast<uint64_t>(i / 4))[static_cast<size_t>(i % 4)]);
+    const uint32_t word =
+        stream.block(static_cast<uint64_t>(i / 8))[static_cast<size_t>((i / 2) % 4)];
+    const uint32_t h = i % 2 == 0 ? word & 0xFFFFu : word >> 16;
+    const double u = (h + 1.0) / 65536.0;
     rule = rule && ((u > p) == (v[static_cast<size_t>(i)] != 0));
   }
   CHECK(rule);
