@@ -38,10 +38,12 @@
 // Speed (fixed Dv = 16, 32, 64; other widths take plain loops). The forward and pass 1 do
 // three multiply-adds per state element and position; storing G and s once per position
 // would cost more than that, so they take two positions per pass over the states, each row
-// loaded and stored once for the pair. Pass 2 does four multiply-adds per element, which
-// bound it already: one position at a time. The row dot products (dq_i[r] = s_i[r,:]·do_i,
-// dk_j[r] = R_j[r,:]·v_j) stay vectors until a vector's width of rows (8 in f32) is summed
-// across lanes together.
+// loaded and stored once for the pair (a block's unpaired last position takes a one-position
+// kernel of the same form). Pass 2 does four multiply-adds per element, which bound it
+// already: one position at a time. Sums over the rows that stay in registers (o_i, dv_j)
+// run on two accumulator chains, even and odd rows. The row dot products
+// (dq_i[r] = s_i[r,:]·do_i, dk_j[r] = R_j[r,:]·v_j) stay vectors until a vector's width of
+// rows is summed across lanes together.
 // Saved for backward: q, k, v, den [B,H,N] and y (without its graph). Scratch: dden [B,H,N].
 //
 // Compiled once per ISA (cmake/isa.cmake); momentum_sweep.cpp holds the op and its node.
@@ -163,6 +165,32 @@ void forward_pair(const T* q, const T* k, const T* v, int64_t D, T a0, T a1, T g
   }
 }
 
+// One position for a fixed Dv (a block's last, unpaired one): v_i and o_i stay in
+// registers, o_i on two accumulator chains (even and odd rows).
+template <class T, int kDv>
+void forward_single(const T* q, const T* k, const T* v, int64_t D, T a, T g, T* G, T* s, T* o) {
+  using V = typename Simd<T>::V;
+  constexpr int kL = Simd<T>::kLanes, kNV = kDv / kL;
+  V vv[kNV], acc[2][kNV];
+  for (int cv = 0; cv < kNV; ++cv) {
+    vv[cv] = load_vec(v + cv * kL);
+    acc[0][cv] = acc[1][cv] = V{};
+  }
+  rows_in_two_chains(D, [&](int64_t r, int chain) {
+    const T kr = a * k[r], qr = q[r];
+    for (int cv = 0; cv < kNV; ++cv) {
+      T* Gr = G + r * kDv + cv * kL;
+      T* sr = s + r * kDv + cv * kL;
+      const V gv = load_vec(Gr) + kr * vv[cv];
+      const V sv = load_vec(sr) + g * gv;
+      acc[chain][cv] += qr * sv;
+      store_vec(Gr, gv);
+      store_vec(sr, sv);
+    }
+  });
+  for (int cv = 0; cv < kNV; ++cv) store_vec(o + cv * kL, acc[0][cv] + acc[1][cv]);
+}
+
 // One (b, h). G, s [D·Dv], z [D], kk [2D] and o0, o1 [Dv] are the caller's scratch.
 template <class T, int kDv>
 void forward_head(const T* q, const T* k, const T* v, T* y, T* den, int64_t N, int64_t D,
@@ -198,7 +226,10 @@ void forward_head(const T* q, const T* k, const T* v, T* y, T* den, int64_t N, i
     for (; m < L; ++m) {
       const int64_t i = i0 + m;
       const auto u = static_cast<size_t>(L - 1 - m);
-      forward_step(q + i * D, k + i * D, v + i * Dv, D, Dv, bl.up[u], bl.down[u], G, s, o0);
+      if constexpr (kDv > 0)
+        forward_single<T, kDv>(q + i * D, k + i * D, v + i * Dv, D, bl.up[u], bl.down[u], G, s, o0);
+      else
+        forward_step(q + i * D, k + i * D, v + i * Dv, D, Dv, bl.up[u], bl.down[u], G, s, o0);
       finish(i, o0);
     }
   }
@@ -255,6 +286,35 @@ void dq_pair(const T* k, const T* v, const T* t0, const T* t1, int64_t D, T a0, 
   sum_lanes(D, P1, dq1);
 }
 
+// One position for a fixed Dv (a block's last, unpaired one), as dq_pair does each of its
+// two.
+template <class T, int kDv>
+void dq_single(const T* k, const T* v, const T* t, int64_t D, T a, T g, T* G, T* s,
+               typename Simd<T>::V* P, T* dq) {
+  using V = typename Simd<T>::V;
+  constexpr int kL = Simd<T>::kLanes, kNV = kDv / kL;
+  V vv[kNV], tv[kNV];
+  for (int cv = 0; cv < kNV; ++cv) {
+    vv[cv] = load_vec(v + cv * kL);
+    tv[cv] = load_vec(t + cv * kL);
+  }
+  for (int64_t r = 0; r < D; ++r) {
+    const T kr = a * k[r];
+    V acc{};
+    for (int cv = 0; cv < kNV; ++cv) {
+      T* Gr = G + r * kDv + cv * kL;
+      T* sr = s + r * kDv + cv * kL;
+      const V gv = load_vec(Gr) + kr * vv[cv];
+      const V sv = load_vec(sr) + g * gv;
+      acc += sv * tv[cv];
+      store_vec(Gr, gv);
+      store_vec(sr, sv);
+    }
+    P[r] = acc;
+  }
+  sum_lanes(D, P, dq);
+}
+
 // ---- backward, pass 2 ------------------------------------------------------------------
 
 // One position j for a run-time Dv: M += a q tᵀ, R += g M, dk = R v, dv = Rᵀ k.
@@ -278,32 +338,37 @@ void dkv_step(const T* q, const T* k, const T* v, const T* t, int64_t D, int64_t
   }
 }
 
-// The same for a fixed Dv: dv's vectors stay in registers across the rows, the dot
-// products R_r·v are summed across lanes a vector's width of rows at a time, from P [D].
+// The same for a fixed Dv: t, v and dv's vectors stay in registers across the rows (dv on
+// two accumulator chains, even and odd rows), and the dot products R_r·v are summed across
+// lanes a vector's width of rows at a time, from P [D].
 template <class T, int kDv>
 void dkv_fixed(const T* q, const T* k, const T* v, const T* t, int64_t D, T a, T g, T* M, T* R,
                typename Simd<T>::V* P, T* dk, T* dv) {
   using V = typename Simd<T>::V;
   constexpr int kL = Simd<T>::kLanes, kNV = kDv / kL;
-  V w[kNV];
-  for (int cv = 0; cv < kNV; ++cv) w[cv] = V{};
-  for (int64_t r = 0; r < D; ++r) {
+  V tv[kNV], vv[kNV], w[2][kNV];
+  for (int cv = 0; cv < kNV; ++cv) {
+    tv[cv] = load_vec(t + cv * kL);
+    vv[cv] = load_vec(v + cv * kL);
+    w[0][cv] = w[1][cv] = V{};
+  }
+  rows_in_two_chains(D, [&](int64_t r, int chain) {
     const T qr = a * q[r], kr = k[r];
     V acc{};
     for (int cv = 0; cv < kNV; ++cv) {
       T* Mr = M + r * kDv + cv * kL;
       T* Rr = R + r * kDv + cv * kL;
-      const V mv = load_vec(Mr) + qr * load_vec(t + cv * kL);
+      const V mv = load_vec(Mr) + qr * tv[cv];
       const V rv = load_vec(Rr) + g * mv;
-      acc += rv * load_vec(v + cv * kL);
-      w[cv] += kr * rv;
+      acc += rv * vv[cv];
+      w[chain][cv] += kr * rv;
       store_vec(Mr, mv);
       store_vec(Rr, rv);
     }
     P[r] = acc;
-  }
+  });
   sum_lanes(D, P, dk);
-  for (int cv = 0; cv < kNV; ++cv) store_vec(dv + cv * kL, w[cv]);
+  for (int cv = 0; cv < kNV; ++cv) store_vec(dv + cv * kL, w[0][cv] + w[1][cv]);
 }
 
 // ---- backward --------------------------------------------------------------------------
@@ -352,7 +417,10 @@ void backward_head(const T* q, const T* k, const T* v, const T* y, const T* den,
       const int64_t i = i0 + m;
       const auto u = static_cast<size_t>(L - 1 - m);
       load_do(i, t0, true);
-      dq_step(k + i * D, v + i * Dv, t0, D, Dv, bl.up[u], bl.down[u], G, s, dq + i * D);
+      if constexpr (kDv > 0)
+        dq_single<T, kDv>(k + i * D, v + i * Dv, t0, D, bl.up[u], bl.down[u], G, s, P0, dq + i * D);
+      else
+        dq_step(k + i * D, v + i * Dv, t0, D, Dv, bl.up[u], bl.down[u], G, s, dq + i * D);
       finish_dq(i);
     }
   }
