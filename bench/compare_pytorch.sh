@@ -4,7 +4,8 @@
 # Each round runs, per model kind, `polyak bench` and then bench/torch_copy.py and prints
 # the polyak/PyTorch ratio. With several kinds, each round also prints every kind's step
 # time relative to the first kind's (e.g. --model linear,momentum: momentum/linear), and
-# the last lines give the medians over the rounds.
+# the last lines give the medians over the rounds: the ratios to PyTorch, and each step as
+# a share of the best GEMM its own bench run measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=linear threads=$(nproc) steps=10 rounds=3
@@ -59,7 +60,7 @@ done
 /usr/bin/python3 - "$dir" "$rounds" "${kinds[@]}" <<'PY'
 import json, statistics, sys
 d, rounds, kinds = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-load = lambda who, k, r: json.load(open(f"{d}/{who}-{k}-{r}.json"))["ms_per_step"]
+load = lambda who, k, r, key="ms_per_step": json.load(open(f"{d}/{who}-{k}-{r}.json"))[key]
 print(f"--- medians over {rounds} rounds")
 for k in kinds:
     ours = [load("polyak", k, r) for r in range(1, rounds + 1)]
@@ -68,6 +69,11 @@ for k in kinds:
     print(f"{k}: polyak median {statistics.median(ours):.1f} ms/step, pytorch median "
           f"{statistics.median(theirs):.1f} ms/step, ratio polyak/pytorch median {statistics.median(ratios):.3f} "
           f"(rounds: {', '.join(f'{x:.3f}' for x in ratios)})")
+for k in kinds:
+    # The step's GFLOP/s as a share of the best GEMM that the same bench run measured.
+    shares = [load("polyak", k, r, "percent_of_gemm") for r in range(1, rounds + 1)]
+    print(f"{k}: polyak step at median {statistics.median(shares):.1f}% of the best GEMM of its run "
+          f"(rounds: {', '.join(f'{x:.1f}%' for x in shares)})")
 for k in kinds[1:]:
     rel = [load("polyak", k, r) / load("polyak", kinds[0], r) for r in range(1, rounds + 1)]
     print(f"polyak {k}/{kinds[0]} step time median {statistics.median(rel):.3f} "
