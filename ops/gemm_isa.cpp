@@ -198,10 +198,24 @@ inline void pack_a_steps_8(const float* rows, int64_t ld, float* out) {
 // still in cache, and the padding rows are skipped.
 void add_row_sums(const float* packed, int64_t mc, int64_t kc, float* sums) {
   for (int64_t i0 = 0; i0 < mc; i0 += MR, packed += MR * kc) {
-    float acc[MR] = {};
+    alignas(64) float acc[16] = {};
+#if POLYAK_GEMM_AVX512
+    // A step's 14 values as one masked vector, two steps per iteration (two chains).
+    static_assert(MR <= 16, "a step fits one vector");
+    constexpr __mmask16 kStep = (1u << MR) - 1;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p + 1 < kc; p += 2) {
+      a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(kStep, packed + p * MR));
+      a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(kStep, packed + (p + 1) * MR));
+    }
+    if (p < kc) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(kStep, packed + p * MR));
+    _mm512_store_ps(acc, _mm512_add_ps(a0, a1));
+#else
     for (int64_t p = 0; p < kc; ++p)
 #pragma omp simd
       for (int64_t i = 0; i < MR; ++i) acc[i] += packed[p * MR + i];
+#endif
     const int64_t mr = std::min(MR, mc - i0);
     for (int64_t i = 0; i < mr; ++i) sums[i0 + i] += acc[i];
   }
