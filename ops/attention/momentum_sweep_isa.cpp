@@ -39,9 +39,10 @@
 // three multiply-adds per state element and position; storing G and s once per position
 // would cost more than that, so they take two positions per pass over the states, each row
 // loaded and stored once for the pair (a block's unpaired last position takes a one-position
-// kernel of the same form). Pass 2 does four multiply-adds per element, which bound it
-// already: one position at a time. Sums over the rows that stay in registers (o_i, dv_j)
-// run on two accumulator chains, even and odd rows. The row dot products
+// kernel of the same form). Pass 2 does four multiply-adds per element and position and
+// takes pairs too: one position at a time, its stores (M and R, each row) would bound it.
+// Sums over the rows that stay in registers for a single position (o_i, dv_j) run on two
+// accumulator chains, even and odd rows. The row dot products
 // (dq_i[r] = s_i[r,:]·do_i, dk_j[r] = R_j[r,:]·v_j) stay vectors until a vector's width of
 // rows is summed across lanes together.
 // Saved for backward: q, k, v, den [B,H,N] and y (without its graph). Scratch: dden [B,H,N].
@@ -371,6 +372,51 @@ void dkv_fixed(const T* q, const T* k, const T* v, const T* t, int64_t D, T a, T
   for (int cv = 0; cv < kNV; ++cv) store_vec(dv + cv * kL, w[0][cv] + w[1][cv]);
 }
 
+// Positions j and j − 1 (in that order, the reverse sweep's) for a fixed Dv: the rows of M
+// and R are loaded and stored once for both, which the stores otherwise bound. q1, k1, v1,
+// t1 are position j − 1's; dk1, dv1 its outputs.
+template <class T, int kDv>
+void dkv_pair(const T* q0, const T* k0, const T* v0, const T* t0, const T* q1, const T* k1,
+              const T* v1, const T* t1, int64_t D, T a0, T g0, T a1, T g1, T* M, T* R,
+              typename Simd<T>::V* P0, typename Simd<T>::V* P1, T* dk0, T* dv0, T* dk1, T* dv1) {
+  using V = typename Simd<T>::V;
+  constexpr int kL = Simd<T>::kLanes, kNV = kDv / kL;
+  V tv0[kNV], tv1[kNV], vv0[kNV], vv1[kNV], w0[kNV], w1[kNV];
+  for (int cv = 0; cv < kNV; ++cv) {
+    tv0[cv] = load_vec(t0 + cv * kL);
+    tv1[cv] = load_vec(t1 + cv * kL);
+    vv0[cv] = load_vec(v0 + cv * kL);
+    vv1[cv] = load_vec(v1 + cv * kL);
+    w0[cv] = w1[cv] = V{};
+  }
+  for (int64_t r = 0; r < D; ++r) {
+    const T qr0 = a0 * q0[r], qr1 = a1 * q1[r];
+    V acc0{}, acc1{};
+    for (int cv = 0; cv < kNV; ++cv) {
+      T* Mr = M + r * kDv + cv * kL;
+      T* Rr = R + r * kDv + cv * kL;
+      V mv = load_vec(Mr) + qr0 * tv0[cv];
+      V rv = load_vec(Rr) + g0 * mv;
+      acc0 += rv * vv0[cv];
+      w0[cv] += k0[r] * rv;
+      mv += qr1 * tv1[cv];
+      rv += g1 * mv;
+      acc1 += rv * vv1[cv];
+      w1[cv] += k1[r] * rv;
+      store_vec(Mr, mv);
+      store_vec(Rr, rv);
+    }
+    P0[r] = acc0;
+    P1[r] = acc1;
+  }
+  sum_lanes(D, P0, dk0);
+  sum_lanes(D, P1, dk1);
+  for (int cv = 0; cv < kNV; ++cv) {
+    store_vec(dv0 + cv * kL, w0[cv]);
+    store_vec(dv1 + cv * kL, w1[cv]);
+  }
+}
+
 // ---- backward --------------------------------------------------------------------------
 
 // One (b, h). Writes (overwrites) dq, dk [N,D], dv [N,Dv]; dden [N] is scratch.
@@ -436,7 +482,27 @@ void backward_head(const T* q, const T* k, const T* v, const T* y, const T* den,
   for (int64_t j1 = N - 1; j1 >= 0; j1 -= bl.L) {
     const int64_t L = std::min(bl.L, j1 + 1);
     scale(D * Dv, bl.up[static_cast<size_t>(L)], M);
-    for (int64_t m = 0; m < L; ++m) {
+    // r_j = r_{j+1} + dden_j q_j; dk_j += r_j.
+    auto finish_dk = [&](int64_t j) {
+      axpy(D, dden[j], q + j * D, r);
+      axpy(D, T(1), r, dk + j * D);
+    };
+    int64_t m = 0;
+    if constexpr (kDv > 0) {
+      for (; m + 1 < L; m += 2) {
+        const int64_t j = j1 - m;
+        const auto u = static_cast<size_t>(L - 1 - m);
+        load_do(j, t0, false);
+        load_do(j - 1, t1, false);
+        dkv_pair<T, kDv>(q + j * D, k + j * D, v + j * Dv, t0, q + (j - 1) * D, k + (j - 1) * D,
+                         v + (j - 1) * Dv, t1, D, bl.up[u], bl.down[u], bl.up[u - 1],
+                         bl.down[u - 1], M, R, P0, P1, dk + j * D, dv + j * Dv, dk + (j - 1) * D,
+                         dv + (j - 1) * Dv);
+        finish_dk(j);
+        finish_dk(j - 1);
+      }
+    }
+    for (; m < L; ++m) {
       const int64_t j = j1 - m;
       const auto u = static_cast<size_t>(L - 1 - m);
       load_do(j, t0, false);
@@ -447,8 +513,7 @@ void backward_head(const T* q, const T* k, const T* v, const T* y, const T* den,
         dkv_step(q + j * D, k + j * D, v + j * Dv, t0, D, Dv, bl.up[u], bl.down[u], M, R,
                  dk + j * D, dv + j * Dv);
       }
-      axpy(D, dden[j], q + j * D, r);
-      axpy(D, T(1), r, dk + j * D);
+      finish_dk(j);
     }
   }
 }
