@@ -257,63 +257,44 @@ void dq_step(const T* k, const T* v, const T* t, int64_t D, int64_t Dv, T a, T g
   }
 }
 
-// Positions i, i + 1 for a fixed Dv, row by row; the row dot products s_r·t are left as
-// vectors in P0, P1 [D] and summed across lanes a vector's width of rows at a time.
-template <class T, int kDv>
-void dq_pair(const T* k, const T* v, const T* t0, const T* t1, int64_t D, T a0, T a1, T g0, T g1,
-             T* G, T* s, typename Simd<T>::V* P0, typename Simd<T>::V* P1, T* dq0, T* dq1) {
+// One position of the fixed-Dv backward kernels: its rows of q, k, v and t = do, its scale
+// factors a (of the key, or in pass 2 the query) and g, the vectors P [D] that hold its
+// row dot products until they are summed across lanes a vector's width of rows at a time,
+// and its outputs (dq in pass 1; dk, dv in pass 2).
+template <class T>
+struct Position {
+  const T *q, *k, *v, *t;
+  T a, g;
+  typename Simd<T>::V* P;
+  T *dqk, *dv;
+};
+
+// kP consecutive positions (1, or a pair i, i + 1) for a fixed Dv, row by row: G += a k vᵀ,
+// s += g G, dq = s t for each in turn, every row of G and s loaded and stored once for all
+// of them.
+template <class T, int kDv, int kP>
+void dq_positions(const Position<T> (&ps)[kP], int64_t D, T* G, T* s) {
   using V = typename Simd<T>::V;
   constexpr int kL = Simd<T>::kLanes;
-  const T* v1 = v + kDv;
   for (int64_t r = 0; r < D; ++r) {
-    const T k0 = a0 * k[r], k1 = a1 * k[D + r];
-    V acc0{}, acc1{};
+    T kr[kP];
+    for (int p = 0; p < kP; ++p) kr[p] = ps[p].a * ps[p].k[r];
+    V acc[kP] = {};
     for (int cv = 0; cv < kDv; cv += kL) {
       T* Gr = G + r * kDv + cv;
       T* sr = s + r * kDv + cv;
-      V gv = load_vec(Gr) + k0 * load_vec(v + cv);
-      V sv = load_vec(sr) + g0 * gv;
-      acc0 += sv * load_vec(t0 + cv);
-      gv += k1 * load_vec(v1 + cv);
-      sv += g1 * gv;
-      acc1 += sv * load_vec(t1 + cv);
+      V gv = load_vec(Gr), sv = load_vec(sr);
+      for (int p = 0; p < kP; ++p) {
+        gv += kr[p] * load_vec(ps[p].v + cv);
+        sv += ps[p].g * gv;
+        acc[p] += sv * load_vec(ps[p].t + cv);
+      }
       store_vec(Gr, gv);
       store_vec(sr, sv);
     }
-    P0[r] = acc0;
-    P1[r] = acc1;
+    for (int p = 0; p < kP; ++p) ps[p].P[r] = acc[p];
   }
-  sum_lanes(D, P0, dq0);
-  sum_lanes(D, P1, dq1);
-}
-
-// One position for a fixed Dv (a block's last, unpaired one), as dq_pair does each of its
-// two.
-template <class T, int kDv>
-void dq_single(const T* k, const T* v, const T* t, int64_t D, T a, T g, T* G, T* s,
-               typename Simd<T>::V* P, T* dq) {
-  using V = typename Simd<T>::V;
-  constexpr int kL = Simd<T>::kLanes, kNV = kDv / kL;
-  V vv[kNV], tv[kNV];
-  for (int cv = 0; cv < kNV; ++cv) {
-    vv[cv] = load_vec(v + cv * kL);
-    tv[cv] = load_vec(t + cv * kL);
-  }
-  for (int64_t r = 0; r < D; ++r) {
-    const T kr = a * k[r];
-    V acc{};
-    for (int cv = 0; cv < kNV; ++cv) {
-      T* Gr = G + r * kDv + cv * kL;
-      T* sr = s + r * kDv + cv * kL;
-      const V gv = load_vec(Gr) + kr * vv[cv];
-      const V sv = load_vec(sr) + g * gv;
-      acc += sv * tv[cv];
-      store_vec(Gr, gv);
-      store_vec(sr, sv);
-    }
-    P[r] = acc;
-  }
-  sum_lanes(D, P, dq);
+  for (int p = 0; p < kP; ++p) sum_lanes(D, ps[p].P, ps[p].dqk);
 }
 
 // ---- backward, pass 2 ------------------------------------------------------------------
@@ -339,81 +320,37 @@ void dkv_step(const T* q, const T* k, const T* v, const T* t, int64_t D, int64_t
   }
 }
 
-// The same for a fixed Dv: t, v and dv's vectors stay in registers across the rows (dv on
-// two accumulator chains, even and odd rows), and the dot products R_r·v are summed across
-// lanes a vector's width of rows at a time, from P [D].
-template <class T, int kDv>
-void dkv_fixed(const T* q, const T* k, const T* v, const T* t, int64_t D, T a, T g, T* M, T* R,
-               typename Simd<T>::V* P, T* dk, T* dv) {
+// kP positions of the reverse sweep (1, or a pair j, j − 1, in that order) for a fixed Dv:
+// M += a q tᵀ, R += g M, dk = R v, dv = Rᵀ k for each in turn, every row of M and R loaded
+// and stored once for all of them (one position at a time, those stores would bound it).
+// Each dv stays in registers, on two accumulator chains (even and odd rows).
+template <class T, int kDv, int kP>
+void dkv_positions(const Position<T> (&ps)[kP], int64_t D, T* M, T* R) {
   using V = typename Simd<T>::V;
   constexpr int kL = Simd<T>::kLanes, kNV = kDv / kL;
-  V tv[kNV], vv[kNV], w[2][kNV];
-  for (int cv = 0; cv < kNV; ++cv) {
-    tv[cv] = load_vec(t + cv * kL);
-    vv[cv] = load_vec(v + cv * kL);
-    w[0][cv] = w[1][cv] = V{};
-  }
+  V w[kP][2][kNV] = {};
   rows_in_two_chains(D, [&](int64_t r, int chain) {
-    const T qr = a * q[r], kr = k[r];
-    V acc{};
+    T qr[kP];
+    for (int p = 0; p < kP; ++p) qr[p] = ps[p].a * ps[p].q[r];
+    V acc[kP] = {};
     for (int cv = 0; cv < kNV; ++cv) {
       T* Mr = M + r * kDv + cv * kL;
       T* Rr = R + r * kDv + cv * kL;
-      const V mv = load_vec(Mr) + qr * tv[cv];
-      const V rv = load_vec(Rr) + g * mv;
-      acc += rv * vv[cv];
-      w[chain][cv] += kr * rv;
+      V mv = load_vec(Mr), rv = load_vec(Rr);
+      for (int p = 0; p < kP; ++p) {
+        mv += qr[p] * load_vec(ps[p].t + cv * kL);
+        rv += ps[p].g * mv;
+        acc[p] += rv * load_vec(ps[p].v + cv * kL);
+        w[p][chain][cv] += ps[p].k[r] * rv;
+      }
       store_vec(Mr, mv);
       store_vec(Rr, rv);
     }
-    P[r] = acc;
+    for (int p = 0; p < kP; ++p) ps[p].P[r] = acc[p];
   });
-  sum_lanes(D, P, dk);
-  for (int cv = 0; cv < kNV; ++cv) store_vec(dv + cv * kL, w[0][cv] + w[1][cv]);
-}
-
-// Positions j and j − 1 (in that order, the reverse sweep's) for a fixed Dv: the rows of M
-// and R are loaded and stored once for both, which the stores otherwise bound. q1, k1, v1,
-// t1 are position j − 1's; dk1, dv1 its outputs.
-template <class T, int kDv>
-void dkv_pair(const T* q0, const T* k0, const T* v0, const T* t0, const T* q1, const T* k1,
-              const T* v1, const T* t1, int64_t D, T a0, T g0, T a1, T g1, T* M, T* R,
-              typename Simd<T>::V* P0, typename Simd<T>::V* P1, T* dk0, T* dv0, T* dk1, T* dv1) {
-  using V = typename Simd<T>::V;
-  constexpr int kL = Simd<T>::kLanes, kNV = kDv / kL;
-  V tv0[kNV], tv1[kNV], vv0[kNV], vv1[kNV], w0[kNV], w1[kNV];
-  for (int cv = 0; cv < kNV; ++cv) {
-    tv0[cv] = load_vec(t0 + cv * kL);
-    tv1[cv] = load_vec(t1 + cv * kL);
-    vv0[cv] = load_vec(v0 + cv * kL);
-    vv1[cv] = load_vec(v1 + cv * kL);
-    w0[cv] = w1[cv] = V{};
-  }
-  for (int64_t r = 0; r < D; ++r) {
-    const T qr0 = a0 * q0[r], qr1 = a1 * q1[r];
-    V acc0{}, acc1{};
-    for (int cv = 0; cv < kNV; ++cv) {
-      T* Mr = M + r * kDv + cv * kL;
-      T* Rr = R + r * kDv + cv * kL;
-      V mv = load_vec(Mr) + qr0 * tv0[cv];
-      V rv = load_vec(Rr) + g0 * mv;
-      acc0 += rv * vv0[cv];
-      w0[cv] += k0[r] * rv;
-      mv += qr1 * tv1[cv];
-      rv += g1 * mv;
-      acc1 += rv * vv1[cv];
-      w1[cv] += k1[r] * rv;
-      store_vec(Mr, mv);
-      store_vec(Rr, rv);
-    }
-    P0[r] = acc0;
-    P1[r] = acc1;
-  }
-  sum_lanes(D, P0, dk0);
-  sum_lanes(D, P1, dk1);
-  for (int cv = 0; cv < kNV; ++cv) {
-    store_vec(dv0 + cv * kL, w0[cv]);
-    store_vec(dv1 + cv * kL, w1[cv]);
+  for (int p = 0; p < kP; ++p) {
+    sum_lanes(D, ps[p].P, ps[p].dqk);
+    for (int cv = 0; cv < kNV; ++cv) store_vec(ps[p].dv + cv * kL, w[p][0][cv] + w[p][1][cv]);
   }
 }
 
@@ -453,8 +390,11 @@ void backward_head(const T* q, const T* k, const T* v, const T* y, const T* den,
         const auto u = static_cast<size_t>(L - 1 - m);
         load_do(i, t0, true);
         load_do(i + 1, t1, true);
-        dq_pair<T, kDv>(k + i * D, v + i * Dv, t0, t1, D, bl.up[u], bl.up[u - 1], bl.down[u],
-                        bl.down[u - 1], G, s, P0, P1, dq + i * D, dq + (i + 1) * D);
+        const Position<T> ps[2] = {
+            {nullptr, k + i * D, v + i * Dv, t0, bl.up[u], bl.down[u], P0, dq + i * D, nullptr},
+            {nullptr, k + (i + 1) * D, v + (i + 1) * Dv, t1, bl.up[u - 1], bl.down[u - 1], P1,
+             dq + (i + 1) * D, nullptr}};
+        dq_positions<T, kDv, 2>(ps, D, G, s);
         finish_dq(i);
         finish_dq(i + 1);
       }
@@ -463,9 +403,11 @@ void backward_head(const T* q, const T* k, const T* v, const T* y, const T* den,
       const int64_t i = i0 + m;
       const auto u = static_cast<size_t>(L - 1 - m);
       load_do(i, t0, true);
-      if constexpr (kDv > 0)
-        dq_single<T, kDv>(k + i * D, v + i * Dv, t0, D, bl.up[u], bl.down[u], G, s, P0, dq + i * D);
-      else
+      if constexpr (kDv > 0) {
+        const Position<T> ps[1] = {
+            {nullptr, k + i * D, v + i * Dv, t0, bl.up[u], bl.down[u], P0, dq + i * D, nullptr}};
+        dq_positions<T, kDv, 1>(ps, D, G, s);
+      } else
         dq_step(k + i * D, v + i * Dv, t0, D, Dv, bl.up[u], bl.down[u], G, s, dq + i * D);
       finish_dq(i);
     }
@@ -494,10 +436,12 @@ void backward_head(const T* q, const T* k, const T* v, const T* y, const T* den,
         const auto u = static_cast<size_t>(L - 1 - m);
         load_do(j, t0, false);
         load_do(j - 1, t1, false);
-        dkv_pair<T, kDv>(q + j * D, k + j * D, v + j * Dv, t0, q + (j - 1) * D, k + (j - 1) * D,
-                         v + (j - 1) * Dv, t1, D, bl.up[u], bl.down[u], bl.up[u - 1],
-                         bl.down[u - 1], M, R, P0, P1, dk + j * D, dv + j * Dv, dk + (j - 1) * D,
-                         dv + (j - 1) * Dv);
+        const Position<T> ps[2] = {
+            {q + j * D, k + j * D, v + j * Dv, t0, bl.up[u], bl.down[u], P0, dk + j * D,
+             dv + j * Dv},
+            {q + (j - 1) * D, k + (j - 1) * D, v + (j - 1) * Dv, t1, bl.up[u - 1], bl.down[u - 1],
+             P1, dk + (j - 1) * D, dv + (j - 1) * Dv}};
+        dkv_positions<T, kDv, 2>(ps, D, M, R);
         finish_dk(j);
         finish_dk(j - 1);
       }
@@ -507,8 +451,9 @@ void backward_head(const T* q, const T* k, const T* v, const T* y, const T* den,
       const auto u = static_cast<size_t>(L - 1 - m);
       load_do(j, t0, false);
       if constexpr (kDv > 0) {
-        dkv_fixed<T, kDv>(q + j * D, k + j * D, v + j * Dv, t0, D, bl.up[u], bl.down[u], M, R, P0,
-                          dk + j * D, dv + j * Dv);
+        const Position<T> ps[1] = {{q + j * D, k + j * D, v + j * Dv, t0, bl.up[u], bl.down[u], P0,
+                                    dk + j * D, dv + j * Dv}};
+        dkv_positions<T, kDv, 1>(ps, D, M, R);
       } else {
         dkv_step(q + j * D, k + j * D, v + j * Dv, t0, D, Dv, bl.up[u], bl.down[u], M, R,
                  dk + j * D, dv + j * Dv);
