@@ -1,6 +1,7 @@
 #include "polyak/nn/feed_forward.h"
 
 #include "polyak/ops/elementwise.h"
+#include "polyak/ops/matmul.h"
 #include "polyak/ops/nn_ops.h"
 
 namespace polyak {
@@ -27,10 +28,11 @@ FeedForward::FeedForward(int64_t dim, int64_t hidden, const std::string& activat
 
 Tensor FeedForward::forward(const Tensor& x) {
   Tensor h = linear1->forward(x);
-  // ReLU and dropout in one pass (plain relu in eval mode or with p = 0).
-  h = relu_ ? relu_dropout(h, dropout->p, dropout->is_training(), dropout->generator)
-            : dropout->forward(gelu(h));
-  return dropout->forward(linear2->forward(h));
+  // ReLU, dropout and the second layer as one node (plain relu in eval mode or with p = 0).
+  Tensor y = relu_ ? relu_dropout_linear(h, dropout->p, dropout->is_training(), dropout->generator,
+                                         linear2->weight, linear2->bias)
+                   : linear2->forward(dropout->forward(gelu(h)));
+  return dropout->forward(y);
 }
 
 }  // namespace polyak

@@ -76,6 +76,13 @@ constexpr int64_t MR = 6, NR = 16;
 constexpr int64_t MR = 4, NR = 8;
 #endif
 
+// SgemmArgs::gate at some block of C: p [.., ld] (null: no gate).
+struct Gate {
+  const float* p;
+  int64_t ld;
+  float scale;
+};
+
 // The cache blocks for this CPU (see the top of the file).
 struct Blocks {
   int64_t kc, mc, nc;
@@ -436,10 +443,19 @@ void microkernel(int64_t kc, const float* __restrict a, const float* __restrict 
 }
 #endif
 
+// A tile of C [mr,nr] times (gate > 0 ? scale : 0), elementwise (SgemmArgs::gate).
+void apply_gate(float* c, int64_t ldc, const Gate& gate, int64_t mr, int64_t nr) {
+  for (int64_t i = 0; i < mr; ++i) {
+    float* row = c + i * ldc;
+    const float* g = gate.p + i * gate.ld;
+    for (int64_t j = 0; j < nr; ++j) row[j] = g[j] > 0.0f ? row[j] * gate.scale : 0.0f;
+  }
+}
+
 // C block [mc,nc] (=|+=) Ã [mc,kc] · B̃ [kc,nc], tile by tile; `bias` [nc] as in the
-// microkernel.
+// microkernel; a non-null gate.p [mc,nc] is applied to each tile once it is written.
 void macrokernel(int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb, float* c,
-                 int64_t ldc, bool accumulate, const float* bias) {
+                 int64_t ldc, bool accumulate, const float* bias, Gate gate) {
   alignas(64) float tile[MR * NR];
   for (int64_t j0 = 0; j0 < nc; j0 += NR) {
     const int64_t nr = std::min(NR, nc - j0);
@@ -449,8 +465,19 @@ void macrokernel(int64_t mc, int64_t nc, int64_t kc, const float* pa, const floa
       const float* a = pa + i0 * kc;
       float* ct = c + i0 * ldc + j0;
       const float* bias_j = bias ? bias + j0 : nullptr;
+      const Gate gate_ij{gate.p ? gate.p + i0 * gate.ld + j0 : nullptr, gate.ld, gate.scale};
+      // The gate's tiles are read from memory right after each product: fetch the next
+      // tile's into L2 now, a whole microkernel ahead of its use.
+      if (gate.p) {
+        const bool down = i0 + MR < mc;
+        const int64_t ni = down ? i0 + MR : 0, nj = down ? j0 : j0 + NR;
+        for (int64_t i = 0; nj < nc && i < std::min(MR, mc - ni); ++i)
+          for (int64_t j = 0; j < std::min(NR, nc - nj); j += 16)
+            __builtin_prefetch(gate.p + (ni + i) * gate.ld + nj + j, 0, 1);
+      }
       if (mr == MR && nr == NR) {
         microkernel(kc, a, b, ct, ldc, accumulate, bias_j);
+        if (gate.p) apply_gate(ct, ldc, gate_ij, MR, NR);
         continue;
       }
       microkernel(kc, a, b, tile, NR, false, nullptr);
@@ -459,6 +486,7 @@ void macrokernel(int64_t mc, int64_t nc, int64_t kc, const float* pa, const floa
           const float base = accumulate ? ct[i * ldc + j] : bias_j ? bias_j[j] : 0.0f;
           ct[i * ldc + j] = base + tile[i * NR + j];
         }
+      if (gate.p) apply_gate(ct, ldc, gate_ij, mr, nr);
     }
   }
 }
@@ -495,7 +523,7 @@ PackBuffers& pack_buffers() {
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
           const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate, const float* bias,
-          float* a_sums) {
+          float* a_sums, Gate gate) {
   if (m <= 0) return;
   if (a_sums) std::fill(a_sums, a_sums + m, 0.0f);
   if (n <= 0) {
@@ -507,14 +535,14 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const flo
   }
   if (accumulate) bias = nullptr;
   if (k <= 0) {
-    if (accumulate) return;
-    for (int64_t i = 0; i < m; ++i) {
+    for (int64_t i = 0; i < m && !accumulate; ++i) {
       float* row = c + i * ldc;
       if (bias)
         std::copy(bias, bias + n, row);
       else
         std::fill(row, row + n, 0.0f);
     }
+    if (gate.p) apply_gate(c, ldc, gate, m, n);
     return;
   }
   const Blocks& bl = blocks();
@@ -550,9 +578,13 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const flo
           const int64_t kc = std::min(kc_step, k - pc);
           pack_a(trans_a, a_at(ic, pc), lda, mc, kc, buf.a);
           if (a_sums && jc == 0) add_row_sums(buf.a, mc, kc, a_sums + ic);
-          // The first depth block writes C (from the bias, or adds to C); the rest add.
+          // The first depth block writes C (from the bias, or adds to C); the rest add; the
+          // last gates.
+          const bool last = pc + kc == k;
+          const Gate gate_block{last && gate.p ? gate.p + ic * gate.ld + jc : nullptr, gate.ld,
+                                gate.scale};
           macrokernel(mc, nc, kc, buf.a, packed_b(pc), c + ic * ldc + jc, ldc, accumulate || pc > 0,
-                      bias ? bias + jc : nullptr);
+                      bias ? bias + jc : nullptr, gate_block);
         }
       }
     }
@@ -564,7 +596,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const flo
 
 void sgemm(POLYAK_KERNEL_ISA_TAG, const SgemmArgs& g) {
   POLYAK_ISA_NAMESPACE::gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.c,
-                             g.ldc, g.accumulate, g.bias, g.a_sums);
+                             g.ldc, g.accumulate, g.bias, g.a_sums, {g.gate, g.ldg, g.gate_scale});
 }
 
 SgemmShape sgemm_shape(POLYAK_KERNEL_ISA_TAG) {

@@ -30,6 +30,13 @@ struct SgemmArgs {
   // Σ_p op(A)(i, p), taken while A is packed: linear's bias gradient beside its dW = dYᵀ·X,
   // without a pass of its own over dY.
   float* a_sums = nullptr;
+  // When non-null, gate [m, ldg] multiplies C's final value elementwise by gate_scale where
+  // gate > 0 and by 0 elsewhere, tile by tile while each tile of C is in cache: the
+  // gradient through a ReLU (and dropout) whose output is `gate`, on the product dY · W
+  // that reaches it, without a pass of its own over C.
+  const float* gate = nullptr;
+  int64_t ldg = 0;
+  float gate_scale = 1.0f;
 };
 
 // The microkernel's tile, MR rows × NR columns of C, and the cache blocks: callers splitting

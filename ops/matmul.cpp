@@ -12,6 +12,11 @@
 //   dW = dYᵀ · X              [out, in]
 //   db = Σ_r dY[r, :]         [out]
 //
+// relu_dropout_linear:  Y = H · Wᵀ + b,  H = relu_dropout(X) (ops/dropout.cpp)
+//   dX = (dY · W) ⊙ [H > 0] / (1 − p)   [R, in]: the mask applied by the GEMM to each
+//                                               tile of dY · W while it is in cache
+//   dW = dYᵀ · H,  db as in linear
+//
 // Every f32 product is polyak's own packed GEMM (ops/gemm_kernel.h: its packing reads the
 // transposes); f64 products (the gradchecks) are Eigen GEMMs on row-major maps. A large
 // product is cut into one panel per thread; many small matrices (attention heads) run one
@@ -28,6 +33,7 @@
 #include "polyak/core/threads.h"
 #include "polyak/cuda/cuda.h"
 #include "polyak/ops/gemm_kernel.h"
+#include "polyak/ops/nn_ops.h"
 
 namespace polyak {
 namespace {
@@ -47,6 +53,25 @@ struct Operand {
   int64_t ld;
   bool t;
 };
+
+// SgemmArgs::gate for either type: C's final value times (p > 0 ? scale : 0), p [m, ld].
+template <class T>
+struct Gate {
+  const T* p = nullptr;
+  int64_t ld = 0;
+  T scale = T(1);
+  Gate at(int64_t row, int64_t col) const { return {p ? p + row * ld + col : nullptr, ld, scale}; }
+};
+
+// c [m, n] (leading dimension ldc) gated in a pass of its own.
+template <class T>
+void apply_gate(T* c, int64_t ldc, int64_t m, int64_t n, Gate<T> gate) {
+  for (int64_t i = 0; gate.p && i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      T& v = c[i * ldc + j];
+      v = gate.p[i * gate.ld + j] > T(0) ? v * gate.scale : T(0);
+    }
+}
 
 // gemm_block (below) with Eigen: c's rows start as the bias, then the product is added.
 template <class T>
@@ -78,19 +103,22 @@ void eigen_gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, 
 // c [m,n] (leading dimension ldc) = op(a) · op(b) (+ c when `accumulate`), one
 // single-threaded GEMM. With `bias` (and not `accumulate`), c = bias + op(a) · op(b), the
 // bias added to every row. With `a_sums`, a_sums [m] = op(a)'s row sums over the depth.
-// f32 runs polyak's own GEMM, which adds the bias in the pass that writes c and sums op(a)
-// while packing it; f64 (the gradchecks) runs Eigen's.
+// With `gate`, c's final value is gated (SgemmArgs::gate).
+// f32 runs polyak's own GEMM, which adds the bias in the pass that writes c, sums op(a)
+// while packing it and gates each tile of c once written; f64 (the gradchecks) runs Eigen's.
 // `isa` picks the compilation of polyak's GEMM (benchmarks compare them; ops use the active one).
 template <class T>
 void gemm_block(Operand<T> a, Operand<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k,
                 bool accumulate, const T* bias = nullptr, Isa isa = active_isa(),
-                T* a_sums = nullptr) {
+                T* a_sums = nullptr, Gate<T> gate = {}) {
   if (m == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    const SgemmArgs args{a.t, b.t, m, n, k, a.p, a.ld, b.p, b.ld, c, ldc, accumulate, bias, a_sums};
+    const SgemmArgs args{a.t, b.t, m,          n,    k,      a.p,    a.ld,    b.p,       b.ld,
+                         c,   ldc, accumulate, bias, a_sums, gate.p, gate.ld, gate.scale};
     with_isa(isa, [&](auto tag) { sgemm(tag, args); });
   } else {
     if (n > 0) eigen_gemm_block(a, b, c, ldc, m, n, k, accumulate, bias);
+    apply_gate(c, ldc, m, n, gate);
     for (int64_t i = 0; a_sums && i < m; ++i) {
       T sum = T(0);
       for (int64_t p = 0; p < k; ++p) sum += a.t ? a.p[p * a.ld + i] : a.p[i * a.ld + p];
@@ -109,10 +137,12 @@ inline int64_t depth_slices(int64_t m, int64_t n, int64_t k) {
 }
 
 // C = op(a) · op(b) (+ C, + bias) as `slices` products over consecutive slices of the depth.
-// `a_sums` as in gemm_block: each slice sums its own share, added like C's.
+// `a_sums` as in gemm_block: each slice sums its own share, added like C's. A gate is
+// applied once the slices are summed.
 template <class T>
 void gemm_depth_sliced(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64_t k,
-                       bool accumulate, const T* bias, Isa isa, int64_t slices, T* a_sums) {
+                       bool accumulate, const T* bias, Isa isa, int64_t slices, T* a_sums,
+                       Gate<T> gate) {
   const int64_t size = m * n;
   // Scratch from the tensor allocator's cache: a fresh heap block this size would come
   // from the system, zeroed page by page, on every product.
@@ -140,6 +170,10 @@ void gemm_depth_sliced(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, i
       for (int64_t i = begin; i < end; ++i) c[i] += src[i];
     }
   });
+  if (gate.p)
+    parallel_for(m, n, [&](int64_t r0, int64_t r1) {
+      apply_gate(c + r0 * n, n, r1 - r0, n, gate.at(r0, 0));
+    });
   for (int64_t s = 1; a_sums && s < slices; ++s)
     for (int64_t i = 0; i < m; ++i) a_sums[i] += partial_sums[(s - 1) * m + i];
 }
@@ -162,14 +196,14 @@ void gemm_depth_sliced(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, i
 // thread count (not on the run).
 //
 // `a_sums` as in gemm_block: a row panel sums its own rows; of the column panels, which
-// all pack the whole of op(a), the first alone sums.
+// all pack the whole of op(a), the first alone sums. Each panel gates its own part of C.
 template <class T>
 void gemm_parallel(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64_t k,
                    bool accumulate, const T* bias = nullptr, Isa isa = active_isa(),
-                   T* a_sums = nullptr) {
+                   T* a_sums = nullptr, Gate<T> gate = {}) {
   const int64_t slices = depth_slices(m, n, k);
   if (slices > 1) {
-    gemm_depth_sliced(a, b, c, m, n, k, accumulate, bias, isa, slices, a_sums);
+    gemm_depth_sliced(a, b, c, m, n, k, accumulate, bias, isa, slices, a_sums, gate);
     return;
   }
   const SgemmShape tile = with_isa(isa, [](auto tag) { return sgemm_shape(tag); });
@@ -179,7 +213,7 @@ void gemm_parallel(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64
       const int64_t r0 = t0 * tile.mr, r1 = std::min(m, t1 * tile.mr);
       Operand<T> rows{a.t ? a.p + r0 : a.p + r0 * a.ld, a.ld, a.t};
       gemm_block(rows, b, c + r0 * n, n, r1 - r0, n, k, accumulate, bias, isa,
-                 a_sums ? a_sums + r0 : nullptr);
+                 a_sums ? a_sums + r0 : nullptr, gate.at(r0, 0));
     });
   } else {
     const int64_t tiles = (n + tile.nr - 1) / tile.nr;
@@ -187,7 +221,7 @@ void gemm_parallel(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64
       const int64_t c0 = t0 * tile.nr, c1 = std::min(n, t1 * tile.nr);
       Operand<T> cols{b.t ? b.p + c0 * b.ld : b.p + c0, b.ld, b.t};
       gemm_block(a, cols, c + c0, n, m, c1 - c0, k, accumulate, bias ? bias + c0 : nullptr, isa,
-                 c0 == 0 ? a_sums : nullptr);
+                 c0 == 0 ? a_sums : nullptr, gate.at(0, c0));
     });
   }
 }
@@ -303,7 +337,7 @@ void sgemm_threads(Isa isa, const SgemmArgs& g) {
   POLYAK_CHECK(isa <= supported_isas().back(), "sgemm_threads: isa ", isa_name(isa),
                " is not supported by this CPU");
   gemm_parallel<float>({g.a, g.lda, g.trans_a}, {g.b, g.ldb, g.trans_b}, g.c, g.m, g.n, g.k,
-                       g.accumulate, g.bias, isa, g.a_sums);
+                       g.accumulate, g.bias, isa, g.a_sums, {g.gate, g.ldg, g.gate_scale});
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
@@ -401,23 +435,35 @@ void column_sums(const T* x, T* out, int64_t rows, int64_t cols) {
 
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_defined("linear", "x", x);
-  check_rank("linear", "weight", weight, 2, "[out, in]");
-  POLYAK_CHECK(x.dim() >= 1, "linear: x has shape ", x.shape(), ", expected rank ≥ 1 [..., in]");
-  check_same_dtype("linear", "x", x, "weight", weight);
-  check_same_device("linear", "x", x, "weight", weight);
-  check_cuda_f32("linear", "x", x);
+namespace {
+
+// linear's argument checks, for `fn`.
+void check_linear(const char* fn, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_defined(fn, "x", x);
+  check_rank(fn, "weight", weight, 2, "[out, in]");
+  POLYAK_CHECK(x.dim() >= 1, fn, ": x has shape ", x.shape(), ", expected rank ≥ 1 [..., in]");
+  check_same_dtype(fn, "x", x, "weight", weight);
+  check_same_device(fn, "x", x, "weight", weight);
+  check_cuda_f32(fn, "x", x);
   const int64_t in = x.size(-1), out_features = weight.size(0);
-  POLYAK_CHECK(weight.size(1) == in, "linear: weight has shape ", weight.shape(),
+  POLYAK_CHECK(weight.size(1) == in, fn, ": weight has shape ", weight.shape(),
                ", expected [out, in] with in = ", in, " matching x ", x.shape());
   if (bias.defined()) {
-    POLYAK_CHECK(bias.dim() == 1 && bias.size(0) == out_features, "linear: bias has shape ",
+    POLYAK_CHECK(bias.dim() == 1 && bias.size(0) == out_features, fn, ": bias has shape ",
                  bias.shape(), ", expected [out] = [", out_features, "] matching weight ",
                  weight.shape());
-    check_same_dtype("linear", "x", x, "bias", bias);
-    check_same_device("linear", "x", x, "bias", bias);
+    check_same_dtype(fn, "x", x, "bias", bias);
+    check_same_device(fn, "x", x, "bias", bias);
   }
+}
+
+// linear's forward and its node. Without `relu_input`, the node differentiates into x. With
+// it, x = relu_dropout(relu_input) (values only, no node) and the node differentiates into
+// relu_input instead: dX's GEMM is gated by x with `gate_scale` (dropout's 1/(1 − p)).
+Tensor linear_node(const char* fn, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                   const Tensor& relu_input = Tensor(), double gate_scale = 1) {
+  check_linear(fn, x, weight, bias);
+  const int64_t in = x.size(-1), out_features = weight.size(0);
   const int64_t rows = x.shape().numel(0, x.dim() - 1);
   std::vector<int64_t> out_dims(x.shape().begin(), x.shape().end() - 1);
   out_dims.push_back(out_features);
@@ -428,7 +474,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     cuda::gemm(x, weight, out, 1, rows, out_features, in, false, true, 0, 0, 0);
     if (bias.defined()) cuda::binary(cuda::BinaryOp::add, out, bias, out);
 #else
-    fail("linear: x is on ", x.device(), ", expected cpu (polyak was built without CUDA)");
+    fail(fn, ": x is on ", x.device(), ", expected cpu (polyak was built without CUDA)");
 #endif
   } else {
     dispatch(x.dtype(), [&]<class T>() {
@@ -437,52 +483,82 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     });
   }
 
-  const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+  const Tensor& source = relu_input.defined() ? relu_input : x;
+  const bool gated = relu_input.defined();
+  const bool need_x = source.requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
-  Tensor saved_x = need_w ? x.detach() : Tensor();       // dW needs X
+  // dW needs X; so does the gate of dX.
+  Tensor saved_x = need_w || (gated && need_x) ? x.detach() : Tensor();
   Tensor saved_w = need_x ? weight.detach() : Tensor();  // dX needs W
-  std::vector<Tensor> inputs = {x, weight};
+  std::vector<Tensor> inputs = {source, weight};
   if (bias.defined()) inputs.push_back(bias);
-  record(
-      out, "LinearBackward", inputs,
-      [saved_x, saved_w, x_shape = x.shape(), w_shape = weight.shape(), has_bias = bias.defined(),
-       need_b, rows, in, out_features](const Tensor& g) -> std::vector<Tensor> {
-        Tensor dx, dw, db;
-        if (need_b) db = Tensor::empty(Shape{out_features}, g.dtype(), g.device());
-        const bool cpu = !g.device().is_cuda();
-        if (saved_w.defined()) {  // dX [R,in] = dY · W
-          dx = Tensor::empty(x_shape, g.dtype(), g.device());
-          gemm_into(g, saved_w, dx, {1, rows, in, out_features, false, false, 0, 0, 0});
-        }
-        if (saved_x.defined()) {  // dW [out,in] = dYᵀ · X
-          dw = Tensor::empty(w_shape, g.dtype(), g.device());
-          if (cpu) {
-            // db [out] = Σ_r dY[r, :] is op(A)'s row sums: taken while dYᵀ is packed.
-            dispatch(g.dtype(), [&]<class T>() {
-              gemm_parallel<T>({g.data<T>(), out_features, true}, {saved_x.data<T>(), in, false},
-                               dw.data<T>(), out_features, in, rows, false, nullptr, active_isa(),
-                               need_b ? db.data<T>() : nullptr);
-            });
-          } else {
-            gemm_into(g, saved_x, dw, {1, out_features, in, rows, true, false, 0, 0, 0});
-          }
-        }
-        if (need_b && !(cpu && saved_x.defined())) {  // db [out] = Σ_r dY[r, :]
-          if (g.device().is_cuda()) {
+  record(out, "LinearBackward", inputs,
+         [saved_x, saved_w, x_shape = x.shape(), w_shape = weight.shape(),
+          has_bias = bias.defined(), need_w, need_b, rows, in, out_features, gated,
+          gate_scale](const Tensor& g) -> std::vector<Tensor> {
+           Tensor dx, dw, db;
+           if (need_b) db = Tensor::empty(Shape{out_features}, g.dtype(), g.device());
+           const bool cpu = !g.device().is_cuda();
+           if (saved_w.defined() && gated) {  // dX [R,in] = dY · W where X > 0, times the scale
+             dx = Tensor::empty(x_shape, g.dtype(), g.device());
+             dispatch(g.dtype(), [&]<class T>() {
+               gemm_parallel<T>({g.data<T>(), out_features, false}, {saved_w.data<T>(), in, false},
+                                dx.data<T>(), rows, in, out_features, false, nullptr, active_isa(),
+                                nullptr, {saved_x.data<T>(), in, static_cast<T>(gate_scale)});
+             });
+           } else if (saved_w.defined()) {  // dX [R,in] = dY · W
+             dx = Tensor::empty(x_shape, g.dtype(), g.device());
+             gemm_into(g, saved_w, dx, {1, rows, in, out_features, false, false, 0, 0, 0});
+           }
+           if (need_w) {  // dW [out,in] = dYᵀ · X
+             dw = Tensor::empty(w_shape, g.dtype(), g.device());
+             if (cpu) {
+               // db [out] = Σ_r dY[r, :] is op(A)'s row sums: taken while dYᵀ is packed.
+               dispatch(g.dtype(), [&]<class T>() {
+                 gemm_parallel<T>({g.data<T>(), out_features, true}, {saved_x.data<T>(), in, false},
+                                  dw.data<T>(), out_features, in, rows, false, nullptr,
+                                  active_isa(), need_b ? db.data<T>() : nullptr);
+               });
+             } else {
+               gemm_into(g, saved_x, dw, {1, out_features, in, rows, true, false, 0, 0, 0});
+             }
+           }
+           if (need_b && !(cpu && need_w)) {  // db [out] = Σ_r dY[r, :]
+             if (g.device().is_cuda()) {
 #ifdef POLYAK_WITH_CUDA
-            cuda::sum_rows(g, rows, out_features, db);
+               cuda::sum_rows(g, rows, out_features, db);
 #endif
-          } else {
-            dispatch(g.dtype(), [&]<class T>() {
-              column_sums(g.data<T>(), db.data<T>(), rows, out_features);
-            });
-          }
-        }
-        std::vector<Tensor> grads = {dx, dw};
-        if (has_bias) grads.push_back(db);
-        return grads;
-      });
+             } else {
+               dispatch(g.dtype(), [&]<class T>() {
+                 column_sums(g.data<T>(), db.data<T>(), rows, out_features);
+               });
+             }
+           }
+           std::vector<Tensor> grads = {dx, dw};
+           if (has_bias) grads.push_back(db);
+           return grads;
+         });
   return out;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear_node("linear", x, weight, bias);
+}
+
+Tensor relu_dropout_linear(const Tensor& x, double p, bool training, Generator& gen,
+                           const Tensor& weight, const Tensor& bias) {
+  check_linear("relu_dropout_linear", x, weight, bias);
+  POLYAK_CHECK(p >= 0 && p < 1, "relu_dropout_linear: p is ", p, ", expected p in [0, 1)");
+  if (x.device().is_cuda()) return linear(relu_dropout(x, p, training, gen), weight, bias);
+  Tensor h;
+  {
+    NoGradGuard no_grad;  // relu_dropout's values; the gradient is linear_node's
+    h = relu_dropout(x, p, training, gen);
+  }
+  return linear_node("relu_dropout_linear", h, weight, bias, x,
+                     training && p > 0 ? 1 / (1 - p) : 1.0);
 }
 
 }  // namespace polyak

@@ -2,6 +2,7 @@
 // BLAS-style transpose flags.
 #pragma once
 
+#include "polyak/core/rng.h"
 #include "polyak/core/tensor.h"
 
 namespace polyak {
@@ -14,5 +15,12 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 // y = x · Wᵀ + bias: x [..., in], weight [out, in], bias [out] or undefined.
 // The leading axes of x are folded into one GEMM.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+// linear(relu_dropout(x, p, training, gen), weight, bias) as one node (the feed-forward's
+// second layer): the same draws and the same values, with a backward whose dX GEMM applies
+// ReLU's and dropout's gradient to each tile of its product while the tile is in cache,
+// instead of a pass of its own over [..., in]. CPU (a CUDA x runs the two ops).
+Tensor relu_dropout_linear(const Tensor& x, double p, bool training, Generator& gen,
+                           const Tensor& weight, const Tensor& bias = Tensor());
 
 }  // namespace polyak

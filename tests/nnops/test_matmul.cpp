@@ -22,6 +22,23 @@ std::string flags_name(bool ta, bool tb) {
   return std::string(ta ? "T" : "N") + (tb ? "T" : "N");
 }
 
+// The product C = op(a) · op(b) of two stored 2-D operands, C = out [m, n], no extras.
+SgemmArgs product_args(const Tensor& a, const Tensor& b, bool ta, bool tb, Tensor& out) {
+  SgemmArgs args;
+  args.trans_a = ta;
+  args.trans_b = tb;
+  args.m = out.size(0);
+  args.n = out.size(1);
+  args.k = a.size(ta ? 0 : 1);
+  args.a = a.data<float>();
+  args.lda = a.size(1);
+  args.b = b.data<float>();
+  args.ldb = b.size(1);
+  args.c = out.data<float>();
+  args.ldc = out.size(1);
+  return args;
+}
+
 // Naive f64 reference of op(a)·op(b) for [batch, M, K] × [batch or shared, K, N].
 std::vector<double> reference_matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   std::vector<double> av = a.to_vector(), bv = b.to_vector();
@@ -83,6 +100,13 @@ TEST_CASE("matmul and linear: gradcheck") {
   cases.push_back({"linear without bias", {{3, 4}, {5, 4}}, lin_nobias});
   cases.push_back({"linear 3-D x", {{2, 3, 4}, {5, 4}, {5}}, lin});
   cases.push_back({"linear 3-D x without bias", {{2, 3, 4}, {5, 4}}, lin_nobias});
+  for (const bool training : {true, false})
+    cases.push_back({std::string("relu_dropout_linear ") + (training ? "training" : "eval"),
+                     {{2, 7, 4}, {5, 4}, {5}},
+                     [training](const std::vector<Tensor>& in) {
+                       Generator gen(3);  // rebuilt on every call: the same mask each time
+                       return relu_dropout_linear(in[0], 0.3, training, gen, in[1], in[2]);
+                     }});
   run_gradcheck_table(cases);
 }
 
@@ -207,20 +231,8 @@ TEST_CASE("sgemm: op(A)'s row sums beside the product, on every path") {
         Tensor b = Tensor::randn(stored({}, c.K, c.N, tb), gen);
         Tensor out = Tensor::full({c.M, c.N}, std::nan(""));
         Tensor sums = Tensor::full({c.M}, std::nan(""));  // overwritten, not added to
-        SgemmArgs args{ta,
-                       tb,
-                       c.M,
-                       c.N,
-                       c.K,
-                       a.data<float>(),
-                       ta ? c.M : c.K,
-                       b.data<float>(),
-                       tb ? c.K : c.N,
-                       out.data<float>(),
-                       c.N,
-                       false,
-                       nullptr,
-                       sums.data<float>()};
+        SgemmArgs args = product_args(a, b, ta, tb, out);
+        args.a_sums = sums.data<float>();
         sgemm_threads(active_isa(), args);
         const std::vector<double> av = a.to_vector();
         std::vector<double> expected(static_cast<size_t>(c.M), 0.0);
@@ -231,6 +243,114 @@ TEST_CASE("sgemm: op(A)'s row sums beside the product, on every path") {
         CHECK(max_rel_error(sums.to_vector(), expected) < 1e-5);
         if (c.N > 0) CHECK(max_rel_error(out.to_vector(), reference_matmul(a, b, ta, tb)) < 1e-5);
       }
+}
+
+TEST_CASE("sgemm: a gate on C's final value, on every path") {
+  // As above, plus accumulate, a bias, depth blocks of their own (K past any KC), and a
+  // gate whose leading dimension is not C's: C = (gate > 0 ? scale : 0) ⊙ C.
+  const ThreadCount threads(3);
+  struct Case {
+    int64_t M, N, K;
+    bool accumulate, bias;
+  };
+  Generator gen(37);
+  for (const Case c : {Case{37, 29, 300, false, true}, Case{13, 200, 70, true, false},
+                       Case{23, 41, 4133, false, false}, Case{45, 67, 1500, true, false},
+                       Case{9, 11, 0, false, true}})
+    for (bool ta : {false, true}) {
+      const bool tb = !ta;
+      INFO("M " << c.M << " N " << c.N << " K " << c.K << " " << flags_name(ta, tb)
+                << (c.accumulate ? " accumulate" : "") << (c.bias ? " bias" : ""));
+      Tensor a = Tensor::randn(stored({}, c.M, c.K, ta), gen);
+      Tensor b = Tensor::randn(stored({}, c.K, c.N, tb), gen);
+      Tensor bias = Tensor::randn({c.N}, gen);
+      Tensor gate = Tensor::randn({c.M, c.N + 3}, gen);  // ldg = N + 3
+      gate.data<float>()[0] = 0.0f;                      // 0 gates like a negative
+      Tensor out = Tensor::randn({c.M, c.N}, gen);
+      const std::vector<double> before = out.to_vector();
+      SgemmArgs args = product_args(a, b, ta, tb, out);
+      args.accumulate = c.accumulate;
+      args.bias = c.bias ? bias.data<float>() : nullptr;
+      args.gate = gate.data<float>();
+      args.ldg = c.N + 3;
+      args.gate_scale = 1.25f;
+      sgemm_threads(active_isa(), args);
+      std::vector<double> expected = c.K > 0
+                                         ? reference_matmul(a, b, ta, tb)
+                                         : std::vector<double>(static_cast<size_t>(c.M * c.N), 0.0);
+      const std::vector<double> gv = gate.to_vector(), bv = bias.to_vector();
+      int64_t open = 0;
+      for (int64_t i = 0; i < c.M; ++i)
+        for (int64_t j = 0; j < c.N; ++j) {
+          double& e = expected[static_cast<size_t>(i * c.N + j)];
+          if (c.accumulate) e += before[static_cast<size_t>(i * c.N + j)];
+          if (c.bias) e += bv[static_cast<size_t>(j)];
+          const bool pass = gv[static_cast<size_t>(i * (c.N + 3) + j)] > 0;
+          e = pass ? 1.25 * e : 0.0;
+          open += pass;
+        }
+      CHECK(open > c.M * c.N / 4);
+      CHECK(open < c.M * c.N * 3 / 4);
+      CHECK(max_rel_error(out.to_vector(), expected) < 1e-5);
+    }
+}
+
+TEST_CASE("relu_dropout_linear: linear(relu_dropout(x)) as one node, the same values") {
+  for (DType dtype : {DType::f32, DType::f64})
+    for (const bool training : {true, false}) {
+      INFO("dtype " << dtype << (training ? " training" : " eval"));
+      Generator data(17);
+      const Tensor x0 = Tensor::randn({3, 37, 53}, data, dtype);
+      const Tensor w0 = Tensor::randn({29, 53}, data, dtype);
+      const Tensor b0 = Tensor::randn({29}, data, dtype);
+      const Tensor cot = Tensor::randn({3, 37, 29}, data, dtype);
+      auto leaf = [](const Tensor& t) { return t.clone().requires_grad_(); };
+      Tensor xa = leaf(x0), wa = leaf(w0), ba = leaf(b0);
+      Tensor xb = leaf(x0), wb = leaf(w0), bb = leaf(b0);
+      Generator ga(5), gb(5);
+      Tensor fused = relu_dropout_linear(xa, 0.35, training, ga, wa, ba);
+      Tensor reference = linear(relu_dropout(xb, 0.35, training, gb), wb, bb);
+      CHECK(ga.offset() == gb.offset());
+      CHECK(ga.offset() == (training ? (3 * 37 * 53 + 7) / 8 : 0));
+      CHECK(fused.grad_fn()->name() == "LinearBackward");
+      CHECK(fused.to_vector() == reference.to_vector());
+      fused.backward(cot);
+      reference.backward(cot);
+      CHECK(max_rel_error(xa.grad().to_vector(), xb.grad().to_vector()) < 1e-6);
+      CHECK(max_rel_error(wa.grad().to_vector(), wb.grad().to_vector()) < 1e-6);
+      CHECK(max_rel_error(ba.grad().to_vector(), bb.grad().to_vector()) < 1e-6);
+      // Dropped and negative inputs get no gradient; kept ones do.
+      int64_t zeros = 0;
+      for (double v : xa.grad().to_vector()) zeros += v == 0.0;
+      CHECK(zeros > 3 * 37 * 53 * (training ? 6 : 4) / 10);
+      CHECK(zeros < 3 * 37 * 53 * (training ? 8 : 6) / 10);
+    }
+}
+
+TEST_CASE("relu_dropout_linear: bad input is refused before any draw") {
+  Generator gen(2);
+  check_error(
+      [&] {
+        relu_dropout_linear(Tensor::zeros({2, 4}), 0.1, true, gen, Tensor::zeros({3, 5}));
+      },
+      {"relu_dropout_linear: weight has shape [3,5]", "in = 4"});
+  check_error(
+      [&] {
+        relu_dropout_linear(Tensor::zeros({2, 4}), 0.1, true, gen, Tensor::zeros({3, 4}),
+                            Tensor::zeros({4}));
+      },
+      {"relu_dropout_linear: bias has shape [4]", "[3]"});
+  check_error(
+      [&] {
+        relu_dropout_linear(Tensor::zeros({2, 4}), 1.0, true, gen, Tensor::zeros({3, 4}));
+      },
+      {"relu_dropout_linear: p is 1, expected p in [0, 1)"});
+  check_error(
+      [&] {
+        relu_dropout_linear(Tensor(), 0.1, true, gen, Tensor::zeros({3, 4}));
+      },
+      {"relu_dropout_linear", "x"});
+  CHECK(gen.offset() == 0);
 }
 
 TEST_CASE("matmul: f32 gradients of large operands against an f64 reference") {
