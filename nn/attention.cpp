@@ -111,6 +111,14 @@ Tensor EluFeatureMap::forward(const Tensor& x) const {
   return elu_feature_map(x);
 }
 
+Tensor EluFeatureMap::forward_heads(const Tensor& x, int64_t heads) const {
+  return elu_feature_map_heads(x, heads);
+}
+
+Tensor FeatureMap::forward_heads(const Tensor& x, int64_t heads) const {
+  return forward(split_heads(x, heads));
+}
+
 int64_t FeatureMap::output_width(int64_t head_dim) const {
   // Asked of the map itself, so that a recurrent state follows whatever it produces.
   NoGradGuard no_grad;
@@ -165,13 +173,17 @@ Tensor Attention::forward(const Tensor& x) {
   check_rank("Attention", "x", x, 3, "[B, N, d]");
   POLYAK_CHECK(x.size(2) == config_.d_model, "Attention: x has shape ", x.shape(),
                ", expected [B, N, ", config_.d_model, "]");
-  const int64_t H = config_.heads;
   static const char* const names[] = {"q", "k", "v"};
-  auto heads = [&](int64_t i) {  // [B, H, N, D]
-    return split_heads(probe(names[i], project(x, i)), H);
+  auto projected = [&](int64_t i) {  // [B, N, H·D]
+    return probe(names[i], project(x, i));
   };
-  Tensor y = mix(heads(0), heads(1), heads(2));  // [B, H, N, D]
+  Tensor y = mix_projections(projected(0), projected(1), projected(2));  // [B, H, N, D]
   return dropout->forward(out_proj->forward(probe("out", merge_heads(y))));
+}
+
+Tensor Attention::mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const int64_t H = config_.heads;
+  return mix(split_heads(q, H), split_heads(k, H), split_heads(v, H));
 }
 
 const Tensor& Attention::probe(const char* which, const Tensor& t) {
@@ -312,7 +324,17 @@ LinearAttention::LinearAttention(const AttentionConfig& config, Generator& gen)
 
 Tensor LinearAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
   if (is_training()) feature_map->advance();
-  Tensor fq = feature_map->forward(q), fk = feature_map->forward(k);
+  return attend(feature_map->forward(q), feature_map->forward(k), v);
+}
+
+Tensor LinearAttention::mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) {
+  if (is_training()) feature_map->advance();
+  const int64_t H = config_.heads;
+  return attend(feature_map->forward_heads(q, H), feature_map->forward_heads(k, H),
+                split_heads(v, H));
+}
+
+Tensor LinearAttention::attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const {
   return config_.causal ? causal_linear_attention(fq, fk, v, config_.eps)
                         : linear_attention(fq, fk, v, config_.eps);
 }
@@ -337,7 +359,17 @@ MomentumAttention::MomentumAttention(const AttentionConfig& config, Generator& g
 
 Tensor MomentumAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
   if (is_training()) feature_map->advance();
-  Tensor fq = feature_map->forward(q), fk = feature_map->forward(k);
+  return attend(feature_map->forward(q), feature_map->forward(k), v);
+}
+
+Tensor MomentumAttention::mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) {
+  if (is_training()) feature_map->advance();
+  const int64_t H = config_.heads;
+  return attend(feature_map->forward_heads(q, H), feature_map->forward_heads(k, H),
+                split_heads(v, H));
+}
+
+Tensor MomentumAttention::attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const {
   const double beta = config_.beta, gamma = config_.gamma, eps = config_.eps;
   return config_.causal ? causal_momentum_attention(fq, fk, v, beta, gamma, eps,
                                                     parse_momentum_weighting(config_.weighting))

@@ -79,6 +79,9 @@ class FeatureMap : public Module {
  public:
   virtual Tensor forward(const Tensor& x) const = 0;
   Tensor operator()(const Tensor& x) const { return forward(x); }
+  // forward(split_heads(x, heads)) for x [B, N, H·D] → [B, H, N, D']; a map may do both
+  // in one pass.
+  virtual Tensor forward_heads(const Tensor& x, int64_t heads) const;
   // Called by the owning attention once per forward in training mode, before it maps q
   // and k: FAVOR+ counts these to redraw its features on a schedule.
   virtual void advance() {}
@@ -91,6 +94,7 @@ class FeatureMap : public Module {
 class EluFeatureMap final : public FeatureMap {
  public:
   Tensor forward(const Tensor& x) const override;
+  Tensor forward_heads(const Tensor& x, int64_t heads) const override;  // one pass
 };
 
 // φ(x) = elu(x), which may be negative: TransNormer's "t1" NormAttention (which has no
@@ -176,6 +180,10 @@ class Attention : public Module {
 
   // The kind: q, k, v [B, H, N, D] → [B, H, N, D].
   virtual Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) = 0;
+  // What forward() calls: q, k, v [B, N, H·D] as the projections make them → [B, H, N, D].
+  // Splits them into heads and calls mix(); a kind that can fold the split into its own
+  // first pass over q and k (the elu + 1 map) overrides it.
+  virtual Tensor mix_projections(const Tensor& q, const Tensor& k, const Tensor& v);
   // The kind's recurrent step: q, k, v [B, H, D] (one position) → [B, H, D]. `state` has
   // been checked against initial_state's layout.
   virtual Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v, AttentionState& state);
@@ -229,11 +237,13 @@ class LinearAttention final : public Attention {
 
  protected:
   Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) override;
+  Tensor mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) override;
   Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
                   AttentionState& state) override;
   std::vector<StateSlot> state_layout(int64_t batch) const override;
 
  private:
+  Tensor attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const;  // on φ(q), φ(k)
   int64_t feature_width_ = 0;  // D': the width of φ(q), φ(k), the state's key axis
 };
 
@@ -248,12 +258,14 @@ class MomentumAttention final : public Attention {
 
  protected:
   Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) override;
+  Tensor mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) override;
   Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
                   AttentionState& state) override;
   std::vector<StateSlot> state_layout(int64_t batch) const override;
   void check_recurrent(const char* fn) const override;
 
  private:
+  Tensor attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const;  // on φ(q), φ(k)
   int64_t feature_width_ = 0;  // D': the width of φ(q), φ(k), the state's key axis
 };
 

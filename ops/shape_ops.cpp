@@ -21,6 +21,7 @@
 #include "polyak/core/autograd.h"
 #include "polyak/core/error.h"
 #include "polyak/core/threads.h"
+#include "polyak/ops/attention/sweep.h"
 #include "polyak/ops/shape_ops.h"
 
 namespace polyak {
@@ -210,16 +211,7 @@ void move_heads_as(const T* x, T* y, int64_t B, int64_t N, int64_t H, int64_t d_
 
 template <class T>
 void move_heads(const T* x, T* y, int64_t B, int64_t N, int64_t H, int64_t D, bool to_heads) {
-  switch (D) {
-    case 16:
-      return move_heads_as<16>(x, y, B, N, H, D, to_heads);
-    case 32:
-      return move_heads_as<32>(x, y, B, N, H, D, to_heads);
-    case 64:
-      return move_heads_as<64>(x, y, B, N, H, D, to_heads);
-    default:
-      return move_heads_as<0>(x, y, B, N, H, D, to_heads);
-  }
+  detail::with_fixed_dv(D, [&]<int kD>() { move_heads_as<kD>(x, y, B, N, H, D, to_heads); });
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Shared by the causal attention sweeps (internal to ops/attention).
+// Shared by the causal attention sweeps and the loops over heads (internal to ops/).
 #pragma once
 
 #include <cstdint>

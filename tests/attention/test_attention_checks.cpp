@@ -27,6 +27,12 @@ TEST_CASE("attention ops pass gradcheck (f64, random cotangent)") {
       {"elu_feature_map",
        {Shape{2, 3, 7}},
        [](const std::vector<Tensor>& x) { return elu_feature_map(x[0]); }},
+      {"elu_feature_map_heads, D = 4",
+       {Shape{2, 3, 12}},
+       [](const std::vector<Tensor>& x) { return elu_feature_map_heads(x[0], 3); }},
+      {"elu_feature_map_heads, D = 16",
+       {Shape{1, 2, 32}},
+       [](const std::vector<Tensor>& x) { return elu_feature_map_heads(x[0], 2); }},
       {"causal_linear_attention",
        {q, q, v},
        [](const std::vector<Tensor>& x) { return causal_linear_attention(x[0], x[1], x[2]); },
@@ -166,6 +172,23 @@ TEST_CASE("attention ops reject bad input, naming the op and the argument") {
     check_error([&] { e.op(q, Tensor(), v); }, {e.name, "k is undefined"});
   }
   check_error([&] { elu_feature_map(Tensor()); }, {"elu_feature_map", "x is undefined"});
+  check_error([&] { elu_feature_map_heads(Tensor(), 2); },
+              {"elu_feature_map_heads", "x is undefined"});
+  check_error(
+      [&] {
+        elu_feature_map_heads(t({2, 3, 4, 5}), 2);
+      },
+      {"elu_feature_map_heads", "x has shape [2,3,4,5]", "[B, N, H·D]"});
+  check_error(
+      [&] {
+        elu_feature_map_heads(t({2, 3, 10}), 4);
+      },
+      {"elu_feature_map_heads", "width 10 is not divisible by heads = 4"});
+  check_error(
+      [&] {
+        elu_feature_map_heads(t({2, 3, 10}), 0);
+      },
+      {"elu_feature_map_heads: heads = 0, expected ≥ 1"});
   check_error([&] { causal_linear_attention(q, k, v, -1.0); },
               {"causal_linear_attention", "eps is -1"});
   check_error([&] { linear_attention(q, k, v, std::nan("")); }, {"linear_attention", "eps is"});

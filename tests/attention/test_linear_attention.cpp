@@ -1,5 +1,6 @@
 // Linear attention: the O(N) sweeps against the quadratic reference (values and
 // gradients), f32 against f64, and the memory bound of the causal backward.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -172,6 +173,34 @@ TEST_CASE("attention ops agree in f32 and f64") {
       CHECK(relative_error(v32.grad().to_vector(), v64.grad().to_vector()) <= 1e-4);
     }
   }
+}
+
+TEST_CASE("elu_feature_map_heads: the map of split_heads in one pass, forward and backward") {
+  // Each fixed head width (16, 32, 64) and a run-time one (5); a random cotangent.
+  for (DType dtype : {DType::f32, DType::f64})
+    for (int64_t D : {16, 32, 64, 5}) {
+      INFO("dtype " << dtype << " D " << D);
+      Generator gen(41);
+      const int64_t B = 2, N = 7, H = 3;
+      const Tensor x0 = Tensor::randn({B, N, H * D}, gen, dtype);
+      const Tensor cot = Tensor::randn({B, H, N, D}, gen, dtype);
+      Tensor xa = x0.clone().requires_grad_(), xb = x0.clone().requires_grad_();
+      Tensor fused = elu_feature_map_heads(xa, H);
+      Tensor reference = elu_feature_map(split_heads(xb, H));
+      CHECK(fused.shape() == Shape{B, H, N, D});
+      CHECK(fused.grad_fn()->name() == "EluFeatureMapHeadsBackward");
+      const double tol = dtype == DType::f32 ? 1e-6 : 1e-14;
+      CHECK(relative_error(fused.to_vector(), reference.to_vector()) < tol);
+      fused.backward(cot);
+      reference.backward(cot);
+      CHECK(relative_error(xa.grad().to_vector(), xb.grad().to_vector()) < tol);
+      // Element (b, n, h·D + d) of x lands at (b, h, n, d): x > 0 maps to x + 1.
+      const std::vector<double> xv = x0.to_vector(), yv = fused.to_vector();
+      const int64_t b = 1, n = 4, h = 2, d = D - 1;
+      const double xe = xv[static_cast<size_t>((b * N + n) * H * D + h * D + d)];
+      const double ye = yv[static_cast<size_t>(((b * H + h) * N + n) * D + d)];
+      CHECK(ye == doctest::Approx(xe > 0 ? xe + 1 : std::exp(xe)).epsilon(tol));
+    }
 }
 
 TEST_CASE("linear attention records one named node, only when an input requires grad") {
