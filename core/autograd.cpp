@@ -84,6 +84,41 @@ Tensor sum_gradients(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+namespace {
+
+// True when `t` is the only handle on its elements (no other tensor, view or hook shares
+// them), so that the engine may add into it.
+bool sole_handle(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1;
+}
+
+// slot ← slot + g for the gradient buffer of one node. On the CPU the sum goes into
+// whichever side is the sole handle on its elements, saving a fresh buffer and the memory
+// traffic of writing one; otherwise (or when neither is) into a new tensor.
+void accumulate(Tensor& slot, Tensor g) {
+  if (!slot.defined()) {
+    slot = std::move(g);
+    return;
+  }
+  if (slot.device().is_cuda() || slot.shape() != g.shape() || slot.dtype() != g.dtype() ||
+      slot.device() != g.device() || !(sole_handle(slot) || sole_handle(g))) {
+    slot = sum_gradients(slot, g);
+    return;
+  }
+  if (!sole_handle(slot)) std::swap(slot, g);
+  dispatch(slot.dtype(), [&]<class T>() {
+    T* x = slot.data<T>();
+    const T* y = g.data<T>();
+    parallel_for(slot.numel(), 1, [=](int64_t begin, int64_t end) {
+      T* __restrict px = x;
+      const T* __restrict py = y;
+      for (int64_t i = begin; i < end; ++i) px[i] += py[i];
+    });
+  });
+}
+
+}  // namespace
+
 bool any_requires_grad(std::initializer_list<Tensor> inputs) {
   if (!GradMode::enabled()) return false;
   for (const Tensor& t : inputs)
@@ -191,10 +226,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       for (size_t i = 0; i < node->next.size(); ++i) {
         Node* next = node->next[i].get();
         if (!next) continue;
-        if (i < input_grads.size() && input_grads[i].defined()) {
-          Tensor& slot = buffer[next];
-          slot = slot.defined() ? sum_gradients(slot, input_grads[i]) : input_grads[i];
-        }
+        if (i < input_grads.size() && input_grads[i].defined())
+          accumulate(buffer[next], std::move(input_grads[i]));
         if (--consumers[next] == 0) ready.push(next);
       }
     }

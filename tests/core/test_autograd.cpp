@@ -116,6 +116,35 @@ TEST_CASE("autograd: leaf gradients do not alias each other or the graph's tenso
   CHECK(g.to_vector() == Vec{0.5, 0.25});
 }
 
+TEST_CASE("autograd: sums of gradients go in place only into a buffer nothing else holds") {
+  // b = a + c hands one gradient tensor to both a and c (c = 5a); a's second gradient, 5g,
+  // then arrives while c's buffer (and b's retained gradient, and the cotangent) still hold
+  // the first. The engine may add into 5g (held by nobody else), never into g.
+  Tensor x = leaf(kX);
+  Tensor a = x * 2.0;
+  Tensor c = a * 5.0;
+  Tensor b = a + c;
+  b.retain_grad();
+  Tensor seen_on_c;
+  c.register_hook([&](const Tensor& g) {
+    seen_on_c = g;
+    return Tensor();
+  });
+  const Tensor cot = values(kC);
+  b.backward(cot);
+  check_values(x.grad(), {kC[0] * 12, kC[1] * 12, kC[2] * 12});
+  check_values(b.grad(), kC);
+  check_values(seen_on_c, kC);
+  CHECK(cot.to_vector() == kC);
+
+  // A shared subexpression used three times: the first sum goes into the first fresh
+  // gradient, the second into that sum; the values are those of the plain sums.
+  Tensor y = leaf(kX);
+  Tensor h = y * y;
+  (h * 2.0 + h * 3.0 + h * 4.0).backward(values(kC));
+  check_values(y.grad(), {kC[0] * 9 * 2 * kX[0], kC[1] * 9 * 2 * kX[1], kC[2] * 9 * 2 * kX[2]});
+}
+
 TEST_CASE("autograd: hooks observe and replace gradients, on leaves and non-leaves") {
   SUBCASE("observe on a leaf") {
     Tensor x = leaf(kX);
