@@ -11,7 +11,9 @@
 // docs/math.md §1; linear: §2; momentum: §3 is plain causal linear attention minus β times a
 // decayed one, so it is one more mix()) and one entry in the table of make_attention().
 // Kinds whose block is not "project, mix, project" (Mega's gated EMA attention) override
-// forward() instead. The recurrent form for generation fits the same split: a kind adds its
+// forward() instead. forward() hands the projections to mix_projections(), which splits
+// them and calls mix(); the kinds with the elu + 1 map override it to map q and k straight
+// into the heads' layout (one pass instead of a split and a map). The recurrent form for generation fits the same split: a kind adds its
 // per-layer state (state_layout) and a mix_step() that mixes one position against it;
 // step() projects through the same qkv_proj, out_proj and dropout as forward(), where one
 // position's [B,1,H·D] is [B,H,D] by a free reshape.
