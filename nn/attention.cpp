@@ -170,6 +170,14 @@ Tensor Attention::project(const Tensor& x, int64_t which) const {
 }
 
 Tensor Attention::forward(const Tensor& x) {
+  return dropout->forward(sublayer(x));
+}
+
+Tensor Attention::forward_residual(const Tensor& residual, const Tensor& x) {
+  return dropout->forward_add(sublayer(x), residual);
+}
+
+Tensor Attention::sublayer(const Tensor& x) {
   check_rank("Attention", "x", x, 3, "[B, N, d]");
   POLYAK_CHECK(x.size(2) == config_.d_model, "Attention: x has shape ", x.shape(),
                ", expected [B, N, ", config_.d_model, "]");
@@ -178,7 +186,7 @@ Tensor Attention::forward(const Tensor& x) {
     return probe(names[i], project(x, i));
   };
   Tensor y = mix_projections(projected(0), projected(1), projected(2));  // [B, H, N, D]
-  return dropout->forward(out_proj->forward(probe("out", merge_heads(y))));
+  return out_proj->forward(probe("out", merge_heads(y)));
 }
 
 Tensor Attention::mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) {

@@ -11,12 +11,12 @@
 // docs/math.md §1; linear: §2; momentum: §3 is plain causal linear attention minus β times a
 // decayed one, so it is one more mix()) and one entry in the table of make_attention().
 // Kinds whose block is not "project, mix, project" (Mega's gated EMA attention) override
-// forward() instead. forward() hands the projections to mix_projections(), which splits
-// them and calls mix(); the kinds with the elu + 1 map override it to map q and k straight
-// into the heads' layout (one pass instead of a split and a map). The recurrent form for generation fits the same split: a kind adds its
-// per-layer state (state_layout) and a mix_step() that mixes one position against it;
-// step() projects through the same qkv_proj, out_proj and dropout as forward(), where one
-// position's [B,1,H·D] is [B,H,D] by a free reshape.
+// sublayer(), the block before its closing dropout, instead. forward() hands the projections to
+// mix_projections(), which splits them and calls mix(); the kinds with the elu + 1 map override it
+// to map q and k straight into the heads' layout (one pass instead of a split and a map). The
+// recurrent form for generation fits the same split: a kind adds its per-layer state (state_layout)
+// and a mix_step() that mixes one position against it; step() projects through the same qkv_proj,
+// out_proj and dropout as forward(), where one position's [B,1,H·D] is [B,H,D] by a free reshape.
 //
 //   x [B,1,d] ─qkv_proj→ q, k, v [B,H,D] ─mix_step (the kind, state)→ [B,H,D]
 //             ─reshape→ [B,1,H·D] ─out_proj→ dropout → [B,1,d]
@@ -144,9 +144,12 @@ class Attention : public Module {
  public:
   Attention(const AttentionConfig& config, Generator& gen);
 
-  // x [B, N, d] → [B, N, d].
-  virtual Tensor forward(const Tensor& x);
+  // x [B, N, d] → [B, N, d]: dropout(sublayer(x)).
+  Tensor forward(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
+  // residual + forward(x), the closing dropout and the sum in one pass (a residual
+  // connection's join).
+  Tensor forward_residual(const Tensor& residual, const Tensor& x);
 
   const AttentionConfig& config() const { return config_; }
 
@@ -180,6 +183,9 @@ class Attention : public Module {
   // naming `fn`. Returns B.
   int64_t check_step(const char* fn, const Tensor& x, const AttentionState& state) const;
 
+  // The block before its closing dropout, x [B, N, d] → [B, N, d]: project, mix, project.
+  // Kinds whose block is another (Mega, TransNormer's NormAttention) override it.
+  virtual Tensor sublayer(const Tensor& x);
   // The kind: q, k, v [B, H, N, D] → [B, H, N, D].
   virtual Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) = 0;
   // What forward() calls: q, k, v [B, N, H·D] as the projections make them → [B, H, N, D].

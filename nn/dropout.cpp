@@ -15,4 +15,8 @@ Tensor Dropout::forward(const Tensor& x) {
   return dropout(x, p, true, generator);
 }
 
+Tensor Dropout::forward_add(const Tensor& x, const Tensor& residual) {
+  return dropout_add(x, residual, p, is_training(), generator);
+}
+
 }  // namespace polyak

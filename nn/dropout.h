@@ -15,6 +15,8 @@ class Dropout : public Module {
 
   Tensor forward(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
+  // residual + forward(x), in one pass when training (dropout_add: the same draws).
+  Tensor forward_add(const Tensor& x, const Tensor& residual);
 
   double p;
   Generator generator;

@@ -27,12 +27,19 @@ FeedForward::FeedForward(int64_t dim, int64_t hidden, const std::string& activat
 }
 
 Tensor FeedForward::forward(const Tensor& x) {
+  return dropout->forward(sublayer(x));
+}
+
+Tensor FeedForward::forward_residual(const Tensor& residual, const Tensor& x) {
+  return dropout->forward_add(sublayer(x), residual);
+}
+
+Tensor FeedForward::sublayer(const Tensor& x) {
   Tensor h = linear1->forward(x);
   // ReLU, dropout and the second layer as one node (plain relu in eval mode or with p = 0).
-  Tensor y = relu_ ? relu_dropout_linear(h, dropout->p, dropout->is_training(), dropout->generator,
-                                         linear2->weight, linear2->bias)
-                   : linear2->forward(dropout->forward(gelu(h)));
-  return dropout->forward(y);
+  return relu_ ? relu_dropout_linear(h, dropout->p, dropout->is_training(), dropout->generator,
+                                     linear2->weight, linear2->bias)
+               : linear2->forward(dropout->forward(gelu(h)));
 }
 
 }  // namespace polyak

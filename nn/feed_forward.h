@@ -28,6 +28,8 @@ class FeedForward : public Module {
   // x [..., dim] → [..., dim].
   Tensor forward(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
+  // residual + forward(x), the closing dropout and the sum in one pass.
+  Tensor forward_residual(const Tensor& residual, const Tensor& x);
 
   std::shared_ptr<Linear> linear1;  // dim → hidden
   std::shared_ptr<Linear> linear2;  // hidden → dim
@@ -35,7 +37,8 @@ class FeedForward : public Module {
   std::string activation;
 
  private:
-  bool relu_;  // activation == "relu" (else gelu), decided once
+  Tensor sublayer(const Tensor& x);  // the block before its closing dropout
+  bool relu_;                        // activation == "relu" (else gelu), decided once
 };
 
 }  // namespace polyak

@@ -106,7 +106,7 @@ Tensor MegaAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
   return o.reshape({B, H, N, v.size(3)});
 }
 
-Tensor MegaAttention::forward(const Tensor& x) {
+Tensor MegaAttention::sublayer(const Tensor& x) {
   const char* fn = "MegaAttention::forward";
   const int64_t d = config_.d_model;
   check_rank(fn, "x", x, 3, "[B, N, d]");
@@ -134,7 +134,7 @@ Tensor MegaAttention::forward(const Tensor& x) {
   auto head = [&](const Tensor& t) { return t.reshape({B, 1, N, t.size(2)}); };  // H = 1
   Tensor o = mix(head(probe("q", g.q)), head(probe("k", g.k)), head(probe("v", g.v)));
   o = o.reshape({B, N, o.size(3)});
-  return dropout->forward(output(x, g, probe("out", o)));
+  return output(x, g, probe("out", o));
 }
 
 std::vector<Attention::StateSlot> MegaAttention::state_layout(int64_t batch) const {

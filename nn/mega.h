@@ -50,8 +50,8 @@ class MegaAttention final : public Attention {
  public:
   MegaAttention(const AttentionConfig& config, Generator& gen);
 
-  // x [B, N, d] → [B, N, d].
-  Tensor forward(const Tensor& x) override;
+  // x [B, N, d] → [B, N, d], before the closing dropout.
+  Tensor sublayer(const Tensor& x) override;
   // x [B, 1, d] → [B, 1, d]: row state.position of forward() on the whole prefix.
   Tensor step(const Tensor& x, AttentionState& state) override;
 

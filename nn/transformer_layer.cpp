@@ -149,6 +149,16 @@ Tensor TransformerLayer::block(const Tensor& x, LayerCarry& carry, Attend&& atte
 }
 
 Tensor TransformerLayer::forward(const Tensor& x, LayerCarry& carry) {
+  if (dynamic_cast<const ResidualConnection*>(connection.get())) {
+    // The plain residual joins each sublayer's output to the stream in the pass of the
+    // sublayer's closing dropout (dropout_add): the same values as block().
+    if (config_.pre_norm) {
+      Tensor h = attention->forward_residual(x, norm1->forward(x));
+      return feed_forward->forward_residual(h, norm2->forward(h));
+    }
+    Tensor h = norm1->forward(attention->forward_residual(x, x));
+    return norm2->forward(feed_forward->forward_residual(h, h));
+  }
   return block(x, carry, [&](const Tensor& in) { return attention->forward(in); });
 }
 

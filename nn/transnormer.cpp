@@ -24,7 +24,7 @@ NormAttention::NormAttention(const AttentionConfig& config, Generator& gen)
   feature_width_ = feature_map->output_width(config_.resolved_head_dim());
 }
 
-Tensor NormAttention::forward(const Tensor& x) {
+Tensor NormAttention::sublayer(const Tensor& x) {
   check_rank("NormAttention", "x", x, 3, "[B, N, d]");
   POLYAK_CHECK(x.size(2) == config_.d_model, "NormAttention: x has shape ", x.shape(),
                ", expected [B, N, ", config_.d_model, "]");
@@ -35,7 +35,7 @@ Tensor NormAttention::forward(const Tensor& x) {
   };
   // The norm spans all heads of a position, so it runs after merge_heads: [B, N, H·D].
   Tensor y = srms_norm(merge_heads(mix(heads(0), heads(1), heads(2))), kSrmsEps);
-  return dropout->forward(out_proj->forward(probe("out", y)));
+  return out_proj->forward(probe("out", y));
 }
 
 Tensor NormAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {

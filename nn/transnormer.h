@@ -25,8 +25,9 @@ namespace polyak {
 class NormAttention final : public Attention {
  public:
   NormAttention(const AttentionConfig& config, Generator& gen);
-  // x [B, N, d] → [B, N, d]. Probes q, k, v and the normed output (the input of out_proj).
-  Tensor forward(const Tensor& x) override;
+  // x [B, N, d] → [B, N, d] before the closing dropout. Probes q, k, v and the normed
+  // output (the input of out_proj).
+  Tensor sublayer(const Tensor& x) override;
 
   std::shared_ptr<FeatureMap> feature_map;
 

@@ -18,6 +18,11 @@
 //
 // which reads two tensors and writes one, where relu's and dropout's backwards read three
 // and write two.
+//
+// dropout_add: y = r + dropout(x) in one pass with dropout's mask (a residual joined to a
+// sublayer's output), where dropout and the sum would each read and write the whole tensor:
+//
+//   dr = dy (the gradient itself, no copy)        dx = dy ⊙ m / (1 − p)
 #include <algorithm>
 #include <cmath>
 
@@ -33,11 +38,13 @@ namespace {
 // stream starting at block `first` is ≥ threshold, else 0, through the loop compiled for
 // the ISA in use. Forward and backward both call it.
 void apply_mask(const Tensor& src, Tensor& dst, const Generator& gen, uint64_t first,
-                uint32_t threshold, double scale, bool relu = false) {
+                uint32_t threshold, double scale, bool relu = false,
+                const Tensor& addend = Tensor()) {
   dispatch(src.dtype(), [&]<class T>() {
     with_active_isa([&](auto isa) {
       detail::dropout_apply<T>(isa, src.data<T>(), dst.data<T>(), src.numel(), gen.seed(), first,
-                               threshold, static_cast<T>(scale), relu);
+                               threshold, static_cast<T>(scale), relu,
+                               addend.defined() ? addend.data<T>() : nullptr);
     });
   });
 }
@@ -74,6 +81,31 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
            Tensor dx = Tensor::empty(g.shape(), g.dtype());
            apply_mask(g, dx, gen, first, threshold, scale);
            return {dx};
+         });
+  return out;
+}
+
+Tensor dropout_add(const Tensor& x, const Tensor& residual, double p, bool training,
+                   Generator& gen) {
+  constexpr const char* fn = "dropout_add";
+  check_defined(fn, "x", x);
+  check_defined(fn, "residual", residual);
+  POLYAK_CHECK(p >= 0 && p < 1, fn, ": p is ", p, ", expected p in [0, 1)");
+  POLYAK_CHECK(residual.shape() == x.shape(), fn, ": residual has shape ", residual.shape(),
+               ", expected x's ", x.shape());
+  check_same_dtype(fn, "x", x, "residual", residual);
+  check_same_device(fn, "x", x, "residual", residual);
+  if (!training || p == 0) return residual + x;
+  check_cpu(fn, "x", x);
+
+  const auto [first, threshold, scale] = draw(x, p, gen);
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  apply_mask(x, out, gen, first, threshold, scale, /*relu=*/false, residual);
+  record(out, "DropoutAddBackward", {x, residual},
+         [gen, first, threshold, scale](const Tensor& g) -> std::vector<Tensor> {
+           Tensor dx = Tensor::empty(g.shape(), g.dtype());
+           apply_mask(g, dx, gen, first, threshold, scale);
+           return {dx, g};
          });
   return out;
 }

@@ -14,24 +14,26 @@ namespace {
 // makes the view legal).
 typedef uint16_t Half __attribute__((may_alias));
 
-// dst[i] = f(src[i]) · scale where half i ≥ t, else 0; f is relu when kRelu. Locals and
-// restrict pointers, so that the compiler vectorises it.
-template <bool kRelu, class T>
-void mask_chunk(const T* __restrict src, T* __restrict dst, const Half* __restrict halves,
-                int64_t count, int32_t t, T scale) {
+// dst[i] = f(src[i]) · scale where half i ≥ t, else 0; f is relu when kRelu; with kAdd,
+// plus addend[i]. Locals and restrict pointers, so that the compiler vectorises it.
+template <bool kRelu, bool kAdd, class T>
+void mask_chunk(const T* __restrict src, T* __restrict dst, const T* __restrict addend,
+                const Half* __restrict halves, int64_t count, int32_t t, T scale) {
 #pragma omp simd
   for (int64_t i = 0; i < count; ++i) {
     const int32_t h = halves[i];
     T v = src[i];
     if constexpr (kRelu) v = v < T(0) ? T(0) : v;  // relu's select: NaN stays NaN
-    dst[i] = v * (h >= t ? scale : T(0));
+    v *= h >= t ? scale : T(0);
+    if constexpr (kAdd) v += addend[i];
+    dst[i] = v;
   }
 }
 }  // namespace
 
 template <class T>
 void dropout_apply(POLYAK_KERNEL_ISA_TAG, const T* src, T* dst, int64_t n, uint64_t seed,
-                   uint64_t first, uint32_t threshold, T scale, bool relu) {
+                   uint64_t first, uint32_t threshold, T scale, bool relu, const T* addend) {
   constexpr int64_t kPerBlock = 8;  // four 32-bit words, eight halves
   const int64_t blocks = (n + kPerBlock - 1) / kPerBlock;
   constexpr int64_t kChunk = 64;                      // blocks per draw: 256 words on the stack
@@ -43,10 +45,13 @@ void dropout_apply(POLYAK_KERNEL_ISA_TAG, const T* src, T* dst, int64_t n, uint6
       const int64_t b0 = c * kChunk, nb = std::min(kChunk, blocks - b0);
       philox_fill(POLYAK_KERNEL_ISA_TAG{}, seed, first + static_cast<uint64_t>(b0), nb, words);
       const int64_t i0 = kPerBlock * b0, count = std::min(kPerBlock * nb, n - i0);
+      const T* add = addend ? addend + i0 : nullptr;
       if (relu)
-        mask_chunk<true>(src + i0, dst + i0, halves, count, t, scale);
+        mask_chunk<true, false>(src + i0, dst + i0, add, halves, count, t, scale);
+      else if (addend)
+        mask_chunk<false, true>(src + i0, dst + i0, add, halves, count, t, scale);
       else
-        mask_chunk<false>(src + i0, dst + i0, halves, count, t, scale);
+        mask_chunk<false, false>(src + i0, dst + i0, add, halves, count, t, scale);
     }
   });
 }
@@ -67,9 +72,9 @@ void relu_dropout_backward(POLYAK_KERNEL_ISA_TAG, const T* y, const T* g, T* dx,
 }
 
 template void dropout_apply<float>(POLYAK_KERNEL_ISA_TAG, const float*, float*, int64_t, uint64_t,
-                                   uint64_t, uint32_t, float, bool);
+                                   uint64_t, uint32_t, float, bool, const float*);
 template void dropout_apply<double>(POLYAK_KERNEL_ISA_TAG, const double*, double*, int64_t,
-                                    uint64_t, uint64_t, uint32_t, double, bool);
+                                    uint64_t, uint64_t, uint32_t, double, bool, const double*);
 template void relu_dropout_backward<float>(POLYAK_KERNEL_ISA_TAG, const float*, const float*,
                                            float*, int64_t, float);
 template void relu_dropout_backward<double>(POLYAK_KERNEL_ISA_TAG, const double*, const double*,

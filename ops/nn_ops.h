@@ -23,6 +23,10 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 // dropout(relu(x), p, training, gen) in one pass: the same draws and the same values, with a
 // backward that reads only the output and its gradient.
 Tensor relu_dropout(const Tensor& x, double p, bool training, Generator& gen);
+// residual + dropout(x, p, training, gen) in one pass: the same draws and the same values
+// (a sublayer's output x joining the residual stream).
+Tensor dropout_add(const Tensor& x, const Tensor& residual, double p, bool training,
+                   Generator& gen);
 
 // Mean cross-entropy of logits [..., V] against targets [...] over the targets not equal
 // to `ignore_index`.

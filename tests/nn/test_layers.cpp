@@ -140,6 +140,48 @@ TEST_CASE("TransformerLayer: post-norm and pre-norm compute the documented formu
   }
 }
 
+TEST_CASE("TransformerLayer: with dropout, the fused residual joins equal the composition") {
+  // Two layers from one seed, in training with p = 0.3: layer(x) (each sublayer's closing
+  // dropout and the residual sum in one pass) against the same formulas spelled out with
+  // forward(), which draws the same masks in the same order. Values and gradients agree
+  // (to rounding: the fused sum may be one multiply-add).
+  for (const char* kind : {"linear", "momentum", "mega"})
+    for (bool pre : {false, true}) {
+      INFO("kind " << std::string(kind) << (pre ? " pre-norm" : " post-norm"));
+      TransformerLayerConfig c;
+      c.attention = attention_config(kind, true);
+      c.attention.dropout = 0.3;
+      c.dropout = 0.3;
+      c.ff_dim = 12;
+      c.pre_norm = pre;
+      Generator ga(1), gb(1);
+      TransformerLayer fused(c, ga), spelled(c, gb);
+      fused.train();
+      spelled.train();
+      Generator data(5);
+      const Tensor x0 = Tensor::randn({2, 6, 8}, data);
+      const Tensor cot = Tensor::randn({2, 6, 8}, data);
+      Tensor xa = x0.clone().requires_grad_(), xb = x0.clone().requires_grad_();
+      Tensor ya = fused(xa), yb;
+      if (pre) {
+        Tensor h = xb + spelled.attention->forward(spelled.norm1->forward(xb));
+        yb = h + spelled.feed_forward->forward(spelled.norm2->forward(h));
+      } else {
+        Tensor h = spelled.norm1->forward(xb + spelled.attention->forward(xb));
+        yb = spelled.norm2->forward(h + spelled.feed_forward->forward(h));
+      }
+      CHECK(max_abs_diff(ya, yb) < 1e-6);  // a fused multiply-add may round the sum once
+      ya.backward(cot);
+      yb.backward(cot);
+      CHECK(max_abs_diff(xa.grad(), xb.grad()) < 1e-5);
+      CHECK(max_abs_diff(fused.feed_forward->linear1->weight.grad(),
+                         spelled.feed_forward->linear1->weight.grad()) < 1e-5);
+      // Dropout is on: some of the stream's values differ from the dropout-free layer's.
+      fused.eval();
+      CHECK(max_abs_diff(fused(x0), ya.detach()) > 1e-3);
+    }
+}
+
 TEST_CASE("attention: every kind maps [B,N,d] to [B,N,d]; head_dim may differ from d/H") {
   for (const std::string& kind : attention_kinds()) {
     for (bool causal : {true, false}) {

@@ -68,6 +68,12 @@ TEST_CASE("nn ops: gradcheck") {
          Generator gen(7);
          return relu_dropout(in[0], 0.3, true, gen);
        }},
+      {"dropout_add with a fixed seed",
+       {{4, 5}, {4, 5}},
+       [](const std::vector<Tensor>& in) {
+         Generator gen(7);
+         return dropout_add(in[0], in[1], 0.3, true, gen);
+       }},
       {"cross_entropy with ignore_index",
        {{4, 5}},
        [](const std::vector<Tensor>& in) {
@@ -226,6 +232,63 @@ TEST_CASE("relu_dropout: the values and gradients of dropout(relu(x)), the same 
   CHECK(unused.offset() == 0);
   CHECK_THROWS_WITH_AS(relu_dropout(x, 1.0, true, unused),
                        "relu_dropout: p is 1, expected p in [0, 1)", Error);
+}
+
+TEST_CASE("dropout_add: residual + dropout(x) in one pass, the same draws") {
+  for (DType dtype : {DType::f32, DType::f64}) {
+    INFO("dtype " << dtype);
+    Generator data(13);
+    const Tensor x0 = Tensor::randn({37, 29}, data, dtype);  // ragged: not a whole block
+    const Tensor r0 = Tensor::randn({37, 29}, data, dtype);
+    const Tensor cot = Tensor::randn({37, 29}, data, dtype);
+    Tensor xa = x0.clone().requires_grad_(), ra = r0.clone().requires_grad_();
+    Tensor xb = x0.clone().requires_grad_(), rb = r0.clone().requires_grad_();
+    Generator ga(5), gb(5);
+    Tensor fused = dropout_add(xa, ra, 0.4, true, ga);
+    Tensor reference = rb + dropout(xb, 0.4, true, gb);
+    CHECK(ga.offset() == gb.offset());
+    CHECK(fused.grad_fn()->name() == "DropoutAddBackward");
+    // The same draws; the sum may round once where the reference rounds twice (a fused
+    // multiply-add), so the values agree to the last bit or so.
+    const std::vector<double> fv = fused.to_vector(), refv = reference.to_vector();
+    const double tol = dtype == DType::f32 ? 1e-6 : 1e-15;
+    for (size_t i = 0; i < fv.size(); ++i)
+      CHECK(std::abs(fv[i] - refv[i]) <= tol * (1 + std::abs(refv[i])));
+    fused.backward(cot);
+    reference.backward(cot);
+    CHECK(xa.grad().to_vector() == xb.grad().to_vector());
+    CHECK(ra.grad().to_vector() == cot.to_vector());
+    // Dropped elements are the residual alone, and get no gradient through x.
+    int64_t dropped = 0;
+    const std::vector<double> rv = r0.to_vector(), dx = xa.grad().to_vector();
+    for (size_t i = 0; i < fv.size(); ++i)
+      if (dx[i] == 0.0) {
+        ++dropped;
+        CHECK(fv[i] == rv[i]);
+      }
+    CHECK(dropped > 37 * 29 / 4);
+    CHECK(dropped < 37 * 29 * 6 / 10);
+  }
+  // Not training, or p = 0: residual + x, and no draw.
+  Generator unused(3);
+  Tensor x = Tensor::from({1.0, 2.0}, DType::f64), r = Tensor::from({10.0, 20.0}, DType::f64);
+  CHECK(dropout_add(x, r, 0.5, false, unused).to_vector() == std::vector<double>{11, 22});
+  CHECK(dropout_add(x, r, 0.0, true, unused).to_vector() == std::vector<double>{11, 22});
+  CHECK(unused.offset() == 0);
+  check_error([&] { dropout_add(x, r, 1.0, true, unused); },
+              {"dropout_add: p is 1, expected p in [0, 1)"});
+  check_error(
+      [&] {
+        dropout_add(x, Tensor::from({1.0, 2.0, 3.0}, DType::f64), 0.5, true, unused);
+      },
+      {"dropout_add: residual has shape [3], expected x's [2]"});
+  check_error(
+      [&] {
+        dropout_add(x, Tensor::from({1.0, 2.0}), 0.5, true, unused);
+      },
+      {"dropout_add", "residual", "f32"});
+  check_error([&] { dropout_add(Tensor(), r, 0.5, true, unused); }, {"dropout_add", "x"});
+  CHECK(unused.offset() == 0);
 }
 
 TEST_CASE("cross_entropy: values") {
