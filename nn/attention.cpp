@@ -332,14 +332,15 @@ LinearAttention::LinearAttention(const AttentionConfig& config, Generator& gen)
 
 Tensor LinearAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
   if (is_training()) feature_map->advance();
-  return attend(feature_map->forward(q), feature_map->forward(k), v);
+  Tensor fq = feature_map->forward(q), fk = feature_map->forward(k);
+  return attend(fq, fk, v);
 }
 
 Tensor LinearAttention::mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) {
   if (is_training()) feature_map->advance();
   const int64_t H = config_.heads;
-  return attend(feature_map->forward_heads(q, H), feature_map->forward_heads(k, H),
-                split_heads(v, H));
+  Tensor fq = feature_map->forward_heads(q, H), fk = feature_map->forward_heads(k, H);
+  return attend(fq, fk, split_heads(v, H));
 }
 
 Tensor LinearAttention::attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const {
@@ -367,14 +368,15 @@ MomentumAttention::MomentumAttention(const AttentionConfig& config, Generator& g
 
 Tensor MomentumAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
   if (is_training()) feature_map->advance();
-  return attend(feature_map->forward(q), feature_map->forward(k), v);
+  Tensor fq = feature_map->forward(q), fk = feature_map->forward(k);
+  return attend(fq, fk, v);
 }
 
 Tensor MomentumAttention::mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) {
   if (is_training()) feature_map->advance();
   const int64_t H = config_.heads;
-  return attend(feature_map->forward_heads(q, H), feature_map->forward_heads(k, H),
-                split_heads(v, H));
+  Tensor fq = feature_map->forward_heads(q, H), fk = feature_map->forward_heads(k, H);
+  return attend(fq, fk, split_heads(v, H));
 }
 
 Tensor MomentumAttention::attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const {

@@ -11,7 +11,7 @@
 // docs/math.md §1; linear: §2; momentum: §3 is plain causal linear attention minus β times a
 // decayed one, so it is one more mix()) and one entry in the table of make_attention().
 // Kinds whose block is not "project, mix, project" (Mega's gated EMA attention) override
-// sublayer(), the block before its closing dropout, instead. forward() hands the projections to
+// sublayer(), the block before its closing dropout, instead. sublayer() hands the projections to
 // mix_projections(), which splits them and calls mix(); the kinds with the elu + 1 map override it
 // to map q and k straight into the heads' layout (one pass instead of a split and a map). The
 // recurrent form for generation fits the same split: a kind adds its per-layer state (state_layout)
@@ -175,7 +175,7 @@ class Attention : public Module {
 
  protected:
   // Kinds that build their own block (Mega) pass projections = false: no qkv_proj and no
-  // out_proj are made (both stay null); they override forward() and step().
+  // out_proj are made (both stay null); they override sublayer() and step().
   Attention(const AttentionConfig& config, Generator& gen, bool projections);
 
   // Everything step() checks before it mixes: recurrent module, x [B, 1, d], and a state
@@ -210,7 +210,7 @@ class Attention : public Module {
 
   // Every forward() calls this on its q, k, v ("q", "k", "v") and its mixed output
   // ("out") when inspection is on: registers a hook that stores the gradient's norm.
-  // Returns `t`. Kinds that override forward() call it too.
+  // Returns `t`. Kinds that override sublayer() call it too.
   const Tensor& probe(const char* which, const Tensor& t);
 
   // q (0), k (1) or v (2): x [B, N, d] → [B, N, H·D] through its rows of qkv_proj. Shared
