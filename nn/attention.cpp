@@ -324,24 +324,27 @@ Tensor SoftmaxAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor
   return softmax_attention_step(q, k, v, state.tensors[0], state.tensors[1], length);
 }
 
-LinearAttention::LinearAttention(const AttentionConfig& config, Generator& gen)
+FeatureMapAttention::FeatureMapAttention(const AttentionConfig& config, Generator& gen)
     : Attention(config, gen) {
   feature_map = register_module("feature_map", make_feature_map(config_, gen));
   feature_width_ = feature_map->output_width(config_.resolved_head_dim());
 }
 
-Tensor LinearAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
+Tensor FeatureMapAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
   if (is_training()) feature_map->advance();
   Tensor fq = feature_map->forward(q), fk = feature_map->forward(k);
   return attend(fq, fk, v);
 }
 
-Tensor LinearAttention::mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) {
+Tensor FeatureMapAttention::mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) {
   if (is_training()) feature_map->advance();
   const int64_t H = config_.heads;
   Tensor fq = feature_map->forward_heads(q, H), fk = feature_map->forward_heads(k, H);
   return attend(fq, fk, split_heads(v, H));
 }
+
+LinearAttention::LinearAttention(const AttentionConfig& config, Generator& gen)
+    : FeatureMapAttention(config, gen) {}
 
 Tensor LinearAttention::attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const {
   return config_.causal ? causal_linear_attention(fq, fk, v, config_.eps)
@@ -361,23 +364,7 @@ Tensor LinearAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor&
 }
 
 MomentumAttention::MomentumAttention(const AttentionConfig& config, Generator& gen)
-    : Attention(config, gen) {
-  feature_map = register_module("feature_map", make_feature_map(config_, gen));
-  feature_width_ = feature_map->output_width(config_.resolved_head_dim());
-}
-
-Tensor MomentumAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
-  if (is_training()) feature_map->advance();
-  Tensor fq = feature_map->forward(q), fk = feature_map->forward(k);
-  return attend(fq, fk, v);
-}
-
-Tensor MomentumAttention::mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) {
-  if (is_training()) feature_map->advance();
-  const int64_t H = config_.heads;
-  Tensor fq = feature_map->forward_heads(q, H), fk = feature_map->forward_heads(k, H);
-  return attend(fq, fk, split_heads(v, H));
-}
+    : FeatureMapAttention(config, gen) {}
 
 Tensor MomentumAttention::attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const {
   const double beta = config_.beta, gamma = config_.gamma, eps = config_.eps;

@@ -12,11 +12,12 @@
 // decayed one, so it is one more mix()) and one entry in the table of make_attention().
 // Kinds whose block is not "project, mix, project" (Mega's gated EMA attention) override
 // sublayer(), the block before its closing dropout, instead. sublayer() hands the projections to
-// mix_projections(), which splits them and calls mix(); the kinds with the elu + 1 map override it
-// to map q and k straight into the heads' layout (one pass instead of a split and a map). The
-// recurrent form for generation fits the same split: a kind adds its per-layer state (state_layout)
-// and a mix_step() that mixes one position against it; step() projects through the same qkv_proj,
-// out_proj and dropout as forward(), where one position's [B,1,H·D] is [B,H,D] by a free reshape.
+// mix_projections(), which splits them and calls mix(); the feature-map kinds (FeatureMapAttention)
+// override it to map q and k straight into the heads' layout (one pass instead of a split and a
+// map). The recurrent form for generation fits the same split: a kind adds its per-layer state
+// (state_layout) and a mix_step() that mixes one position against it; step() projects through the
+// same qkv_proj, out_proj and dropout as forward(), where one position's [B,1,H·D] is [B,H,D] by a
+// free reshape.
 //
 //   x [B,1,d] ─qkv_proj→ q, k, v [B,H,D] ─mix_step (the kind, state)→ [B,H,D]
 //             ─reshape→ [B,1,H·D] ─out_proj→ dropout → [B,1,d]
@@ -189,8 +190,8 @@ class Attention : public Module {
   // The kind: q, k, v [B, H, N, D] → [B, H, N, D].
   virtual Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) = 0;
   // What forward() calls: q, k, v [B, N, H·D] as the projections make them → [B, H, N, D].
-  // Splits them into heads and calls mix(); a kind that can fold the split into its own
-  // first pass over q and k (the elu + 1 map) overrides it.
+  // Splits them into heads and calls mix(); FeatureMapAttention folds the split of q and k
+  // into the feature map's pass.
   virtual Tensor mix_projections(const Tensor& q, const Tensor& k, const Tensor& v);
   // The kind's recurrent step: q, k, v [B, H, D] (one position) → [B, H, D]. `state` has
   // been checked against initial_state's layout.
@@ -236,45 +237,50 @@ class SoftmaxAttention final : public Attention {
   std::vector<StateSlot> state_layout(int64_t batch) const override;
 };
 
-// φ(q)ᵀ S / (φ(q)ᵀ z + eps), causal or not — docs/math.md §2.
-class LinearAttention final : public Attention {
+// The kinds that mix φ(q), φ(k) through a feature map (linear, momentum): the map, the width
+// D' it produces, and the two ways in, which share attend().
+class FeatureMapAttention : public Attention {
  public:
-  LinearAttention(const AttentionConfig& config, Generator& gen);
-
   std::shared_ptr<FeatureMap> feature_map;
 
  protected:
+  FeatureMapAttention(const AttentionConfig& config, Generator& gen);
+  // attend(φ(q), φ(k), v) on q, k, v [B, H, N, D].
   Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) override;
+  // The same from the projections [B, N, H·D]: φ maps q and k straight into the heads'
+  // layout (FeatureMap::forward_heads).
   Tensor mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) override;
+  // The kind on φ(q), φ(k) [B, H, N, D'] and v [B, H, N, D].
+  virtual Tensor attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const = 0;
+
+  int64_t feature_width_ = 0;  // D': the width of φ(q), φ(k), the state's key axis
+};
+
+// φ(q)ᵀ S / (φ(q)ᵀ z + eps), causal or not — docs/math.md §2.
+class LinearAttention final : public FeatureMapAttention {
+ public:
+  LinearAttention(const AttentionConfig& config, Generator& gen);
+
+ protected:
+  Tensor attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const override;
   Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
                   AttentionState& state) override;
   std::vector<StateSlot> state_layout(int64_t batch) const override;
-
- private:
-  Tensor attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const;  // on φ(q), φ(k)
-  int64_t feature_width_ = 0;  // D': the width of φ(q), φ(k), the state's key axis
 };
 
 // Momentum attention, causal (eq. 12–13) or not (eq. 14), on φ(q), φ(k) — docs/math.md §3.
 // The recurrent form is eq. 12, which only the "exact" weighting computes in parallel: a
 // module with the "reference" weighting has no recurrent form (initial_state throws).
-class MomentumAttention final : public Attention {
+class MomentumAttention final : public FeatureMapAttention {
  public:
   MomentumAttention(const AttentionConfig& config, Generator& gen);
 
-  std::shared_ptr<FeatureMap> feature_map;
-
  protected:
-  Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) override;
-  Tensor mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) override;
+  Tensor attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const override;
   Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
                   AttentionState& state) override;
   std::vector<StateSlot> state_layout(int64_t batch) const override;
   void check_recurrent(const char* fn) const override;
-
- private:
-  Tensor attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const;  // on φ(q), φ(k)
-  int64_t feature_width_ = 0;  // D': the width of φ(q), φ(k), the state's key axis
 };
 
 // The kinds make_attention() builds, in the order of its table.
