@@ -130,14 +130,8 @@ TransformerConfig model_config(const std::string& kind, int64_t n) {
 double attention_weights_bytes(const TransformerConfig& c, int64_t n) {
   double bytes = 0;
   for (int64_t layer = 0; layer < c.layers; ++layer) {
-    const std::string kind = c.layer_config(layer).attention.kind;
-    const auto heads = static_cast<double>(c.heads), rows = static_cast<double>(kBatch * n);
-    const auto block = static_cast<double>(std::min(c.block_size, n));
-    if (kind == "softmax") bytes += heads * rows * static_cast<double>(n) * 4;
-    if (kind == "mega") bytes += rows * static_cast<double>(n) * 4;
-    if (kind == "mega-chunk") bytes += rows * block * 4;
-    if (kind == "diag") bytes += heads * rows * block * 4;
-    if (kind == "linformer") bytes += heads * rows * static_cast<double>(c.linformer_k) * 4;
+    const AttentionConfig a = c.layer_config(layer).attention;
+    bytes += kBatch * attention_spec(a.kind).kept_bytes(a, n);
   }
   return bytes;
 }

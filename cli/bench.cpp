@@ -13,6 +13,7 @@
 #include "polyak/core/cpu.h"
 #include "polyak/core/files.h"
 #include "polyak/core/threads.h"
+#include "polyak/nn/kinds.h"
 #include "polyak/ops/gemm_kernel.h"
 #include "polyak/optim/clip.h"
 #include "polyak/optim/radam.h"
@@ -145,41 +146,11 @@ std::string version_text() {
 double forward_flops(const TransformerConfig& c, int64_t batch, int64_t length) {
   const double tokens = static_cast<double>(batch * length);
   const double d = static_cast<double>(c.d_model), ff = static_cast<double>(c.resolved_ff_dim());
-  const double h = static_cast<double>(c.heads), dh = static_cast<double>(c.resolved_head_dim());
-  const double n = static_cast<double>(length);
-  // Keys a query sees on average: all of them, or (when causal) half plus one.
-  auto keys = [&](double window) { return c.causal ? (window + 1) / 2 : window; };
-  const double block = std::min(static_cast<double>(c.block_size), n);
   double per_token = 0;
   for (int64_t layer = 0; layer < c.layers; ++layer) {
-    const std::string kind = c.layer_config(layer).attention.kind;
-    per_token += 2 * 2 * d * ff;  // feed-forward
-    if (kind == "mega" || kind == "mega-chunk") {
-      // Mega's own block (nn/mega.h): V, the [2d + z + v] gate projection, W_h, the EMA
-      // (n dimensions per channel, a multiply-add each way) and one head of attention.
-      const double z = static_cast<double>(c.mega_z_dim), ema = static_cast<double>(c.mega_ema_dim);
-      const double v = c.mega_v_dim > 0 ? static_cast<double>(c.mega_v_dim) : d;
-      per_token += 2 * d * v + 2 * d * (2 * d + z + v) + 2 * v * d + 4 * d * ema;
-      per_token += (2 * z + 2 * v) * keys(kind == "mega" ? n : block);
-      continue;
-    }
-    per_token += 2 * d * 3 * h * dh  // q, k, v projections
-                 + 2 * h * dh * d;   // output projection
-    if (kind == "softmax")
-      per_token += h * (2 * dh + 2 * dh) * keys(n);  // QKᵀ and PV
-    else if (kind == "diag")
-      per_token += h * (2 * dh + 2 * dh) * keys(block);
-    else if (kind == "linformer")  // E K and F V, then attention over k positions
-      per_token += h * (2 * dh + 2 * dh) * static_cast<double>(c.linformer_k) * 2;
-    else if (kind == "performer") {
-      // FAVOR+ maps q and k through m random features, then linear attention of width m.
-      const double m = static_cast<double>(c.performer_features);
-      per_token += h * (2 * 2 * dh * m + 2 * m * dh + 2 * m * dh + 4 * m);
-    } else {
-      per_token += h * (2 * dh * dh + 2 * dh * dh + 4 * dh);  // state update, readout, z
-    }
-    // Momentum attention adds a decayed numerator beside the plain one (docs/math.md §3).
-    if (kind == "momentum") per_token += h * (2 * dh * dh + 2 * dh * dh);
+    const AttentionConfig a = c.layer_config(layer).attention;
+    per_token += 2 * 2 * d * ff  // feed-forward
+                 + attention_spec(a.kind).flops(a, length);
   }
   const double head = 2 * d * static_cast<double>(c.vocab);
   return tokens * (per_token + head);

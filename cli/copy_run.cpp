@@ -55,13 +55,6 @@ nlohmann::json config_json(const TrainOptions& o, const TransformerConfig& c) {
           {"threads", num_threads()},
           {"eval_every", o.eval_every},
           {"eval_batches", o.eval_batches},
-          {"momentum",
-           {{"beta", c.momentum_beta},
-            {"gamma", c.momentum_gamma},
-            {"weighting", c.momentum_weighting},
-            {"connection_beta", c.connection_beta},
-            {"connection_gamma", c.connection_gamma},
-            {"connection_delta", c.connection_delta}}},
           // Every field of the model's config, as the checkpoint stores it.
           {"transformer", nlohmann::json::parse(config_to_json(c))}};
 }

@@ -10,6 +10,7 @@
 #include "polyak/core/autograd.h"
 #include "polyak/core/error.h"
 #include "polyak/core/files.h"
+#include "polyak/nn/kinds.h"
 
 namespace polyak::cli {
 namespace {
@@ -58,14 +59,14 @@ std::vector<ExperimentRun> experiment_runs(const ExperimentOptions& e) {
   } else if (e.study == "beta") {
     for (double v : e.values) {
       TrainOptions o = e.train;
-      o.beta = v;
+      o.kind_flags["--beta"] = v;
       add("beta-" + number_text(v), "β = " + number_text(v), o);
     }
   } else if (e.study == "connection") {
     for (double v : e.values) {
       TrainOptions o = e.train;
       o.model = "momentum-connection";
-      o.conn_beta = v;
+      o.kind_flags["--conn-beta"] = v;
       add("conn-beta-" + number_text(v), "β̃ = " + number_text(v), o);
     }
     TrainOptions o = e.train;
@@ -129,16 +130,28 @@ std::string figure_name(const ExperimentOptions& e) {
   return e.study == "compare" ? "figure1.png" : "ablate-" + e.study + ".png";
 }
 
+namespace {
+
+// The number a kind flag has in `o`: given, or its field's default.
+double flag_number(const TrainOptions& o, const std::string& flag) {
+  auto it = o.kind_flags.find(flag);
+  const ParamValue v =
+      it != o.kind_flags.end() ? it->second : fields_of_flag(flag).front()->default_value;
+  return std::get<double>(convert_param(v, 0.0, flag));
+}
+
+}  // namespace
+
 std::string figure_title(const ExperimentOptions& e) {
   const TrainOptions& o = e.train;
   std::ostringstream os;
   if (e.study == "compare")
     os << "Copy task: model kinds";
   else if (e.study == "beta")
-    os << "Copy task: " << o.model << ", momentum attention's β (γ = " << number_text(o.gamma)
-       << ")";
+    os << "Copy task: " << o.model
+       << ", momentum attention's β (γ = " << number_text(flag_number(o, "--gamma")) << ")";
   else
-    os << "Copy task: momentum connection's β̃ (γ̃ = " << number_text(o.conn_gamma)
+    os << "Copy task: momentum connection's β̃ (γ̃ = " << number_text(flag_number(o, "--conn-gamma"))
        << ") and adaptive";
   os << " — L " << o.length << ", " << o.layers << " layers, d " << o.d_model << ", " << o.heads
      << " heads, batch " << o.batch << ", seed " << o.seed;

@@ -81,19 +81,11 @@ Prepared checkpoint_run(const InspectOptions& options, const std::string& name,
   o.d_model = c.d_model;
   o.ff = c.resolved_ff_dim();
   o.dropout = c.dropout;
-  o.beta = c.momentum_beta;
-  o.gamma = c.momentum_gamma;
-  o.weighting = c.momentum_weighting;
-  o.conn_beta = c.connection_beta;
-  o.conn_gamma = c.connection_gamma;
-  o.delta = c.connection_delta;
-  o.block_size = c.block_size;
-  o.features = c.performer_features;
-  o.redraw = c.performer_redraw;
-  o.linformer_k = c.linformer_k;
-  o.ema_dim = c.mega_ema_dim;
-  o.z_dim = c.mega_z_dim;
-  o.mega_attention = c.mega_attention;
+  o.kind_flags.clear();
+  for (const Params* params : {&c.attention_params, &c.connection_params}) {
+    if (params->empty()) continue;
+    for (const ParamField& f : params->schema()->fields) o.kind_flags[f.flag] = params->get(f.name);
+  }
   return p;
 }
 

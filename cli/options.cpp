@@ -10,6 +10,7 @@
 #include "cli/bench.h"
 #include "polyak/core/error.h"
 #include "polyak/data/copy_task.h"
+#include "polyak/nn/kinds.h"
 
 namespace polyak::cli {
 namespace {
@@ -70,28 +71,12 @@ TrainOptions preset_values(const std::string& preset) {
   o.decay_step = p->decay_step;
   o.eval_every = p->eval_every;
   o.eval_batches = p->eval_batches;
-  o.block_size = p->block_size;
+  o.kind_flags["--block-size"] = p->block_size;
   return o;
 }
 
 void check_positive(const char* flag, int64_t value) {
   POLYAK_CHECK(value >= 1, "polyak: ", flag, " is ", value, ", expected an integer ≥ 1");
-}
-
-// Whether TransformerConfig::validate accepts `kind` with its defaults only when not causal.
-bool non_causal_kind(const std::string& kind) {
-  auto valid = [&](bool causal) {
-    TransformerConfig c;
-    set_model_kind(c, kind);
-    c.causal = causal;
-    try {
-      c.validate();
-    } catch (const Error&) {
-      return false;
-    }
-    return true;
-  };
-  return !valid(true) && valid(false);
 }
 
 // `where` begins the message: "--model is", "--kinds has".
@@ -102,37 +87,17 @@ void check_causal_kind(const std::string& where, const std::string& kind) {
                join(causal_model_kinds()));
 }
 
-// The flags of the attention kinds' settings, with the names TransformerConfig and
-// AttentionConfig give their fields, so that the configs' messages can name the flag.
-struct KindFlag {
-  const char* flag;
-  std::vector<std::string> fields;
-};
-const std::vector<KindFlag>& kind_flags() {
-  static const std::vector<KindFlag> flags = {
-      {"--block-size", {"block_size"}},
-      {"--features", {"performer_features", "features"}},
-      {"--redraw", {"performer_redraw", "redraw_interval"}},
-      {"--linformer-k", {"linformer_k", "projection_dim"}},
-      {"--ema-dim", {"mega_ema_dim", "ema_dim"}},
-      {"--z-dim", {"mega_z_dim"}},
-      {"--mega-attention", {"mega_attention"}},
-  };
-  return flags;
-}
-
-// The model's own checks (every field, and the kind's rules), naming the flag where the
-// message is about one.
+// The model's own checks: each kind flag against every field it sets (so that a bad value
+// never waits for a switch of kind), then the config as a whole.
 void validate_model(const TrainOptions& o) {
+  for (const auto& [flag, value] : o.kind_flags)
+    for (const ParamField* f : fields_of_flag(flag))
+      POLYAK_CHECK(f->check.ok(value), "polyak: ", flag, " is ", format_param(value), ", expected ",
+                   f->check.expected);
   try {
     o.model_config(CopyTask({.length = o.length}).vocab());
   } catch (const Error& e) {
-    const std::string what = e.what();
-    for (const KindFlag& k : kind_flags())
-      for (const std::string& field : k.fields)
-        if (what.find(": " + field + " =") != std::string::npos)
-          fail("polyak: ", k.flag, ": ", what);
-    fail("polyak: ", what);
+    fail("polyak: ", e.what());
   }
 }
 
@@ -161,19 +126,6 @@ void validate(const TrainOptions& o) {
   POLYAK_CHECK(o.clip >= 0, "polyak: --clip is ", o.clip, ", expected ≥ 0 (0 turns clipping off)");
   POLYAK_CHECK(o.threads >= 0, "polyak: --threads is ", o.threads,
                ", expected ≥ 0 (0 uses every core)");
-  // Written so that NaN fails too.
-  POLYAK_CHECK(o.beta >= 0 && o.beta < 1, "polyak: --beta is ", o.beta,
-               ", expected the attention momentum β in [0, 1)");
-  POLYAK_CHECK(o.gamma > 0 && std::isfinite(o.gamma), "polyak: --gamma is ", o.gamma,
-               ", expected the attention step size γ > 0");
-  POLYAK_CHECK(o.weighting == "exact" || o.weighting == "reference", "polyak: --weighting is '",
-               o.weighting, "', expected one of: exact, reference");
-  POLYAK_CHECK(o.conn_beta >= 0 && o.conn_beta < 1, "polyak: --conn-beta is ", o.conn_beta,
-               ", expected the connection momentum β̃ in [0, 1)");
-  POLYAK_CHECK(o.conn_gamma > 0 && std::isfinite(o.conn_gamma), "polyak: --conn-gamma is ",
-               o.conn_gamma, ", expected the connection step size γ̃ > 0");
-  POLYAK_CHECK(o.delta > 0 && o.delta < 1, "polyak: --delta is ", o.delta,
-               ", expected the adaptive connection's δ in (0, 1)");
   validate_model(o);
 }
 
@@ -183,6 +135,20 @@ struct TrainFlags {
   TrainOptions raw;
   std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> given;
   CLI::Option* model_flag = nullptr;
+  std::map<std::string, ParamValue> kind_raw;  // the kind flags given, by flag
+
+  // A kind flag of the tables (nn/kinds.h), typed as its field.
+  void add_kind_flag(CLI::App& app, const ParamField& f) {
+    const std::string flag = f.flag,
+                      help = f.help + " [default " + format_param(f.default_value) + "]";
+    std::visit(
+        [&](const auto& like) {
+          using T = std::decay_t<decltype(like)>;
+          app.add_option_function<T>(
+              flag, [this, flag](const T& value) { kind_raw[flag] = value; }, help);
+        },
+        f.default_value);
+  }
 
   template <class T>
   CLI::Option* add(CLI::App& app, const std::string& flag, T TrainOptions::*field,
@@ -215,26 +181,7 @@ struct TrainFlags {
     add(app, "--threads", &TrainOptions::threads, "CPU threads (0: all cores)");
     add(app, "--eval-every", &TrainOptions::eval_every, "steps between test evaluations");
     add(app, "--eval-batches", &TrainOptions::eval_batches, "test batches per evaluation");
-    add(app, "--beta", &TrainOptions::beta, "momentum attention's β in [0, 1) (paper copy: 0.1)");
-    add(app, "--gamma", &TrainOptions::gamma, "momentum attention's step size γ > 0 (0.6)");
-    add(app, "--weighting", &TrainOptions::weighting,
-        "momentum attention's training weights: exact (eq. 13) | reference (the public code's)");
-    add(app, "--conn-beta", &TrainOptions::conn_beta,
-        "momentum connection's β̃ in [0, 1) (paper copy: 0.99)");
-    add(app, "--conn-gamma", &TrainOptions::conn_gamma,
-        "momentum and adaptive connection's step size γ̃ > 0 (0.99)");
-    add(app, "--delta", &TrainOptions::delta, "adaptive connection's δ in (0, 1) (1e-3)");
-    add(app, "--block-size", &TrainOptions::block_size,
-        "TransNormer's DiagAttention block and Mega-chunk's chunk (presets: 16, paper 64)");
-    add(app, "--features", &TrainOptions::features, "Performer's random features m (64)");
-    add(app, "--redraw", &TrainOptions::redraw,
-        "Performer: training steps between feature redraws (0: never; 1000)");
-    add(app, "--linformer-k", &TrainOptions::linformer_k,
-        "Linformer's projected length k (64; Linformer is non-causal: no copy task)");
-    add(app, "--ema-dim", &TrainOptions::ema_dim, "Mega's EMA dimensions n (16)");
-    add(app, "--z-dim", &TrainOptions::z_dim, "Mega's shared query/key width z (64)");
-    add(app, "--mega-attention", &TrainOptions::mega_attention,
-        "Mega's attention function: softmax | laplace");
+    for (const ParamField* f : kind_flag_fields()) add_kind_flag(app, *f);
     add(app, "--out", &TrainOptions::out,
         "run folder for metrics.csv, config.json and model.safetensors");
     app.add_flag("--quiet", raw.quiet, "no progress line");
@@ -250,6 +197,7 @@ struct TrainFlags {
     if (!default_model.empty()) o.model = default_model;
     for (const auto& [opt, copy] : given)
       if (opt->count() > 0) copy(o);
+    for (const auto& [flag, value] : kind_raw) o.kind_flags[flag] = value;
     o.quiet = raw.quiet;
     if (o.out.empty()) o.out = default_out.empty() ? "runs/copy-" + o.model : default_out;
     validate(o);
@@ -351,54 +299,44 @@ const std::vector<std::string>& preset_names() {
 const std::vector<std::string>& causal_model_kinds() {
   static const std::vector<std::string> kinds = [] {
     std::vector<std::string> causal;
-    for (const std::string& kind : model_kinds())
-      if (!non_causal_kind(kind)) causal.push_back(kind);
+    for (const std::string& kind : model_kinds()) {
+      TransformerConfig c;
+      set_model_kind(c, kind);
+      if (attention_spec(c.attention).forms.causal) causal.push_back(kind);
+    }
     return causal;
   }();
   return kinds;
 }
 
 std::string default_plot_script(const std::string& name) {
-  // This file is cli/options.cpp of the source tree the program was built from.
-  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "scripts" / name).string();
+  // The source tree the program was built from (CMakeLists.txt defines it).
+  return (std::filesystem::path(POLYAK_SOURCE_DIR) / "scripts" / name).string();
 }
 
 std::string kind_settings(const TrainOptions& o) {
   const TransformerConfig c = o.model_config(CopyTask({.length = o.length}).vocab());
   std::ostringstream os;
-  auto next = [&]() -> std::ostringstream& {
+  auto describe = [&](const Params& params, const std::string& layers) {
+    if (params.schema()->fields.empty()) return;
     if (os.tellp() > 0) os << "; ";
-    return os;
+    os << params.schema()->name << layers << ":";
+    const char* sep = " ";
+    for (const ParamField& f : params.schema()->fields) {
+      const ParamValue v = params.get(f.name);
+      const auto* text = std::get_if<std::string>(&v);
+      os << sep << f.flag << " " << (text ? *text : format_param(v));
+      sep = ", ";
+    }
   };
-  if (c.attention == "momentum")
-    next() << "momentum attention: β " << o.beta << ", γ " << o.gamma << " (" << o.weighting
-           << " weighting)";
-  if (c.connection == "momentum")
-    next() << "momentum connection: β̃ " << o.conn_beta << ", γ̃ " << o.conn_gamma;
-  if (c.connection == "adaptive")
-    next() << "adaptive connection: γ̃ " << o.conn_gamma << ", δ " << o.delta;
-  if (c.attention == "transnormer") {
-    std::vector<std::string> layers;
-    for (int64_t i = 0; i < c.layers; ++i) layers.push_back(c.layer_config(i).attention.kind);
-    next() << "transnormer: layers " << join(layers) << " (DiagAttention blocks of " << o.block_size
-           << " positions)";
+  std::string layers;
+  if (attention_spec(c.attention).per_layer) {
+    std::vector<std::string> kinds;
+    for (int64_t i = 0; i < c.layers; ++i) kinds.push_back(c.layer_config(i).attention.kind);
+    layers = " (layers " + join(kinds) + ")";
   }
-  if (c.attention == "mega" || c.attention == "mega-chunk") {
-    next() << c.attention << ": EMA n " << o.ema_dim << ", z " << o.z_dim << ", "
-           << o.mega_attention << " attention ";
-    if (c.attention == "mega")
-      os << "over the whole sequence (max_len " << c.max_len << ")";
-    else
-      os << "in chunks of " << o.block_size << " positions";
-  }
-  if (c.attention == "performer") {
-    next() << "performer: m " << o.features << " FAVOR+ features, ";
-    if (o.redraw > 0)
-      os << "redrawn every " << o.redraw << " training steps";
-    else
-      os << "never redrawn";
-  }
-  if (c.attention == "linformer") next() << "linformer: K, V projected to k " << o.linformer_k;
+  describe(c.attention_params, layers);
+  describe(c.connection_params, "");
   return os.str();
 }
 
@@ -412,19 +350,12 @@ TransformerConfig TrainOptions::model_config(int64_t vocab) const {
   c.layers = layers;
   c.dropout = dropout;
   set_model_kind(c, model);
-  c.momentum_beta = beta;
-  c.momentum_gamma = gamma;
-  c.momentum_weighting = weighting;
-  c.connection_beta = conn_beta;
-  c.connection_gamma = conn_gamma;
-  c.connection_delta = delta;
-  c.block_size = block_size;
-  c.performer_features = features;
-  c.performer_redraw = redraw;
-  c.linformer_k = linformer_k;
-  c.mega_ema_dim = ema_dim;
-  c.mega_z_dim = z_dim;
-  c.mega_attention = mega_attention;
+  c.attention_params =
+      Params::defaults(*attention_spec(c.attention, "TrainOptions", "attention").params);
+  c.connection_params =
+      Params::defaults(*connection_spec(c.connection, "TrainOptions", "connection").params);
+  apply_flags(c.attention_params, kind_flags);
+  apply_flags(c.connection_params, kind_flags);
   c.causal = true;
   c.activation = "relu";
   c.seed = seed;
@@ -652,7 +583,10 @@ Command parse_command_line(const std::vector<std::string>& args) {
     e.train = beta_flags.resolve("adaptive", "runs/ablate-beta");
     TransformerConfig probe;
     set_model_kind(probe, e.train.model);
-    POLYAK_CHECK(probe.attention == "momentum", "polyak ablate beta: --model is '", e.train.model,
+    const std::vector<ParamField>& fields = attention_spec(probe.attention).params->fields;
+    POLYAK_CHECK(std::any_of(fields.begin(), fields.end(),
+                             [](const ParamField& f) { return f.flag == "--beta"; }),
+                 "polyak ablate beta: --model is '", e.train.model,
                  "', expected a kind with momentum attention: momentum, momentum-connection, "
                  "adaptive");
     e.values = parse_values(beta_values, "β");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -39,23 +40,10 @@ struct TrainOptions {
   int threads = 0;  // 0: all cores
   int64_t eval_every = 0;
   int64_t eval_batches = 0;
-  // Momentum attention and connections (docs/math.md §3–4); defaults: the paper's copy values.
-  double beta = TransformerConfig{}.momentum_beta;                 // β ∈ [0, 1)
-  double gamma = TransformerConfig{}.momentum_gamma;               // γ > 0
-  std::string weighting = TransformerConfig{}.momentum_weighting;  // exact | reference
-  double conn_beta = TransformerConfig{}.connection_beta;          // β̃ ∈ [0, 1)
-  double conn_gamma = TransformerConfig{}.connection_gamma;        // γ̃ > 0
-  double delta = TransformerConfig{}.connection_delta;             // δ ∈ (0, 1)
-  // TransNormer, Mega, Performer and Linformer (docs/math.md §5–7); checked by
-  // TransformerConfig::validate, whose messages name the flag.
-  int64_t block_size = TransformerConfig{}.block_size;  // DiagAttention block, Mega-chunk chunk
-  int64_t features = TransformerConfig{}.performer_features;  // Performer's m
-  int64_t redraw =
-      TransformerConfig{}.performer_redraw;  // training steps between redraws (0: never)
-  int64_t linformer_k = TransformerConfig{}.linformer_k;
-  int64_t ema_dim = TransformerConfig{}.mega_ema_dim;               // Mega's n
-  int64_t z_dim = TransformerConfig{}.mega_z_dim;                   // Mega's shared Q/K width
-  std::string mega_attention = TransformerConfig{}.mega_attention;  // softmax | laplace
+  // The kinds' settings given as flags (--beta, --block-size, …: the fields of nn/kinds.h's
+  // tables), by flag. Each applies to every kind whose struct has a field with that flag;
+  // the others keep the kind's defaults.
+  std::map<std::string, ParamValue> kind_flags;
   std::string out;  // run folder: metrics.csv, config.json and model.safetensors
   bool quiet = false;
 
@@ -64,9 +52,10 @@ struct TrainOptions {
 };
 
 // The settings of the model's kind in one line, for the line `polyak train` prints under
-// the model's shape ("" for kinds without any: softmax, linear), e.g.
-//   momentum attention: β 0.1, γ 0.6 (exact weighting); adaptive connection: γ̃ 0.99, δ 0.001
-//   transnormer: layers diag, norm (DiagAttention blocks of 16 positions)
+// the model's shape ("" for kinds without any: softmax), from the kinds' tables, e.g.
+//   momentum attention: --feature-map elu, --attention-eps 1e-06, --beta 0.1, --gamma 0.6,
+//   --weighting exact; the adaptive connection: --conn-gamma 0.99, --delta 0.001, …
+//   TransNormer (layers diag, norm): --block-size 16, --feature-map elu
 std::string kind_settings(const TrainOptions& options);
 
 // `polyak bench`: time training steps of a copy model against the machine's GEMM peak.

@@ -2,6 +2,7 @@
 // whose metadata carries the format tag and the config (see models/checkpoint.h).
 #include "polyak/models/checkpoint.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "polyak/core/safetensors.h"
+#include "polyak/nn/kinds.h"
 
 namespace polyak {
 namespace {
@@ -20,7 +22,9 @@ using json = nlohmann::ordered_json;
 
 constexpr const char* kFormatKey = "polyak.format";
 constexpr const char* kConfigKey = "polyak.config";
-constexpr const char* kFormat = "transformer-lm/1";
+constexpr const char* kFormat = "transformer-lm/2";
+// The first format: every kind's settings as flat fields of the config (read, not written).
+constexpr const char* kFormatV1 = "transformer-lm/1";
 constexpr const char* kReservedPrefix = "polyak.";
 
 // Every field of TransformerConfig, in declaration order: the one list that both
@@ -33,53 +37,123 @@ struct Field {
   Member member;
 };
 
+// The fields of both formats, in the order they are written; the kinds' settings follow as
+// "attention_params" and "connection_params" (objects of their structs' fields).
 const std::vector<Field>& config_fields() {
   using C = TransformerConfig;
   static const std::vector<Field> fields = {
-      {"vocab", &C::vocab},
-      {"max_len", &C::max_len},
-      {"d_model", &C::d_model},
-      {"heads", &C::heads},
-      {"head_dim", &C::head_dim},
-      {"ff_dim", &C::ff_dim},
-      {"layers", &C::layers},
-      {"dropout", &C::dropout},
-      {"attention", &C::attention},
-      {"causal", &C::causal},
-      {"pre_norm", &C::pre_norm},
-      {"positions", &C::positions},
-      {"activation", &C::activation},
-      {"norm", &C::norm},
-      {"final_norm", &C::final_norm},
-      {"connection", &C::connection},
-      {"feature_map", &C::feature_map},
-      {"attention_eps", &C::attention_eps},
-      {"momentum_beta", &C::momentum_beta},
-      {"momentum_gamma", &C::momentum_gamma},
-      {"momentum_weighting", &C::momentum_weighting},
-      {"connection_beta", &C::connection_beta},
-      {"connection_gamma", &C::connection_gamma},
-      {"connection_delta", &C::connection_delta},
-      {"connection_eps", &C::connection_eps},
-      {"connection_denominator", &C::connection_denominator},
-      {"block_size", &C::block_size},
-      {"performer_features", &C::performer_features},
-      {"performer_redraw", &C::performer_redraw},
-      {"linformer_k", &C::linformer_k},
-      {"mega_ema_dim", &C::mega_ema_dim},
-      {"mega_z_dim", &C::mega_z_dim},
-      {"mega_v_dim", &C::mega_v_dim},
-      {"mega_attention", &C::mega_attention},
-      {"norm_eps", &C::norm_eps},
-      {"seed", &C::seed},
+      {"vocab", &C::vocab},           {"max_len", &C::max_len},   {"d_model", &C::d_model},
+      {"heads", &C::heads},           {"head_dim", &C::head_dim}, {"ff_dim", &C::ff_dim},
+      {"layers", &C::layers},         {"dropout", &C::dropout},   {"attention", &C::attention},
+      {"causal", &C::causal},         {"pre_norm", &C::pre_norm}, {"positions", &C::positions},
+      {"activation", &C::activation}, {"norm", &C::norm},         {"final_norm", &C::final_norm},
+      {"connection", &C::connection}, {"norm_eps", &C::norm_eps}, {"seed", &C::seed},
   };
   return fields;
 }
 
-std::string field_names() {
+// The first format's flat fields of the kinds' settings: which params (attention or
+// connection) and which of their fields each one was. A kind reads the ones it has; the
+// others were written for every kind and are dropped. Frozen: new kinds never add here.
+struct LegacyField {
+  const char* key;
+  bool attention;     // attention_params, else connection_params
+  const char* field;  // the struct's field
+  ParamValue like;    // a value of its type
+};
+const std::vector<LegacyField>& legacy_fields() {
+  static const std::vector<LegacyField> fields = {
+      {"feature_map", true, "feature_map", std::string()},
+      {"attention_eps", true, "eps", 0.0},
+      {"momentum_beta", true, "beta", 0.0},
+      {"momentum_gamma", true, "gamma", 0.0},
+      {"momentum_weighting", true, "weighting", std::string()},
+      {"connection_beta", false, "beta", 0.0},
+      {"connection_gamma", false, "gamma", 0.0},
+      {"connection_delta", false, "delta", 0.0},
+      {"connection_eps", false, "eps", 0.0},
+      {"connection_denominator", false, "denominator", std::string()},
+      {"block_size", true, "block_size", int64_t{0}},
+      {"performer_features", true, "features", int64_t{0}},
+      {"performer_redraw", true, "redraw", int64_t{0}},
+      {"linformer_k", true, "k", int64_t{0}},
+      {"mega_ema_dim", true, "ema_dim", int64_t{0}},
+      {"mega_z_dim", true, "z_dim", int64_t{0}},
+      {"mega_v_dim", true, "v_dim", int64_t{0}},
+      {"mega_attention", true, "attention", std::string()},
+  };
+  return fields;
+}
+
+constexpr const char* kParamsKeys[] = {"attention_params", "connection_params"};
+
+std::vector<std::string> known_keys(bool legacy) {
+  std::vector<std::string> keys;
+  for (const Field& f : config_fields()) keys.emplace_back(f.name);
+  if (legacy)
+    for (const LegacyField& f : legacy_fields()) keys.emplace_back(f.key);
+  else
+    keys.insert(keys.end(), std::begin(kParamsKeys), std::end(kParamsKeys));
+  return keys;
+}
+
+std::string comma_list(const std::vector<std::string>& items) {
   std::string out;
-  for (const Field& f : config_fields()) out += (out.empty() ? "" : ", ") + std::string(f.name);
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
   return out;
+}
+
+json params_to_json(const Params& params) {
+  json j = json::object();
+  for (const ParamField& f : params.schema()->fields) {
+    const ParamValue v = params.get(f.name);
+    if (const auto* d = std::get_if<double>(&v))
+      POLYAK_CHECK(std::isfinite(*d), "config_to_json: ", f.name, " = ", *d,
+                   ", expected a finite number (JSON has no inf or nan)");
+    std::visit([&](const auto& value) { j[f.name] = value; }, v);
+  }
+  return j;
+}
+
+// A JSON value as a ParamValue of `like`'s type, or a polyak::Error naming `source` and `key`.
+ParamValue param_from_json(const json& value, const ParamValue& like, const std::string& source,
+                           const std::string& key) {
+  const char* fn = "config_from_json";
+  auto wrong = [&](const char* expected) {
+    fail(fn, ": ", source, ": '", key, "' is ", value.dump(), " (a JSON ", value.type_name(),
+         "), expected ", expected);
+  };
+  if (std::holds_alternative<int64_t>(like)) {
+    if (!value.is_number_integer() ||
+        (value.is_number_unsigned() &&
+         value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())))
+      wrong("an integer");
+    return value.get<int64_t>();
+  }
+  if (std::holds_alternative<double>(like)) {
+    if (!value.is_number()) wrong("a number");
+    return value.get<double>();
+  }
+  if (!value.is_string()) wrong("a string");
+  return value.get<std::string>();
+}
+
+// `j`'s fields into `params` (holding the kind's defaults): unknown fields are an error; a
+// missing one keeps its default (a field added to a kind after the file was written).
+void params_from_json(Params& params, const json& j, const std::string& source, const char* key) {
+  const char* fn = "config_from_json";
+  POLYAK_CHECK(j.is_object(), fn, ": ", source, ": '", key, "' is a JSON ", j.type_name(),
+               ", expected an object of ", params.schema()->name, "'s settings");
+  std::vector<std::string> names;
+  for (const ParamField& f : params.schema()->fields) names.push_back(f.name);
+  for (const auto& [field, value] : j.items()) {
+    const ParamField* f = params.schema()->find(field);
+    POLYAK_CHECK(f != nullptr, fn, ": ", source, ": '", key, "' has unknown field '", field,
+                 "', expected only the fields of ", params.schema()->name, ": ",
+                 names.empty() ? "(none)" : comma_list(names));
+    params.set(field,
+               param_from_json(value, f->default_value, source, std::string(key) + "." + field));
+  }
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -150,38 +224,48 @@ json parse_config(const std::string& text, const std::string& source) {
 }  // namespace
 
 std::string config_to_json(const TransformerConfig& config) {
+  const char* fn = "config_to_json";
   json j = json::object();
   for (const Field& f : config_fields()) {
     std::visit(
         [&](auto member) {
           const auto& value = config.*member;
           if constexpr (std::is_same_v<std::remove_cvref_t<decltype(value)>, double>)
-            POLYAK_CHECK(std::isfinite(value), "config_to_json: ", f.name, " = ", value,
+            POLYAK_CHECK(std::isfinite(value), fn, ": ", f.name, " = ", value,
                          ", expected a finite number (JSON has no inf or nan)");
           j[f.name] = value;
         },
         f.member);
   }
+  // Every field of the kinds' structs, defaults included, so that the file does not depend
+  // on what a later version's defaults are.
+  j["attention_params"] = params_to_json(resolve_params(
+      config.attention_params, *attention_spec(config.attention, fn, "attention").params, fn,
+      config.attention));
+  j["connection_params"] = params_to_json(resolve_params(
+      config.connection_params, *connection_spec(config.connection, fn, "connection").params, fn,
+      config.connection));
   try {
     return j.dump();
   } catch (const json::exception& e) {
-    fail("config_to_json: a string field is not valid UTF-8 (", e.what(), ")");
+    fail(fn, ": a string field is not valid UTF-8 (", e.what(), ")");
   }
 }
 
 TransformerConfig config_from_json(const std::string& text, const std::string& source) {
   const char* fn = "config_from_json";
   json j = parse_config(text, source);
+  // The first format had the kinds' settings as flat fields and no params objects.
+  const bool legacy = !j.contains("attention_params") && !j.contains("connection_params");
 
-  std::set<std::string> known;
-  for (const Field& f : config_fields()) known.insert(f.name);
+  const std::vector<std::string> known = known_keys(legacy);
   std::vector<std::string> unknown, missing;
   for (const auto& [key, value] : j.items())
-    if (!known.count(key)) unknown.push_back(key);
-  for (const Field& f : config_fields())
-    if (!j.contains(f.name)) missing.push_back(f.name);
+    if (std::find(known.begin(), known.end(), key) == known.end()) unknown.push_back(key);
+  for (const std::string& key : known)
+    if (!j.contains(key)) missing.push_back(key);
   POLYAK_CHECK(unknown.empty(), fn, ": ", source, ": unknown key", unknown.size() > 1 ? "s " : " ",
-               join(unknown), ", expected only: ", field_names());
+               join(unknown), ", expected only: ", comma_list(known));
   POLYAK_CHECK(missing.empty(), fn, ": ", source, ": missing key", missing.size() > 1 ? "s " : " ",
                join(missing), " (a config lists every field)");
 
@@ -189,6 +273,30 @@ TransformerConfig config_from_json(const std::string& text, const std::string& s
   for (const Field& f : config_fields())
     std::visit([&](auto member) { read_field(config, member, j[f.name], source, f.name); },
                f.member);
+  auto kind_params = [&](bool attention) {
+    const std::string& kind = attention ? config.attention : config.connection;
+    const char* field = attention ? "attention" : "connection";
+    try {
+      const ParamSchema& schema = attention
+                                      ? *attention_spec(kind, "TransformerConfig", field).params
+                                      : *connection_spec(kind, "TransformerConfig", field).params;
+      return Params::defaults(schema);
+    } catch (const Error& e) {
+      fail(fn, ": ", source, ": ", e.what());
+    }
+  };
+  config.attention_params = kind_params(true);
+  config.connection_params = kind_params(false);
+  if (legacy) {
+    for (const LegacyField& f : legacy_fields()) {
+      Params& params = f.attention ? config.attention_params : config.connection_params;
+      if (!params.schema()->find(f.field)) continue;
+      params.set(f.field, param_from_json(j[f.key], f.like, source, f.key));
+    }
+  } else {
+    params_from_json(config.attention_params, j["attention_params"], source, "attention_params");
+    params_from_json(config.connection_params, j["connection_params"], source, "connection_params");
+  }
   try {
     config.validate();
   } catch (const Error& e) {
@@ -225,8 +333,9 @@ std::shared_ptr<TransformerLM> load_model(const std::string& path,
   POLYAK_CHECK(format != file.metadata.end(), fn, ": ", path,
                ": not a polyak checkpoint (the safetensors metadata has no \"", kFormatKey,
                "\", expected \"", kFormat, "\")");
-  POLYAK_CHECK(format->second == kFormat, fn, ": ", path, ": checkpoint format \"", format->second,
-               "\" is not supported, expected \"", kFormat, "\"");
+  POLYAK_CHECK(format->second == kFormat || format->second == kFormatV1, fn, ": ", path,
+               ": checkpoint format \"", format->second, "\" is not supported, expected \"",
+               kFormat, "\" (or the older \"", kFormatV1, "\")");
   auto config_text = file.metadata.find(kConfigKey);
   POLYAK_CHECK(config_text != file.metadata.end(), fn, ": ", path, ": the metadata has no \"",
                kConfigKey, "\" (the model's config)");

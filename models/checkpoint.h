@@ -1,6 +1,6 @@
 // Model checkpoints: a safetensors file holding the state dict, with the model's config as
 // JSON in the header's metadata (key "polyak.config") and the format tag
-// "polyak.format" = "transformer-lm/1", so that load_model rebuilds the model from the
+// "polyak.format" = "transformer-lm/2", so that load_model rebuilds the model from the
 // file alone. The file opens in Python with safetensors.torch.load_file as well.
 #pragma once
 

@@ -5,25 +5,9 @@
 #include <cmath>
 #include <utility>
 
+#include "polyak/nn/kinds.h"
+
 namespace polyak {
-
-namespace {
-
-// (kind, attention, connection), in model_kinds() order.
-struct ModelKind {
-  const char* name;
-  const char* attention;
-  const char* connection;
-};
-const ModelKind kModelKinds[] = {
-    {"softmax", "softmax", "residual"},     {"linear", "linear", "residual"},
-    {"momentum", "momentum", "residual"},   {"momentum-connection", "momentum", "momentum"},
-    {"adaptive", "momentum", "adaptive"},   {"transnormer", "transnormer", "residual"},
-    {"mega", "mega", "residual"},           {"mega-chunk", "mega-chunk", "residual"},
-    {"performer", "performer", "residual"}, {"linformer", "linformer", "residual"},
-};
-
-}  // namespace
 
 void TransformerConfig::validate() const {
   const char* fn = "TransformerConfig";
@@ -44,41 +28,17 @@ void TransformerConfig::validate() const {
                ", expected a positive integer (or 0: 4 · d_model)");
   POLYAK_CHECK(dropout >= 0.0 && dropout < 1.0, fn, ": dropout = ", dropout,
                ", expected in [0, 1)");
-  check_choice(fn, "attention", attention, stack_attention_kinds());
   check_choice(fn, "positions", positions, positions_kinds());
   check_choice(fn, "activation", activation, activation_kinds());
   check_choice(fn, "norm", norm, norm_kinds());
-  check_choice(fn, "connection", connection, connection_kinds());
-  check_choice(fn, "feature_map", feature_map, feature_map_kinds());
-  POLYAK_CHECK(attention_eps > 0.0, fn, ": attention_eps = ", attention_eps, ", expected positive");
-  POLYAK_CHECK(momentum_beta >= 0.0 && momentum_beta < 1.0, fn, ": momentum_beta = ", momentum_beta,
-               ", expected in [0, 1)");
-  POLYAK_CHECK(momentum_gamma > 0.0 && std::isfinite(momentum_gamma), fn,
-               ": momentum_gamma = ", momentum_gamma, ", expected a finite value > 0");
-  check_choice(fn, "momentum_weighting", momentum_weighting, {"exact", "reference"});
-  POLYAK_CHECK(connection_beta >= 0.0 && connection_beta < 1.0, fn,
-               ": connection_beta = ", connection_beta, ", expected in [0, 1)");
-  POLYAK_CHECK(connection_gamma > 0.0 && std::isfinite(connection_gamma), fn,
-               ": connection_gamma = ", connection_gamma, ", expected a finite value > 0");
-  POLYAK_CHECK(connection_delta > 0.0 && connection_delta < 1.0, fn,
-               ": connection_delta = ", connection_delta, ", expected in (0, 1)");
-  POLYAK_CHECK(connection_eps > 0.0 && std::isfinite(connection_eps), fn,
-               ": connection_eps = ", connection_eps, ", expected a finite value > 0");
-  check_choice(fn, "connection_denominator", connection_denominator, {"velocity", "attention"});
+  const AttentionSpec& spec = attention_spec(attention, fn, "attention");
+  resolve_params(attention_params, *spec.params, fn, attention)
+      .validate(std::string(fn) + ": attention_params");
+  resolve_params(connection_params, *connection_spec(connection, fn, "connection").params, fn,
+                 connection)
+      .validate(std::string(fn) + ": connection_params");
   POLYAK_CHECK(norm_eps > 0.0, fn, ": norm_eps = ", norm_eps, ", expected positive");
-  positive("block_size", block_size);
-  positive("performer_features", performer_features);
-  POLYAK_CHECK(performer_redraw >= 0, fn, ": performer_redraw = ", performer_redraw,
-               ", expected ≥ 0 (0: redraw only on request)");
-  positive("linformer_k", linformer_k);
-  positive("mega_ema_dim", mega_ema_dim);
-  positive("mega_z_dim", mega_z_dim);
-  POLYAK_CHECK(mega_v_dim >= 0, fn, ": mega_v_dim = ", mega_v_dim,
-               ", expected a positive integer (or 0: d_model)");
-  check_choice(fn, "mega_attention", mega_attention, {"softmax", "laplace"});
-  POLYAK_CHECK(!(attention == "linformer" && causal), fn,
-               ": attention = 'linformer' with causal = true: Linformer projects the whole "
-               "sequence and has no causal form, expected causal = false (an encoder)");
+  check_form(spec, causal, fn, "attention");
   // Anything left (a kind's own rules) is checked where it lands, once per distinct layer
   // configuration.
   layer_config(0).validate();
@@ -87,8 +47,8 @@ void TransformerConfig::validate() const {
 
 const std::vector<std::string>& stack_attention_kinds() {
   static const std::vector<std::string> kinds = [] {
-    std::vector<std::string> names = attention_kinds();
-    names.emplace_back("transnormer");
+    std::vector<std::string> names;
+    for (const AttentionSpec* spec : attention_specs()) names.push_back(spec->name);
     return names;
   }();
   return kinds;
@@ -97,26 +57,15 @@ const std::vector<std::string>& stack_attention_kinds() {
 TransformerLayerConfig TransformerConfig::layer_config(int64_t index) const {
   TransformerLayerConfig c;
   c.attention.kind = attention;
-  if (attention == "transnormer") c.attention.kind = index < layers / 2 ? "diag" : "norm";
   c.attention.d_model = d_model;
   c.attention.heads = heads;
   c.attention.head_dim = head_dim;
   c.attention.causal = causal;
   c.attention.dropout = dropout;
-  c.attention.feature_map = feature_map;
-  c.attention.eps = attention_eps;
-  c.attention.beta = momentum_beta;
-  c.attention.gamma = momentum_gamma;
-  c.attention.weighting = momentum_weighting;
   c.attention.max_len = max_len;
-  c.attention.block_size = block_size;
-  c.attention.features = performer_features;
-  c.attention.redraw_interval = performer_redraw;
-  c.attention.projection_dim = linformer_k;
-  c.attention.ema_dim = mega_ema_dim;
-  c.attention.mega_z_dim = mega_z_dim;
-  c.attention.mega_v_dim = mega_v_dim;
-  c.attention.mega_attention = mega_attention;
+  c.attention.params = attention_params;
+  const AttentionSpec& spec = attention_spec(attention, "TransformerConfig", "attention");
+  if (spec.per_layer) c.attention = spec.per_layer(c.attention, index, layers);
   c.ff_dim = resolved_ff_dim();
   c.activation = activation;
   c.dropout = dropout;
@@ -124,18 +73,40 @@ TransformerLayerConfig TransformerConfig::layer_config(int64_t index) const {
   c.norm = norm;
   c.norm_eps = norm_eps;
   c.connection.kind = connection;
-  c.connection.beta = connection_beta;
-  c.connection.gamma = connection_gamma;
-  c.connection.delta = connection_delta;
-  c.connection.eps = connection_eps;
-  c.connection.denominator = connection_denominator;
+  c.connection.params = connection_params;
   return c;
 }
+
+namespace {
+
+// A model kind: an attention kind and a connection.
+struct ModelKind {
+  std::string name, attention, connection;
+};
+
+// Every attention kind that is a model kind of its own (with the residual connection), each
+// followed by the kinds that pair it with another connection: the order of model_kinds().
+const std::vector<ModelKind>& model_kind_table() {
+  static const std::vector<ModelKind> table = [] {
+    std::vector<ModelKind> kinds;
+    for (const AttentionSpec* a : attention_specs()) {
+      if (!a->model_kind) continue;
+      kinds.push_back({a->name, a->name, "residual"});
+      for (const ConnectionSpec* c : connection_specs())
+        for (const auto& [name, attention] : c->model_kinds)
+          if (attention == a->name) kinds.push_back({name, attention, c->name});
+    }
+    return kinds;
+  }();
+  return table;
+}
+
+}  // namespace
 
 const std::vector<std::string>& model_kinds() {
   static const std::vector<std::string> kinds = [] {
     std::vector<std::string> names;
-    for (const ModelKind& k : kModelKinds) names.emplace_back(k.name);
+    for (const ModelKind& k : model_kind_table()) names.push_back(k.name);
     return names;
   }();
   return kinds;
@@ -143,15 +114,17 @@ const std::vector<std::string>& model_kinds() {
 
 void set_model_kind(TransformerConfig& config, const std::string& kind) {
   check_choice("set_model_kind", "kind", kind, model_kinds());
-  for (const ModelKind& k : kModelKinds)
-    if (kind == k.name) {
-      config.attention = k.attention;
-      config.connection = k.connection;
-    }
+  for (const ModelKind& k : model_kind_table()) {
+    if (kind != k.name) continue;
+    if (config.attention != k.attention) config.attention_params = Params();
+    if (config.connection != k.connection) config.connection_params = Params();
+    config.attention = k.attention;
+    config.connection = k.connection;
+  }
 }
 
 std::string model_kind(const TransformerConfig& config) {
-  for (const ModelKind& k : kModelKinds)
+  for (const ModelKind& k : model_kind_table())
     if (config.attention == k.attention && config.connection == k.connection) return k.name;
   return "";
 }

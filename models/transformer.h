@@ -16,6 +16,7 @@
 #include <string>
 
 #include "polyak/core/indices.h"
+#include "polyak/core/params.h"
 #include "polyak/nn/dropout.h"
 #include "polyak/nn/embedding.h"
 #include "polyak/nn/linear.h"
@@ -38,6 +39,9 @@ struct TransformerConfig {
   int64_t layers = 4;
   double dropout = 0.1;              // embeddings, attention output, feed-forward
   std::string attention = "linear";  // stack_attention_kinds()
+  // The attention kind's settings (its struct of nn/kinds.h: MomentumParams, …); empty: the
+  // kind's defaults.
+  Params attention_params;
   bool causal = true;
   bool pre_norm = false;
   std::string positions = "sinusoidal";  // positions_kinds()
@@ -45,32 +49,7 @@ struct TransformerConfig {
   std::string norm = "layernorm";        // norm_kinds()
   bool final_norm = true;
   std::string connection = "residual";  // connection_kinds()
-  std::string feature_map = "elu";      // feature_map_kinds() (linear kinds)
-  double attention_eps = 1e-6;          // linear kinds' normaliser
-  // Momentum attention (docs/math.md §3), the paper's copy-task values (Table 1).
-  double momentum_beta = 0.1;                // β ∈ [0, 1)
-  double momentum_gamma = 0.6;               // γ > 0
-  std::string momentum_weighting = "exact";  // "exact" | "reference"
-  // Momentum / adaptive connection (docs/math.md §4).
-  double connection_beta = 0.99;                    // β̃ ∈ [0, 1) (momentum connection)
-  double connection_gamma = 0.99;                   // γ̃ > 0
-  double connection_delta = 1e-3;                   // δ ∈ (0, 1) (adaptive)
-  double connection_eps = 1e-6;                     // ε > 0 (adaptive)
-  std::string connection_denominator = "velocity";  // "velocity" | "attention" (adaptive)
-  // TransNormer's DiagAttention block and Mega-chunk's chunk (docs/math.md §5–6).
-  int64_t block_size = 64;
-  // Performer (FAVOR+): m random features, redrawn every `performer_redraw` training steps
-  // (0: only on request).
-  int64_t performer_features = 64;
-  int64_t performer_redraw = 1000;
-  // Linformer: k, the projected length of K and V (E, F are [k, max_len]).
-  int64_t linformer_k = 64;
-  // Mega (docs/math.md §6): EMA dimensions n, shared Q/K width z, value width (0: d_model) and
-  // attention function ("softmax" | "laplace").
-  int64_t mega_ema_dim = 16;
-  int64_t mega_z_dim = 64;
-  int64_t mega_v_dim = 0;
-  std::string mega_attention = "softmax";
+  Params connection_params;             // the connection's settings; empty: its defaults
   double norm_eps = 1e-5;
   uint64_t seed = 0;  // initialisation and dropout streams
 
@@ -98,8 +77,9 @@ const std::vector<std::string>& stack_attention_kinds();
 //   performer           linear attention on FAVOR+ features (§7), residual
 //   linformer           softmax on sequence-projected K, V (§7), residual; non-causal only
 const std::vector<std::string>& model_kinds();
-// Sets config.attention and config.connection for `kind`; anything else is untouched. An
-// unknown kind is a polyak::Error listing the valid ones.
+// Sets config.attention and config.connection for `kind`, and empties attention_params or
+// connection_params where their kind changes (back to the new kind's defaults); anything
+// else is untouched. An unknown kind is a polyak::Error listing the valid ones.
 void set_model_kind(TransformerConfig& config, const std::string& kind);
 // The kind whose pair config has, or "" when it is none of them.
 std::string model_kind(const TransformerConfig& config);

@@ -4,10 +4,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "polyak/nn/linformer.h"
-#include "polyak/nn/mega.h"
-#include "polyak/nn/performer.h"
-#include "polyak/nn/transnormer.h"
+#include "polyak/nn/kinds.h"
 #include "polyak/ops/attention/feature_maps.h"
 #include "polyak/ops/attention/linear_attention.h"
 #include "polyak/ops/attention/momentum_attention.h"
@@ -22,35 +19,6 @@ namespace polyak {
 
 namespace {
 
-using AttentionFactory =
-    std::function<std::shared_ptr<Attention>(const AttentionConfig&, Generator&)>;
-
-template <class Kind>
-AttentionFactory factory() {
-  return [](const AttentionConfig& c, Generator& g) { return std::make_shared<Kind>(c, g); };
-}
-
-// Performer is linear attention (docs/math.md §2) on the FAVOR+ feature map (§7).
-AttentionFactory performer_factory() {
-  return [](const AttentionConfig& c, Generator& g) -> std::shared_ptr<Attention> {
-    AttentionConfig favor = c;
-    favor.feature_map = "favor";
-    return std::make_shared<LinearAttention>(favor, g);
-  };
-}
-
-// One entry per kind: adding a kind is a class and a line here.
-const std::vector<std::pair<std::string, AttentionFactory>>& attention_table() {
-  static const std::vector<std::pair<std::string, AttentionFactory>> table = {
-      {"softmax", factory<SoftmaxAttention>()},     {"linear", factory<LinearAttention>()},
-      {"momentum", factory<MomentumAttention>()},   {"norm", factory<NormAttention>()},
-      {"diag", factory<DiagAttention>()},           {"performer", performer_factory()},
-      {"linformer", factory<LinformerAttention>()}, {"mega", factory<MegaAttention>()},
-      {"mega-chunk", factory<MegaAttention>()},
-  };
-  return table;
-}
-
 // The softmax KV cache's capacity in a fresh state (it doubles when full).
 constexpr int64_t kInitialCacheCapacity = 64;
 
@@ -60,7 +28,7 @@ constexpr int64_t kInitialCacheCapacity = 64;
 
 void AttentionConfig::validate() const {
   const char* fn = "AttentionConfig";
-  check_choice(fn, "kind", kind, attention_kinds());
+  const AttentionSpec& spec = attention_spec(kind, fn, "kind");
   POLYAK_CHECK(d_model > 0, fn, ": d_model = ", d_model, ", expected a positive integer");
   POLYAK_CHECK(heads > 0, fn, ": heads = ", heads, ", expected a positive integer");
   POLYAK_CHECK(head_dim >= 0, fn, ": head_dim = ", head_dim,
@@ -70,39 +38,11 @@ void AttentionConfig::validate() const {
                ", expected a multiple of heads when head_dim is unset (0)");
   POLYAK_CHECK(dropout >= 0.0 && dropout < 1.0, fn, ": dropout = ", dropout,
                ", expected in [0, 1)");
-  check_choice(fn, "feature_map", feature_map, feature_map_kinds());
-  POLYAK_CHECK(eps > 0.0, fn, ": eps = ", eps, ", expected positive");
-  // Checked whatever the kind, so that a bad value never waits for a switch of kind.
-  POLYAK_CHECK(beta >= 0.0 && beta < 1.0, fn, ": beta = ", beta, ", expected in [0, 1)");
-  POLYAK_CHECK(gamma > 0.0 && std::isfinite(gamma), fn, ": gamma = ", gamma,
-               ", expected a finite value > 0");
-  check_choice(fn, "weighting", weighting, {"exact", "reference"});
   POLYAK_CHECK(max_len >= 0, fn, ": max_len = ", max_len,
                ", expected a positive integer (or 0: unbounded)");
-  POLYAK_CHECK(block_size > 0, fn, ": block_size = ", block_size, ", expected a positive integer");
-  POLYAK_CHECK(features > 0, fn, ": features = ", features,
-               ", expected a positive number of random features m");
-  POLYAK_CHECK(redraw_interval >= 0, fn, ": redraw_interval = ", redraw_interval,
-               ", expected ≥ 0 (0: redraw only on request)");
-  POLYAK_CHECK(projection_dim > 0, fn, ": projection_dim = ", projection_dim,
-               ", expected a positive integer");
-  POLYAK_CHECK(ema_dim > 0, fn, ": ema_dim = ", ema_dim, ", expected a positive integer");
-  POLYAK_CHECK(mega_z_dim > 0, fn, ": mega_z_dim = ", mega_z_dim, ", expected a positive integer");
-  POLYAK_CHECK(mega_v_dim >= 0, fn, ": mega_v_dim = ", mega_v_dim,
-               ", expected a positive integer (or 0: d_model)");
-  check_choice(fn, "mega_attention", mega_attention, {"softmax", "laplace"});
-  if (kind == "linformer") {
-    POLYAK_CHECK(!causal, fn,
-                 ": kind = 'linformer' with causal = true: Linformer mixes every "
-                 "position into its projections and has no causal form, expected causal = false");
-    POLYAK_CHECK(max_len > 0, fn,
-                 ": kind = 'linformer' with max_len = 0, expected the longest "
-                 "sequence (the projections E, F have max_len columns)");
-  }
-  if (kind == "mega")
-    POLYAK_CHECK(max_len > 0, fn,
-                 ": kind = 'mega' with max_len = 0, expected the longest "
-                 "sequence (its relative position bias covers 2·max_len − 1 offsets)");
+  resolve_params(params, *spec.params, fn, kind).validate(fn);
+  check_form(spec, causal, fn, "kind");
+  if (spec.check) spec.check(fn, *this);
 }
 
 // ---- feature maps ----------------------------------------------------------------------
@@ -130,16 +70,12 @@ Tensor PlainEluFeatureMap::forward(const Tensor& x) const {
 }
 
 const std::vector<std::string>& feature_map_kinds() {
-  static const std::vector<std::string> kinds = {"elu", "plain-elu", "favor"};
+  static const std::vector<std::string> kinds = {"elu", "plain-elu"};
   return kinds;
 }
 
-std::shared_ptr<FeatureMap> make_feature_map(const AttentionConfig& config, Generator& gen) {
-  const std::string& kind = config.feature_map;
+std::shared_ptr<FeatureMap> make_feature_map(const std::string& kind) {
   check_choice("make_feature_map", "kind", kind, feature_map_kinds());
-  if (kind == "favor")
-    return std::make_shared<FavorFeatureMap>(config.resolved_head_dim(), config.features,
-                                             config.redraw_interval, gen);
   if (kind == "plain-elu") return std::make_shared<PlainEluFeatureMap>();
   return std::make_shared<EluFeatureMap>();
 }
@@ -324,9 +260,11 @@ Tensor SoftmaxAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor
   return softmax_attention_step(q, k, v, state.tensors[0], state.tensors[1], length);
 }
 
-FeatureMapAttention::FeatureMapAttention(const AttentionConfig& config, Generator& gen)
+FeatureMapAttention::FeatureMapAttention(
+    const AttentionConfig& config, Generator& gen,
+    const std::function<std::shared_ptr<FeatureMap>(Generator&)>& make_map)
     : Attention(config, gen) {
-  feature_map = register_module("feature_map", make_feature_map(config_, gen));
+  feature_map = register_module("feature_map", make_map(gen));
   feature_width_ = feature_map->output_width(config_.resolved_head_dim());
 }
 
@@ -344,11 +282,21 @@ Tensor FeatureMapAttention::mix_projections(const Tensor& q, const Tensor& k, co
 }
 
 LinearAttention::LinearAttention(const AttentionConfig& config, Generator& gen)
-    : FeatureMapAttention(config, gen) {}
+    : LinearAttention(
+          config, gen,
+          [&](Generator&) {
+            return make_feature_map(config.params.as<LinearParams>().feature_map);
+          },
+          config.params.as<LinearParams>().eps) {}
+
+LinearAttention::LinearAttention(
+    const AttentionConfig& config, Generator& gen,
+    const std::function<std::shared_ptr<FeatureMap>(Generator&)>& make_map, double eps)
+    : FeatureMapAttention(config, gen, make_map), eps_(eps) {}
 
 Tensor LinearAttention::attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const {
-  return config_.causal ? causal_linear_attention(fq, fk, v, config_.eps)
-                        : linear_attention(fq, fk, v, config_.eps);
+  return config_.causal ? causal_linear_attention(fq, fk, v, eps_)
+                        : linear_attention(fq, fk, v, eps_);
 }
 
 std::vector<Attention::StateSlot> LinearAttention::state_layout(int64_t batch) const {
@@ -360,17 +308,21 @@ std::vector<Attention::StateSlot> LinearAttention::state_layout(int64_t batch) c
 Tensor LinearAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
                                  AttentionState& state) {
   return linear_attention_step(feature_map->forward(q), feature_map->forward(k), v,
-                               state.tensors[0], state.tensors[1], config_.eps);
+                               state.tensors[0], state.tensors[1], eps_);
 }
 
 MomentumAttention::MomentumAttention(const AttentionConfig& config, Generator& gen)
-    : FeatureMapAttention(config, gen) {}
+    : FeatureMapAttention(config, gen,
+                          [&](Generator&) {
+                            return make_feature_map(config.params.as<MomentumParams>().feature_map);
+                          }),
+      params_(config.params.as<MomentumParams>()) {}
 
 Tensor MomentumAttention::attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const {
-  const double beta = config_.beta, gamma = config_.gamma, eps = config_.eps;
-  return config_.causal ? causal_momentum_attention(fq, fk, v, beta, gamma, eps,
-                                                    parse_momentum_weighting(config_.weighting))
-                        : momentum_attention(fq, fk, v, beta, gamma, eps);
+  const MomentumParams& p = params_;
+  return config_.causal ? causal_momentum_attention(fq, fk, v, p.beta, p.gamma, p.eps,
+                                                    parse_momentum_weighting(p.weighting))
+                        : momentum_attention(fq, fk, v, p.beta, p.gamma, p.eps);
 }
 
 std::vector<Attention::StateSlot> MomentumAttention::state_layout(int64_t batch) const {
@@ -381,7 +333,7 @@ std::vector<Attention::StateSlot> MomentumAttention::state_layout(int64_t batch)
 
 void MomentumAttention::check_recurrent(const char* fn) const {
   Attention::check_recurrent(fn);
-  POLYAK_CHECK(config_.weighting == "exact", fn, ": weighting = '", config_.weighting,
+  POLYAK_CHECK(params_.weighting == "exact", fn, ": weighting = '", params_.weighting,
                "' has no recurrent form (it disagrees with eq. 12 at every position but the "
                "last), expected 'exact'");
 }
@@ -389,23 +341,98 @@ void MomentumAttention::check_recurrent(const char* fn) const {
 Tensor MomentumAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
                                    AttentionState& state) {
   return momentum_attention_step(feature_map->forward(q), feature_map->forward(k), v,
-                                 state.tensors[0], state.tensors[1], state.tensors[2], config_.beta,
-                                 config_.gamma, config_.eps);
+                                 state.tensors[0], state.tensors[1], state.tensors[2], params_.beta,
+                                 params_.gamma, params_.eps);
 }
 
-// ---- the table -------------------------------------------------------------------------
+// ---- parameters and specs --------------------------------------------------------------
 
-std::vector<std::string> attention_kinds() {
-  std::vector<std::string> kinds;
-  for (const auto& [name, make] : attention_table()) kinds.push_back(name);
-  return kinds;
+const ParamSchema& SoftmaxParams::schema() {
+  static const ParamSchema s = make_schema<SoftmaxParams>("softmax attention", {});
+  return s;
 }
 
-std::shared_ptr<Attention> make_attention(const AttentionConfig& config, Generator& gen) {
-  config.validate();
-  for (const auto& [name, make] : attention_table())
-    if (name == config.kind) return make(config, gen);
-  fail("make_attention: kind = '", config.kind, "' is not registered");  // unreachable
+const ParamSchema& LinearParams::schema() {
+  static const ParamSchema s = make_schema<LinearParams>(
+      "linear attention", {feature_map_field<LinearParams>(), eps_field<LinearParams>()});
+  return s;
+}
+
+const ParamSchema& MomentumParams::schema() {
+  using P = MomentumParams;
+  static const ParamSchema s = make_schema<P>(
+      "momentum attention",
+      {feature_map_field<P>(), eps_field<P>(),
+       param(&P::beta, "beta", "--beta", "momentum attention's β in [0, 1) (paper copy: 0.1)",
+             number_in(0, 1, "[0, 1)")),
+       param(&P::gamma, "gamma", "--gamma", "momentum attention's step size γ > 0 (0.6)",
+             positive_number()),
+       param(&P::weighting, "weighting", "--weighting",
+             "momentum attention's training weights: exact (eq. 13) | reference (the public "
+             "code's)",
+             one_of({"exact", "reference"}))});
+  return s;
+}
+
+const AttentionSpec& softmax_attention_spec() {
+  static const AttentionSpec spec = [] {
+    AttentionSpec s;
+    s.name = "softmax";
+    s.summary = "softmax(q kᵀ / √D) v, docs/math.md §1";
+    s.params = &SoftmaxParams::schema();
+    s.make = [](const AttentionConfig& c, Generator& g) {
+      return std::make_shared<SoftmaxAttention>(c, g);
+    };
+    s.flops = [](const AttentionConfig& c, int64_t n) {
+      const double h = static_cast<double>(c.heads);
+      const double dh = static_cast<double>(c.resolved_head_dim());
+      return projection_flops(c) + h * 4 * dh * keys_seen(c, static_cast<double>(n));
+    };
+    s.kept_bytes = [](const AttentionConfig& c, int64_t n) {
+      return static_cast<double>(c.heads) * static_cast<double>(n) * static_cast<double>(n) * 4;
+    };
+    return s;
+  }();
+  return spec;
+}
+
+const AttentionSpec& linear_attention_spec() {
+  static const AttentionSpec spec = [] {
+    AttentionSpec s;
+    s.name = "linear";
+    s.summary = "φ(q)ᵀ S / φ(q)ᵀ z, docs/math.md §2";
+    s.params = &LinearParams::schema();
+    s.make = [](const AttentionConfig& c, Generator& g) {
+      return std::make_shared<LinearAttention>(c, g);
+    };
+    s.flops = [](const AttentionConfig& c, int64_t) {
+      return projection_flops(c) + linear_mix_flops(c);
+    };
+    s.kept_bytes = [](const AttentionConfig&, int64_t) { return 0.0; };
+    return s;
+  }();
+  return spec;
+}
+
+const AttentionSpec& momentum_attention_spec() {
+  static const AttentionSpec spec = [] {
+    AttentionSpec s;
+    s.name = "momentum";
+    s.summary = "linear attention with heavy-ball momentum, docs/math.md §3";
+    s.params = &MomentumParams::schema();
+    s.make = [](const AttentionConfig& c, Generator& g) {
+      return std::make_shared<MomentumAttention>(c, g);
+    };
+    s.flops = [](const AttentionConfig& c, int64_t) {
+      // A decayed numerator beside the plain one.
+      const double h = static_cast<double>(c.heads);
+      const double dh = static_cast<double>(c.resolved_head_dim());
+      return projection_flops(c) + linear_mix_flops(c) + h * 4 * dh * dh;
+    };
+    s.kept_bytes = [](const AttentionConfig&, int64_t) { return 0.0; };
+    return s;
+  }();
+  return spec;
 }
 
 }  // namespace polyak

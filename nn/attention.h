@@ -9,7 +9,8 @@
 //
 // Everything but `mix` is shared. A kind is one small class that overrides mix() (softmax:
 // docs/math.md §1; linear: §2; momentum: §3 is plain causal linear attention minus β times a
-// decayed one, so it is one more mix()) and one entry in the table of make_attention().
+// decayed one, so it is one more mix()), its parameter struct and its spec, one entry in the
+// table of nn/kinds.cpp.
 // Kinds whose block is not "project, mix, project" (Mega's gated EMA attention) override
 // sublayer(), the block before its closing dropout, instead. sublayer() hands the projections to
 // mix_projections(), which splits them and calls mix(); the feature-map kinds (FeatureMapAttention)
@@ -28,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "polyak/core/params.h"
 #include "polyak/core/rng.h"
 #include "polyak/nn/dropout.h"
 #include "polyak/nn/linear.h"
@@ -35,43 +37,50 @@
 
 namespace polyak {
 
+struct AttentionSpec;  // nn/kinds.h
+
 struct AttentionConfig {
   std::string kind = "softmax";  // one of attention_kinds()
   int64_t d_model = 64;
   int64_t heads = 4;
   int64_t head_dim = 0;  // 0: d_model / heads (which must then divide)
   bool causal = true;
-  double dropout = 0.0;             // on the block's output, after out_proj
-  std::string feature_map = "elu";  // linear and momentum kinds: one of feature_map_kinds()
-  double eps = 1e-6;                // linear and momentum kinds: added to the normaliser q·z
-  // Momentum attention (docs/math.md §3): β ∈ [0, 1) and γ > 0; the paper's copy-task values.
-  double beta = 0.1;
-  double gamma = 0.6;
-  std::string weighting = "exact";  // "exact" (eq. 13) | "reference" (the public code's)
+  double dropout = 0.0;  // on the block's output, after out_proj
   // The longest sequence the module must handle: Linformer's projections (E, F have this
   // many columns) and Mega's relative position bias (without chunks) are sized by it.
   // 0: unbounded, which those two kinds refuse.
   int64_t max_len = 0;
-  // DiagAttention's block and Mega-chunk's chunk (docs/math.md §5–6).
-  int64_t block_size = 64;
-  // Performer (FAVOR+, docs/math.md §7): m random features, redrawn every `redraw_interval`
-  // training forwards (0: only on request).
-  int64_t features = 64;
-  int64_t redraw_interval = 0;
-  // Linformer: k, the projected sequence length of K and V.
-  int64_t projection_dim = 64;
-  // Mega (docs/math.md §6): n EMA dimensions per channel, the shared Q/K width z, the value
-  // width (0: d_model) and the attention function ("softmax" | "laplace"). When not
-  // causal the EMA is bidirectional (two parameter sets, as Mega's encoders).
-  int64_t ema_dim = 16;
-  int64_t mega_z_dim = 64;
-  int64_t mega_v_dim = 0;
-  std::string mega_attention = "softmax";
+  // The kind's own settings: its parameter struct (MomentumParams, …; nn/kinds.h lists
+  // which kind has which). Empty: the kind's defaults.
+  Params params;
 
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : d_model / heads; }
-  int64_t resolved_mega_v_dim() const { return mega_v_dim > 0 ? mega_v_dim : d_model; }
-  // Throws polyak::Error naming the field, the value and what was expected.
+  // Throws polyak::Error naming the field, the value and what was expected: the shared
+  // fields, then the kind's own (its params' fields and its rules).
   void validate() const;
+};
+
+// Softmax attention has no settings of its own.
+struct SoftmaxParams {
+  static const ParamSchema& schema();
+};
+
+// Linear attention (docs/math.md §2): the feature map φ and the normaliser's ε.
+struct LinearParams {
+  std::string feature_map = "elu";  // one of feature_map_kinds()
+  double eps = 1e-6;                // added to the normaliser φ(q)·z
+  static const ParamSchema& schema();
+};
+
+// Momentum attention (docs/math.md §3): linear attention's settings, β, γ (the paper's
+// copy-task values) and the weighting its parallel form trains with.
+struct MomentumParams {
+  std::string feature_map = "elu";
+  double eps = 1e-6;
+  double beta = 0.1;                // β ∈ [0, 1)
+  double gamma = 0.6;               // γ > 0
+  std::string weighting = "exact";  // "exact" (eq. 13) | "reference" (the public code's)
+  static const ParamSchema& schema();
 };
 
 // ---- feature maps (linear kinds) -------------------------------------------------------
@@ -107,11 +116,11 @@ class PlainEluFeatureMap final : public FeatureMap {
   Tensor forward(const Tensor& x) const override;
 };
 
-// "elu" (elu + 1), "plain-elu" (elu alone: TransNormer's "t1"), "favor" (FAVOR+, Performer).
+// "elu" (elu + 1), "plain-elu" (elu alone: TransNormer's "t1"). Performer's FAVOR+ map
+// (nn/performer.h) is its own kind's.
 const std::vector<std::string>& feature_map_kinds();
-// The map config.feature_map names, for heads of width config.resolved_head_dim() (FAVOR+
-// draws its config.features random features from `gen`).
-std::shared_ptr<FeatureMap> make_feature_map(const AttentionConfig& config, Generator& gen);
+// The map `kind` names; an unknown kind is a polyak::Error listing the valid ones.
+std::shared_ptr<FeatureMap> make_feature_map(const std::string& kind);
 
 // ---- the recurrent state ---------------------------------------------------------------
 
@@ -237,14 +246,16 @@ class SoftmaxAttention final : public Attention {
   std::vector<StateSlot> state_layout(int64_t batch) const override;
 };
 
-// The kinds that mix φ(q), φ(k) through a feature map (linear, momentum): the map, the width
-// D' it produces, and the two ways in, which share attend().
+// The kinds that mix φ(q), φ(k) through a feature map (linear, momentum, Performer): the
+// map, the width D' it produces, and the two ways in, which share attend().
 class FeatureMapAttention : public Attention {
  public:
   std::shared_ptr<FeatureMap> feature_map;
 
  protected:
-  FeatureMapAttention(const AttentionConfig& config, Generator& gen);
+  // `make_map` builds φ after the projections, from the same generator.
+  FeatureMapAttention(const AttentionConfig& config, Generator& gen,
+                      const std::function<std::shared_ptr<FeatureMap>(Generator&)>& make_map);
   // attend(φ(q), φ(k), v) on q, k, v [B, H, N, D].
   Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) override;
   // The same from the projections [B, N, H·D]: φ maps q and k straight into the heads'
@@ -259,13 +270,21 @@ class FeatureMapAttention : public Attention {
 // φ(q)ᵀ S / (φ(q)ᵀ z + eps), causal or not — docs/math.md §2.
 class LinearAttention final : public FeatureMapAttention {
  public:
+  // config.params: LinearParams.
   LinearAttention(const AttentionConfig& config, Generator& gen);
+  // Another feature map (Performer's FAVOR+) and ε.
+  LinearAttention(const AttentionConfig& config, Generator& gen,
+                  const std::function<std::shared_ptr<FeatureMap>(Generator&)>& make_map,
+                  double eps);
 
  protected:
   Tensor attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const override;
   Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
                   AttentionState& state) override;
   std::vector<StateSlot> state_layout(int64_t batch) const override;
+
+ private:
+  double eps_;
 };
 
 // Momentum attention, causal (eq. 12–13) or not (eq. 14), on φ(q), φ(k) — docs/math.md §3.
@@ -273,7 +292,7 @@ class LinearAttention final : public FeatureMapAttention {
 // module with the "reference" weighting has no recurrent form (initial_state throws).
 class MomentumAttention final : public FeatureMapAttention {
  public:
-  MomentumAttention(const AttentionConfig& config, Generator& gen);
+  MomentumAttention(const AttentionConfig& config, Generator& gen);  // params: MomentumParams
 
  protected:
   Tensor attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const override;
@@ -281,9 +300,18 @@ class MomentumAttention final : public FeatureMapAttention {
                   AttentionState& state) override;
   std::vector<StateSlot> state_layout(int64_t batch) const override;
   void check_recurrent(const char* fn) const override;
+
+ private:
+  MomentumParams params_;
 };
 
-// The kinds make_attention() builds, in the order of its table.
+// The specs of the kinds above (nn/kinds.h).
+const AttentionSpec& softmax_attention_spec();
+const AttentionSpec& linear_attention_spec();
+const AttentionSpec& momentum_attention_spec();
+
+// The kinds make_attention() builds (every kind of nn/kinds.h's table but the stack kinds),
+// in the table's order.
 std::vector<std::string> attention_kinds();
 // Validates `config` and builds its kind; an unknown kind is a polyak::Error listing the
 // valid ones.

@@ -12,9 +12,15 @@
 
 namespace polyak {
 
+// k, the projected sequence length of K and V.
+struct LinformerParams {
+  int64_t k = 64;
+  static const ParamSchema& schema();
+};
+
 class LinformerAttention final : public Attention {
  public:
-  // E ("proj_k") and F ("proj_v") [projection_dim, max_len] start with N(0, 1/k) entries:
+  // E ("proj_k") and F ("proj_v") [k, max_len] start with N(0, 1/k) entries:
   // the Johnson–Lindenstrauss projection of Linformer's analysis (§4), which keeps the norm
   // of each feature's sequence vector in expectation. Drawn from `gen` after the base
   // block's projections.
@@ -27,5 +33,7 @@ class LinformerAttention final : public Attention {
   // N > max_len is a polyak::Error naming both.
   Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) override;
 };
+
+const AttentionSpec& linformer_attention_spec();
 
 }  // namespace polyak

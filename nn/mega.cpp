@@ -1,8 +1,10 @@
 #include "polyak/nn/mega.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "polyak/nn/init.h"
+#include "polyak/nn/kinds.h"
 #include "polyak/ops/attention/ema.h"
 #include "polyak/ops/elementwise.h"
 #include "polyak/ops/matmul.h"
@@ -22,6 +24,13 @@ void init_projection(Linear& layer, Generator& gen) {
   layer.bias.zero_();
 }
 
+// Mega's settings from either kind's struct.
+MegaParams mega_params(const AttentionConfig& c) {
+  if (c.kind != "mega-chunk") return c.params.as<MegaParams>();
+  const MegaChunkParams& p = c.params.as<MegaChunkParams>();
+  return {.ema_dim = p.ema_dim, .z_dim = p.z_dim, .v_dim = p.v_dim, .attention = p.attention};
+}
+
 Tensor normal_parameter(const Shape& shape, double stddev, Generator& gen) {
   Tensor t = Tensor::empty(shape);
   normal_(t, 0.0, stddev, gen);
@@ -32,12 +41,14 @@ Tensor normal_parameter(const Shape& shape, double stddev, Generator& gen) {
 
 MegaAttention::MegaAttention(const AttentionConfig& config, Generator& gen)
     : Attention(config, gen, /*projections=*/false),
-      score_(parse_mega_score(config_.mega_attention)),
-      chunked_(config_.kind == "mega-chunk") {
+      chunked_(config_.kind == "mega-chunk"),
+      params_(mega_params(config)),
+      block_size_(chunked_ ? config.params.as<MegaChunkParams>().block_size : 0),
+      score_(parse_mega_score(params_.attention)) {
   POLYAK_CHECK(config_.kind == "mega" || chunked_, "MegaAttention: kind = '", config_.kind,
                "', expected 'mega' or 'mega-chunk'");
-  const int64_t d = config_.d_model, n = config_.ema_dim, z = config_.mega_z_dim;
-  const int64_t v = config_.resolved_mega_v_dim(), directions = config_.causal ? 1 : 2;
+  const int64_t d = config_.d_model, n = params_.ema_dim, z = params_.z_dim;
+  const int64_t v = v_dim(), directions = config_.causal ? 1 : 2;
 
   // The reference's EMA initialisation: small δ, α (p and α′ near ½); β near ±1,
   // alternating along n (which its authors found more stable); η and ω standard normal.
@@ -72,18 +83,18 @@ MegaAttention::MegaAttention(const AttentionConfig& config, Generator& gen)
 }
 
 int64_t MegaAttention::window() const {
-  return chunked_ ? config_.block_size : config_.max_len;
+  return chunked_ ? block_size_ : config_.max_len;
 }
 
 MegaAttention::EmaCoefficients MegaAttention::ema_coefficients(int64_t direction) const {
   const Tensor p = sigmoid(ema_delta[direction]);
-  const double inv_sqrt_n = 1.0 / std::sqrt(static_cast<double>(config_.ema_dim));
+  const double inv_sqrt_n = 1.0 / std::sqrt(static_cast<double>(params_.ema_dim));
   return {p * ema_beta[direction], 1.0 - p * sigmoid(ema_alpha[direction]),
           ema_eta[direction] * inv_sqrt_n};
 }
 
 MegaAttention::Gate MegaAttention::gate(const Tensor& x, const Tensor& mx) const {
-  const int64_t d = config_.d_model, z = config_.mega_z_dim, v = config_.resolved_mega_v_dim();
+  const int64_t d = config_.d_model, z = params_.z_dim, v = v_dim();
   Gate g;
   g.v = silu(v_proj->forward(x));
   g.u = linear_rows(*mx_proj, 0, d, mx);
@@ -111,7 +122,7 @@ Tensor MegaAttention::sublayer(const Tensor& x) {
   const int64_t d = config_.d_model;
   check_rank(fn, "x", x, 3, "[B, N, d]");
   POLYAK_CHECK(x.size(2) == d, fn, ": x has shape ", x.shape(), ", expected [B, N, ", d, "]");
-  const int64_t B = x.size(0), N = x.size(1), block = config_.block_size;
+  const int64_t B = x.size(0), N = x.size(1), block = block_size_;
   if (!chunked_)
     POLYAK_CHECK(N <= config_.max_len, fn, ": x has shape ", x.shape(), ", N = ", N,
                  " exceeds max_len = ", config_.max_len,
@@ -138,10 +149,10 @@ Tensor MegaAttention::sublayer(const Tensor& x) {
 }
 
 std::vector<Attention::StateSlot> MegaAttention::state_layout(int64_t batch) const {
-  const int64_t cache = chunked_ ? config_.block_size : -1;
-  return {{"h", {batch, config_.d_model, config_.ema_dim}},
-          {"k_cache", {batch, cache, config_.mega_z_dim}},
-          {"v_cache", {batch, cache, config_.resolved_mega_v_dim()}}};
+  const int64_t cache = chunked_ ? block_size_ : -1;
+  return {{"h", {batch, config_.d_model, params_.ema_dim}},
+          {"k_cache", {batch, cache, params_.z_dim}},
+          {"v_cache", {batch, cache, v_dim()}}};
 }
 
 Tensor MegaAttention::step(const Tensor& x, AttentionState& state) {
@@ -156,11 +167,102 @@ Tensor MegaAttention::step(const Tensor& x, AttentionState& state) {
   const EmaCoefficients fwd = ema_coefficients(0);
   const Tensor y = ema_step(x2, state.tensors[0], fwd.g, fwd.q, fwd.w);
   const Gate g = gate(x2, silu(y + x2 * ema_omega));
-  const int64_t row = chunked_ ? position % config_.block_size : position;
+  const int64_t row = chunked_ ? position % block_size_ : position;
   const Tensor o =
       mega_attention_step(g.q, g.k, g.v, state.tensors[1], state.tensors[2], row, rel_bias, score_);
   ++state.position;
   return dropout->forward(output(x2, g, o).reshape({B, 1, d}));
+}
+
+// ---- parameters and specs --------------------------------------------------------------
+
+namespace {
+
+template <class P>
+std::vector<ParamField> mega_fields() {
+  return {param(&P::ema_dim, "ema_dim", "--ema-dim", "Mega's EMA dimensions n (16)",
+                positive_integer()),
+          param(&P::z_dim, "z_dim", "--z-dim", "Mega's shared query/key width z (64)",
+                positive_integer()),
+          param(&P::v_dim, "v_dim", "--v-dim", "Mega's value width (0: d_model)",
+                non_negative_integer("0: d_model")),
+          param(&P::attention, "attention", "--mega-attention",
+                "Mega's attention function: softmax | laplace", one_of({"softmax", "laplace"}))};
+}
+
+// The block's FLOPs per token, keys seen in a window of `window` positions: V, the
+// [2d + z + v] gate projection, W_h, the EMA (n dimensions per channel, a multiply-add each
+// way) and one head of attention.
+double mega_flops(const AttentionConfig& c, double window) {
+  const MegaParams p = mega_params(c);
+  const double d = static_cast<double>(c.d_model), z = static_cast<double>(p.z_dim);
+  const double ema = static_cast<double>(p.ema_dim);
+  const double v = p.v_dim > 0 ? static_cast<double>(p.v_dim) : d;
+  return 2 * d * v + 2 * d * (2 * d + z + v) + 2 * v * d + 4 * d * ema +
+         (2 * z + 2 * v) * keys_seen(c, window);
+}
+
+double chunk_window(const AttentionConfig& c, int64_t n) {
+  return static_cast<double>(std::min(c.params.as<MegaChunkParams>().block_size, n));
+}
+
+}  // namespace
+
+const ParamSchema& MegaParams::schema() {
+  static const ParamSchema s = make_schema<MegaParams>("Mega", mega_fields<MegaParams>());
+  return s;
+}
+
+const ParamSchema& MegaChunkParams::schema() {
+  static const ParamSchema s = [] {
+    std::vector<ParamField> fields = mega_fields<MegaChunkParams>();
+    fields.push_back(block_size_field<MegaChunkParams>());
+    return make_schema<MegaChunkParams>("Mega-chunk", std::move(fields));
+  }();
+  return s;
+}
+
+const AttentionSpec& mega_attention_spec() {
+  static const AttentionSpec spec = [] {
+    AttentionSpec s;
+    s.name = "mega";
+    s.summary = "Mega's gated EMA attention over the whole sequence, docs/math.md §6";
+    s.params = &MegaParams::schema();
+    s.make = [](const AttentionConfig& c, Generator& g) {
+      return std::make_shared<MegaAttention>(c, g);
+    };
+    s.check = [](const char* fn, const AttentionConfig& c) {
+      POLYAK_CHECK(c.max_len > 0, fn,
+                   ": kind = 'mega' with max_len = 0, expected the longest "
+                   "sequence (its relative position bias covers 2·max_len − 1 offsets)");
+    };
+    s.flops = [](const AttentionConfig& c, int64_t n) {
+      return mega_flops(c, static_cast<double>(n));
+    };
+    s.kept_bytes = [](const AttentionConfig&, int64_t n) {
+      return static_cast<double>(n) * static_cast<double>(n) * 4;
+    };
+    return s;
+  }();
+  return spec;
+}
+
+const AttentionSpec& mega_chunk_spec() {
+  static const AttentionSpec spec = [] {
+    AttentionSpec s;
+    s.name = "mega-chunk";
+    s.summary = "Mega's gated EMA attention in chunks, docs/math.md §6";
+    s.params = &MegaChunkParams::schema();
+    s.make = [](const AttentionConfig& c, Generator& g) {
+      return std::make_shared<MegaAttention>(c, g);
+    };
+    s.flops = [](const AttentionConfig& c, int64_t n) { return mega_flops(c, chunk_window(c, n)); };
+    s.kept_bytes = [](const AttentionConfig& c, int64_t n) {
+      return static_cast<double>(n) * chunk_window(c, n) * 4;
+    };
+    return s;
+  }();
+  return spec;
 }
 
 }  // namespace polyak

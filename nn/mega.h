@@ -38,6 +38,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "polyak/nn/attention.h"
@@ -45,6 +46,26 @@
 #include "polyak/ops/attention/mega_attention.h"
 
 namespace polyak {
+
+// Mega's settings (docs/math.md §6): n EMA dimensions per channel, the shared Q/K width z,
+// the value width (0: d_model) and the attention function.
+struct MegaParams {
+  int64_t ema_dim = 16;
+  int64_t z_dim = 64;
+  int64_t v_dim = 0;
+  std::string attention = "softmax";  // "softmax" | "laplace"
+  static const ParamSchema& schema();
+};
+
+// Mega-chunk's: Mega's, and the chunk its attention runs in.
+struct MegaChunkParams {
+  int64_t ema_dim = 16;
+  int64_t z_dim = 64;
+  int64_t v_dim = 0;
+  std::string attention = "softmax";
+  int64_t block_size = 64;
+  static const ParamSchema& schema();
+};
 
 class MegaAttention final : public Attention {
  public:
@@ -91,9 +112,15 @@ class MegaAttention final : public Attention {
   Tensor output(const Tensor& x, const Gate& gate, const Tensor& o) const;
   // The chunk length the attention runs on: block_size, or max_len for "mega".
   int64_t window() const;
+  int64_t v_dim() const { return params_.v_dim > 0 ? params_.v_dim : config_.d_model; }
 
-  MegaScore score_;
   bool chunked_;
+  MegaParams params_;   // Mega-chunk's too, but the chunk
+  int64_t block_size_;  // Mega-chunk's chunk (0 for Mega)
+  MegaScore score_;
 };
+
+const AttentionSpec& mega_attention_spec();
+const AttentionSpec& mega_chunk_spec();
 
 }  // namespace polyak

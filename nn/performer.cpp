@@ -1,6 +1,7 @@
 #include "polyak/nn/performer.h"
 
 #include "polyak/nn/init.h"
+#include "polyak/nn/kinds.h"
 #include "polyak/ops/attention/favor.h"
 
 namespace polyak {
@@ -35,6 +36,47 @@ void FavorFeatureMap::redraw() {
   Tensor fresh = orthogonal_random_features(features_, head_dim_, generator, omega.dtype());
   omega = omega.device() == fresh.device() ? fresh : fresh.to(omega.device());
   omega.set_name(path() + "omega");
+}
+
+const ParamSchema& PerformerParams::schema() {
+  using P = PerformerParams;
+  static const ParamSchema s = make_schema<P>(
+      "Performer", {param(&P::features, "features", "--features",
+                          "Performer's random features m (64)", positive_integer()),
+                    param(&P::redraw, "redraw", "--redraw",
+                          "Performer: training steps between feature redraws (0: never; 1000)",
+                          non_negative_integer("0: redraw only on request")),
+                    eps_field<P>()});
+  return s;
+}
+
+const AttentionSpec& performer_attention_spec() {
+  static const AttentionSpec spec = [] {
+    AttentionSpec s;
+    s.name = "performer";
+    s.summary = "linear attention on FAVOR+ random features, docs/math.md §7";
+    s.params = &PerformerParams::schema();
+    s.make = [](const AttentionConfig& c, Generator& g) {
+      const PerformerParams& p = c.params.as<PerformerParams>();
+      const int64_t head_dim = c.resolved_head_dim();
+      return std::make_shared<LinearAttention>(
+          c, g,
+          [&](Generator& gen) {
+            return std::make_shared<FavorFeatureMap>(head_dim, p.features, p.redraw, gen);
+          },
+          p.eps);
+    };
+    s.flops = [](const AttentionConfig& c, int64_t) {
+      // q and k mapped through m features, then linear attention of width m.
+      const double h = static_cast<double>(c.heads);
+      const double dh = static_cast<double>(c.resolved_head_dim());
+      const double m = static_cast<double>(c.params.as<PerformerParams>().features);
+      return projection_flops(c) + h * (2 * 2 * dh * m + 2 * m * dh + 2 * m * dh + 4 * m);
+    };
+    s.kept_bytes = [](const AttentionConfig&, int64_t) { return 0.0; };
+    return s;
+  }();
+  return spec;
 }
 
 }  // namespace polyak

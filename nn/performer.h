@@ -2,7 +2,7 @@
 // persistent buffer (checkpoints and to(dtype) carry them) and are redrawn from the
 // module's own generator on request or on a schedule of training forwards.
 //
-// Kind "performer" is LinearAttention (docs/math.md §2) with this map (make_attention).
+// Kind "performer" is LinearAttention (docs/math.md §2) with this map.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +11,15 @@
 #include "polyak/nn/attention.h"
 
 namespace polyak {
+
+// Performer's settings: m random features, redrawn every `redraw` training forwards (0: only
+// on request), and linear attention's ε.
+struct PerformerParams {
+  int64_t features = 64;
+  int64_t redraw = 1000;
+  double eps = 1e-6;
+  static const ParamSchema& schema();
+};
 
 class FavorFeatureMap final : public FeatureMap {
  public:
@@ -40,5 +49,7 @@ class FavorFeatureMap final : public FeatureMap {
   // and the generator it draws from are restored).
   int64_t advances_ = 0;
 };
+
+const AttentionSpec& performer_attention_spec();
 
 }  // namespace polyak

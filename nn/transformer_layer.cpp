@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "polyak/nn/kinds.h"
 #include "polyak/ops/elementwise.h"
 #include "polyak/ops/reduce.h"
 
@@ -37,15 +38,8 @@ Tensor ResidualConnection::forward(const Tensor& x, const Tensor& a, LayerCarry&
 
 void ConnectionConfig::validate() const {
   const char* fn = "ConnectionConfig";
-  check_choice(fn, "kind", kind, connection_kinds());
-  // Checked whatever the kind, so that a bad value never waits for a switch of kind.
-  POLYAK_CHECK(beta >= 0.0 && beta < 1.0, fn, ": beta = ", beta, ", expected in [0, 1)");
-  POLYAK_CHECK(gamma > 0.0 && std::isfinite(gamma), fn, ": gamma = ", gamma,
-               ", expected a finite value > 0");
-  POLYAK_CHECK(delta > 0.0 && delta < 1.0, fn, ": delta = ", delta, ", expected in (0, 1)");
-  POLYAK_CHECK(eps > 0.0 && std::isfinite(eps), fn, ": eps = ", eps,
-               ", expected a finite value > 0");
-  check_choice(fn, "denominator", denominator, {"velocity", "attention"});
+  const ConnectionSpec& spec = connection_spec(kind, fn, "kind");
+  resolve_params(params, *spec.params, fn, kind).validate(fn);
 }
 
 MomentumConnection::MomentumConnection(double beta, double gamma) : beta_(beta), gamma_(gamma) {
@@ -72,8 +66,8 @@ Tensor MomentumConnection::forward(const Tensor& x, const Tensor& a, LayerCarry&
   return x - v * gamma_;
 }
 
-AdaptiveConnection::AdaptiveConnection(const ConnectionConfig& config) : config_(config) {
-  config_.validate();
+AdaptiveConnection::AdaptiveConnection(const AdaptiveConnectionParams& params) : params_(params) {
+  Params(params).validate("AdaptiveConnection");
 }
 
 Tensor AdaptiveConnection::forward(const Tensor& x, const Tensor& a, LayerCarry& carry) {
@@ -84,30 +78,107 @@ Tensor AdaptiveConnection::forward(const Tensor& x, const Tensor& a, LayerCarry&
     //   r = sqrt(‖A_ℓ − A_{ℓ−1}‖ / (‖den‖ + ε) + ε),  β̃ = clamp((1 − r)², 0, 1 − δ)
     // den = v_{ℓ−1} (the reference code) or A_{ℓ−1} (the paper). Every op is
     // differentiable, so the gradient flows through β̃ too.
-    const Tensor& den = config_.denominator == "velocity" ? carry.velocity : carry.prev_attn;
-    Tensor ratio = token_norm(a - carry.prev_attn) / (token_norm(den) + config_.eps);
-    Tensor r = sqrt(ratio + config_.eps);
-    Tensor beta = clamp(square(1.0 - r), 0.0, 1.0 - config_.delta);
+    const Tensor& den = params_.denominator == "velocity" ? carry.velocity : carry.prev_attn;
+    Tensor ratio = token_norm(a - carry.prev_attn) / (token_norm(den) + params_.eps);
+    Tensor r = sqrt(ratio + params_.eps);
+    Tensor beta = clamp(square(1.0 - r), 0.0, 1.0 - params_.delta);
     v = beta * carry.velocity - a;  // v_ℓ = β̃ v_{ℓ−1} − A_ℓ, β̃ broadcast over d
   } else {
     v = -a;  // ℓ = 1: v_0 = 0, β̃_1 is irrelevant
   }
   carry.velocity = v;
   carry.prev_attn = a;
-  return x - v * config_.gamma;
+  return x - v * params_.gamma;
 }
 
-const std::vector<std::string>& connection_kinds() {
-  static const std::vector<std::string> kinds = {"residual", "momentum", "adaptive"};
+std::vector<std::string> connection_kinds() {
+  std::vector<std::string> kinds;
+  for (const ConnectionSpec* spec : connection_specs()) kinds.push_back(spec->name);
   return kinds;
 }
 
 std::shared_ptr<Connection> make_connection(const ConnectionConfig& config) {
   config.validate();
-  if (config.kind == "momentum")
-    return std::make_shared<MomentumConnection>(config.beta, config.gamma);
-  if (config.kind == "adaptive") return std::make_shared<AdaptiveConnection>(config);
-  return std::make_shared<ResidualConnection>();
+  const ConnectionSpec& spec = connection_spec(config.kind, "make_connection");
+  ConnectionConfig resolved = config;
+  resolved.params = resolve_params(config.params, *spec.params, "make_connection", config.kind);
+  return spec.make(resolved);
+}
+
+const ParamSchema& ResidualConnectionParams::schema() {
+  static const ParamSchema s = make_schema<ResidualConnectionParams>("the residual connection", {});
+  return s;
+}
+
+const ParamSchema& MomentumConnectionParams::schema() {
+  using P = MomentumConnectionParams;
+  static const ParamSchema s = make_schema<P>(
+      "the momentum connection",
+      {param(&P::beta, "beta", "--conn-beta",
+             "momentum connection's β̃ in [0, 1) (paper copy: 0.99)", number_in(0, 1, "[0, 1)")),
+       param(&P::gamma, "gamma", "--conn-gamma",
+             "momentum and adaptive connection's step size γ̃ > 0 (0.99)", positive_number())});
+  return s;
+}
+
+const ParamSchema& AdaptiveConnectionParams::schema() {
+  using P = AdaptiveConnectionParams;
+  static const ParamSchema s = make_schema<P>(
+      "the adaptive connection",
+      {param(&P::gamma, "gamma", "--conn-gamma",
+             "momentum and adaptive connection's step size γ̃ > 0 (0.99)", positive_number()),
+       param(&P::delta, "delta", "--delta", "adaptive connection's δ in (0, 1) (1e-3)",
+             number_in(0, 1, "(0, 1)")),
+       param(&P::eps, "eps", "--conn-eps", "adaptive connection's ε in eq. 18 (1e-6)",
+             positive_number()),
+       param(&P::denominator, "denominator", "--denominator",
+             "adaptive connection's ‖A_ℓ − A_ℓ₋₁‖ divided by: velocity (the reference code) | "
+             "attention (the paper)",
+             one_of({"velocity", "attention"}))});
+  return s;
+}
+
+const ConnectionSpec& residual_connection_spec() {
+  static const ConnectionSpec spec = [] {
+    ConnectionSpec s;
+    s.name = "residual";
+    s.summary = "x + a";
+    s.params = &ResidualConnectionParams::schema();
+    s.make = [](const ConnectionConfig&) { return std::make_shared<ResidualConnection>(); };
+    return s;
+  }();
+  return spec;
+}
+
+const ConnectionSpec& momentum_connection_spec() {
+  static const ConnectionSpec spec = [] {
+    ConnectionSpec s;
+    s.name = "momentum";
+    s.summary = "heavy-ball momentum across layers with constant β̃, docs/math.md §4";
+    s.params = &MomentumConnectionParams::schema();
+    s.make = [](const ConnectionConfig& c) {
+      const MomentumConnectionParams& p = c.params.as<MomentumConnectionParams>();
+      return std::make_shared<MomentumConnection>(p.beta, p.gamma);
+    };
+    s.model_kinds = {{"momentum-connection", "momentum"}};
+    return s;
+  }();
+  return spec;
+}
+
+const ConnectionSpec& adaptive_connection_spec() {
+  static const ConnectionSpec spec = [] {
+    ConnectionSpec s;
+    s.name = "adaptive";
+    s.summary = "momentum across layers with β̃ per token from eq. 18, docs/math.md §4";
+    s.params = &AdaptiveConnectionParams::schema();
+    s.make = [](const ConnectionConfig& c) {
+      return std::make_shared<AdaptiveConnection>(c.params.as<AdaptiveConnectionParams>());
+    };
+    s.model_kinds = {{"adaptive", "momentum"}};
+    return s;
+  }();
+  return spec;
 }
 
 // ---- the layer -------------------------------------------------------------------------

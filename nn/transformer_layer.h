@@ -44,17 +44,33 @@ class ResidualConnection final : public Connection {
   Tensor forward(const Tensor& x, const Tensor& a, LayerCarry& carry) override;
 };
 
-struct ConnectionConfig {
-  std::string kind = "residual";  // one of connection_kinds()
-  // momentum: constant β̃ ∈ [0, 1) and γ̃ > 0 (the paper's copy-task values);
-  // adaptive: γ̃ and δ ∈ (0, 1), β̃ per token from eq. 18.
+// The momentum connection's settings (docs/math.md §4): constant β̃ ∈ [0, 1) and γ̃ > 0, the
+// paper's copy-task values.
+struct MomentumConnectionParams {
   double beta = 0.99;
   double gamma = 0.99;
+  static const ParamSchema& schema();
+};
+
+// The adaptive connection's: γ̃ and δ ∈ (0, 1), with β̃ per token from eq. 18.
+struct AdaptiveConnectionParams {
+  double gamma = 0.99;
   double delta = 1e-3;
-  double eps = 1e-6;  // adaptive: keeps the square root and the quotient finite
-  // adaptive: ‖A_ℓ − A_{ℓ−1}‖ is divided by ‖v_{ℓ−1}‖ ("velocity", the reference code) or
-  // by ‖A_{ℓ−1}‖ ("attention", the paper's ‖∇f(x_{k−1})‖).
+  double eps = 1e-6;  // keeps the square root and the quotient finite
+  // ‖A_ℓ − A_{ℓ−1}‖ is divided by ‖v_{ℓ−1}‖ ("velocity", the reference code) or by ‖A_{ℓ−1}‖
+  // ("attention", the paper's ‖∇f(x_{k−1})‖).
   std::string denominator = "velocity";
+  static const ParamSchema& schema();
+};
+
+// The residual connection has no settings.
+struct ResidualConnectionParams {
+  static const ParamSchema& schema();
+};
+
+struct ConnectionConfig {
+  std::string kind = "residual";  // one of connection_kinds()
+  Params params;                  // the kind's struct (empty: its defaults)
 
   // Throws polyak::Error naming the field, the value and what was expected.
   void validate() const;
@@ -76,15 +92,19 @@ class MomentumConnection final : public Connection {
 // (β̃_1 is irrelevant: v_0 = 0), then as MomentumConnection. Gradients flow through β̃.
 class AdaptiveConnection final : public Connection {
  public:
-  explicit AdaptiveConnection(const ConnectionConfig& config);
+  explicit AdaptiveConnection(const AdaptiveConnectionParams& params);
   Tensor forward(const Tensor& x, const Tensor& a, LayerCarry& carry) override;
 
  private:
-  ConnectionConfig config_;
+  AdaptiveConnectionParams params_;
 };
 
-// "residual", "momentum", "adaptive".
-const std::vector<std::string>& connection_kinds();
+// "residual", "momentum", "adaptive": the connections of nn/kinds.h's table.
+std::vector<std::string> connection_kinds();
+struct ConnectionSpec;  // nn/kinds.h
+const ConnectionSpec& residual_connection_spec();
+const ConnectionSpec& momentum_connection_spec();
+const ConnectionSpec& adaptive_connection_spec();
 // Validates `config` and builds its kind.
 std::shared_ptr<Connection> make_connection(const ConnectionConfig& config);
 

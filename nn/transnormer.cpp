@@ -2,6 +2,9 @@
 // D head dim, D' feature width, L block length.
 #include "polyak/nn/transnormer.h"
 
+#include <algorithm>
+
+#include "polyak/nn/kinds.h"
 #include "polyak/ops/attention/linear_attention.h"
 #include "polyak/ops/attention/norm_attention.h"
 #include "polyak/ops/matmul.h"
@@ -20,7 +23,8 @@ constexpr double kSrmsEps = 1e-8;
 
 NormAttention::NormAttention(const AttentionConfig& config, Generator& gen)
     : Attention(config, gen) {
-  feature_map = register_module("feature_map", make_feature_map(config_, gen));
+  feature_map =
+      register_module("feature_map", make_feature_map(config.params.as<NormParams>().feature_map));
   feature_width_ = feature_map->output_width(config_.resolved_head_dim());
 }
 
@@ -61,21 +65,117 @@ Tensor NormAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor& v
 // ---- DiagAttention ---------------------------------------------------------------------
 
 DiagAttention::DiagAttention(const AttentionConfig& config, Generator& gen)
-    : Attention(config, gen) {}
+    : Attention(config, gen), block_size_(config.params.as<DiagParams>().block_size) {}
 
 Tensor DiagAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
-  return block_softmax_attention(q, k, v, config_.block_size, config_.causal);
+  return block_softmax_attention(q, k, v, block_size_, config_.causal);
 }
 
 std::vector<Attention::StateSlot> DiagAttention::state_layout(int64_t batch) const {
-  const int64_t H = config_.heads, D = config_.resolved_head_dim(), L = config_.block_size;
+  const int64_t H = config_.heads, D = config_.resolved_head_dim(), L = block_size_;
   return {{"k_cache", {batch, H, L, D}}, {"v_cache", {batch, H, L, D}}};
 }
 
 Tensor DiagAttention::mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
                                AttentionState& state) {
-  return block_softmax_attention_step(q, k, v, state.tensors[0], state.tensors[1],
-                                      config_.block_size, state.position);
+  return block_softmax_attention_step(q, k, v, state.tensors[0], state.tensors[1], block_size_,
+                                      state.position);
+}
+
+// ---- parameters and specs --------------------------------------------------------------
+
+namespace {
+
+double diag_window(const AttentionConfig& c, int64_t n) {
+  return static_cast<double>(std::min(c.params.as<DiagParams>().block_size, n));
+}
+
+}  // namespace
+
+const ParamSchema& NormParams::schema() {
+  static const ParamSchema s =
+      make_schema<NormParams>("NormAttention", {feature_map_field<NormParams>()});
+  return s;
+}
+
+const ParamSchema& DiagParams::schema() {
+  static const ParamSchema s =
+      make_schema<DiagParams>("DiagAttention", {block_size_field<DiagParams>()});
+  return s;
+}
+
+const ParamSchema& TransNormerParams::schema() {
+  static const ParamSchema s = make_schema<TransNormerParams>(
+      "TransNormer",
+      {block_size_field<TransNormerParams>(), feature_map_field<TransNormerParams>()});
+  return s;
+}
+
+const AttentionSpec& norm_attention_spec() {
+  static const AttentionSpec spec = [] {
+    AttentionSpec s;
+    s.name = "norm";
+    s.summary = "TransNormer's NormAttention, SRMSNorm(φ(q) φ(k)ᵀ v), docs/math.md §5";
+    s.params = &NormParams::schema();
+    s.model_kind = false;
+    s.make = [](const AttentionConfig& c, Generator& g) {
+      return std::make_shared<NormAttention>(c, g);
+    };
+    s.flops = [](const AttentionConfig& c, int64_t) {
+      return projection_flops(c) + linear_mix_flops(c);
+    };
+    s.kept_bytes = [](const AttentionConfig&, int64_t) { return 0.0; };
+    return s;
+  }();
+  return spec;
+}
+
+const AttentionSpec& diag_attention_spec() {
+  static const AttentionSpec spec = [] {
+    AttentionSpec s;
+    s.name = "diag";
+    s.summary = "TransNormer's DiagAttention, softmax inside blocks, docs/math.md §5";
+    s.params = &DiagParams::schema();
+    s.model_kind = false;
+    s.make = [](const AttentionConfig& c, Generator& g) {
+      return std::make_shared<DiagAttention>(c, g);
+    };
+    s.flops = [](const AttentionConfig& c, int64_t n) {
+      const double h = static_cast<double>(c.heads);
+      const double dh = static_cast<double>(c.resolved_head_dim());
+      return projection_flops(c) + h * 4 * dh * keys_seen(c, diag_window(c, n));
+    };
+    s.kept_bytes = [](const AttentionConfig& c, int64_t n) {
+      return static_cast<double>(c.heads) * static_cast<double>(n) * diag_window(c, n) * 4;
+    };
+    return s;
+  }();
+  return spec;
+}
+
+const AttentionSpec& transnormer_spec() {
+  static const AttentionSpec spec = [] {
+    AttentionSpec s;
+    s.name = "transnormer";
+    s.summary =
+        "DiagAttention in the first half of the layers, NormAttention in the rest, "
+        "docs/math.md §5";
+    s.params = &TransNormerParams::schema();
+    s.per_layer = [](const AttentionConfig& c, int64_t index, int64_t layers) {
+      const TransNormerParams& p = c.params.as<TransNormerParams>();
+      AttentionConfig layer = c;
+      if (index < layers / 2) {
+        layer.kind = "diag";
+        layer.params = DiagParams{.block_size = p.block_size};
+      } else {
+        layer.kind = "norm";
+        layer.params = NormParams{.feature_map = p.feature_map};
+      }
+      return layer;
+    };
+    return s;
+  }();
+  return spec;
 }
 
 }  // namespace polyak

@@ -11,16 +11,37 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "polyak/nn/attention.h"
 
 namespace polyak {
 
+// NormAttention's φ.
+struct NormParams {
+  std::string feature_map = "elu";  // "elu" (TransNormer's t2) | "plain-elu" (t1)
+  static const ParamSchema& schema();
+};
+
+// DiagAttention's block.
+struct DiagParams {
+  int64_t block_size = 64;
+  static const ParamSchema& schema();
+};
+
+// The "transnormer" stack: DiagAttention (blocks of block_size) in the first half of the
+// layers (index < layers / 2), NormAttention (φ = feature_map) in the rest.
+struct TransNormerParams {
+  int64_t block_size = 64;
+  std::string feature_map = "elu";
+  static const ParamSchema& schema();
+};
+
 // SRMSNorm(φ(Q) (φ(K)ᵀ V)) over the concatenated heads, then out_proj: no denominator and
 // no 1/√D scaling, which is TransNormer's remedy for linear attention's unbounded
 // gradients. Causal through the causal product (O(N) memory); not causal through two
-// GEMMs. φ is config.feature_map ("elu": 1 + elu, TransNormer's t2; "plain-elu": t1).
+// GEMMs. φ is NormParams::feature_map ("elu": 1 + elu, TransNormer's t2; "plain-elu": t1).
 // Recurrent state {s [B,H,D',D]}: s += φ(k) vᵀ, y = SRMSNorm(sᵀ φ(q) over H·D).
 class NormAttention final : public Attention {
  public:
@@ -43,7 +64,7 @@ class NormAttention final : public Attention {
   int64_t feature_width_ = 0;  // D': the width of φ(q), φ(k), the state's key axis
 };
 
-// Softmax attention inside non-overlapping blocks of config.block_size positions, causal
+// Softmax attention inside non-overlapping blocks of DiagParams::block_size positions, causal
 // inside a block when config.causal. Not causal, N must be a multiple of the block (or at
 // most one block). Recurrent state {k_cache [B,H,L,D], v_cache [B,H,L,D]}: the current
 // block only, so the state does not grow with the position.
@@ -56,6 +77,13 @@ class DiagAttention final : public Attention {
   Tensor mix_step(const Tensor& q, const Tensor& k, const Tensor& v,
                   AttentionState& state) override;
   std::vector<StateSlot> state_layout(int64_t batch) const override;
+
+ private:
+  int64_t block_size_;
 };
+
+const AttentionSpec& norm_attention_spec();
+const AttentionSpec& diag_attention_spec();
+const AttentionSpec& transnormer_spec();
 
 }  // namespace polyak

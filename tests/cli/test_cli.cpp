@@ -47,13 +47,18 @@ TEST_CASE("cli: train defaults and the paper preset") {
 }
 
 TEST_CASE("cli: every causal model kind trains, with the paper's momentum values by default") {
-  cli::TrainOptions d = parse_cli({"train"}).train;
-  CHECK(d.beta == doctest::Approx(0.1));
-  CHECK(d.gamma == doctest::Approx(0.6));
-  CHECK(d.weighting == "exact");
-  CHECK(d.conn_beta == doctest::Approx(0.99));
-  CHECK(d.conn_gamma == doctest::Approx(0.99));
-  CHECK(d.delta == doctest::Approx(1e-3));
+  const TransformerConfig d = parse_cli({"train", "--model", "adaptive"}).train.model_config(11);
+  const MomentumParams& dm = d.attention_params.as<MomentumParams>();
+  CHECK(dm.beta == doctest::Approx(0.1));
+  CHECK(dm.gamma == doctest::Approx(0.6));
+  CHECK(dm.weighting == "exact");
+  const AdaptiveConnectionParams& da = d.connection_params.as<AdaptiveConnectionParams>();
+  CHECK(da.gamma == doctest::Approx(0.99));
+  CHECK(da.delta == doctest::Approx(1e-3));
+  CHECK(parse_cli({"train", "--model", "momentum-connection"})
+            .train.model_config(11)
+            .connection_params.as<MomentumConnectionParams>()
+            .beta == doctest::Approx(0.99));
   for (const std::string& kind : cli::causal_model_kinds()) {
     CAPTURE(kind);
     cli::TrainOptions o = parse_cli({"train", "--model", kind}).train;
@@ -70,13 +75,22 @@ TEST_CASE("cli: every causal model kind trains, with the paper's momentum values
   TransformerConfig c = o.model_config(11);
   CHECK(c.attention == "momentum");
   CHECK(c.connection == "adaptive");
-  CHECK(c.momentum_beta == doctest::Approx(0.3));
-  CHECK(c.momentum_gamma == doctest::Approx(0.9));
-  CHECK(c.momentum_weighting == "reference");
-  CHECK(c.connection_beta == doctest::Approx(0.5));
-  CHECK(c.connection_gamma == doctest::Approx(0.8));
-  CHECK(c.connection_delta == doctest::Approx(0.01));
-  CHECK(parse_cli({"train", "--beta", "0"}).train.beta == 0.0);  // β = 0 is allowed
+  const MomentumParams& m = c.attention_params.as<MomentumParams>();
+  CHECK(m.beta == doctest::Approx(0.3));
+  CHECK(m.gamma == doctest::Approx(0.9));
+  CHECK(m.weighting == "reference");
+  const AdaptiveConnectionParams& a = c.connection_params.as<AdaptiveConnectionParams>();
+  CHECK(a.gamma == doctest::Approx(0.8));
+  CHECK(a.delta == doctest::Approx(0.01));
+  // --conn-beta is the momentum connection's: the adaptive one has no β̃ to set.
+  CHECK(parse_cli({"train", "--model", "momentum-connection", "--conn-beta", "0.5"})
+            .train.model_config(11)
+            .connection_params.as<MomentumConnectionParams>()
+            .beta == doctest::Approx(0.5));
+  CHECK(parse_cli({"train", "--model", "momentum", "--beta", "0"})  // β = 0 is allowed
+            .train.model_config(11)
+            .attention_params.as<MomentumParams>()
+            .beta == 0.0);
 
   // The figure1 preset: the scaled comparison.
   cli::TrainOptions f = parse_cli({"train", "--preset", "figure1"}).train;
@@ -135,8 +149,16 @@ TEST_CASE("cli: bad input is a polyak::Error naming the flag and the value") {
   check_error([] { parse_cli({"train", "--beta", "1"}); }, {"--beta", "1", "[0, 1)"});
   check_error([] { parse_cli({"train", "--beta", "-0.1"}); }, {"--beta", "-0.1", "[0, 1)"});
   check_error([] { parse_cli({"train", "--beta", "nan"}); }, {"--beta"});
-  check_error([] { parse_cli({"train", "--gamma", "0"}); }, {"--gamma", "0", "γ > 0"});
-  check_error([] { parse_cli({"train", "--gamma", "-2"}); }, {"--gamma", "-2", "γ > 0"});
+  check_error(
+      [] {
+        parse_cli({"train", "--gamma", "0"});
+      },
+      {"--gamma", "0", "expected a finite value > 0"});
+  check_error(
+      [] {
+        parse_cli({"train", "--gamma", "-2"});
+      },
+      {"--gamma", "-2", "expected a finite value > 0"});
   check_error(
       [] {
         parse_cli({"train", "--weighting", "fancy"});

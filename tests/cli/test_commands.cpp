@@ -151,7 +151,7 @@ TEST_CASE("cli: compare runs every causal kind on the figure1 preset by default"
   CHECK(k.kinds == std::vector<std::string>{"adaptive", "linear"});
   CHECK(k.train.steps == 9);
   CHECK(k.train.layers == 4);
-  CHECK(k.train.beta == doctest::Approx(0.2));
+  CHECK(std::get<double>(k.train.kind_flags.at("--beta")) == doctest::Approx(0.2));
   CHECK(k.train.out == "x");
 
   // One seed, hence one data stream, for every run; each run in its own folder.
@@ -162,7 +162,7 @@ TEST_CASE("cli: compare runs every causal kind on the figure1 preset by default"
   CHECK(runs[1].label == "linear");
   for (const cli::ExperimentRun& r : runs) {
     CHECK(r.options.seed == 5);
-    CHECK(r.options.beta == doctest::Approx(0.2));
+    CHECK(std::get<double>(r.options.kind_flags.at("--beta")) == doctest::Approx(0.2));
     CHECK(r.options.out == (fs::path("x") / r.name).string());
   }
 }
@@ -181,10 +181,13 @@ TEST_CASE("cli: ablate beta and ablate connection, their runs and labels") {
   REQUIRE(beta_runs.size() == 2);
   CHECK(beta_runs[0].label == "β = 0.3");
   CHECK(beta_runs[0].name == "beta-0.3");
-  CHECK(beta_runs[1].options.beta == doctest::Approx(0.6));
+  CHECK(beta_runs[1].options.model_config(11).attention_params.as<MomentumParams>().beta ==
+        doctest::Approx(0.6));
   for (const cli::ExperimentRun& r : beta_runs) {
     CHECK(r.options.model == "momentum");
-    CHECK(r.options.gamma == doctest::Approx(0.9));  // γ stays fixed
+    // γ stays fixed
+    CHECK(r.options.model_config(11).attention_params.as<MomentumParams>().gamma ==
+          doctest::Approx(0.9));
     CHECK(r.options.steps == 11);
   }
 
@@ -196,7 +199,9 @@ TEST_CASE("cli: ablate beta and ablate connection, their runs and labels") {
   REQUIRE(conn_runs.size() == 4);
   CHECK(conn_runs[1].label == "β̃ = 0.9");
   CHECK(conn_runs[1].options.model == "momentum-connection");
-  CHECK(conn_runs[1].options.conn_beta == doctest::Approx(0.9));
+  CHECK(
+      conn_runs[1].options.model_config(11).connection_params.as<MomentumConnectionParams>().beta ==
+      doctest::Approx(0.9));
   CHECK(conn_runs[3].label == "adaptive");
   CHECK(conn_runs[3].options.model == "adaptive");
 }
@@ -273,7 +278,9 @@ TEST_CASE("cli: train writes a checkpoint that generate runs on") {
   CHECK(fs::exists(dir / "config.json"));
   REQUIRE(r.model_path == (dir / "model.safetensors").string());
   REQUIRE(fs::exists(r.model_path));
-  CHECK(read_file(dir / "config.json").find("\"momentum_beta\"") != std::string::npos);
+  const std::string config_json = read_file(dir / "config.json");
+  CHECK(config_json.find("\"attention_params\"") != std::string::npos);
+  CHECK(config_json.find("\"weighting\"") != std::string::npos);
 
   std::map<std::string, std::string> meta;
   std::shared_ptr<TransformerLM> model = load_model(r.model_path, &meta);

@@ -54,18 +54,22 @@ bool contains(const std::string& text, const std::string& part) {
 }  // namespace
 
 TEST_CASE("cli: the attention kinds' flags reach the model's config") {
+  // Every kind's defaults, but the preset's block.
   cli::TrainOptions d = parse_cli({"train"}).train;
-  CHECK(d.block_size == 16);
-  CHECK(d.features == 64);
-  CHECK(d.redraw == 1000);
-  CHECK(d.linformer_k == 64);
-  CHECK(d.ema_dim == 16);
-  CHECK(d.z_dim == 64);
-  CHECK(d.mega_attention == "softmax");
+  CHECK(d.kind_flags == std::map<std::string, ParamValue>{{"--block-size", int64_t{16}}});
+  auto params_of = [](cli::TrainOptions o, const std::string& kind) {
+    o.model = kind;
+    return o.model_config(11).attention_params;
+  };
+  CHECK(params_of(d, "performer") == Params(PerformerParams{.features = 64, .redraw = 1000}));
+  CHECK(params_of(d, "mega-chunk") == Params(MegaChunkParams{.block_size = 16}));
   // TransNormer's own block for the paper's L = 128; blocks of 16 where L is 32 or 64, so
   // that DiagAttention and Mega-chunk do not see the whole sequence.
-  CHECK(parse_cli({"train", "--preset", "paper"}).train.block_size == 64);
-  CHECK(parse_cli({"train", "--preset", "figure1"}).train.block_size == 16);
+  auto block = [](const cli::TrainOptions& o) {
+    return std::get<int64_t>(o.kind_flags.at("--block-size"));
+  };
+  CHECK(block(parse_cli({"train", "--preset", "paper"}).train) == 64);
+  CHECK(block(parse_cli({"train", "--preset", "figure1"}).train) == 16);
 
   cli::TrainOptions o =
       parse_cli({"train", "--model", "mega-chunk", "--block-size", "8", "--features", "32",
@@ -74,15 +78,14 @@ TEST_CASE("cli: the attention kinds' flags reach the model's config") {
           .train;
   TransformerConfig c = o.model_config(11);
   CHECK(model_kind(c) == "mega-chunk");
-  CHECK(c.block_size == 8);
-  CHECK(c.performer_features == 32);
-  CHECK(c.performer_redraw == 0);
-  CHECK(c.linformer_k == 12);
-  CHECK(c.mega_ema_dim == 4);
-  CHECK(c.mega_z_dim == 24);
-  CHECK(c.mega_attention == "laplace");
+  CHECK(
+      c.attention_params ==
+      Params(MegaChunkParams{.ema_dim = 4, .z_dim = 24, .attention = "laplace", .block_size = 8}));
   CHECK(c.causal);
   CHECK(c.max_len == o.length);  // Mega's bias covers the whole sequence
+  // The flags of other kinds wait in the options for a kind that has them.
+  CHECK(params_of(o, "performer") == Params(PerformerParams{.features = 32, .redraw = 0}));
+  CHECK(params_of(o, "transnormer") == Params(TransNormerParams{.block_size = 8}));
 
   // Every command that configures a model takes them.
   const std::vector<std::string> flags = {"--block-size", "8", "--z-dim", "24"};
@@ -90,33 +93,38 @@ TEST_CASE("cli: the attention kinds' flags reach the model's config") {
     args.insert(args.end(), flags.begin(), flags.end());
     return parse_cli(args);
   };
-  CHECK(with({"bench"}).bench.train.block_size == 8);
-  CHECK(with({"compare"}).experiment.train.block_size == 8);
-  CHECK(with({"ablate", "beta"}).experiment.train.z_dim == 24);
-  CHECK(with({"ablate", "connection"}).experiment.train.block_size == 8);
-  CHECK(with({"inspect-grads"}).inspect.train.z_dim == 24);
+  auto z = [](const cli::TrainOptions& t) { return std::get<int64_t>(t.kind_flags.at("--z-dim")); };
+  CHECK(block(with({"bench"}).bench.train) == 8);
+  CHECK(block(with({"compare"}).experiment.train) == 8);
+  CHECK(z(with({"ablate", "beta"}).experiment.train) == 24);
+  CHECK(block(with({"ablate", "connection"}).experiment.train) == 8);
+  CHECK(z(with({"inspect-grads"}).inspect.train) == 24);
 }
 
-TEST_CASE("cli: bad kind settings are the config's errors, naming the flag") {
+TEST_CASE("cli: bad kind settings are errors naming the flag, from the kinds' tables") {
   check_error(
       [] {
         parse_cli({"train", "--block-size", "0"});
       },
-      {"--block-size", "block_size = 0", "positive"});
-  check_error([] { parse_cli({"train", "--features", "0"}); }, {"--features", "= 0", "positive"});
-  check_error([] { parse_cli({"train", "--redraw", "-1"}); }, {"--redraw", "= -1", "≥ 0"});
-  check_error([] { parse_cli({"train", "--linformer-k", "0"}); }, {"--linformer-k", "= 0"});
-  check_error([] { parse_cli({"train", "--ema-dim", "-2"}); }, {"--ema-dim", "= -2"});
-  check_error([] { parse_cli({"train", "--z-dim", "0"}); }, {"--z-dim", "= 0"});
+      {"--block-size", "is 0", "positive"});
+  check_error([] { parse_cli({"train", "--features", "0"}); }, {"--features", "is 0", "positive"});
+  check_error([] { parse_cli({"train", "--redraw", "-1"}); }, {"--redraw", "is -1", "≥ 0"});
+  check_error([] { parse_cli({"train", "--linformer-k", "0"}); }, {"--linformer-k", "is 0"});
+  check_error([] { parse_cli({"train", "--ema-dim", "-2"}); }, {"--ema-dim", "is -2"});
+  check_error([] { parse_cli({"train", "--z-dim", "0"}); }, {"--z-dim", "is 0"});
   check_error(
       [] {
         parse_cli({"train", "--mega-attention", "relu"});
       },
       {"--mega-attention", "'relu'", "softmax, laplace"});
   check_error([] { parse_cli({"train", "--block-size", "abc"}); }, {"--block-size", "abc"});
-  check_error([] { parse_cli({"compare", "--z-dim", "0"}); }, {"--z-dim", "= 0"});
-  check_error([] { parse_cli({"inspect-grads", "--block-size", "-1"}); }, {"--block-size", "= -1"});
-  check_error([] { parse_cli({"bench", "--features", "-3"}); }, {"--features", "= -3"});
+  check_error([] { parse_cli({"compare", "--z-dim", "0"}); }, {"--z-dim", "is 0"});
+  check_error(
+      [] {
+        parse_cli({"inspect-grads", "--block-size", "-1"});
+      },
+      {"--block-size", "is -1"});
+  check_error([] { parse_cli({"bench", "--features", "-3"}); }, {"--features", "is -3"});
 }
 
 TEST_CASE("cli: Linformer is non-causal and the copy task is causal") {
@@ -144,23 +152,28 @@ TEST_CASE("cli: the model line names each kind's settings") {
     args.insert(args.begin(), "train");
     return cli::kind_settings(parse_cli(args).train);
   };
-  CHECK(settings({"--model", "linear"}).empty());
   CHECK(settings({"--model", "softmax"}).empty());
-  CHECK(settings({"--model", "momentum"}) == "momentum attention: β 0.1, γ 0.6 (exact weighting)");
+  CHECK(settings({"--model", "linear"}) ==
+        "linear attention: --feature-map elu, --attention-eps 1e-06");
+  const std::string momentum =
+      "momentum attention: --feature-map elu, --attention-eps 1e-06, --beta 0.1, --gamma 0.6, "
+      "--weighting exact";
+  CHECK(settings({"--model", "momentum"}) == momentum);
   CHECK(settings({"--model", "adaptive", "--delta", "0.01"}) ==
-        "momentum attention: β 0.1, γ 0.6 (exact weighting); adaptive connection: γ̃ 0.99, δ 0.01");
+        momentum +
+            "; the adaptive connection: --conn-gamma 0.99, --delta 0.01, --conn-eps 1e-06, "
+            "--denominator velocity");
   CHECK(settings({"--model", "momentum-connection", "--conn-beta", "0.9"}) ==
-        "momentum attention: β 0.1, γ 0.6 (exact weighting); momentum connection: β̃ 0.9, γ̃ 0.99");
+        momentum + "; the momentum connection: --conn-beta 0.9, --conn-gamma 0.99");
   CHECK(settings({"--model", "transnormer", "--preset", "figure1", "--layers", "4"}) ==
-        "transnormer: layers diag, diag, norm, norm (DiagAttention blocks of 16 positions)");
+        "TransNormer (layers diag, diag, norm, norm): --block-size 16, --feature-map elu");
   CHECK(settings({"--model", "mega", "--preset", "figure1"}) ==
-        "mega: EMA n 16, z 64, softmax attention over the whole sequence (max_len 64)");
+        "Mega: --ema-dim 16, --z-dim 64, --v-dim 0, --mega-attention softmax");
   CHECK(settings({"--model", "mega-chunk", "--mega-attention", "laplace", "--block-size", "8"}) ==
-        "mega-chunk: EMA n 16, z 64, laplace attention in chunks of 8 positions");
-  CHECK(settings({"--model", "performer", "--features", "32"}) ==
-        "performer: m 32 FAVOR+ features, redrawn every 1000 training steps");
-  CHECK(settings({"--model", "performer", "--redraw", "0"}) ==
-        "performer: m 64 FAVOR+ features, never redrawn");
+        "Mega-chunk: --ema-dim 16, --z-dim 64, --v-dim 0, --mega-attention laplace, "
+        "--block-size 8");
+  CHECK(settings({"--model", "performer", "--features", "32", "--redraw", "0"}) ==
+        "Performer: --features 32, --redraw 0, --attention-eps 1e-06");
 }
 
 TEST_CASE("cli: inspect-grads flags and their defaults") {
@@ -377,8 +390,10 @@ TEST_CASE("cli: inspect-grads trains on from checkpoints, and a failing run leav
   CHECK(good.checkpoint == trained.model_path);
   CHECK(good.options.length == 16);  // from the checkpoint's copy task
   CHECK(good.options.layers == 2);
-  CHECK(good.options.beta == doctest::Approx(0.3));  // the checkpoint's settings, not the flags'
-  CHECK(good.options.block_size == 4);
+  // The checkpoint's settings, not the flags'.
+  CHECK(std::get<double>(good.options.kind_flags.at("--beta")) == doctest::Approx(0.3));
+  CHECK(good.options.model_config(11).attention_params.as<MomentumParams>().beta ==
+        doctest::Approx(0.3));
   REQUIRE(good.records.size() == 3 * 2);  // steps 1, 3, 6
   CHECK(good.records.back().step == 6);
   for (const cli::GradRecord& rec : good.records) {
@@ -407,8 +422,8 @@ TEST_CASE("cli: the FLOP count follows each layer's attention") {
   c.heads = 1;
   c.ff_dim = 8;
   c.vocab = 3;
-  c.block_size = 2;
   set_model_kind(c, "transnormer");
+  c.attention_params = TransNormerParams{.block_size = 2};
   // per token and layer: qkv 2·4·12 + out 2·4·4 + ff 2·2·4·8 = 256; layer 0 (diag, blocks of
   // 2, causal: 1.5 keys per query) 4·4·1.5 = 24; layer 1 (norm) 2·16 + 2·16 + 4·4 = 80;
   // head 2·4·3 = 24

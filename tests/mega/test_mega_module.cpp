@@ -28,12 +28,14 @@ AttentionConfig mega_config(const std::string& kind, bool causal, const std::str
   c.d_model = s.d;
   c.heads = 1;
   c.causal = causal;
-  c.ema_dim = s.n;
-  c.mega_z_dim = s.z;
-  c.mega_v_dim = s.v;
-  c.block_size = s.block;
   c.max_len = s.max_len;
-  c.mega_attention = score;
+  if (kind != "mega" && kind != "mega-chunk") return c;  // the tests of a wrong kind
+  c.params = Params::defaults(*attention_spec(kind).params);
+  c.params.set("ema_dim", s.n);
+  c.params.set("z_dim", s.z);
+  c.params.set("v_dim", s.v);
+  c.params.set("attention", score);
+  if (kind == "mega-chunk") c.params.set("block_size", s.block);
   return c;
 }
 
@@ -61,12 +63,13 @@ naive_mega::MegaParams params_of(const MegaAttention& m, int64_t N) {
   const AttentionConfig& c = m.config();
   naive_mega::MegaParams P;
   P.d = c.d_model;
-  P.n = c.ema_dim;
-  P.z = c.mega_z_dim;
-  P.v = c.resolved_mega_v_dim();
+  auto field = [&](const char* name) { return std::get<int64_t>(c.params.get(name)); };
+  P.n = field("ema_dim");
+  P.z = field("z_dim");
+  P.v = field("v_dim") > 0 ? field("v_dim") : c.d_model;
   P.causal = c.causal;
-  P.window = c.kind == "mega-chunk" ? c.block_size : N;
-  P.laplace_score = c.mega_attention == "laplace";
+  P.window = c.kind == "mega-chunk" ? field("block_size") : N;
+  P.laplace_score = std::get<std::string>(c.params.get("attention")) == "laplace";
   auto p = [&](const char* path) { return m.parameter(path).to_vector(); };
   P.delta = p("ema_delta");
   P.alpha = p("ema_alpha");
@@ -336,9 +339,9 @@ TEST_CASE("MegaAttention: bad input is an error naming the argument") {
   Generator gen(1);
   {
     AttentionConfig bad = mega_config("mega-chunk", true, "softmax");
-    bad.block_size = 0;
+    bad.params.set("block_size", int64_t{0});
     check_error([&] { make_attention(bad, gen); }, {"block_size = 0", "positive"});
-    bad.block_size = -3;
+    bad.params.set("block_size", int64_t{-3});
     check_error([&] { make_attention(bad, gen); }, {"block_size = -3", "positive"});
   }
   {

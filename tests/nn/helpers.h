@@ -1,6 +1,8 @@
 // Helpers shared by the nn suites.
 #pragma once
 
+#include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -14,27 +16,39 @@ namespace polyak::testing {
 // of 4 (so that N crosses a block boundary), non-causal blocks of 8 (which must divide N or
 // cover it), a handful of random features drawn once, a short Linformer projection.
 
+// By flag, so that each kind takes the ones its struct has (nn/kinds.h).
+inline std::map<std::string, ParamValue> test_sizes(bool causal) {
+  return {{"--block-size", int64_t{causal ? 4 : 8}},
+          {"--features", int64_t{8}},
+          {"--redraw", int64_t{0}},  // a gradcheck's many training forwards must see one Ω
+          {"--linformer-k", int64_t{4}},
+          {"--ema-dim", int64_t{2}},
+          {"--z-dim", int64_t{4}}};
+}
+
 inline void use_test_sizes(AttentionConfig& c) {
-  c.block_size = c.causal ? 4 : 8;
-  c.features = 8;
-  c.projection_dim = 4;
-  c.ema_dim = 2;
-  c.mega_z_dim = 4;
+  const std::vector<std::string> kinds = attention_kinds();
+  if (std::find(kinds.begin(), kinds.end(), c.kind) == kinds.end()) return;  // a bad-kind test
+  c.params = resolve_params(c.params, *attention_spec(c.kind).params, "use_test_sizes", c.kind);
+  apply_flags(c.params, test_sizes(c.causal));
   if (c.max_len == 0) c.max_len = 8;
 }
 
 inline void use_test_sizes(TransformerConfig& c) {
-  c.block_size = c.causal ? 4 : 8;
-  c.performer_features = 8;
-  c.performer_redraw = 0;  // a gradcheck's many training forwards must see one Ω
-  c.linformer_k = 4;
-  c.mega_ema_dim = 2;
-  c.mega_z_dim = 4;
+  c.attention_params = resolve_params(c.attention_params, *attention_spec(c.attention).params,
+                                      "use_test_sizes", c.attention);
+  apply_flags(c.attention_params, test_sizes(c.causal));
 }
 
-// Linformer projects the whole sequence: it has no causal form.
+// Whether an attention kind, or a model kind's attention, has a causal form (Linformer,
+// which projects the whole sequence, has none).
 inline bool has_causal_form(const std::string& kind) {
-  return kind != "linformer";
+  const std::vector<std::string>& models = model_kinds();
+  if (std::find(models.begin(), models.end(), kind) == models.end())
+    return attention_spec(kind).forms.causal;
+  TransformerConfig c;
+  set_model_kind(c, kind);
+  return attention_spec(c.attention).forms.causal;
 }
 
 // Mega builds its own block; every other kind projects through qkv_proj and out_proj.

@@ -74,7 +74,7 @@ void save_edited(
     const std::function<void(NamedTensors&, std::map<std::string, std::string>&)>& edit) {
   NamedTensors tensors;
   for (const auto& [name, t] : model.state_dict()) tensors.emplace_back(name, t.detach());
-  std::map<std::string, std::string> metadata = {{"polyak.format", "transformer-lm/1"},
+  std::map<std::string, std::string> metadata = {{"polyak.format", "transformer-lm/2"},
                                                  {"polyak.config", config_to_json(model.config())}};
   edit(tensors, metadata);
   save_safetensors(path, tensors, metadata);
@@ -102,53 +102,30 @@ TEST_CASE("config_to_json / config_from_json: every field round trips exactly") 
   c.norm = "rmsnorm";
   c.final_norm = false;
   c.connection = "adaptive";
-  c.feature_map = feature_map_kinds().back();
-  c.attention_eps = 1.0 / 3.0;
-  c.momentum_beta = 0.3;
-  c.momentum_gamma = 0.7;
-  c.momentum_weighting = "reference";
-  c.connection_beta = 0.95;
-  c.connection_gamma = 0.9;
-  c.connection_delta = 0.002;
-  c.connection_eps = 1e-7;
-  c.connection_denominator = "attention";
+  c.attention_params = MomentumParams{.feature_map = feature_map_kinds().back(),
+                                      .eps = 1.0 / 3.0,
+                                      .beta = 0.3,
+                                      .gamma = 0.7,
+                                      .weighting = "reference"};
+  c.connection_params = AdaptiveConnectionParams{
+      .gamma = 0.9, .delta = 0.002, .eps = 1e-7, .denominator = "attention"};
   c.norm_eps = 1e-12;
   c.seed = 18446744073709551615ull;
 
   const std::string text = config_to_json(c);
-  for (const char* key : {"vocab",
-                          "max_len",
-                          "d_model",
-                          "heads",
-                          "head_dim",
-                          "ff_dim",
-                          "layers",
-                          "dropout",
-                          "attention",
-                          "causal",
-                          "pre_norm",
-                          "positions",
-                          "activation",
-                          "norm",
-                          "final_norm",
-                          "connection",
-                          "feature_map",
-                          "attention_eps",
-                          "momentum_beta",
-                          "momentum_gamma",
-                          "momentum_weighting",
-                          "connection_beta",
-                          "connection_gamma",
-                          "connection_delta",
-                          "connection_eps",
-                          "connection_denominator",
-                          "norm_eps",
-                          "seed"}) {
+  for (const char* key : {"vocab", "max_len", "d_model", "heads", "head_dim", "ff_dim", "layers",
+                          "dropout", "attention", "causal", "pre_norm", "positions", "activation",
+                          "norm", "final_norm", "connection", "norm_eps", "seed"}) {
     std::string needle = std::string(1, '"').append(key).append("\":");
     INFO(needle);
     CHECK(text.find(needle) != std::string::npos);
   }
   CHECK(text.rfind(R"({"vocab":300,"max_len":513,)", 0) == 0);
+  // The kinds' settings: every field of their structs, defaults included.
+  CHECK(text.find(R"("attention_params":{"feature_map":"plain-elu","eps":0.3333333333333333,)"
+                  R"("beta":0.3,"gamma":0.7,"weighting":"reference"})") != std::string::npos);
+  CHECK(text.find(R"("connection_params":{"gamma":0.9,"delta":0.002,"eps":1e-07,)"
+                  R"("denominator":"attention"})") != std::string::npos);
 
   TransformerConfig r = config_from_json(text, "test");
   CHECK(r.vocab == 300);
@@ -167,16 +144,9 @@ TEST_CASE("config_to_json / config_from_json: every field round trips exactly") 
   CHECK(r.norm == "rmsnorm");
   CHECK(r.final_norm == false);
   CHECK(r.connection == "adaptive");
-  CHECK(r.feature_map == c.feature_map);
-  CHECK(r.attention_eps == 1.0 / 3.0);
-  CHECK(r.momentum_beta == 0.3);
-  CHECK(r.momentum_gamma == 0.7);
-  CHECK(r.momentum_weighting == "reference");
-  CHECK(r.connection_beta == 0.95);
-  CHECK(r.connection_gamma == 0.9);
-  CHECK(r.connection_delta == 0.002);
-  CHECK(r.connection_eps == 1e-7);
-  CHECK(r.connection_denominator == "attention");
+  CHECK(r.attention_params == c.attention_params);
+  CHECK(r.attention_params.as<MomentumParams>().eps == 1.0 / 3.0);
+  CHECK(r.connection_params == c.connection_params);
   CHECK(r.norm_eps == 1e-12);
   CHECK(r.seed == 18446744073709551615ull);
   CHECK(config_to_json(r) == text);
@@ -240,6 +210,78 @@ TEST_CASE("config_from_json: unknown, missing, repeated or mistyped keys name th
               {"run.json", "attention", "quadratic"});
 }
 
+TEST_CASE("config_from_json: the kinds' settings are checked against their tables") {
+  TransformerConfig c;
+  set_model_kind(c, "performer");
+  const std::string good = config_to_json(c);
+  auto replaced = [&](const std::string& from, const std::string& to) {
+    std::string j = good;
+    const size_t at = j.find(from);
+    REQUIRE(at != std::string::npos);
+    return j.replace(at, from.size(), to);
+  };
+  // A field left out keeps its default (one added to the kind after the file was written).
+  const TransformerConfig r = config_from_json(replaced(R"("features":64,)", ""), "run.json");
+  CHECK(r.attention_params == Params(PerformerParams{}));
+  check_error([&] { config_from_json(replaced(R"("features":64)", R"("m":64)"), "run.json"); },
+              {"config_from_json", "run.json", "'attention_params' has unknown field 'm'",
+               "Performer: features, redraw, eps"});
+  check_error([&] { config_from_json(replaced(R"("features":64)", R"("features":"64")"), "j"); },
+              {"'attention_params.features' is \"64\" (a JSON string), expected an integer"});
+  check_error(
+      [&] { config_from_json(replaced(R"("features":64)", R"("features":0)"), "run.json"); },
+      {"run.json", "TransformerConfig: attention_params: features = 0", "positive integer"});
+  check_error(
+      [&] {
+        config_from_json(replaced(R"("connection_params":{})", R"("connection_params":[])"), "j");
+      },
+      {"'connection_params' is a JSON array", "expected an object"});
+}
+
+TEST_CASE("load_model: checkpoints of the first format (transformer-lm/1) load as written") {
+  // Written by polyak train before the kinds had tables (flat momentum_beta, block_size, …
+  // fields), with --layers 2 --heads 2 --d-model 8 --ff 16 --length 16 --beta 0.3
+  // --delta 0.01 --features 4 --block-size 4 --ema-dim 2 --z-dim 4; the logits of tokens
+  // 1 2 3 4 5 6 7 0 1 2 3 (eval mode) as that version computed them.
+  struct Old {
+    std::string kind;
+    Params params;
+    double sum, first, last;
+  };
+  const std::vector<Old> files = {
+      {"momentum", MomentumParams{.beta = 0.3}, -22.4226529, -0.693834126, -0.326503366},
+      {"adaptive", MomentumParams{.beta = 0.3}, -22.4363567, -0.69364816, -0.326991171},
+      {"performer", PerformerParams{.features = 4}, -4.50968524, -0.501841128, -0.318671584},
+      {"mega-chunk", MegaChunkParams{.ema_dim = 2, .z_dim = 4, .block_size = 4}, -1.7427321,
+       0.242388055, -1.53927863},
+      {"transnormer", TransNormerParams{.block_size = 4}, -17.5918026, -0.561508536, -0.200527385},
+  };
+  TempDir dir("polyak-test-old-checkpoint");
+  for (const Old& old : files) {
+    CAPTURE(old.kind);
+    const std::string path = std::string(POLYAK_TEST_DATA) + "/v1/" + old.kind + ".safetensors";
+    CHECK(load_safetensors(path).metadata.at("polyak.format") == "transformer-lm/1");
+    std::shared_ptr<TransformerLM> m = load_model(path);
+    CHECK(model_kind(m->config()) == old.kind);
+    CHECK(m->config().attention_params == old.params);
+    if (old.kind == "adaptive")
+      CHECK(m->config().connection_params == Params(AdaptiveConnectionParams{.delta = 0.01}));
+    m->eval();
+    const std::vector<int32_t> t = {1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3};
+    const std::vector<double> y = (*m)(Indices({1, 11}, t)).to_vector();
+    double sum = 0;
+    for (double v : y) sum += v;
+    CHECK(sum == doctest::Approx(old.sum).epsilon(1e-5));
+    CHECK(y.front() == doctest::Approx(old.first).epsilon(1e-5));
+    CHECK(y.back() == doctest::Approx(old.last).epsilon(1e-5));
+    // Saved again, in the current format, it reads back the same.
+    const std::string again = dir.file(old.kind + ".safetensors");
+    save_model(*m, again);
+    CHECK(load_safetensors(again).metadata.at("polyak.format") == "transformer-lm/2");
+    CHECK(load_model(again)->config().attention_params == old.params);
+  }
+}
+
 TEST_CASE("config_to_json: a non-finite number has no JSON form") {
   TransformerConfig c;
   c.norm_eps = std::numeric_limits<double>::infinity();
@@ -299,7 +341,7 @@ TEST_CASE("save_model / load_model: an f64 model loads as f64 with identical log
   CHECK(same_bits(again, logits));
   // The header says what it holds.
   SafetensorsFile f = load_safetensors(path);
-  CHECK(f.metadata.at("polyak.format") == "transformer-lm/1");
+  CHECK(f.metadata.at("polyak.format") == "transformer-lm/2");
   CHECK(f.metadata.at("polyak.config") == config_to_json(model.config()));
   CHECK(f.tensors.front().first == "embedding.weight");
   CHECK(f.tensors.front().second.dtype() == DType::f64);
@@ -358,10 +400,11 @@ TEST_CASE("load_model: a wrong format tag or config") {
   const std::string path = dir.file("bad.safetensors");
 
   save_edited(model, path, [](NamedTensors&, std::map<std::string, std::string>& m) {
-    m["polyak.format"] = "transformer-lm/2";
+    m["polyak.format"] = "transformer-lm/3";
   });
   check_error([&] { load_model(path); },
-              {"load_model", path, "format \"transformer-lm/2\" is not supported"});
+              {"load_model", path, "format \"transformer-lm/3\" is not supported",
+               "expected \"transformer-lm/2\" (or the older \"transformer-lm/1\")"});
 
   save_edited(model, path, [](NamedTensors&, std::map<std::string, std::string>& m) {
     m.erase("polyak.config");

@@ -227,8 +227,8 @@ TEST_CASE("attention: config errors name the field") {
   c.head_dim = 4;  // explicit head_dim: any heads
   CHECK(make_attention(c, gen)->out_proj->weight.shape() == Shape({8, 12}));
   c = attention_config("linear", true);
-  c.feature_map = "relu";
-  check_error([&] { make_attention(c, gen); }, {"feature_map = 'relu'", "elu, plain-elu, favor"});
+  c.params = LinearParams{.feature_map = "relu"};
+  check_error([&] { make_attention(c, gen); }, {"feature_map = 'relu'", "elu, plain-elu"});
   c = attention_config("linear", true);
   c.dropout = -0.1;
   check_error([&] { make_attention(c, gen); }, {"dropout = -0.1"});

@@ -33,13 +33,9 @@ Tensor run_layers(Connection& c, const Tensor& x, const std::vector<Tensor>& as,
   return h;
 }
 
-ConnectionConfig adaptive(double gamma, double delta, const std::string& denominator = "velocity") {
-  ConnectionConfig c;
-  c.kind = "adaptive";
-  c.gamma = gamma;
-  c.delta = delta;
-  c.denominator = denominator;
-  return c;
+AdaptiveConnectionParams adaptive(double gamma, double delta,
+                                  const std::string& denominator = "velocity") {
+  return {.gamma = gamma, .delta = delta, .denominator = denominator};
 }
 
 // docs/math.md §4 in plain loops over [B, N, d] (row-major vectors): the outputs after each
@@ -48,7 +44,7 @@ struct AdaptiveReference {
   std::vector<double> out, velocity, betas, unclamped;
 };
 AdaptiveReference adaptive_reference(const Tensor& x, const std::vector<Tensor>& as,
-                                     const ConnectionConfig& c) {
+                                     const AdaptiveConnectionParams& c) {
   const int64_t d = x.size(-1), tokens = x.numel() / d;
   AdaptiveReference r;
   r.out = x.to_vector();
@@ -159,15 +155,14 @@ TEST_CASE("TransformerLM: momentum connection with beta 0, gamma 1 gives the res
       c.dropout = 0.1;  // eval mode below; the streams are drawn the same either way
       TransformerLM residual(c);
       c.connection = "momentum";
-      c.connection_beta = 0.0;
-      c.connection_gamma = 1.0;
+      c.connection_params = MomentumConnectionParams{.beta = 0.0, .gamma = 1.0};
       TransformerLM momentum(c);
       residual.eval();
       momentum.eval();
       INFO(attention << (pre ? " pre-norm" : " post-norm"));
       Tensor lr = residual(tokens_2x6()), lm = momentum(tokens_2x6());
       CHECK(same_bits(lr, lm));
-      c.connection_beta = 0.3;
+      c.connection_params.as<MomentumConnectionParams>().beta = 0.3;
       TransformerLM moved(c);
       moved.eval();
       CHECK(max_abs_diff(moved(tokens_2x6()), lr) > 1e-3);
@@ -214,7 +209,7 @@ TEST_CASE("AdaptiveConnection: beta per token by hand, clamped at 1 - delta") {
 TEST_CASE("AdaptiveConnection: matches the loop reference for both denominators") {
   for (std::string den : {"velocity", "attention"}) {
     for (double noise : {1.0, 0.003}) {
-      ConnectionConfig cfg = adaptive(0.8, 0.25, den);
+      AdaptiveConnectionParams cfg = adaptive(0.8, 0.25, den);
       Tensor x = randn({2, 3, 5}, 10, DType::f64);
       Tensor a1 = randn({2, 3, 5}, 11, DType::f64);
       std::vector<Tensor> as = {a1};
@@ -269,7 +264,7 @@ TEST_CASE("gradcheck: momentum and adaptive connections over three layers of car
   // inputs): "active" for all, "inactive" for all, or "mixed".
   struct Adaptive {
     std::string name;
-    ConnectionConfig config;
+    AdaptiveConnectionParams config;
     double noise;
     std::string clamp;
   };
@@ -313,8 +308,10 @@ TEST_CASE("TransformerLayer: momentum and adaptive connections pass the carry be
     c.attention.heads = 2;
     c.ff_dim = 16;
     c.connection.kind = kind;
-    c.connection.beta = 0.6;
-    c.connection.gamma = 0.8;
+    if (kind == "momentum")
+      c.connection.params = MomentumConnectionParams{.beta = 0.6, .gamma = 0.8};
+    else
+      c.connection.params = AdaptiveConnectionParams{.gamma = 0.8};
     Generator gen(3);
     TransformerLayer l1(c, gen), l2(c, gen);
     Tensor x = randn({2, 4, 8}, 4);
@@ -346,8 +343,7 @@ TEST_CASE("MomentumAttention: beta 0 is gamma times linear attention, causal or 
     Generator g1(7), g2(7);
     auto linear = make_attention(c, g1);
     c.kind = "momentum";
-    c.beta = 0.0;
-    c.gamma = 1.0;
+    c.params = MomentumParams{.beta = 0.0, .gamma = 1.0};
     auto momentum = make_attention(c, g2);
     CHECK(std::dynamic_pointer_cast<MomentumAttention>(momentum) != nullptr);
     CHECK(momentum->named_parameters().size() == linear->named_parameters().size());
@@ -355,7 +351,7 @@ TEST_CASE("MomentumAttention: beta 0 is gamma times linear attention, causal or 
     INFO((causal ? "causal" : "non-causal"));
     CHECK(max_abs_diff(momentum->forward(x), linear->forward(x)) < 1e-5);
     // β > 0 changes the function.
-    c.beta = 0.5;
+    c.params.as<MomentumParams>().beta = 0.5;
     Generator g3(7);
     CHECK(max_abs_diff(make_attention(c, g3)->forward(x), linear->forward(x)) > 1e-3);
   }
@@ -367,9 +363,7 @@ TEST_CASE("MomentumAttention: the module computes causal_momentum_attention on p
     c.kind = "momentum";
     c.d_model = 8;
     c.heads = 2;
-    c.beta = 0.4;
-    c.gamma = 0.9;
-    c.weighting = weighting;
+    c.params = MomentumParams{.beta = 0.4, .gamma = 0.9, .weighting = weighting};
     Generator gen(2);
     auto attn = make_attention(c, gen);
     attn->to(DType::f64);
@@ -420,25 +414,16 @@ TEST_CASE("model kinds: the (attention, connection) pairs of the comparison") {
 
   // layer_config carries every momentum field to the layers.
   c = small_model("adaptive");
-  c.momentum_beta = 0.25;
-  c.momentum_gamma = 0.75;
-  c.momentum_weighting = "reference";
-  c.connection_gamma = 0.5;
-  c.connection_delta = 0.2;
-  c.connection_eps = 1e-4;
-  c.connection_denominator = "attention";
-  c.connection_beta = 0.3;
+  c.attention_params = MomentumParams{.beta = 0.25, .gamma = 0.75, .weighting = "reference"};
+  c.connection_params =
+      AdaptiveConnectionParams{.gamma = 0.5, .delta = 0.2, .eps = 1e-4, .denominator = "attention"};
   TransformerLayerConfig l = c.layer_config();
   CHECK(l.attention.kind == "momentum");
-  CHECK(l.attention.beta == 0.25);
-  CHECK(l.attention.gamma == 0.75);
-  CHECK(l.attention.weighting == "reference");
+  CHECK(l.attention.params == c.attention_params);
+  CHECK(l.attention.params.as<MomentumParams>().beta == 0.25);
   CHECK(l.connection.kind == "adaptive");
-  CHECK(l.connection.beta == 0.3);
-  CHECK(l.connection.gamma == 0.5);
-  CHECK(l.connection.delta == 0.2);
-  CHECK(l.connection.eps == 1e-4);
-  CHECK(l.connection.denominator == "attention");
+  CHECK(l.connection.params == c.connection_params);
+  CHECK(l.connection.params.as<AdaptiveConnectionParams>().denominator == "attention");
   TransformerLM model(c);
   CHECK(std::dynamic_pointer_cast<AdaptiveConnection>((*model.layers)[2]->connection) != nullptr);
   CHECK(std::dynamic_pointer_cast<MomentumAttention>((*model.layers)[0]->attention) != nullptr);
@@ -450,20 +435,32 @@ TEST_CASE("configs: bad momentum values name the field, the value and the expect
     std::vector<std::string> fragments;
   };
   const std::vector<Bad> model_cases = {
-      {[](auto& c) { c.momentum_beta = 1.2; }, {"momentum_beta = 1.2, expected in [0, 1)"}},
-      {[](auto& c) { c.momentum_beta = 1.0; }, {"momentum_beta = 1, expected in [0, 1)"}},
-      {[](auto& c) { c.momentum_beta = -0.1; }, {"momentum_beta = -0.1"}},
-      {[](auto& c) { c.momentum_gamma = 0; }, {"momentum_gamma = 0", "> 0"}},
-      {[](auto& c) { c.momentum_gamma = -2; }, {"momentum_gamma = -2"}},
-      {[](auto& c) { c.momentum_weighting = "last"; },
-       {"momentum_weighting = 'last'", "exact, reference"}},
-      {[](auto& c) { c.connection_beta = 1.0; }, {"connection_beta = 1, expected in [0, 1)"}},
-      {[](auto& c) { c.connection_gamma = 0; }, {"connection_gamma = 0", "> 0"}},
-      {[](auto& c) { c.connection_delta = 0; }, {"connection_delta = 0, expected in (0, 1)"}},
-      {[](auto& c) { c.connection_delta = 1; }, {"connection_delta = 1, expected in (0, 1)"}},
-      {[](auto& c) { c.connection_eps = 0; }, {"connection_eps = 0"}},
-      {[](auto& c) { c.connection_denominator = "gradient"; },
-       {"connection_denominator = 'gradient'", "velocity, attention"}},
+      {[](auto& c) { c.attention_params.template as<MomentumParams>().beta = 1.2; },
+       {"attention_params: beta = 1.2, expected in [0, 1)"}},
+      {[](auto& c) { c.attention_params.template as<MomentumParams>().beta = 1.0; },
+       {"attention_params: beta = 1, expected in [0, 1)"}},
+      {[](auto& c) { c.attention_params.template as<MomentumParams>().beta = -0.1; },
+       {"beta = -0.1"}},
+      {[](auto& c) { c.attention_params.template as<MomentumParams>().gamma = 0; },
+       {"gamma = 0", "> 0"}},
+      {[](auto& c) { c.attention_params.template as<MomentumParams>().gamma = -2; },
+       {"gamma = -2"}},
+      {[](auto& c) { c.attention_params.template as<MomentumParams>().weighting = "last"; },
+       {"weighting = 'last'", "exact, reference"}},
+      {[](auto& c) { c.connection_params.template as<AdaptiveConnectionParams>().gamma = 0; },
+       {"connection_params: gamma = 0", "> 0"}},
+      {[](auto& c) { c.connection_params.template as<AdaptiveConnectionParams>().delta = 0; },
+       {"connection_params: delta = 0, expected in (0, 1)"}},
+      {[](auto& c) { c.connection_params.template as<AdaptiveConnectionParams>().delta = 1; },
+       {"connection_params: delta = 1, expected in (0, 1)"}},
+      {[](auto& c) { c.connection_params.template as<AdaptiveConnectionParams>().eps = 0; },
+       {"connection_params: eps = 0"}},
+      {[](auto& c) {
+         c.connection_params.template as<AdaptiveConnectionParams>().denominator = "gradient";
+       },
+       {"connection_params: denominator = 'gradient'", "velocity, attention"}},
+      {[](auto& c) { c.connection_params = MomentumConnectionParams{.beta = 1.0}; },
+       {"kind = 'adaptive' with params of the momentum connection", "the adaptive connection"}},
       {[](auto& c) { c.connection = "highway"; },
        {"connection = 'highway'", "residual, momentum, adaptive"}},
   };
@@ -484,12 +481,19 @@ TEST_CASE("configs: bad momentum values name the field, the value and the expect
   };
   Generator gen(0);
   const std::vector<std::pair<AttentionConfig, std::vector<std::string>>> attention_cases = {
-      {attention([](auto& c) { c.beta = 1.0; }), {"AttentionConfig: beta = 1, expected in [0, 1)"}},
-      {attention([](auto& c) { c.beta = -0.5; }), {"AttentionConfig: beta = -0.5"}},
-      {attention([](auto& c) { c.gamma = 0; }), {"AttentionConfig: gamma = 0", "> 0"}},
-      {attention([](auto& c) { c.gamma = -1; }), {"AttentionConfig: gamma = -1"}},
-      {attention([](auto& c) { c.weighting = "last"; }),
+      {attention([](auto& c) { c.params = MomentumParams{.beta = 1.0}; }),
+       {"AttentionConfig: beta = 1, expected in [0, 1)"}},
+      {attention([](auto& c) { c.params = MomentumParams{.beta = -0.5}; }),
+       {"AttentionConfig: beta = -0.5"}},
+      {attention([](auto& c) { c.params = MomentumParams{.gamma = 0}; }),
+       {"AttentionConfig: gamma = 0", "> 0"}},
+      {attention([](auto& c) { c.params = MomentumParams{.gamma = -1}; }),
+       {"AttentionConfig: gamma = -1"}},
+      {attention([](auto& c) { c.params = MomentumParams{.weighting = "last"}; }),
        {"AttentionConfig: weighting = 'last'", "exact, reference"}},
+      {attention([](auto& c) { c.params = LinearParams{}; }),
+       {"AttentionConfig: kind = 'momentum' with params of linear attention",
+        "expected those of momentum attention"}},
   };
   for (const auto& [c, fragments] : attention_cases) {
     check_error([&] { c.validate(); }, fragments);
@@ -497,21 +501,30 @@ TEST_CASE("configs: bad momentum values name the field, the value and the expect
   }
 
   auto connection = [](std::function<void(ConnectionConfig&)> set) {
-    ConnectionConfig c = adaptive(1.0, 0.1);
+    ConnectionConfig c{.kind = "adaptive", .params = adaptive(1.0, 0.1)};
     set(c);
     return c;
   };
   const std::vector<std::pair<ConnectionConfig, std::vector<std::string>>> connection_cases = {
-      {connection([](auto& c) { c.beta = 1.0; }),
+      {connection([](auto& c) {
+         c.kind = "momentum";
+         c.params = MomentumConnectionParams{.beta = 1.0};
+       }),
        {"ConnectionConfig: beta = 1, expected in [0, 1)"}},
-      {connection([](auto& c) { c.beta = -0.1; }), {"ConnectionConfig: beta = -0.1"}},
-      {connection([](auto& c) { c.gamma = 0; }), {"ConnectionConfig: gamma = 0", "> 0"}},
-      {connection([](auto& c) { c.gamma = -3; }), {"ConnectionConfig: gamma = -3"}},
-      {connection([](auto& c) { c.delta = 0; }),
+      {connection([](auto& c) {
+         c.kind = "momentum";
+         c.params = MomentumConnectionParams{.beta = -0.1};
+       }),
+       {"ConnectionConfig: beta = -0.1"}},
+      {connection([](auto& c) { c.params = adaptive(0, 0.1); }),
+       {"ConnectionConfig: gamma = 0", "> 0"}},
+      {connection([](auto& c) { c.params = adaptive(-3, 0.1); }), {"ConnectionConfig: gamma = -3"}},
+      {connection([](auto& c) { c.params = adaptive(1, 0); }),
        {"ConnectionConfig: delta = 0, expected in (0, 1)"}},
-      {connection([](auto& c) { c.delta = 1.5; }), {"ConnectionConfig: delta = 1.5"}},
-      {connection([](auto& c) { c.eps = 0; }), {"ConnectionConfig: eps = 0"}},
-      {connection([](auto& c) { c.denominator = "gradient"; }),
+      {connection([](auto& c) { c.params = adaptive(1, 1.5); }), {"ConnectionConfig: delta = 1.5"}},
+      {connection([](auto& c) { c.params.template as<AdaptiveConnectionParams>().eps = 0; }),
+       {"ConnectionConfig: eps = 0"}},
+      {connection([](auto& c) { c.params = adaptive(1, 0.1, "gradient"); }),
        {"ConnectionConfig: denominator = 'gradient'", "velocity, attention"}},
       {connection([](auto& c) { c.kind = "highway"; }),
        {"ConnectionConfig: kind = 'highway'", "residual, momentum, adaptive"}},

@@ -38,8 +38,7 @@ AttentionConfig attention_config(const std::string& kind, double beta, double ga
   c.kind = kind;
   c.d_model = 8;
   c.heads = 2;
-  c.beta = beta;
-  c.gamma = gamma;
+  if (kind == "momentum") c.params = MomentumParams{.beta = beta, .gamma = gamma};
   return c;
 }
 
@@ -177,10 +176,13 @@ TEST_CASE("recurrent: every model kind steps exactly like forward, f64 and f32")
     for (size_t p = 0; p < params.size(); ++p) {
       for (DType dtype : {DType::f64, DType::f32}) {
         TransformerConfig c = small_model(kind);
-        c.momentum_beta = params[p].beta;
-        c.momentum_gamma = params[p].gamma;
-        c.connection_beta = params[p].connection_beta;
-        c.connection_gamma = params[p].connection_gamma;
+        if (c.attention == "momentum")
+          c.attention_params = MomentumParams{.beta = params[p].beta, .gamma = params[p].gamma};
+        if (c.connection == "momentum")
+          c.connection_params = MomentumConnectionParams{.beta = params[p].connection_beta,
+                                                         .gamma = params[p].connection_gamma};
+        if (c.connection == "adaptive")
+          c.connection_params = AdaptiveConnectionParams{.gamma = params[p].connection_gamma};
         c.pre_norm = p == 1;
         // Sinusoidal positions have no bound: step past max_len there.
         c.positions = p == 2 ? "sinusoidal" : "learned";
@@ -201,8 +203,7 @@ TEST_CASE("recurrent: every model kind steps exactly like forward, f64 and f32")
 TEST_CASE("recurrent: the adaptive model at the clamp steps like forward") {
   // δ = 0.9: 1 − δ = 0.1, so β̃ sits at the clamp for most tokens.
   TransformerConfig c = small_model("adaptive");
-  c.connection_delta = 0.9;
-  c.connection_denominator = "attention";
+  c.connection_params = AdaptiveConnectionParams{.delta = 0.9, .denominator = "attention"};
   TransformerLM model(c);
   model.eval();
   model.to(DType::f64);
@@ -387,7 +388,7 @@ TEST_CASE("recurrent: modules and models that cannot step say why") {
       {"Attention::step", "not causal"});
 
   c = attention_config("momentum", 0.1, 0.6);
-  c.weighting = "reference";
+  c.params.as<MomentumParams>().weighting = "reference";
   auto reference = make_attention(c, gen);
   check_error([&] { reference->initial_state(1); },
               {"Attention::initial_state", "weighting = 'reference' has no recurrent form",

@@ -259,19 +259,67 @@ TEST_CASE("TransformerConfig: bad values name the field, the value and the expec
       {[](auto& c) { c.activation = "swish"; }, {"activation = 'swish'", "relu, gelu"}},
       {[](auto& c) { c.norm = "batchnorm"; }, {"norm = 'batchnorm'", "layernorm, rmsnorm"}},
       {[](auto& c) { c.connection = "highway"; }, {"connection = 'highway'", "residual"}},
-      {[](auto& c) { c.feature_map = "relu"; }, {"feature_map = 'relu'", "elu", "favor"}},
-      {[](auto& c) { c.block_size = 0; }, {"block_size = 0", "positive"}},
-      {[](auto& c) { c.performer_features = -2; }, {"performer_features = -2", "positive"}},
-      {[](auto& c) { c.performer_redraw = -1; }, {"performer_redraw = -1", "≥ 0"}},
-      {[](auto& c) { c.linformer_k = 0; }, {"linformer_k = 0", "positive"}},
-      {[](auto& c) { c.mega_ema_dim = 0; }, {"mega_ema_dim = 0", "positive"}},
-      {[](auto& c) { c.mega_z_dim = -1; }, {"mega_z_dim = -1", "positive"}},
-      {[](auto& c) { c.mega_v_dim = -1; }, {"mega_v_dim = -1"}},
-      {[](auto& c) { c.mega_attention = "cosine"; },
-       {"mega_attention = 'cosine'", "softmax, laplace"}},
-      {[](auto& c) { c.attention = "linformer"; },
+      {[](auto& c) {
+         c.attention = "linear";
+         c.attention_params = LinearParams{.feature_map = "relu"};
+       },
+       {"attention_params: feature_map = 'relu'", "elu, plain-elu"}},
+      {[](auto& c) {
+         c.attention = "linear";
+         c.attention_params = LinearParams{.eps = 0};
+       },
+       {"attention_params: eps = 0"}},
+      {[](auto& c) {
+         c.attention = "transnormer";
+         c.attention_params = TransNormerParams{.block_size = 0};
+       },
+       {"block_size = 0", "positive"}},
+      {[](auto& c) {
+         c.attention = "performer";
+         c.attention_params = PerformerParams{.features = -2};
+       },
+       {"features = -2", "positive"}},
+      {[](auto& c) {
+         c.attention = "performer";
+         c.attention_params = PerformerParams{.redraw = -1};
+       },
+       {"redraw = -1", "≥ 0"}},
+      {[](auto& c) {
+         c.attention = "linformer";
+         c.causal = false;
+         c.attention_params = LinformerParams{.k = 0};
+       },
+       {"k = 0", "positive"}},
+      {[](auto& c) {
+         c.attention = "mega";
+         c.attention_params = MegaParams{.ema_dim = 0};
+       },
+       {"ema_dim = 0", "positive"}},
+      {[](auto& c) {
+         c.attention = "mega-chunk";
+         c.attention_params = MegaChunkParams{.z_dim = -1};
+       },
+       {"z_dim = -1", "positive"}},
+      {[](auto& c) {
+         c.attention = "mega";
+         c.attention_params = MegaParams{.v_dim = -1};
+       },
+       {"v_dim = -1"}},
+      {[](auto& c) {
+         c.attention = "mega";
+         c.attention_params = MegaParams{.attention = "cosine"};
+       },
+       {"attention = 'cosine'", "softmax, laplace"}},
+      {[](auto& c) {
+         c.attention = "linformer";
+         c.attention_params = Params();
+       },
        {"'linformer'", "causal = true", "causal = false"}},
-      {[](auto& c) { c.attention_eps = 0; }, {"attention_eps = 0"}},
+      {[](auto& c) {
+         c.attention = "momentum";
+         c.attention_params = LinearParams{};
+       },
+       {"kind = 'momentum' with params of linear attention"}},
       {[](auto& c) { c.norm_eps = -1; }, {"norm_eps = -1"}},
   };
   for (const Bad& b : cases) {

@@ -45,7 +45,7 @@ AttentionConfig linformer_config(int64_t k, int64_t max_len) {
   c.causal = false;
   c.d_model = 8;
   c.heads = 2;
-  c.projection_dim = k;
+  c.params = LinformerParams{.k = k};
   c.max_len = max_len;
   return c;
 }
@@ -199,6 +199,7 @@ TEST_CASE("linformer: with k = N and E = F = identity it is softmax attention") 
 
     AttentionConfig soft_config = linformer_config(N, max_len);
     soft_config.kind = "softmax";
+    soft_config.params = Params();
     auto soft = make_attention(soft_config, gen);
     soft->to(DType::f64);
     copy_shared(*attn, *soft);
@@ -248,7 +249,6 @@ TEST_CASE("linformer rejects long sequences, causal configs and recurrence") {
               {"AttentionConfig", "linformer", "causal = true", "causal = false"});
   check_error([&] { make_attention(linformer_config(4, 0), gen); },
               {"AttentionConfig", "max_len = 0"});
-  check_error([&] { make_attention(linformer_config(0, 6), gen); },
-              {"AttentionConfig", "projection_dim = 0"});
+  check_error([&] { make_attention(linformer_config(0, 6), gen); }, {"AttentionConfig", "k = 0"});
   check_error([&] { attn->initial_state(1); }, {"'linformer'", "not causal"});
 }

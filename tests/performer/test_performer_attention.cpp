@@ -23,8 +23,7 @@ AttentionConfig performer_config(int64_t features, int64_t redraw_interval = 0) 
   c.kind = "performer";
   c.d_model = 8;
   c.heads = 2;  // D = 4
-  c.features = features;
-  c.redraw_interval = redraw_interval;
+  c.params = PerformerParams{.features = features, .redraw = redraw_interval};
   return c;
 }
 
@@ -195,7 +194,7 @@ TEST_CASE("FavorFeatureMap rejects bad sizes and inputs of another width") {
   AttentionConfig c = performer_config(0);
   check_error([&] { make_attention(c, gen); }, {"AttentionConfig", "features = 0"});
   c = performer_config(8, -1);
-  check_error([&] { make_attention(c, gen); }, {"AttentionConfig", "redraw_interval = -1"});
+  check_error([&] { make_attention(c, gen); }, {"AttentionConfig", "redraw = -1"});
 }
 
 // ---- kind "performer" ------------------------------------------------------------------
@@ -269,6 +268,7 @@ TEST_CASE("performer: with many features it approximates causal softmax attentio
   // elu + 1 linear attention with the same weights, a different kernel, is ~25% off.
   AttentionConfig soft_config = performer_config(1);
   soft_config.kind = "softmax";
+  soft_config.params = Params();
   soft_config.d_model = 16;  // D = 8
   Generator gen(22);
   auto soft = make_attention(soft_config, gen);
@@ -280,7 +280,8 @@ TEST_CASE("performer: with many features it approximates causal softmax attentio
   auto error_of = [&](const std::string& kind, int64_t features) {
     AttentionConfig c = soft_config;
     c.kind = kind;
-    c.features = features > 0 ? features : 64;
+    c.params = Params();
+    if (kind == "performer") c.params = PerformerParams{.features = features};
     Generator g(24);
     auto attn = make_attention(c, g);
     attn->to(DType::f64);

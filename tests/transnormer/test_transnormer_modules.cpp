@@ -27,8 +27,8 @@ AttentionConfig config(const std::string& kind, bool causal,
   c.d_model = 6;
   c.heads = 2;
   c.causal = causal;
-  c.feature_map = feature_map;
-  c.block_size = 4;
+  if (kind == "norm") c.params = NormParams{.feature_map = feature_map};
+  if (kind == "diag") c.params = DiagParams{.block_size = 4};
   return c;
 }
 
@@ -59,7 +59,7 @@ std::vector<double> norm_attention_reference(const Attention& m, const Tensor& x
   auto at = [](const std::vector<double>& t, int64_t i) { return t[static_cast<size_t>(i)]; };
   auto phi = [&](double z) {
     const double elu = z > 0 ? z : std::exp(z) - 1;
-    return c.feature_map == "plain-elu" ? elu : elu + 1;
+    return c.params.as<NormParams>().feature_map == "plain-elu" ? elu : elu + 1;
   };
   // proj[b][n][r] for r < 3·inner: q, then k, then v.
   std::vector<double> proj(static_cast<size_t>(B * N * 3 * inner));
@@ -263,7 +263,7 @@ TEST_CASE(
   mc.heads = 2;
   mc.ff_dim = 16;
   mc.layers = 2;
-  mc.block_size = 4;
+  mc.attention_params = TransNormerParams{.block_size = 4};
   mc.positions = "learned";
   mc.seed = 2;
   TransformerLM model(mc);
@@ -290,7 +290,7 @@ TEST_CASE("TransNormer modules: bad configs, inputs and states are errors") {
   Generator gen(15);
   for (int64_t block : {0, -2}) {
     AttentionConfig c = config("diag", true);
-    c.block_size = block;
+    c.params = DiagParams{.block_size = block};
     check_error([&] { c.validate(); }, {"AttentionConfig: block_size = " + std::to_string(block),
                                         "expected a positive integer"});
     check_error([&] { make_attention(c, gen); }, {"block_size = " + std::to_string(block)});
