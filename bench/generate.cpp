@@ -15,16 +15,13 @@
 // Usage: bench_generate [--kinds K,K,...] [--tokens N] [--threads T] [--temperature X]
 #include <unistd.h>
 
-#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/args.h"
 #include "bench/rows.h"
 #include "polyak/polyak.h"
 
@@ -49,49 +46,23 @@ struct Row {
   std::array<double, 3> rss_mib{}, live_mib{};  // at the three sample points
 };
 
-[[noreturn]] void usage(const char* prog, const std::string& problem) {
-  std::fprintf(stderr,
-               "%s\nusage: %s [--kinds K,K,...] [--tokens N] [--threads T] [--temperature X]\n",
-               problem.c_str(), prog);
-  std::exit(2);
-}
-
+// The flags, checked as they are read: a bad command line exits with status 2.
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(argv[0], arg + " needs a value");
-      return argv[++i];
-    };
-    try {
-      if (arg == "--kinds") {
-        o.kinds = bench::split_list(value());
-      } else if (arg == "--tokens") {
-        o.tokens = std::stoll(value());
-      } else if (arg == "--threads") {
-        o.threads = std::stoi(value());
-      } else if (arg == "--temperature") {
-        o.temperature = std::stod(value());
-      } else if (arg == "--kind") {
-        o.child_kind = value();
-      } else {
-        usage(argv[0], "unknown option " + arg);
-      }
-    } catch (const std::logic_error&) {
-      usage(argv[0], "bad value for " + arg);
-    }
-  }
-  if (o.tokens < 10) usage(argv[0], "--tokens is " + std::to_string(o.tokens) + ", expected ≥ 10");
-  if (o.threads < 0) usage(argv[0], "--threads is negative, expected ≥ 0 (0: all cores)");
-  if (!(o.temperature >= 0)) usage(argv[0], "--temperature is negative, expected ≥ 0");
-  for (const std::string& k : o.kinds) {
-    const auto& valid = model_kinds();
-    if (std::find(valid.begin(), valid.end(), k) == valid.end())
-      usage(argv[0], "--kinds has '" + k +
-                         "', expected kinds among: softmax, linear, momentum, "
-                         "momentum-connection, adaptive");
-  }
+  CLI::App app{
+      "RNN-mode generation of the copy model with random weights: tokens/s and memory "
+      "against the number of generated tokens, one process per kind.",
+      "bench_generate"};
+  bench::set_option_defaults(app);
+  bench::add_name_list(app, "--kinds", o.kinds, model_kinds(), "the model kinds");
+  app.add_option("--tokens", o.tokens, "tokens generated after the prompt")
+      ->check(bench::integer_at_least(10));
+  app.add_option("--threads", o.threads, "OpenMP threads (0: all cores)")
+      ->check(bench::integer_at_least(0));
+  app.add_option("--temperature", o.temperature, "sampling temperature (0: greedy)")
+      ->check(bench::number_at_least(0));
+  bench::add_child_flags(app, o.child_kind, model_kinds());
+  bench::parse_or_exit(app, argc, argv);
   return o;
 }
 
@@ -178,7 +149,10 @@ int main(int argc, char** argv) {
   if (!o.child_kind.empty()) return measure(o);
 
   const std::string self_path = bench::self_path();
-  if (self_path.empty()) usage(argv[0], "cannot find this program's path in /proc/self/exe");
+  if (self_path.empty()) {
+    std::fprintf(stderr, "bench_generate: cannot find this program's path in /proc/self/exe\n");
+    return 1;
+  }
   const char* self = self_path.c_str();
 
   const std::array<int64_t, 3> points = sample_points(o.tokens);

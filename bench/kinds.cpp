@@ -28,13 +28,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/args.h"
 #include "bench/rows.h"
 #include "polyak/polyak.h"
 
@@ -55,57 +54,25 @@ struct Options {
   int64_t child_n = 0;
 };
 
-[[noreturn]] void usage(const char* prog, const std::string& problem) {
-  std::fprintf(stderr,
-               "%s\nusage: %s [--kinds K,K,...] [--lengths N,N,...] [--reps R] [--threads T] "
-               "[--max-gib G]\n",
-               problem.c_str(), prog);
-  std::exit(2);
-}
-
+// The flags, checked as they are read: a bad command line exits with status 2.
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(argv[0], arg + " needs a value");
-      return argv[++i];
-    };
-    try {
-      if (arg == "--kinds") {
-        o.kinds = bench::split_list(value());
-      } else if (arg == "--lengths") {
-        o.lengths.clear();
-        for (const std::string& item : bench::split_list(value()))
-          o.lengths.push_back(std::stoll(item));
-      } else if (arg == "--reps") {
-        o.reps = std::stoi(value());
-      } else if (arg == "--threads") {
-        o.threads = std::stoi(value());
-      } else if (arg == "--max-gib") {
-        o.max_gib = std::stod(value());
-      } else if (arg == "--kind") {
-        o.child_kind = value();
-      } else if (arg == "--n") {
-        o.child_n = std::stoll(value());
-      } else {
-        usage(argv[0], "unknown option " + arg);
-      }
-    } catch (const std::logic_error&) {
-      usage(argv[0], "bad value for " + arg);
-    }
-  }
-  if (!o.child_kind.empty()) o.kinds = {o.child_kind};
-  for (const std::string& kind : o.kinds)
-    if (std::find(model_kinds().begin(), model_kinds().end(), kind) == model_kinds().end())
-      usage(argv[0], "unknown kind '" + kind + "'");
-  if (o.kinds.empty()) usage(argv[0], "--kinds is empty");
-  if (o.lengths.empty()) usage(argv[0], "--lengths is empty");
-  for (int64_t n : o.lengths)
-    if (n < 1) usage(argv[0], "--lengths has " + std::to_string(n) + ", expected N ≥ 1");
-  if (o.reps < 1) usage(argv[0], "--reps is " + std::to_string(o.reps) + ", expected ≥ 1");
-  if (o.threads < 0) usage(argv[0], "--threads is negative");
-  if (!(o.max_gib > 0)) usage(argv[0], "--max-gib must be > 0");
+  CLI::App app{
+      "Every model kind as a small language model: forward + backward time and peak memory "
+      "against N, one process per row.",
+      "bench_kinds"};
+  bench::set_option_defaults(app);
+  bench::add_name_list(app, "--kinds", o.kinds, model_kinds(), "the model kinds");
+  bench::add_integer_list(app, "--lengths", o.lengths, 1, "the sequence lengths N");
+  app.add_option("--reps", o.reps, "timed repetitions per row, after one warm-up")
+      ->check(bench::integer_at_least(1));
+  app.add_option("--threads", o.threads, "OpenMP threads (0: all cores)")
+      ->check(bench::integer_at_least(0));
+  app.add_option("--max-gib", o.max_gib,
+                 "skip a row whose N×N attention weights alone would pass this many GiB")
+      ->check(bench::number_above(0));
+  bench::add_child_flags(app, o.child_kind, model_kinds(), &o.child_n);
+  bench::parse_or_exit(app, argc, argv);
   return o;
 }
 
@@ -209,7 +176,10 @@ int main(int argc, char** argv) {
   if (!o.child_kind.empty()) return measure(o);
 
   const std::string self = bench::self_path();
-  if (self.empty()) usage(argv[0], "cannot find this program's path in /proc/self/exe");
+  if (self.empty()) {
+    std::fprintf(stderr, "bench_kinds: cannot find this program's path in /proc/self/exe\n");
+    return 1;
+  }
 
   std::printf(
       "model kinds as language models, forward + backward of the cross-entropy, f32: %lld "

@@ -18,15 +18,12 @@
 // Usage: bench_long_sequence [--threads T] [--reps R] [--no-feature-map] [--sizes N,N,...]
 //                            [--kinds linear,momentum]
 #include <unistd.h>
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/args.h"
 #include "bench/rows.h"
 #include "polyak/ops/attention/momentum_attention.h"
 #include "polyak/polyak.h"
@@ -38,6 +35,7 @@ namespace {
 constexpr int64_t kB = 1, kH = 8, kD = 32, kDv = 32;
 // The paper's copy-task momentum (Table 1); the time does not depend on the values.
 constexpr double kBeta = 0.1, kGamma = 0.6;
+const std::vector<std::string> kKinds = {"linear", "momentum"};
 
 struct Options {
   int threads = 0;  // 0: all cores
@@ -46,54 +44,28 @@ struct Options {
   int64_t n = 0;     // > 0: child mode, measure this N only
   std::string kind;  // child mode: "linear" or "momentum"
   std::vector<int64_t> sizes = {4096, 16384, 65536};
-  std::vector<std::string> kinds = {"linear", "momentum"};
+  std::vector<std::string> kinds = kKinds;
 };
 
-[[noreturn]] void usage(const char* prog, const std::string& problem) {
-  std::fprintf(stderr,
-               "%s\nusage: %s [--threads T] [--reps R] [--no-feature-map] [--sizes N,N,...] "
-               "[--kinds linear,momentum]\n",
-               problem.c_str(), prog);
-  std::exit(2);
-}
-
+// The flags, checked as they are read: a bad command line exits with status 2.
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(argv[0], arg + " needs a value");
-      return argv[++i];
-    };
-    try {
-      if (arg == "--threads") {
-        o.threads = std::stoi(value());
-      } else if (arg == "--reps") {
-        o.reps = std::max(1, std::stoi(value()));
-      } else if (arg == "--n") {
-        o.n = std::stoll(value());
-      } else if (arg == "--kind") {
-        o.kind = value();
-      } else if (arg == "--kinds") {
-        o.kinds = bench::split_list(value());
-      } else if (arg == "--no-feature-map") {
-        o.feature_map = false;
-      } else if (arg == "--sizes") {
-        o.sizes.clear();
-        for (const std::string& item : bench::split_list(value()))
-          o.sizes.push_back(std::stoll(item));
-      } else {
-        usage(argv[0], "unknown option " + arg);
-      }
-    } catch (const std::logic_error&) {
-      usage(argv[0], "bad value for " + arg);
-    }
-  }
-  for (const std::string& kind : o.kinds)
-    if (kind != "linear" && kind != "momentum")
-      usage(argv[0], "unknown kind " + kind + " (expected linear or momentum)");
-  if (o.n > 0 && o.kind != "linear" && o.kind != "momentum")
-    usage(argv[0], "--n needs --kind linear or --kind momentum");
+  CLI::App app{
+      "Causal linear and momentum attention forward + backward: time and peak memory against "
+      "N, one process per row.",
+      "bench_long_sequence"};
+  bench::set_option_defaults(app);
+  app.add_option("--threads", o.threads, "OpenMP threads (0: all cores)")
+      ->check(bench::integer_at_least(0));
+  app.add_option("--reps", o.reps, "timed repetitions per row, after one warm-up")
+      ->check(bench::integer_at_least(1));
+  app.add_flag_callback(
+      "--no-feature-map", [&o] { o.feature_map = false; },
+      "attend over q and k as drawn, without elu_feature_map");
+  bench::add_integer_list(app, "--sizes", o.sizes, 1, "the sequence lengths N");
+  bench::add_name_list(app, "--kinds", o.kinds, kKinds, "the attention kinds");
+  bench::add_child_flags(app, o.kind, kKinds, &o.n);
+  bench::parse_or_exit(app, argc, argv);
   return o;
 }
 
@@ -161,7 +133,11 @@ int main(int argc, char** argv) {
   if (o.n > 0) return measure(o);
 
   const std::string self_path = bench::self_path();
-  if (self_path.empty()) usage(argv[0], "cannot find this program's path in /proc/self/exe");
+  if (self_path.empty()) {
+    std::fprintf(stderr,
+                 "bench_long_sequence: cannot find this program's path in /proc/self/exe\n");
+    return 1;
+  }
   const char* self = self_path.c_str();
 
   std::printf(

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -45,14 +44,6 @@ inline bool read_row(const std::string& command, const std::string& kind, int64_
   row.kind = kind;
   row.n = n_read;
   return fields == 5 && status == 0 && n_read == n;
-}
-
-// The items of a comma-separated list, as given.
-inline std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream list(text);
-  for (std::string item; std::getline(list, item, ',');) items.push_back(item);
-  return items;
 }
 
 }  // namespace polyak::bench
