@@ -40,15 +40,22 @@ inline void use_test_sizes(TransformerConfig& c) {
   apply_flags(c.attention_params, test_sizes(c.causal));
 }
 
-// Whether an attention kind, or a model kind's attention, has a causal form (Linformer,
-// which projects the whole sequence, has none).
-inline bool has_causal_form(const std::string& kind) {
+// Whether an attention kind, or a model kind's attention, has the causal (or the
+// non-causal) form: Linformer, which projects the whole sequence, has no causal one;
+// retention, whose decay runs forward in time, no non-causal one.
+inline bool has_form(const std::string& kind, bool causal) {
+  std::string attention = kind;
   const std::vector<std::string>& models = model_kinds();
-  if (std::find(models.begin(), models.end(), kind) == models.end())
-    return attention_spec(kind).forms.causal;
-  TransformerConfig c;
-  set_model_kind(c, kind);
-  return attention_spec(c.attention).forms.causal;
+  if (std::find(models.begin(), models.end(), kind) != models.end()) {
+    TransformerConfig c;
+    set_model_kind(c, kind);
+    attention = c.attention;
+  }
+  const AttentionForms& forms = attention_spec(attention).forms;
+  return causal ? forms.causal : forms.non_causal;
+}
+inline bool has_causal_form(const std::string& kind) {
+  return has_form(kind, true);
 }
 
 // Mega builds its own block; every other kind projects through qkv_proj and out_proj.

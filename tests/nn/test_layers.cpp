@@ -8,6 +8,7 @@ using namespace polyak;
 using polyak::testing::check_error;
 using polyak::testing::gradcheck_module;
 using polyak::testing::has_causal_form;
+using polyak::testing::has_form;
 using polyak::testing::has_qkv_projections;
 using polyak::testing::max_abs_diff;
 using polyak::testing::parameter_sample;
@@ -85,7 +86,7 @@ TEST_CASE("gradcheck: FeedForward") {
 TEST_CASE("gradcheck: attention kinds, causal and not") {
   for (const std::string& kind : attention_kinds()) {
     for (bool causal : {true, false}) {
-      if (causal && !has_causal_form(kind)) continue;
+      if (!has_form(kind, causal)) continue;
       std::string name = kind + (causal ? " causal" : " non-causal");
       SUBCASE(name.c_str()) {
         Generator gen(1);
@@ -185,7 +186,7 @@ TEST_CASE("TransformerLayer: with dropout, the fused residual joins equal the co
 TEST_CASE("attention: every kind maps [B,N,d] to [B,N,d]; head_dim may differ from d/H") {
   for (const std::string& kind : attention_kinds()) {
     for (bool causal : {true, false}) {
-      if (causal && !has_causal_form(kind)) continue;
+      if (!has_form(kind, causal)) continue;
       AttentionConfig c = attention_config(kind, causal);
       c.head_dim = 3;
       Generator gen(0);
