@@ -33,7 +33,13 @@ constexpr DType dtype_of<double>() {
   return DType::f64;
 }
 
-enum class DeviceType : uint8_t { cpu, cuda };
+// cpu is built in; cuda is the backend in cuda/; ext is a slot for a backend registered
+// from outside the library (the tests' fake device, which keeps its memory on the host).
+enum class DeviceType : uint8_t { cpu, cuda, ext };
+constexpr int kDeviceTypes = 3;
+inline const char* name(DeviceType t) {
+  return t == DeviceType::cpu ? "cpu" : t == DeviceType::cuda ? "cuda" : "ext";
+}
 
 struct Device {
   DeviceType type = DeviceType::cpu;
@@ -41,11 +47,14 @@ struct Device {
 
   static Device cpu() { return {DeviceType::cpu, 0}; }
   static Device cuda(int index = 0) { return {DeviceType::cuda, index}; }
+  static Device ext(int index = 0) { return {DeviceType::ext, index}; }
   bool is_cpu() const { return type == DeviceType::cpu; }
   bool is_cuda() const { return type == DeviceType::cuda; }
   bool operator==(const Device& o) const { return type == o.type && index == o.index; }
   bool operator!=(const Device& o) const { return !(*this == o); }
-  std::string str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+  std::string str() const {
+    return is_cpu() ? "cpu" : std::string(name(type)) + ":" + std::to_string(index);
+  }
 };
 inline std::ostream& operator<<(std::ostream& os, const Device& d) {
   return os << d.str();

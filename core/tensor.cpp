@@ -38,6 +38,20 @@ Tensor make_view(const Tensor& src, const Shape& shape, int64_t offset) {
   return Tensor(impl);
 }
 
+// Copies `bytes` between devices through the backend of the side that is not the CPU;
+// between two backends, through a host buffer.
+void copy_bytes(const char* fn, void* dst, Device dst_dev, const void* src, Device src_dev,
+                size_t bytes) {
+  if (!dst_dev.is_cpu() && !src_dev.is_cpu() && dst_dev.type != src_dev.type) {
+    std::vector<char> host(bytes);
+    device_backend(src_dev.type, fn).copy(host.data(), Device::cpu(), src, src_dev, bytes);
+    device_backend(dst_dev.type, fn).copy(dst, dst_dev, host.data(), Device::cpu(), bytes);
+    return;
+  }
+  const Device side = dst_dev.is_cpu() ? src_dev : dst_dev;
+  device_backend(side.type, fn).copy(dst, dst_dev, src, src_dev, bytes);
+}
+
 template <class T>
 void fill_values(Tensor& t, const std::vector<double>& values) {
   T* p = t.data<T>();
@@ -66,7 +80,7 @@ Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
   check_shape("Tensor::full", shape);
-  if (device.is_cuda()) return full(shape, value, dtype).to(device);
+  if (!device.is_cpu()) return full(shape, value, dtype).to(device);
   Tensor t = empty(shape, dtype, device);
   t.fill_(value);
   return t;
@@ -200,9 +214,7 @@ Tensor Tensor::to(Device target) const {
   Device source = device();
   if (source == target) return *this;
   Tensor out = empty(shape(), dtype(), target);
-  Device backend_device = target.is_cuda() ? target : source;
-  device_backend(backend_device.type, "Tensor::to")
-      .copy(out.raw_data(), target, raw_data(), source, nbytes());
+  copy_bytes("Tensor::to", out.raw_data(), target, raw_data(), source, nbytes());
   if (GradMode::enabled() && requires_grad()) {
     record(out, "ToDeviceBackward", {*this},
            [source](const Tensor& g) -> std::vector<Tensor> { return {g.to(source)}; });
@@ -230,8 +242,7 @@ Tensor Tensor::to(DType target) const {
 
 Tensor Tensor::clone() const {
   Tensor out = empty(shape(), dtype(), device());
-  Device d = device();
-  device_backend(d.type, "Tensor::clone").copy(out.raw_data(), d, raw_data(), d, nbytes());
+  copy_bytes("Tensor::clone", out.raw_data(), device(), raw_data(), device(), nbytes());
   record(out, "CloneBackward", {*this}, [](const Tensor& g) -> std::vector<Tensor> { return {g}; });
   return out;
 }
@@ -298,7 +309,7 @@ Tensor Tensor::operator[](int64_t i) const {
 // ---- in place --------------------------------------------------------------------------
 
 Tensor& Tensor::fill_(double value) {
-  if (device().is_cuda()) {
+  if (!device().is_cpu()) {
     copy_(full(shape(), value, dtype()));
     return *this;
   }
@@ -316,10 +327,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   POLYAK_CHECK(src.shape() == shape(), "copy_: src has shape ", src.shape(), ", expected ",
                shape());
   check_same_dtype("copy_", "self", *this, "src", src);
-  Device dst_dev = device(), src_dev = src.device();
-  Device backend_device = dst_dev.is_cuda() ? dst_dev : src_dev;
-  device_backend(backend_device.type, "copy_")
-      .copy(raw_data(), dst_dev, src.raw_data(), src_dev, nbytes());
+  copy_bytes("copy_", raw_data(), device(), src.raw_data(), src.device(), nbytes());
   return *this;
 }
 
@@ -435,7 +443,7 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   if (!t.defined()) return os << "Tensor(undefined)";
   std::vector<double> v = t.to_vector();
   os << "Tensor(" << t.shape() << ", " << t.dtype();
-  if (t.device().is_cuda()) os << ", " << t.device();
+  if (!t.device().is_cpu()) os << ", " << t.device();
   os << ") [";
   const size_t limit = 64;
   for (size_t i = 0; i < std::min(v.size(), limit); ++i)
@@ -481,7 +489,7 @@ void check_rank(const char* fn, const char* arg, const Tensor& t, int64_t rank,
 
 void check_cpu(const char* fn, const char* arg, const Tensor& t) {
   POLYAK_CHECK(t.device().is_cpu(), fn, ": ", arg, " is on ", t.device(),
-               ", expected cpu (this op has no CUDA kernel yet)");
+               ", expected cpu (this op has no device kernel yet)");
 }
 
 }  // namespace polyak
