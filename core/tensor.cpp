@@ -190,6 +190,11 @@ void Tensor::check_data_access(DType requested) const {
   POLYAK_CHECK(impl_, "Tensor::data: the tensor is undefined, expected a defined tensor");
   POLYAK_CHECK(impl_->dtype == requested, "Tensor::data: the tensor is ", impl_->dtype,
                ", expected ", requested, " (the requested element type)");
+  // A device pointer dereferenced on the host is a crash or garbage, never an answer.
+  POLYAK_CHECK(impl_->storage->device().is_cpu(), "Tensor::data: the tensor is on ",
+               impl_->storage->device(),
+               ", expected cpu (host access needs a copy: t.cpu().data<T>(); device kernels take "
+               "raw_data())");
 }
 
 double Tensor::item() const {

@@ -63,7 +63,9 @@ class Tensor {
   bool shares_storage(const Tensor& other) const;
 
   // ---- data ------------------------------------------------------------------------
-  // Pointer to the first element. Checks the dtype (throws on mismatch).
+  // Pointer to the first element, for host code: throws unless the dtype is T and the tensor
+  // is on the CPU (copy it with .cpu() first). raw_data() is the unchecked pointer on any
+  // device, for a backend's kernels.
   template <class T>
   T* data() const {
     check_data_access(dtype_of<T>());

@@ -64,6 +64,10 @@ TEST_CASE("backend: tensors move to the fake device and back through its memory 
   CHECK(y.cpu().to_vector() == std::vector<double>(6, 2.5));
   CHECK(d[0][2].item() == 3.25);
   CHECK(allocator_stats(dev).allocated_bytes > 0);
+  // Host access to device memory is refused, naming the device and the way to the host.
+  check_error([&] { (void)d.data<float>(); }, {"Tensor::data", "ext:0", "expected cpu", ".cpu()"});
+  check_error([&] { (void)d.data<double>(); }, {"Tensor::data", "f32", "f64"});
+  CHECK(d.cpu().data<float>()[2] == 3.25f);
   // A device index past device_count() is refused, naming the backend's device count.
   check_error([&] { (void)x.to(Device::ext(2)); }, {"ext:2", "not present", "2 ext device(s)"});
 }
