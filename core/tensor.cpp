@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cstring>
 #include <iomanip>
+#include <limits>
 #include <ostream>
+#include <type_traits>
 
 #include "polyak/core/autograd.h"
 #include "polyak/core/rng.h"
@@ -52,6 +54,13 @@ void copy_bytes(const char* fn, void* dst, Device dst_dev, const void* src, Devi
   device_backend(side.type, fn).copy(dst, dst_dev, src, src_dev, bytes);
 }
 
+// Throws unless `count` values fill `shape`.
+void check_values(const char* fn, size_t count, const Shape& shape) {
+  check_shape(fn, shape);
+  POLYAK_CHECK(static_cast<int64_t>(count) == shape.numel(), fn, ": ", count, " values for shape ",
+               shape, ", expected ", shape.numel());
+}
+
 template <class T>
 void fill_values(Tensor& t, const std::vector<double>& values) {
   T* p = t.data<T>();
@@ -88,6 +97,7 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
 
 Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
   check_shape("Tensor::randn", shape);
+  POLYAK_CHECK(is_floating(dtype), "Tensor::randn: dtype is ", dtype, ", expected f32 or f64");
   Tensor t = empty(shape, dtype);
   int64_t n = t.numel();
   // Each block of four words gives two normals (Box–Muller on two pairs).
@@ -107,6 +117,7 @@ Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
 
 Tensor Tensor::rand(const Shape& shape, Generator& gen, DType dtype) {
   check_shape("Tensor::rand", shape);
+  POLYAK_CHECK(is_floating(dtype), "Tensor::rand: dtype is ", dtype, ", expected f32 or f64");
   Tensor t = empty(shape, dtype);
   int64_t n = t.numel();
   uint64_t first = gen.advance(static_cast<uint64_t>((n + 3) / 4));
@@ -132,22 +143,33 @@ Tensor Tensor::from(std::initializer_list<double> values, DType dtype) {
 }
 
 Tensor Tensor::from(const std::vector<double>& values, const Shape& shape, DType dtype) {
-  check_shape("Tensor::from", shape);
-  POLYAK_CHECK(static_cast<int64_t>(values.size()) == shape.numel(),
-               "Tensor::from: ", values.size(), " values for shape ", shape, ", expected ",
-               shape.numel());
+  check_values("Tensor::from", values.size(), shape);
   Tensor t = empty(shape, dtype);
-  dispatch(dtype, [&]<class T>() { fill_values<T>(t, values); });
+  dispatch_any(dtype, [&]<class T>() { fill_values<T>(t, values); });
   return t;
 }
 
 Tensor Tensor::from(const std::vector<float>& values, const Shape& shape) {
-  check_shape("Tensor::from", shape);
-  POLYAK_CHECK(static_cast<int64_t>(values.size()) == shape.numel(),
-               "Tensor::from: ", values.size(), " values for shape ", shape, ", expected ",
-               shape.numel());
+  check_values("Tensor::from", values.size(), shape);
   Tensor t = empty(shape, DType::f32);
   std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(float));
+  return t;
+}
+
+Tensor Tensor::from_ints(const std::vector<int64_t>& values, const Shape& shape, DType dtype) {
+  check_values("Tensor::from_ints", values.size(), shape);
+  Tensor t = empty(shape, dtype);
+  dispatch_any(dtype, [&]<class T>() {
+    T* p = t.data<T>();
+    for (size_t i = 0; i < values.size(); ++i) {
+      if constexpr (std::is_same_v<T, int32_t>) {
+        POLYAK_CHECK(values[i] >= std::numeric_limits<int32_t>::min() &&
+                         values[i] <= std::numeric_limits<int32_t>::max(),
+                     "Tensor::from_ints: value ", values[i], " at index ", i, " does not fit i32");
+      }
+      p[i] = static_cast<T>(values[i]);
+    }
+  });
   return t;
 }
 
@@ -206,7 +228,7 @@ double Tensor::item() const {
 std::vector<double> Tensor::to_vector() const {
   Tensor c = device().is_cpu() ? *this : to(Device::cpu());
   std::vector<double> out(static_cast<size_t>(c.numel()));
-  dispatch(c.dtype(), [&]<class T>() {
+  dispatch_any(c.dtype(), [&]<class T>() {
     const T* p = c.data<T>();
     for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(p[i]);
   });
@@ -232,16 +254,17 @@ Tensor Tensor::to(DType target) const {
   check_cpu("Tensor::to", "self", *this);
   Tensor out = empty(shape(), target);
   int64_t n = numel();
-  dispatch(dtype(), [&]<class S>() {
-    dispatch(target, [&]<class D>() {
+  dispatch_any(dtype(), [&]<class S>() {
+    dispatch_any(target, [&]<class D>() {
       const S* src = data<S>();
       D* dst = out.data<D>();
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<D>(src[i]);
     });
   });
   DType source = dtype();
-  record(out, "ToDTypeBackward", {*this},
-         [source](const Tensor& g) -> std::vector<Tensor> { return {g.to(source)}; });
+  if (is_floating(target))  // integers carry no gradient
+    record(out, "ToDTypeBackward", {*this},
+           [source](const Tensor& g) -> std::vector<Tensor> { return {g.to(source)}; });
   return out;
 }
 
@@ -319,7 +342,7 @@ Tensor& Tensor::fill_(double value) {
     return *this;
   }
   int64_t n = numel();
-  dispatch(dtype(), [&]<class T>() {
+  dispatch_any(dtype(), [&]<class T>() {
     T* p = data<T>();
     T v = static_cast<T>(value);
     for (int64_t i = 0; i < n; ++i) p[i] = v;
@@ -346,6 +369,8 @@ Tensor& Tensor::requires_grad_(bool value) {
   check_defined("requires_grad_", "self", *this);
   POLYAK_CHECK(is_leaf(), "requires_grad_: the tensor is the output of ", grad_fn()->name(),
                ", expected a leaf (use detach() to make one)");
+  POLYAK_CHECK(!value || is_floating(dtype()), "requires_grad_: the tensor is ", dtype(),
+               ", expected f32 or f64 (integer tensors carry no gradient)");
   impl_->meta().requires_grad = value;
   return *this;
 }
@@ -490,6 +515,12 @@ void check_rank(const char* fn, const char* arg, const Tensor& t, int64_t rank,
   check_defined(fn, arg, t);
   POLYAK_CHECK(t.dim() == rank, fn, ": ", arg, " has shape ", t.shape(), " (rank ", t.dim(),
                "), expected rank ", rank, " ", expected_layout);
+}
+
+void check_floating(const char* fn, const char* arg, const Tensor& t) {
+  POLYAK_CHECK(is_floating(t.dtype()), fn, ": ", arg, " is ", t.dtype(),
+               ", expected f32 or f64 (integer tensors hold ids and targets, which ", fn,
+               " does not take)");
 }
 
 void check_cpu(const char* fn, const char* arg, const Tensor& t) {

@@ -84,6 +84,7 @@ Tensor binary_forward(const char* fn, BinaryOp op, const Tensor& a, const Tensor
   check_defined(fn, "a", a);
   check_defined(fn, "b", b);
   check_same_dtype(fn, "a", a, "b", b);
+  check_floating(fn, "a", a);
   check_same_device(fn, "a", a, "b", b);
   Shape shape = broadcast_shapes(fn, a.shape(), b.shape());
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
@@ -117,6 +118,7 @@ template <class F>
 Tensor scalar_forward(const char* fn, const char* arg, const Tensor& x, BinaryOp op, double s,
                       bool scalar_first, F&& cpu_body) {
   check_defined(fn, arg, x);
+  check_floating(fn, arg, x);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (!x.device().is_cpu()) {
     device_kernels(fn, arg, x).binary_scalar(op, x, s, scalar_first, out);

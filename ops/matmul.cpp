@@ -338,6 +338,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   POLYAK_CHECK(b.dim() >= 2, "matmul: b has shape ", b.shape(), ", expected rank ≥ 2 ",
                trans_b ? "[..., N, K]" : "[..., K, N]");
   check_same_dtype("matmul", "a", a, "b", b);
+  check_floating("matmul", "a", a);
   check_same_device("matmul", "a", a, "b", b);
   check_kernel_dtype("matmul", "a", a);
 
@@ -433,6 +434,7 @@ void check_linear(const char* fn, const Tensor& x, const Tensor& weight, const T
   check_rank(fn, "weight", weight, 2, "[out, in]");
   POLYAK_CHECK(x.dim() >= 1, fn, ": x has shape ", x.shape(), ", expected rank ≥ 1 [..., in]");
   check_same_dtype(fn, "x", x, "weight", weight);
+  check_floating(fn, "x", x);
   check_same_device(fn, "x", x, "weight", weight);
   check_kernel_dtype(fn, "x", x);
   const int64_t in = x.size(-1), out_features = weight.size(0);

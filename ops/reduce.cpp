@@ -131,6 +131,7 @@ void expand_axis_cpu(const T* g, AxisView v, double scale, T* dx) {
 // Σ (or mean) over everything.
 Tensor reduce_all(const char* fn, const char* node, const Tensor& x, bool average) {
   check_defined(fn, "x", x);
+  check_floating(fn, "x", x);
   const int64_t n = x.numel();
   const double scale = average ? 1.0 / static_cast<double>(n) : 1.0;
   Tensor y = Tensor::empty(Shape{}, x.dtype(), x.device());
@@ -159,6 +160,7 @@ Tensor reduce_all(const char* fn, const char* node, const Tensor& x, bool averag
 Tensor reduce_axis(const char* fn, const char* node, const Tensor& x, int64_t axis, bool keepdim,
                    bool average) {
   check_defined(fn, "x", x);
+  check_floating(fn, "x", x);
   axis = normalize_axis(fn, axis, x.dim());
   const AxisView v = view_around(x.shape(), axis);
   const double scale = average ? 1.0 / static_cast<double>(v.n) : 1.0;
@@ -249,6 +251,7 @@ Tensor mean(const Tensor& x, int64_t axis, bool keepdim) {
 
 Tensor max(const Tensor& x) {
   check_defined("max", "x", x);
+  check_floating("max", "x", x);
   check_cpu("max", "x", x);
   POLYAK_CHECK(x.numel() > 0, "max: x has shape ", x.shape(), ", expected at least one element");
   Tensor y = Tensor::empty(Shape{}, x.dtype());
@@ -271,6 +274,7 @@ Tensor max(const Tensor& x) {
 
 Tensor max(const Tensor& x, int64_t axis, bool keepdim) {
   check_defined("max", "x", x);
+  check_floating("max", "x", x);
   check_cpu("max", "x", x);
   axis = normalize_axis("max", axis, x.dim());
   const AxisView v = view_around(x.shape(), axis);

@@ -40,6 +40,7 @@ bool needs_grad(const Tensor& t) {
 Tensor map_forward(const char* name, const Tensor& x, UnaryOp fn, int64_t cost,
                    UnaryParams p = {}) {
   check_defined(name, "x", x);
+  check_floating(name, "x", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (!x.device().is_cpu()) {
     device_kernels(name, "x", x).unary(fn, p, x, y);
