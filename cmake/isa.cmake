@@ -58,6 +58,8 @@ set(POLYAK_ISA_FLAGS_avx512 -march=x86-64-v4 ${POLYAK_NO_FALSE_AVX512_WARNING})
 
 # polyak_isa_kernels(TARGET source... [LIBRARIES lib...] [INCLUDES dir...]): compiles the
 # sources once per ISA, with POLYAK_KERNEL_ISA set to its name (see core/cpu.h), into TARGET.
+# The kernels see the include folders of INCLUDES and of LIBRARIES only (a layer passes its
+# own folder and the layers below it, as its target sees them).
 function(polyak_isa_kernels target)
   cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "LIBRARIES;INCLUDES")
   foreach(isa IN LISTS POLYAK_ISAS)
@@ -73,7 +75,6 @@ function(polyak_isa_kernels target)
     # AVX-512 copy of std::fill_n from baseline code, or mix calling conventions of 32-byte
     # vectors between compilations; tests/isa checks that no kernel object exports one.
     target_compile_options(${lib} PRIVATE ${POLYAK_ISA_FLAGS_${isa}} -fno-weak)
-    target_include_directories(${lib} PRIVATE ${POLYAK_BUILD_INCLUDE})
     target_link_libraries(${lib} PRIVATE polyak_warnings OpenMP::OpenMP_CXX)
     target_sources(${target} PRIVATE $<TARGET_OBJECTS:${lib}>)
   endforeach()

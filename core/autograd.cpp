@@ -17,13 +17,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "polyak/core/backend.h"
 #include "polyak/core/files.h"
 #include "polyak/core/tensor_impl.h"
 #include "polyak/core/threads.h"
-
-#ifdef POLYAK_WITH_CUDA
-#include "polyak/cuda/cuda.h"
-#endif
 
 namespace polyak {
 namespace {
@@ -64,10 +61,8 @@ Tensor sum_gradients(const Tensor& a, const Tensor& b) {
   check_same_dtype("backward", "gradient", a, "gradient", b);
   check_same_device("backward", "gradient", a, "gradient", b);
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
-  if (a.device().is_cuda()) {
-#ifdef POLYAK_WITH_CUDA
-    cuda::binary(cuda::BinaryOp::add, a, b, out);
-#endif
+  if (!a.device().is_cpu()) {
+    device_kernels("backward", "gradient", a).binary(BinaryOp::add, a, b, out);
     return out;
   }
   dispatch(a.dtype(), [&]<class T>() {
@@ -100,7 +95,7 @@ void accumulate(Tensor& slot, Tensor g) {
     slot = std::move(g);
     return;
   }
-  if (slot.device().is_cuda() || slot.shape() != g.shape() || slot.dtype() != g.dtype() ||
+  if (!slot.device().is_cpu() || slot.shape() != g.shape() || slot.dtype() != g.dtype() ||
       slot.device() != g.device() || !(sole_handle(slot) || sole_handle(g))) {
     slot = sum_gradients(slot, g);
     return;

@@ -1,10 +1,12 @@
-// Indices: integer token ids / class targets with a shape (embedding, cross_entropy, data).
+// Indices: integer token ids / class targets with a shape (embedding, cross_entropy, data),
+// and the conversion from an integer tensor (i32 or i64), which those ops also take.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "polyak/core/shape.h"
+#include "polyak/core/tensor.h"
 
 namespace polyak {
 
@@ -21,5 +23,11 @@ struct Indices {
   int32_t& operator[](int64_t i) { return values[static_cast<size_t>(i)]; }
   int32_t operator[](int64_t i) const { return values[static_cast<size_t>(i)]; }
 };
+
+// The values of `t`, argument `arg` of `fn`: an i32 or i64 tensor on any device (copied to
+// the host), every value within i32. Throws naming fn and arg otherwise.
+Indices to_indices(const char* fn, const char* arg, const Tensor& t);
+// An i32 or i64 tensor holding `ids`, of their shape.
+Tensor to_tensor(const Indices& ids, DType dtype = DType::i64);
 
 }  // namespace polyak

@@ -43,8 +43,14 @@ constexpr const char* kMetadataKey = "__metadata__";
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr uint64_t kMaxIndex = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 
+// polyak's dtypes and their names in the format.
+constexpr std::pair<DType, const char*> kDTypes[] = {
+    {DType::f32, "F32"}, {DType::f64, "F64"}, {DType::i32, "I32"}, {DType::i64, "I64"}};
+
 const char* safetensors_dtype(DType t) {
-  return t == DType::f32 ? "F32" : "F64";
+  for (const auto& [dtype, label] : kDTypes)
+    if (dtype == t) return label;
+  return "?";
 }
 
 bool is_valid_utf8(const std::string& s) {
@@ -118,15 +124,16 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
   e.name = name;
   const json& dtype = v["dtype"];
   POLYAK_CHECK(dtype.is_string(), fn, ": ", path, ": ", where, ": dtype is a JSON ",
-               dtype.type_name(), ", expected a string (F32 or F64)");
+               dtype.type_name(), ", expected a string (F32, F64, I32 or I64)");
   const std::string& d = dtype.get_ref<const std::string&>();
-  if (d == "F32") {
-    e.dtype = DType::f32;
-  } else if (d == "F64") {
-    e.dtype = DType::f64;
-  } else {
-    fail(fn, ": ", path, ": ", where, ": dtype ", d, " is not supported, expected F32 or F64");
+  bool known = false;
+  for (const auto& [t, label] : kDTypes) {
+    if (d != label) continue;
+    e.dtype = t;
+    known = true;
   }
+  POLYAK_CHECK(known, fn, ": ", path, ": ", where, ": dtype ", d,
+               " is not supported, expected F32, F64, I32 or I64");
 
   const json& shape = v["shape"];
   POLYAK_CHECK(shape.is_array(), fn, ": ", path, ": ", where, ": shape is a JSON ",

@@ -1,7 +1,7 @@
 // safetensors (the format PyTorch and Hugging Face use): an 8-byte little-endian header
 // size, a JSON header mapping each tensor name to {dtype, shape, data_offsets} plus an
 // optional "__metadata__" object of strings, then the raw little-endian data.
-// polyak reads and writes F32 and F64 tensors.
+// polyak reads and writes F32, F64, I32 and I64 tensors.
 #pragma once
 
 #include <map>

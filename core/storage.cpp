@@ -11,42 +11,8 @@
 #include <mutex>
 #include <vector>
 
-#ifdef POLYAK_WITH_CUDA
-#include "polyak/cuda/cuda.h"
-#endif
-
 namespace polyak {
 namespace {
-
-void* cpu_allocate(size_t bytes, int) {
-  void* p = std::aligned_alloc(64, bytes);
-  if (!p) fail("allocate: out of host memory requesting ", bytes, " bytes");
-  return p;
-}
-void cpu_deallocate(void* p, size_t, int) {
-  std::free(p);
-}
-void cpu_copy(void* dst, Device, const void* src, Device, size_t bytes) {
-  std::memcpy(dst, src, bytes);
-}
-void cpu_memset_zero(void* p, size_t bytes, int) {
-  std::memset(p, 0, bytes);
-}
-int cpu_device_count() {
-  return 1;
-}
-
-const DeviceBackend kCpuBackend{cpu_allocate, cpu_deallocate, cpu_copy, cpu_memset_zero,
-                                cpu_device_count};
-
-struct Registry {
-  std::mutex mutex;
-  const DeviceBackend* backends[2] = {&kCpuBackend, nullptr};
-};
-Registry& registry() {
-  static Registry r;
-  return r;
-}
 
 size_t round_size(size_t bytes) {
   if (bytes <= 512) return 512;
@@ -132,41 +98,23 @@ class CachingAllocator {
 
 CachingAllocator& allocator(DeviceType type) {
   // Leaked on purpose: storages may be freed during static destruction.
-  static CachingAllocator* cpu = new CachingAllocator(DeviceType::cpu);
-  static CachingAllocator* cuda = new CachingAllocator(DeviceType::cuda);
-  return type == DeviceType::cpu ? *cpu : *cuda;
+  static CachingAllocator** allocators = [] {
+    auto** all = new CachingAllocator*[kDeviceTypes];
+    for (int t = 0; t < kDeviceTypes; ++t)
+      all[t] = new CachingAllocator(static_cast<DeviceType>(t));
+    return all;
+  }();
+  return *allocators[static_cast<int>(type)];
 }
 
 }  // namespace
 
-void register_device_backend(DeviceType type, const DeviceBackend* backend) {
-  std::lock_guard<std::mutex> lock(registry().mutex);
-  registry().backends[static_cast<int>(type)] = backend;
-}
-
-bool has_device_backend(DeviceType type) {
-#ifdef POLYAK_WITH_CUDA
-  if (type == DeviceType::cuda && !registry().backends[1])
-    register_device_backend(DeviceType::cuda, &cuda::device_backend());
-#endif
-  std::lock_guard<std::mutex> lock(registry().mutex);
-  return registry().backends[static_cast<int>(type)] != nullptr;
-}
-
-const DeviceBackend& device_backend(DeviceType type, const char* fn) {
-  POLYAK_CHECK(has_device_backend(type), fn,
-               ": device cuda is not available, expected a build with the CUDA backend "
-               "(configure with POLYAK_CUDA=ON where a CUDA compiler is installed)");
-  std::lock_guard<std::mutex> lock(registry().mutex);
-  return *registry().backends[static_cast<int>(type)];
-}
-
 Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
-  if (device.is_cuda()) {
-    const DeviceBackend& backend = device_backend(DeviceType::cuda, "Tensor");
+  if (!device.is_cpu()) {
+    const DeviceBackend& backend = device_backend(device.type, "Tensor");
     int count = backend.device_count();
     POLYAK_CHECK(device.index >= 0 && device.index < count, "Tensor: device ", device.str(),
-                 " is not present, expected one of ", count, " cuda device(s)");
+                 " is not present, expected one of ", count, " ", name(device.type), " device(s)");
   }
   data_ = allocator(device.type).allocate(bytes, device.index, &capacity_);
 }

@@ -10,27 +10,10 @@
 #include <cstdint>
 #include <memory>
 
+#include "polyak/core/backend.h"
 #include "polyak/core/dtype.h"
 
 namespace polyak {
-
-// What a device backend provides to core. The CPU backend is built in; the CUDA backend
-// registers itself when polyak is built with CUDA (see cuda/).
-struct DeviceBackend {
-  void* (*allocate)(size_t bytes, int index);
-  void (*deallocate)(void* ptr, size_t bytes, int index);
-  // Copies `bytes` from `src` (on device `src_dev`) to `dst` (on `dst_dev`); one side may
-  // be the CPU.
-  void (*copy)(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
-  void (*memset_zero)(void* ptr, size_t bytes, int index);
-  int (*device_count)();
-};
-
-// The backend for `type`; throws naming `fn` when polyak was built without it.
-const DeviceBackend& device_backend(DeviceType type, const char* fn);
-// Called by a backend at start-up.
-void register_device_backend(DeviceType type, const DeviceBackend* backend);
-bool has_device_backend(DeviceType type);
 
 class Storage {
  public:

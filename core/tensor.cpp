@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cstring>
 #include <iomanip>
+#include <limits>
 #include <ostream>
+#include <type_traits>
 
 #include "polyak/core/autograd.h"
 #include "polyak/core/rng.h"
@@ -38,6 +40,27 @@ Tensor make_view(const Tensor& src, const Shape& shape, int64_t offset) {
   return Tensor(impl);
 }
 
+// Copies `bytes` between devices through the backend of the side that is not the CPU;
+// between two backends, through a host buffer.
+void copy_bytes(const char* fn, void* dst, Device dst_dev, const void* src, Device src_dev,
+                size_t bytes) {
+  if (!dst_dev.is_cpu() && !src_dev.is_cpu() && dst_dev.type != src_dev.type) {
+    std::vector<char> host(bytes);
+    device_backend(src_dev.type, fn).copy(host.data(), Device::cpu(), src, src_dev, bytes);
+    device_backend(dst_dev.type, fn).copy(dst, dst_dev, host.data(), Device::cpu(), bytes);
+    return;
+  }
+  const Device side = dst_dev.is_cpu() ? src_dev : dst_dev;
+  device_backend(side.type, fn).copy(dst, dst_dev, src, src_dev, bytes);
+}
+
+// Throws unless `count` values fill `shape`.
+void check_values(const char* fn, size_t count, const Shape& shape) {
+  check_shape(fn, shape);
+  POLYAK_CHECK(static_cast<int64_t>(count) == shape.numel(), fn, ": ", count, " values for shape ",
+               shape, ", expected ", shape.numel());
+}
+
 template <class T>
 void fill_values(Tensor& t, const std::vector<double>& values) {
   T* p = t.data<T>();
@@ -66,7 +89,7 @@ Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
   check_shape("Tensor::full", shape);
-  if (device.is_cuda()) return full(shape, value, dtype).to(device);
+  if (!device.is_cpu()) return full(shape, value, dtype).to(device);
   Tensor t = empty(shape, dtype, device);
   t.fill_(value);
   return t;
@@ -74,6 +97,7 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
 
 Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
   check_shape("Tensor::randn", shape);
+  POLYAK_CHECK(is_floating(dtype), "Tensor::randn: dtype is ", dtype, ", expected f32 or f64");
   Tensor t = empty(shape, dtype);
   int64_t n = t.numel();
   // Each block of four words gives two normals (Box–Muller on two pairs).
@@ -93,6 +117,7 @@ Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
 
 Tensor Tensor::rand(const Shape& shape, Generator& gen, DType dtype) {
   check_shape("Tensor::rand", shape);
+  POLYAK_CHECK(is_floating(dtype), "Tensor::rand: dtype is ", dtype, ", expected f32 or f64");
   Tensor t = empty(shape, dtype);
   int64_t n = t.numel();
   uint64_t first = gen.advance(static_cast<uint64_t>((n + 3) / 4));
@@ -118,22 +143,33 @@ Tensor Tensor::from(std::initializer_list<double> values, DType dtype) {
 }
 
 Tensor Tensor::from(const std::vector<double>& values, const Shape& shape, DType dtype) {
-  check_shape("Tensor::from", shape);
-  POLYAK_CHECK(static_cast<int64_t>(values.size()) == shape.numel(),
-               "Tensor::from: ", values.size(), " values for shape ", shape, ", expected ",
-               shape.numel());
+  check_values("Tensor::from", values.size(), shape);
   Tensor t = empty(shape, dtype);
-  dispatch(dtype, [&]<class T>() { fill_values<T>(t, values); });
+  dispatch_any(dtype, [&]<class T>() { fill_values<T>(t, values); });
   return t;
 }
 
 Tensor Tensor::from(const std::vector<float>& values, const Shape& shape) {
-  check_shape("Tensor::from", shape);
-  POLYAK_CHECK(static_cast<int64_t>(values.size()) == shape.numel(),
-               "Tensor::from: ", values.size(), " values for shape ", shape, ", expected ",
-               shape.numel());
+  check_values("Tensor::from", values.size(), shape);
   Tensor t = empty(shape, DType::f32);
   std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(float));
+  return t;
+}
+
+Tensor Tensor::from_ints(const std::vector<int64_t>& values, const Shape& shape, DType dtype) {
+  check_values("Tensor::from_ints", values.size(), shape);
+  Tensor t = empty(shape, dtype);
+  dispatch_any(dtype, [&]<class T>() {
+    T* p = t.data<T>();
+    for (size_t i = 0; i < values.size(); ++i) {
+      if constexpr (std::is_same_v<T, int32_t>) {
+        POLYAK_CHECK(values[i] >= std::numeric_limits<int32_t>::min() &&
+                         values[i] <= std::numeric_limits<int32_t>::max(),
+                     "Tensor::from_ints: value ", values[i], " at index ", i, " does not fit i32");
+      }
+      p[i] = static_cast<T>(values[i]);
+    }
+  });
   return t;
 }
 
@@ -176,6 +212,11 @@ void Tensor::check_data_access(DType requested) const {
   POLYAK_CHECK(impl_, "Tensor::data: the tensor is undefined, expected a defined tensor");
   POLYAK_CHECK(impl_->dtype == requested, "Tensor::data: the tensor is ", impl_->dtype,
                ", expected ", requested, " (the requested element type)");
+  // A device pointer dereferenced on the host is a crash or garbage, never an answer.
+  POLYAK_CHECK(impl_->storage->device().is_cpu(), "Tensor::data: the tensor is on ",
+               impl_->storage->device(),
+               ", expected cpu (host access needs a copy: t.cpu().data<T>(); device kernels take "
+               "raw_data())");
 }
 
 double Tensor::item() const {
@@ -187,7 +228,7 @@ double Tensor::item() const {
 std::vector<double> Tensor::to_vector() const {
   Tensor c = device().is_cpu() ? *this : to(Device::cpu());
   std::vector<double> out(static_cast<size_t>(c.numel()));
-  dispatch(c.dtype(), [&]<class T>() {
+  dispatch_any(c.dtype(), [&]<class T>() {
     const T* p = c.data<T>();
     for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(p[i]);
   });
@@ -200,9 +241,7 @@ Tensor Tensor::to(Device target) const {
   Device source = device();
   if (source == target) return *this;
   Tensor out = empty(shape(), dtype(), target);
-  Device backend_device = target.is_cuda() ? target : source;
-  device_backend(backend_device.type, "Tensor::to")
-      .copy(out.raw_data(), target, raw_data(), source, nbytes());
+  copy_bytes("Tensor::to", out.raw_data(), target, raw_data(), source, nbytes());
   if (GradMode::enabled() && requires_grad()) {
     record(out, "ToDeviceBackward", {*this},
            [source](const Tensor& g) -> std::vector<Tensor> { return {g.to(source)}; });
@@ -215,23 +254,23 @@ Tensor Tensor::to(DType target) const {
   check_cpu("Tensor::to", "self", *this);
   Tensor out = empty(shape(), target);
   int64_t n = numel();
-  dispatch(dtype(), [&]<class S>() {
-    dispatch(target, [&]<class D>() {
+  dispatch_any(dtype(), [&]<class S>() {
+    dispatch_any(target, [&]<class D>() {
       const S* src = data<S>();
       D* dst = out.data<D>();
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<D>(src[i]);
     });
   });
   DType source = dtype();
-  record(out, "ToDTypeBackward", {*this},
-         [source](const Tensor& g) -> std::vector<Tensor> { return {g.to(source)}; });
+  if (is_floating(target))  // integers carry no gradient
+    record(out, "ToDTypeBackward", {*this},
+           [source](const Tensor& g) -> std::vector<Tensor> { return {g.to(source)}; });
   return out;
 }
 
 Tensor Tensor::clone() const {
   Tensor out = empty(shape(), dtype(), device());
-  Device d = device();
-  device_backend(d.type, "Tensor::clone").copy(out.raw_data(), d, raw_data(), d, nbytes());
+  copy_bytes("Tensor::clone", out.raw_data(), device(), raw_data(), device(), nbytes());
   record(out, "CloneBackward", {*this}, [](const Tensor& g) -> std::vector<Tensor> { return {g}; });
   return out;
 }
@@ -298,12 +337,12 @@ Tensor Tensor::operator[](int64_t i) const {
 // ---- in place --------------------------------------------------------------------------
 
 Tensor& Tensor::fill_(double value) {
-  if (device().is_cuda()) {
+  if (!device().is_cpu()) {
     copy_(full(shape(), value, dtype()));
     return *this;
   }
   int64_t n = numel();
-  dispatch(dtype(), [&]<class T>() {
+  dispatch_any(dtype(), [&]<class T>() {
     T* p = data<T>();
     T v = static_cast<T>(value);
     for (int64_t i = 0; i < n; ++i) p[i] = v;
@@ -316,10 +355,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   POLYAK_CHECK(src.shape() == shape(), "copy_: src has shape ", src.shape(), ", expected ",
                shape());
   check_same_dtype("copy_", "self", *this, "src", src);
-  Device dst_dev = device(), src_dev = src.device();
-  Device backend_device = dst_dev.is_cuda() ? dst_dev : src_dev;
-  device_backend(backend_device.type, "copy_")
-      .copy(raw_data(), dst_dev, src.raw_data(), src_dev, nbytes());
+  copy_bytes("copy_", raw_data(), device(), src.raw_data(), src.device(), nbytes());
   return *this;
 }
 
@@ -333,6 +369,8 @@ Tensor& Tensor::requires_grad_(bool value) {
   check_defined("requires_grad_", "self", *this);
   POLYAK_CHECK(is_leaf(), "requires_grad_: the tensor is the output of ", grad_fn()->name(),
                ", expected a leaf (use detach() to make one)");
+  POLYAK_CHECK(!value || is_floating(dtype()), "requires_grad_: the tensor is ", dtype(),
+               ", expected f32 or f64 (integer tensors carry no gradient)");
   impl_->meta().requires_grad = value;
   return *this;
 }
@@ -435,7 +473,7 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   if (!t.defined()) return os << "Tensor(undefined)";
   std::vector<double> v = t.to_vector();
   os << "Tensor(" << t.shape() << ", " << t.dtype();
-  if (t.device().is_cuda()) os << ", " << t.device();
+  if (!t.device().is_cpu()) os << ", " << t.device();
   os << ") [";
   const size_t limit = 64;
   for (size_t i = 0; i < std::min(v.size(), limit); ++i)
@@ -479,9 +517,15 @@ void check_rank(const char* fn, const char* arg, const Tensor& t, int64_t rank,
                "), expected rank ", rank, " ", expected_layout);
 }
 
+void check_floating(const char* fn, const char* arg, const Tensor& t) {
+  POLYAK_CHECK(is_floating(t.dtype()), fn, ": ", arg, " is ", t.dtype(),
+               ", expected f32 or f64 (integer tensors hold ids and targets, which ", fn,
+               " does not take)");
+}
+
 void check_cpu(const char* fn, const char* arg, const Tensor& t) {
   POLYAK_CHECK(t.device().is_cpu(), fn, ": ", arg, " is on ", t.device(),
-               ", expected cpu (this op has no CUDA kernel yet)");
+               ", expected cpu (this op has no device kernel yet)");
 }
 
 }  // namespace polyak

@@ -1,4 +1,4 @@
-// Tensor: a handle to a contiguous, row-major block of f32 or f64 on one device.
+// Tensor: a handle to a contiguous, row-major block of f32, f64, i32 or i64 on one device.
 //
 // Copying a Tensor aliases it (like PyTorch). Views are made only where they are free:
 // `reshape` and slicing along the first axis; everything else copies. Gradient metadata
@@ -47,6 +47,9 @@ class Tensor {
   static Tensor from(const std::vector<double>& values, const Shape& shape,
                      DType dtype = DType::f32);
   static Tensor from(const std::vector<float>& values, const Shape& shape);
+  // Integer data (token ids, targets): an i64 tensor, or i32 (or a float dtype) by `dtype`.
+  static Tensor from_ints(const std::vector<int64_t>& values, const Shape& shape,
+                          DType dtype = DType::i64);
   static Tensor scalar(double value, DType dtype = DType::f32);
 
   // ---- metadata --------------------------------------------------------------------
@@ -63,7 +66,9 @@ class Tensor {
   bool shares_storage(const Tensor& other) const;
 
   // ---- data ------------------------------------------------------------------------
-  // Pointer to the first element. Checks the dtype (throws on mismatch).
+  // Pointer to the first element, for host code: throws unless the dtype is T and the tensor
+  // is on the CPU (copy it with .cpu() first). raw_data() is the unchecked pointer on any
+  // device, for a backend's kernels.
   template <class T>
   T* data() const {
     check_data_access(dtype_of<T>());
@@ -158,5 +163,7 @@ void check_same_device(const char* fn, const char* arg_a, const Tensor& a, const
 void check_rank(const char* fn, const char* arg, const Tensor& t, int64_t rank,
                 const char* expected_layout);
 void check_cpu(const char* fn, const char* arg, const Tensor& t);
+// Throws unless `t` has a floating dtype (f32, f64): the float ops reject integer tensors.
+void check_floating(const char* fn, const char* arg, const Tensor& t);
 
 }  // namespace polyak

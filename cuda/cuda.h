@@ -1,12 +1,15 @@
-// The CUDA backend's interface to ops/ (f32). Declared always; defined only when polyak is
-// built with CUDA (POLYAK_WITH_CUDA), except is_available() and device_count(), which answer
-// false and 0 without it. Ops call these for tensors on a cuda device; every kernel has a
-// CPU reference in ops/ that tests compare it with.
+// The CUDA backend (f32): the DeviceBackend that core and ops reach for tensors on a cuda
+// device (core/backend.h), and its kernels, which tests/cuda also calls directly. Declared
+// always; defined only when polyak is built with CUDA (POLYAK_WITH_CUDA), except
+// is_available() and device_count(), which answer false and 0 without it. Every kernel has
+// a CPU reference in ops/ that tests compare it with. register.cpp registers the backend
+// with core when the program starts.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "polyak/core/backend.h"
 #include "polyak/core/tensor.h"
 
 namespace polyak::cuda {
@@ -24,15 +27,13 @@ inline int device_count() {
   return 0;
 }
 #endif
-// The device backend (allocation, copies) that core/storage.cpp uses for cuda tensors.
+// The device backend: allocation and copies, which core/storage.cpp uses for cuda tensors,
+// and the kernels below, which ops reach through core's device_kernels().
 // allocate/deallocate are cudaMalloc/cudaFree themselves: core's caching allocator sits in
 // front of every backend (size-bucketed free lists, core/storage.h), so a steady training
 // loop reaches them only in its first step and cudaFree runs only on empty_cache(). A
 // second cache here would keep what empty_cache() hands back.
 const DeviceBackend& device_backend();
-
-enum class BinaryOp : uint8_t { add, sub, mul, div };
-enum class UnaryOp : uint8_t { neg, exp, log, sqrt, square, abs, tanh, sigmoid, relu, gelu, silu };
 
 // The elementwise functions and reductions overwrite `out` (or `dx`), which the caller
 // preallocates; an elementwise `out` may alias its first input.
@@ -42,19 +43,15 @@ enum class UnaryOp : uint8_t { neg, exp, log, sqrt, square, abs, tanh, sigmoid, 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
 // out = a op scalar (and scalar op a when `scalar_first`).
 void binary_scalar(BinaryOp op, const Tensor& a, double scalar, bool scalar_first, Tensor& out);
-void unary(UnaryOp op, const Tensor& x, Tensor& out);
+// out = f(x) for every UnaryOp (core/backend.h), with its parameters `p`.
+void unary(UnaryOp op, UnaryParams p, const Tensor& x, Tensor& out);
 // Backward helper of unary ops: dx = dy · f'(x) (neg, exp, log, … as above).
-void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& dx);
+void unary_backward(UnaryOp op, UnaryParams p, const Tensor& x, const Tensor& dy, Tensor& dx);
 // Sum over the leading rows: x viewed as [rows, cols] → out [cols] (bias gradients).
 void sum_rows(const Tensor& x, int64_t rows, int64_t cols, Tensor& out);
 void sum_all(const Tensor& x, Tensor& out);  // out [] (one element)
 
-// cuBLAS SGEMM, batched (strided) when batch > 1; row-major operands like matmul():
-// out[i] = alpha · op(a[i]) · op(b[i]) + beta · out[i], a[i] [M,K] (or [K,M] with trans_a),
-// b[i] [K,N] (or [N,K] with trans_b), out[i] [M,N]; strides in elements between batch
-// entries; b_stride = 0 shares b across the batch; beta = 0 overwrites out.
-void gemm(const Tensor& a, const Tensor& b, Tensor& out, int64_t batch, int64_t m, int64_t n,
-          int64_t k, bool trans_a, bool trans_b, int64_t a_stride, int64_t b_stride,
-          int64_t out_stride, float alpha = 1.0f, float beta = 0.0f);
+// cuBLAS SGEMM, batched (strided) when args.batch > 1, as core's GemmArgs describes it.
+void gemm(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& args);
 
 }  // namespace polyak::cuda

@@ -1,7 +1,7 @@
-// Device discovery, allocation and copies: the DeviceBackend that core uses for cuda
-// tensors (core/storage.h). Allocation is plain cudaMalloc/cudaFree; the caching lives in
-// core's allocator in front of it, which calls allocate() only when its free lists have no
-// block of the rounded size, and deallocate() only from empty_cache().
+// Device discovery, allocation and copies, and the DeviceBackend table that core and ops
+// use for cuda tensors (core/backend.h). Allocation is plain cudaMalloc/cudaFree; the caching lives
+// in core's allocator in front of it, which calls allocate() only when its free lists have no block
+// of the rounded size, and deallocate() only from empty_cache().
 #include <cstring>
 
 #include "polyak/cuda/common.h"
@@ -105,8 +105,20 @@ void memset_zero(void* ptr, size_t bytes, int index) {
 }  // namespace
 
 const DeviceBackend& device_backend() {
-  static const DeviceBackend backend{&allocate, &deallocate, &copy, &memset_zero,
-                                     &polyak::cuda::device_count};
+  static const DeviceBackend backend{.name = "cuda",
+                                     .kernel_dtype = DType::f32,
+                                     .allocate = &allocate,
+                                     .deallocate = &deallocate,
+                                     .copy = &copy,
+                                     .memset_zero = &memset_zero,
+                                     .device_count = &polyak::cuda::device_count,
+                                     .binary = &binary,
+                                     .binary_scalar = &binary_scalar,
+                                     .unary = &unary,
+                                     .unary_backward = &unary_backward,
+                                     .sum_rows = &sum_rows,
+                                     .sum_all = &sum_all,
+                                     .gemm = &gemm};
   return backend;
 }
 

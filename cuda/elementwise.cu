@@ -3,7 +3,7 @@
 //
 //   binary         out[i] = a[i] op b[i mod nb]          op ∈ {+, −, ·, /}
 //   binary_scalar  out[i] = a[i] op s   (or s op a[i])
-//   unary          out[i] = f(x[i])
+//   unary          out[i] = f(x[i])                       f any UnaryOp (core/backend.h)
 //   unary_backward dx[i]  = dy[i] · f'(x[i])             f' written beside f below
 //   sum_rows       out[c] = Σ_r x[r, c]                  x [R, C] → out [C]
 //   sum_all        out    = Σ_i x[i]                     x [n]    → out []
@@ -35,8 +35,9 @@ __device__ inline float apply_binary(BinaryOp op, float a, float b) {
   }
 }
 
-// f(x) when !grad, f'(x) when grad: each derivative beside its function.
-__device__ inline float apply_unary(UnaryOp op, float x, bool grad) {
+// f(x) when !grad, f'(x) when grad: each derivative beside its function; a and b are the
+// parameters of pow (exponent a), elu (α = a) and clamp ([a, b]).
+__device__ inline float apply_unary(UnaryOp op, float a, float b, float x, bool grad) {
   switch (op) {
     case UnaryOp::neg:
       return grad ? -1.0f : -x;
@@ -65,10 +66,16 @@ __device__ inline float apply_unary(UnaryOp op, float x, bool grad) {
       const float pdf = 0.39894228040143268f * expf(-0.5f * x * x);  // φ(x)
       return grad ? cdf + x * pdf : x * cdf;                         // f = xΦ, f' = Φ + xφ
     }
-    default: {  // UnaryOp::silu
+    case UnaryOp::silu: {
       const float s = 1.0f / (1.0f + expf(-x));
       return grad ? s * (1.0f + x * (1.0f - s)) : x * s;  // f = xσ, f' = σ(1 + x(1 − σ))
     }
+    case UnaryOp::pow:
+      return grad ? a * powf(x, a - 1.0f) : powf(x, a);  // f' = a·xᵃ⁻¹
+    case UnaryOp::elu:
+      return x > 0.0f ? (grad ? 1.0f : x) : (grad ? a * expf(x) : a * expm1f(x));
+    default:  // UnaryOp::clamp: NaN stays NaN; f' = 1 on [a, b]
+      return grad ? (x >= a && x <= b ? 1.0f : 0.0f) : (x < a ? a : (x > b ? b : x));
   }
 }
 
@@ -90,16 +97,16 @@ __global__ void binary_scalar_kernel(BinaryOp op, const float* a, float s, bool 
   }
 }
 
-__global__ void unary_kernel(UnaryOp op, const float* x, float* out, int64_t n) {
+__global__ void unary_kernel(UnaryOp op, float a, float b, const float* x, float* out, int64_t n) {
   POLYAK_GRID_STRIDE(i, n) {
-    out[i] = apply_unary(op, x[i], false);
+    out[i] = apply_unary(op, a, b, x[i], false);
   }
 }
 
-__global__ void unary_backward_kernel(UnaryOp op, const float* x, const float* dy, float* dx,
-                                      int64_t n) {
+__global__ void unary_backward_kernel(UnaryOp op, float a, float b, const float* x, const float* dy,
+                                      float* dx, int64_t n) {
   POLYAK_GRID_STRIDE(i, n) {
-    dx[i] = dy[i] * apply_unary(op, x[i], true);
+    dx[i] = dy[i] * apply_unary(op, a, b, x[i], true);
   }
 }
 
@@ -224,7 +231,7 @@ void binary_scalar(BinaryOp op, const Tensor& a, double scalar, bool scalar_firs
   check_launch();
 }
 
-void unary(UnaryOp op, const Tensor& x, Tensor& out) {
+void unary(UnaryOp op, UnaryParams p, const Tensor& x, Tensor& out) {
   const char* fn = "cuda::unary";
   check_f32_cuda(fn, "x", x);
   check_same_cuda_device(fn, "out", out, "x", x);
@@ -233,11 +240,12 @@ void unary(UnaryOp op, const Tensor& x, Tensor& out) {
   const int64_t n = x.numel();
   if (n == 0) return;
   DeviceGuard guard(x.device().index);
-  unary_kernel<<<grid_for(n), kBlock, 0, stream(x.device().index)>>>(op, cdata(x), mdata(out), n);
+  unary_kernel<<<grid_for(n), kBlock, 0, stream(x.device().index)>>>(
+      op, static_cast<float>(p.a), static_cast<float>(p.b), cdata(x), mdata(out), n);
   check_launch();
 }
 
-void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& dx) {
+void unary_backward(UnaryOp op, UnaryParams p, const Tensor& x, const Tensor& dy, Tensor& dx) {
   const char* fn = "cuda::unary_backward";
   check_f32_cuda(fn, "x", x);
   check_same_cuda_device(fn, "dy", dy, "x", x);
@@ -250,7 +258,7 @@ void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& dx) {
   if (n == 0) return;
   DeviceGuard guard(x.device().index);
   unary_backward_kernel<<<grid_for(n), kBlock, 0, stream(x.device().index)>>>(
-      op, cdata(x), cdata(dy), mdata(dx), n);
+      op, static_cast<float>(p.a), static_cast<float>(p.b), cdata(x), cdata(dy), mdata(dx), n);
   check_launch();
 }
 

@@ -46,10 +46,12 @@ void check_operand(const char* arg, const Tensor& t, int64_t batch, int64_t stri
 
 }  // namespace
 
-void gemm(const Tensor& a, const Tensor& b, Tensor& out, int64_t batch, int64_t m, int64_t n,
-          int64_t k, bool trans_a, bool trans_b, int64_t a_stride, int64_t b_stride,
-          int64_t out_stride, float alpha, float beta) {
+void gemm(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& args) {
   const char* fn = "cuda::gemm";
+  const int64_t batch = args.batch, m = args.m, n = args.n, k = args.k;
+  const bool trans_a = args.trans_a, trans_b = args.trans_b;
+  const int64_t a_stride = args.a_stride, b_stride = args.b_stride, out_stride = args.out_stride;
+  const float alpha = args.alpha, beta = args.beta;
   check_f32_cuda(fn, "a", a);
   check_same_cuda_device(fn, "b", b, "a", a);
   check_same_cuda_device(fn, "out", out, "a", a);

@@ -71,24 +71,24 @@ void binary_kernel(const BroadcastPlan& p, const T* a, const T* b, T* out, int64
 }  // namespace POLYAK_ISA_NAMESPACE
 
 template <class T>
-void binary_apply(POLYAK_KERNEL_ISA_TAG, BinOp op, const BroadcastPlan& p, const T* a, const T* b,
-                  T* out, int64_t numel) {
+void binary_apply(POLYAK_KERNEL_ISA_TAG, BinaryOp op, const BroadcastPlan& p, const T* a,
+                  const T* b, T* out, int64_t numel) {
   using namespace POLYAK_ISA_NAMESPACE;
   switch (op) {
-    case BinOp::add:
+    case BinaryOp::add:
       return binary_kernel(p, a, b, out, numel, [](T x, T y) { return x + y; });
-    case BinOp::sub:
+    case BinaryOp::sub:
       return binary_kernel(p, a, b, out, numel, [](T x, T y) { return x - y; });
-    case BinOp::mul:
+    case BinaryOp::mul:
       return binary_kernel(p, a, b, out, numel, [](T x, T y) { return x * y; });
-    case BinOp::div:
+    case BinaryOp::div:
       return binary_kernel(p, a, b, out, numel, [](T x, T y) { return x / y; });
   }
 }
 
-template void binary_apply<float>(POLYAK_KERNEL_ISA_TAG, BinOp, const BroadcastPlan&, const float*,
-                                  const float*, float*, int64_t);
-template void binary_apply<double>(POLYAK_KERNEL_ISA_TAG, BinOp, const BroadcastPlan&,
+template void binary_apply<float>(POLYAK_KERNEL_ISA_TAG, BinaryOp, const BroadcastPlan&,
+                                  const float*, const float*, float*, int64_t);
+template void binary_apply<double>(POLYAK_KERNEL_ISA_TAG, BinaryOp, const BroadcastPlan&,
                                    const double*, const double*, double*, int64_t);
 
 }  // namespace polyak::detail

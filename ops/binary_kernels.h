@@ -5,11 +5,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "polyak/core/backend.h"
 #include "polyak/core/cpu.h"
 
 namespace polyak::detail {
-
-enum class BinOp { add, sub, mul, div };
 
 // `dims` are the output's coalesced extents (extent-1 axes dropped, neighbouring axes
 // merged when a and b broadcast the same way along both); sa/sb are element strides of a
@@ -19,9 +18,9 @@ struct BroadcastPlan {
 };
 
 // out = a ∘ b over the plan's numel elements of out (contiguous). T is float or double.
-#define POLYAK_BINARY_DECLARE(isa)                                                              \
-  template <class T>                                                                            \
-  void binary_apply(IsaTag<Isa::isa>, BinOp op, const BroadcastPlan& p, const T* a, const T* b, \
+#define POLYAK_BINARY_DECLARE(isa)                                                                 \
+  template <class T>                                                                               \
+  void binary_apply(IsaTag<Isa::isa>, BinaryOp op, const BroadcastPlan& p, const T* a, const T* b, \
                     T* out, int64_t numel);
 POLYAK_FOR_EACH_ISA(POLYAK_BINARY_DECLARE)
 #undef POLYAK_BINARY_DECLARE

@@ -152,12 +152,14 @@ Tensor cross_entropy(const Tensor& logits, const Indices& targets, const Tensor&
   check_defined("cross_entropy", "mask", mask);
   POLYAK_CHECK(mask.shape() == targets.shape, "cross_entropy: mask has shape ", mask.shape(),
                ", expected ", targets.shape, " matching targets");
-  check_same_dtype("cross_entropy", "logits", logits, "mask", mask);
   check_cpu("cross_entropy", "mask", mask);
+  // An integer mask (0/1 ids of the positions that count) is a constant weight.
+  const Tensor weights = is_floating(mask.dtype()) ? mask : mask.to(logits.dtype());
+  check_same_dtype("cross_entropy", "logits", logits, "mask", weights);
   const int64_t V = logits.size(-1);
   auto saved = std::make_shared<Saved>();
   saved->targets = targets.values;
-  saved->weight = mask.to_vector();
+  saved->weight = weights.to_vector();
   for (int64_t i = 0; i < targets.numel(); ++i) {
     const double w = saved->weight[static_cast<size_t>(i)];
     POLYAK_CHECK(w >= 0 && std::isfinite(w), "cross_entropy: mask has value ", w, " at index ", i,
@@ -168,7 +170,15 @@ Tensor cross_entropy(const Tensor& logits, const Indices& targets, const Tensor&
                  ", expected values in [0, ", V, ") (logits has ", V,
                  " classes) where mask is non-zero");
   }
-  return cross_entropy_impl(logits, mask, std::move(saved));
+  return cross_entropy_impl(logits, weights, std::move(saved));
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
+  return cross_entropy(logits, to_indices("cross_entropy", "targets", targets), ignore_index);
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& mask) {
+  return cross_entropy(logits, to_indices("cross_entropy", "targets", targets), mask);
 }
 
 }  // namespace polyak

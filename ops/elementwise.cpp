@@ -21,19 +21,15 @@
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/backend.h"
 #include "polyak/core/error.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/binary_kernels.h"
 #include "polyak/ops/elementwise.h"
 
-#ifdef POLYAK_WITH_CUDA
-#include "polyak/cuda/cuda.h"
-#endif
-
 namespace polyak {
 namespace {
 
-using detail::BinOp;
 using detail::BroadcastPlan;
 
 // ---- the broadcast plan (ops/binary_kernels.h) ------------------------------------------
@@ -83,54 +79,30 @@ bool repeats_along_leading(const Shape& a, const Shape& b) {
   return true;
 }
 
-#ifdef POLYAK_WITH_CUDA
-cuda::BinaryOp cuda_op(BinOp op) {
-  switch (op) {
-    case BinOp::add:
-      return cuda::BinaryOp::add;
-    case BinOp::sub:
-      return cuda::BinaryOp::sub;
-    case BinOp::mul:
-      return cuda::BinaryOp::mul;
-    case BinOp::div:
-      return cuda::BinaryOp::div;
-  }
-  return cuda::BinaryOp::add;
-}
-#endif
-
-void check_cuda_f32(const char* fn, const char* arg, const Tensor& t) {
-  POLYAK_CHECK(t.dtype() == DType::f32, fn, ": ", arg, " is ", t.dtype(), " on ", t.device(),
-               ", expected f32 (the cuda backend computes in f32)");
-}
-
 // The forward of a broadcasting binary op (validation included).
-Tensor binary_forward(const char* fn, BinOp op, const Tensor& a, const Tensor& b) {
+Tensor binary_forward(const char* fn, BinaryOp op, const Tensor& a, const Tensor& b) {
   check_defined(fn, "a", a);
   check_defined(fn, "b", b);
   check_same_dtype(fn, "a", a, "b", b);
+  check_floating(fn, "a", a);
   check_same_device(fn, "a", a, "b", b);
   Shape shape = broadcast_shapes(fn, a.shape(), b.shape());
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
-  if (a.device().is_cuda()) {
-    check_cuda_f32(fn, "a", a);
-    const bool commutes = op == BinOp::add || op == BinOp::mul;
+  if (!a.device().is_cpu()) {
+    const DeviceBackend& kernels = device_kernels(fn, "a", a);
+    const bool commutes = op == BinaryOp::add || op == BinaryOp::mul;
     const bool b_repeats = a.shape() == shape && repeats_along_leading(shape, b.shape());
     const bool a_repeats =
         commutes && b.shape() == shape && repeats_along_leading(shape, a.shape());
     POLYAK_CHECK(b_repeats || a_repeats, fn, ": a ", a.shape(), " and b ", b.shape(), " are on ",
                  a.device(),
                  ", expected b to repeat along a's leading axes (same shape, a bias row or a "
-                 "scalar): the cuda kernel has no general broadcasting");
-#ifdef POLYAK_WITH_CUDA
+                 "scalar): the device kernel has no general broadcasting");
     if (b_repeats)
-      cuda::binary(cuda_op(op), a, b, out);
+      kernels.binary(op, a, b, out);
     else
-      cuda::binary(cuda_op(op), b, a, out);
+      kernels.binary(op, b, a, out);
     return out;
-#else
-    fail(fn, ": a is on ", a.device(), ", but polyak was built without CUDA");
-#endif
   }
   BroadcastPlan plan = make_plan(a.shape(), b.shape(), shape);
   dispatch(a.dtype(), [&]<class T>() {
@@ -141,23 +113,16 @@ Tensor binary_forward(const char* fn, BinOp op, const Tensor& a, const Tensor& b
   return out;
 }
 
-// out = f(x) elementwise for the scalar forms; on cuda through binary_scalar.
+// out = f(x) elementwise for the scalar forms; on a device through its binary_scalar.
 template <class F>
-Tensor scalar_forward(const char* fn, const char* arg, const Tensor& x, BinOp op, double s,
+Tensor scalar_forward(const char* fn, const char* arg, const Tensor& x, BinaryOp op, double s,
                       bool scalar_first, F&& cpu_body) {
   check_defined(fn, arg, x);
+  check_floating(fn, arg, x);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (x.device().is_cuda()) {
-    check_cuda_f32(fn, arg, x);
-#ifdef POLYAK_WITH_CUDA
-    cuda::binary_scalar(cuda_op(op), x, s, scalar_first, out);
+  if (!x.device().is_cpu()) {
+    device_kernels(fn, arg, x).binary_scalar(op, x, s, scalar_first, out);
     return out;
-#else
-    (void)op;
-    (void)s;
-    (void)scalar_first;
-    fail(fn, ": ", arg, " is on ", x.device(), ", but polyak was built without CUDA");
-#endif
   }
   const int64_t n = x.numel();
   dispatch(x.dtype(), [&]<class T>() {
@@ -194,7 +159,7 @@ Shape broadcast_shapes(const char* fn, const Shape& a, const Shape& b) {
 // ---- add, sub, mul, div -----------------------------------------------------------------
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward("add", BinOp::add, a, b);
+  Tensor out = binary_forward("add", BinaryOp::add, a, b);
   if (needs_grad(a) || needs_grad(b)) {
     record(out, "AddBackward", {a, b},
            [sa = a.shape(), sb = b.shape(), ga = a.requires_grad(),
@@ -206,7 +171,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward("sub", BinOp::sub, a, b);
+  Tensor out = binary_forward("sub", BinaryOp::sub, a, b);
   if (needs_grad(a) || needs_grad(b)) {
     record(out, "SubBackward", {a, b},
            [sa = a.shape(), sb = b.shape(), ga = a.requires_grad(),
@@ -218,7 +183,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward("mul", BinOp::mul, a, b);
+  Tensor out = binary_forward("mul", BinaryOp::mul, a, b);
   if (needs_grad(a) || needs_grad(b)) {
     // da needs b, db needs a: keep only what a requested gradient uses.
     Tensor keep_b = a.requires_grad() ? b : Tensor();
@@ -234,7 +199,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward("div", BinOp::div, a, b);
+  Tensor out = binary_forward("div", BinaryOp::div, a, b);
   if (needs_grad(a) || needs_grad(b)) {
     // The output is kept as a detached alias, so that its own node does not own it.
     Tensor keep_out = b.requires_grad() ? out.detach() : Tensor();
@@ -252,7 +217,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 // ---- scalar forms --------------------------------------------------------------------------
 
 Tensor add(const Tensor& a, double b) {
-  Tensor out = scalar_forward("add", "a", a, BinOp::add, b, false,
+  Tensor out = scalar_forward("add", "a", a, BinaryOp::add, b, false,
                               [b]<class T>(const T* x, T* y, int64_t n) {
                                 const T s = static_cast<T>(b);
                                 for (int64_t i = 0; i < n; ++i) y[i] = x[i] + s;
@@ -264,7 +229,7 @@ Tensor add(const Tensor& a, double b) {
 }
 
 Tensor mul(const Tensor& a, double b) {
-  Tensor out = scalar_forward("mul", "a", a, BinOp::mul, b, false,
+  Tensor out = scalar_forward("mul", "a", a, BinaryOp::mul, b, false,
                               [b]<class T>(const T* x, T* y, int64_t n) {
                                 const T s = static_cast<T>(b);
                                 for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
@@ -276,7 +241,7 @@ Tensor mul(const Tensor& a, double b) {
 }
 
 Tensor rsub(double a, const Tensor& b) {
-  Tensor out = scalar_forward("rsub", "b", b, BinOp::sub, a, true,
+  Tensor out = scalar_forward("rsub", "b", b, BinaryOp::sub, a, true,
                               [a]<class T>(const T* x, T* y, int64_t n) {
                                 const T s = static_cast<T>(a);
                                 for (int64_t i = 0; i < n; ++i) y[i] = s - x[i];
@@ -288,7 +253,7 @@ Tensor rsub(double a, const Tensor& b) {
 }
 
 Tensor rdiv(double a, const Tensor& b) {
-  Tensor out = scalar_forward("rdiv", "b", b, BinOp::div, a, true,
+  Tensor out = scalar_forward("rdiv", "b", b, BinaryOp::div, a, true,
                               [a]<class T>(const T* x, T* y, int64_t n) {
                                 const T s = static_cast<T>(a);
                                 for (int64_t i = 0; i < n; ++i) y[i] = s / x[i];
@@ -415,23 +380,19 @@ Tensor sum_to(const Tensor& grad, const Shape& shape) {
   }
 
   Tensor out = Tensor::empty(shape, grad.dtype(), grad.device());
-  if (grad.device().is_cuda()) {
-    check_cuda_f32("sum_to", "grad", grad);
+  if (!grad.device().is_cpu()) {
+    const DeviceBackend& kernels = device_kernels("sum_to", "grad", grad);
     const bool all = dims.size() == 1 && !kept[0];
     const bool rows = dims.size() == 2 && !kept[0] && kept[1];
     POLYAK_CHECK(all || rows || dims.empty() || (dims.size() == 1 && kept[0]), "sum_to: grad ", gs,
                  " → ", shape, " is on ", grad.device(),
-                 ", expected a sum over leading axes (the cuda kernel sums rows only)");
-#ifdef POLYAK_WITH_CUDA
+                 ", expected a sum over leading axes (the device kernel sums rows only)");
     if (all)
-      cuda::sum_all(grad, out);
+      kernels.sum_all(grad, out);
     else if (rows)
-      cuda::sum_rows(grad, dims[0], dims[1], out);
+      kernels.sum_rows(grad, dims[0], dims[1], out);
     else
       out.copy_(grad.reshape(shape));
-#else
-    fail("sum_to: grad is on ", grad.device(), ", but polyak was built without CUDA");
-#endif
   } else if (grad.numel() == 0 || dims.empty()) {
     // Nothing summed over a non-empty axis: either all extents are 1 or there is no data.
     dispatch(grad.dtype(), [&]<class T>() {

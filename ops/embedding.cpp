@@ -1,4 +1,4 @@
-// embedding: a row lookup.
+// embedding: a row lookup (ids as Indices or an integer tensor).
 //
 //   y[i, :] = W[ids[i], :]                    W [V, C], ids [n...], y [n..., C]
 //   dW[v, :] = Σ_{i : ids[i] = v} dy[i, :]     [V, C]   (scatter-add; repeated ids sum)
@@ -56,6 +56,10 @@ Tensor embedding(const Tensor& weight, const Indices& ids) {
            return {dweight};
          });
   return out;
+}
+
+Tensor embedding(const Tensor& weight, const Tensor& ids) {
+  return embedding(weight, to_indices("embedding", "ids", ids));
 }
 
 }  // namespace polyak

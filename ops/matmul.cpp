@@ -30,8 +30,8 @@
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/backend.h"
 #include "polyak/core/threads.h"
-#include "polyak/cuda/cuda.h"
 #include "polyak/ops/gemm_kernel.h"
 #include "polyak/ops/nn_ops.h"
 
@@ -229,17 +229,11 @@ void gemm_parallel(Operand<T> a, Operand<T> b, T* c, int64_t m, int64_t n, int64
 // One GEMM per batch entry i: out[i] = op(a[i]) · op(b[i]). Strides are in elements; a
 // stride of 0 shares that operand across the batch. out_stride 0 sums every product into
 // one output (the gradient of a shared operand).
-struct GemmShape {
-  int64_t batch, m, n, k;
-  bool ta, tb;
-  int64_t a_stride, b_stride, out_stride;
-};
-
 template <class T>
-void gemm_batched_cpu(const T* a, const T* b, T* out, const GemmShape& s) {
-  const int64_t lda = s.ta ? s.m : s.k, ldb = s.tb ? s.k : s.n;
-  auto op_a = [&](int64_t i) { return Operand<T>{a + i * s.a_stride, lda, s.ta}; };
-  auto op_b = [&](int64_t i) { return Operand<T>{b + i * s.b_stride, ldb, s.tb}; };
+void gemm_batched_cpu(const T* a, const T* b, T* out, const GemmArgs& s) {
+  const int64_t lda = s.trans_a ? s.m : s.k, ldb = s.trans_b ? s.k : s.n;
+  auto op_a = [&](int64_t i) { return Operand<T>{a + i * s.a_stride, lda, s.trans_a}; };
+  auto op_b = [&](int64_t i) { return Operand<T>{b + i * s.b_stride, ldb, s.trans_b}; };
   const int64_t size = s.m * s.n, cost = std::max<int64_t>(1, s.m * s.n * s.k);
   const int64_t threads = num_threads();
   // A few large products are each split across the threads; many (or small) products run
@@ -282,17 +276,15 @@ void gemm_batched_cpu(const T* a, const T* b, T* out, const GemmShape& s) {
   });
 }
 
-#ifdef POLYAK_WITH_CUDA
 // Element range [begin, begin + n) of t, as a 1-D view.
 Tensor flat_view(const Tensor& t, int64_t begin, int64_t n) {
   return t.reshape(Shape{t.numel()}).narrow0(begin, begin + n);
 }
-#endif
 
 // out ← the products described by `s`, on out's device. out is overwritten.
-void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, const GemmShape& s) {
-  if (out.device().is_cuda()) {
-#ifdef POLYAK_WITH_CUDA
+void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& s) {
+  if (!out.device().is_cpu()) {
+    const DeviceBackend& kernels = device_kernels("matmul", "out", out);
     if (s.batch == 0) {
       if (s.out_stride == 0) out.zero_();  // an empty sum
       return;
@@ -301,25 +293,23 @@ void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, const GemmShape& s
       // A sum over the batch: accumulate one product at a time (beta = 1 after the first).
       const int64_t a_size = s.m * s.k, b_size = s.k * s.n;
       for (int64_t i = 0; i < s.batch; ++i) {
-        Tensor ai = flat_view(a, i * s.a_stride, a_size);
-        Tensor bi = flat_view(b, i * s.b_stride, b_size);
-        cuda::gemm(ai, bi, out, 1, s.m, s.n, s.k, s.ta, s.tb, 0, 0, 0, 1.0f, i > 0 ? 1.0f : 0.0f);
+        GemmArgs one{1, s.m, s.n, s.k, s.trans_a, s.trans_b, 0, 0, 0};
+        one.beta = i > 0 ? 1.0f : 0.0f;
+        kernels.gemm(flat_view(a, i * s.a_stride, a_size), flat_view(b, i * s.b_stride, b_size),
+                     out, one);
       }
       return;
     }
-    cuda::gemm(a, b, out, s.batch, s.m, s.n, s.k, s.ta, s.tb, s.a_stride, s.b_stride, s.out_stride);
+    kernels.gemm(a, b, out, s);
     return;
-#else
-    fail("matmul: out is on ", out.device(), ", expected cpu (polyak was built without CUDA)");
-#endif
   }
   dispatch(out.dtype(),
            [&]<class T>() { gemm_batched_cpu<T>(a.data<T>(), b.data<T>(), out.data<T>(), s); });
 }
 
-void check_cuda_f32(const char* fn, const char* arg, const Tensor& t) {
-  POLYAK_CHECK(!t.device().is_cuda() || t.dtype() == DType::f32, fn, ": ", arg, " is ", t.dtype(),
-               " on ", t.device(), ", expected f32 (the CUDA backend is f32)");
+// On a device, `t` must be in the dtype its kernels compute in.
+void check_kernel_dtype(const char* fn, const char* arg, const Tensor& t) {
+  if (!t.device().is_cpu()) device_kernels(fn, arg, t);
 }
 
 std::string flags_note(bool ta, bool tb) {
@@ -348,8 +338,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   POLYAK_CHECK(b.dim() >= 2, "matmul: b has shape ", b.shape(), ", expected rank ≥ 2 ",
                trans_b ? "[..., N, K]" : "[..., K, N]");
   check_same_dtype("matmul", "a", a, "b", b);
+  check_floating("matmul", "a", a);
   check_same_device("matmul", "a", a, "b", b);
-  check_cuda_f32("matmul", "a", a);
+  check_kernel_dtype("matmul", "a", a);
 
   const int64_t M = a.size(trans_a ? -1 : -2), K = a.size(trans_a ? -2 : -1);
   const int64_t Kb = b.size(trans_b ? -1 : -2), N = b.size(trans_b ? -2 : -1);
@@ -443,8 +434,9 @@ void check_linear(const char* fn, const Tensor& x, const Tensor& weight, const T
   check_rank(fn, "weight", weight, 2, "[out, in]");
   POLYAK_CHECK(x.dim() >= 1, fn, ": x has shape ", x.shape(), ", expected rank ≥ 1 [..., in]");
   check_same_dtype(fn, "x", x, "weight", weight);
+  check_floating(fn, "x", x);
   check_same_device(fn, "x", x, "weight", weight);
-  check_cuda_f32(fn, "x", x);
+  check_kernel_dtype(fn, "x", x);
   const int64_t in = x.size(-1), out_features = weight.size(0);
   POLYAK_CHECK(weight.size(1) == in, fn, ": weight has shape ", weight.shape(),
                ", expected [out, in] with in = ", in, " matching x ", x.shape());
@@ -469,13 +461,10 @@ Tensor linear_node(const char* fn, const Tensor& x, const Tensor& weight, const 
   out_dims.push_back(out_features);
   Tensor out = Tensor::empty(Shape(out_dims), x.dtype(), x.device());
 
-  if (x.device().is_cuda()) {
-#ifdef POLYAK_WITH_CUDA
-    cuda::gemm(x, weight, out, 1, rows, out_features, in, false, true, 0, 0, 0);
-    if (bias.defined()) cuda::binary(cuda::BinaryOp::add, out, bias, out);
-#else
-    fail(fn, ": x is on ", x.device(), ", expected cpu (polyak was built without CUDA)");
-#endif
+  if (!x.device().is_cpu()) {
+    const DeviceBackend& kernels = device_kernels(fn, "x", x);
+    kernels.gemm(x, weight, out, {1, rows, out_features, in, false, true, 0, 0, 0});
+    if (bias.defined()) kernels.binary(BinaryOp::add, out, bias, out);
   } else {
     dispatch(x.dtype(), [&]<class T>() {
       gemm_parallel<T>({x.data<T>(), in, false}, {weight.data<T>(), in, true}, out.data<T>(), rows,
@@ -498,7 +487,7 @@ Tensor linear_node(const char* fn, const Tensor& x, const Tensor& weight, const 
           gate_scale](const Tensor& g) -> std::vector<Tensor> {
            Tensor dx, dw, db;
            if (need_b) db = Tensor::empty(Shape{out_features}, g.dtype(), g.device());
-           const bool cpu = !g.device().is_cuda();
+           const bool cpu = g.device().is_cpu();
            if (saved_w.defined() && gated) {  // dX [R,in] = dY · W where X > 0, times the scale
              dx = Tensor::empty(x_shape, g.dtype(), g.device());
              dispatch(g.dtype(), [&]<class T>() {
@@ -524,10 +513,8 @@ Tensor linear_node(const char* fn, const Tensor& x, const Tensor& weight, const 
              }
            }
            if (need_b && !(cpu && need_w)) {  // db [out] = Σ_r dY[r, :]
-             if (g.device().is_cuda()) {
-#ifdef POLYAK_WITH_CUDA
-               cuda::sum_rows(g, rows, out_features, db);
-#endif
+             if (!cpu) {
+               device_kernels("backward", "gradient", g).sum_rows(g, rows, out_features, db);
              } else {
                dispatch(g.dtype(), [&]<class T>() {
                  column_sums(g.data<T>(), db.data<T>(), rows, out_features);
@@ -551,7 +538,7 @@ Tensor relu_dropout_linear(const Tensor& x, double p, bool training, Generator& 
                            const Tensor& weight, const Tensor& bias) {
   check_linear("relu_dropout_linear", x, weight, bias);
   POLYAK_CHECK(p >= 0 && p < 1, "relu_dropout_linear: p is ", p, ", expected p in [0, 1)");
-  if (x.device().is_cuda()) return linear(relu_dropout(x, p, training, gen), weight, bias);
+  if (!x.device().is_cpu()) return linear(relu_dropout(x, p, training, gen), weight, bias);
   Tensor h;
   {
     NoGradGuard no_grad;  // relu_dropout's values; the gradient is linear_node's

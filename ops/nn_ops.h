@@ -14,8 +14,10 @@ Tensor log_softmax(const Tensor& x, int64_t axis = -1);
 Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps = 1e-5);
 Tensor rms_norm(const Tensor& x, const Tensor& gamma, double eps = 1e-8);
 
-// weight [V, C], ids of any shape with values in [0, V) → [ids.shape..., C].
+// weight [V, C], ids of any shape with values in [0, V) → [ids.shape..., C]. The ids are
+// Indices or an integer tensor (i32 or i64).
 Tensor embedding(const Tensor& weight, const Indices& ids);
+Tensor embedding(const Tensor& weight, const Tensor& ids);
 
 // Zeroes each element with probability p and scales the rest by 1/(1−p) when training;
 // identity otherwise. The mask is drawn from `gen` (counter-based; advances it).
@@ -29,9 +31,12 @@ Tensor dropout_add(const Tensor& x, const Tensor& residual, double p, bool train
                    Generator& gen);
 
 // Mean cross-entropy of logits [..., V] against targets [...] over the targets not equal
-// to `ignore_index`.
+// to `ignore_index`. The targets are Indices or an integer tensor (i32 or i64).
 Tensor cross_entropy(const Tensor& logits, const Indices& targets, int32_t ignore_index = -100);
-// Weighted by mask [...] (0/1 or any non-negative weights): Σ mask·nll / Σ mask.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index = -100);
+// Weighted by mask [...] (0/1 or any non-negative weights): Σ mask·nll / Σ mask. A mask of
+// logits' dtype gets a gradient; an integer mask (i32 or i64) is a constant weight.
 Tensor cross_entropy(const Tensor& logits, const Indices& targets, const Tensor& mask);
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& mask);
 
 }  // namespace polyak

@@ -20,14 +20,11 @@
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/backend.h"
 #include "polyak/core/error.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/elementwise.h"
 #include "polyak/ops/reduce.h"
-
-#ifdef POLYAK_WITH_CUDA
-#include "polyak/cuda/cuda.h"
-#endif
 
 namespace polyak {
 namespace {
@@ -131,28 +128,19 @@ void expand_axis_cpu(const T* g, AxisView v, double scale, T* dx) {
   });
 }
 
-void check_cuda_f32(const char* fn, const Tensor& x) {
-  POLYAK_CHECK(x.dtype() == DType::f32, fn, ": x is ", x.dtype(), " on ", x.device(),
-               ", expected f32 (the cuda backend computes in f32)");
-}
-
 // Σ (or mean) over everything.
 Tensor reduce_all(const char* fn, const char* node, const Tensor& x, bool average) {
   check_defined(fn, "x", x);
+  check_floating(fn, "x", x);
   const int64_t n = x.numel();
   const double scale = average ? 1.0 / static_cast<double>(n) : 1.0;
   Tensor y = Tensor::empty(Shape{}, x.dtype(), x.device());
-  if (x.device().is_cuda()) {
-    check_cuda_f32(fn, x);
-#ifdef POLYAK_WITH_CUDA
-    cuda::sum_all(x, y);
+  if (!x.device().is_cpu()) {
+    device_kernels(fn, "x", x).sum_all(x, y);
     if (average) {
       NoGradGuard no_grad;
       y = mul(y, scale);
     }
-#else
-    fail(fn, ": x is on ", x.device(), ", but polyak was built without CUDA");
-#endif
   } else {
     dispatch(x.dtype(), [&]<class T>() {
       y.data<T>()[0] = static_cast<T>(scale * sum_all_cpu(x.data<T>(), n));
@@ -160,7 +148,7 @@ Tensor reduce_all(const char* fn, const char* node, const Tensor& x, bool averag
   }
   if (needs_grad(x)) {
     record(y, node, {x}, [shape = x.shape(), scale](const Tensor& g) -> std::vector<Tensor> {
-      if (g.device().is_cuda())
+      if (!g.device().is_cpu())
         return {add(Tensor::zeros(shape, g.dtype(), g.device()), scale == 1.0 ? g : mul(g, scale))};
       return {Tensor::full(shape, scale * g.item(), g.dtype())};
     });
@@ -172,26 +160,23 @@ Tensor reduce_all(const char* fn, const char* node, const Tensor& x, bool averag
 Tensor reduce_axis(const char* fn, const char* node, const Tensor& x, int64_t axis, bool keepdim,
                    bool average) {
   check_defined(fn, "x", x);
+  check_floating(fn, "x", x);
   axis = normalize_axis(fn, axis, x.dim());
   const AxisView v = view_around(x.shape(), axis);
   const double scale = average ? 1.0 / static_cast<double>(v.n) : 1.0;
   Tensor y = Tensor::empty(reduced_shape(x.shape(), axis, keepdim), x.dtype(), x.device());
-  if (x.device().is_cuda()) {
-    check_cuda_f32(fn, x);
+  if (!x.device().is_cpu()) {
+    const DeviceBackend& kernels = device_kernels(fn, "x", x);
     POLYAK_CHECK(v.outer == 1, fn, ": x has shape ", x.shape(), " on ", x.device(), " and axis ",
-                 axis, ", expected a leading axis (the cuda kernel sums rows only)");
-#ifdef POLYAK_WITH_CUDA
+                 axis, ", expected a leading axis (the device kernel sums rows only)");
     if (v.inner == 1)
-      cuda::sum_all(x, y);
+      kernels.sum_all(x, y);
     else
-      cuda::sum_rows(x, v.n, v.inner, y);
+      kernels.sum_rows(x, v.n, v.inner, y);
     if (average) {
       NoGradGuard no_grad;
       y = mul(y, scale);
     }
-#else
-    fail(fn, ": x is on ", x.device(), ", but polyak was built without CUDA");
-#endif
   } else if (v.n == 0) {
     y.zero_();
     if (average) y.fill_(NAN);
@@ -200,7 +185,7 @@ Tensor reduce_axis(const char* fn, const char* node, const Tensor& x, int64_t ax
   }
   if (needs_grad(x)) {
     record(y, node, {x}, [shape = x.shape(), v, scale](const Tensor& g) -> std::vector<Tensor> {
-      if (g.device().is_cuda()) {
+      if (!g.device().is_cpu()) {
         Tensor row = g.reshape(Shape{v.inner});
         return {
             add(Tensor::zeros(shape, g.dtype(), g.device()), scale == 1.0 ? row : mul(row, scale))};
@@ -266,6 +251,7 @@ Tensor mean(const Tensor& x, int64_t axis, bool keepdim) {
 
 Tensor max(const Tensor& x) {
   check_defined("max", "x", x);
+  check_floating("max", "x", x);
   check_cpu("max", "x", x);
   POLYAK_CHECK(x.numel() > 0, "max: x has shape ", x.shape(), ", expected at least one element");
   Tensor y = Tensor::empty(Shape{}, x.dtype());
@@ -288,6 +274,7 @@ Tensor max(const Tensor& x) {
 
 Tensor max(const Tensor& x, int64_t axis, bool keepdim) {
   check_defined("max", "x", x);
+  check_floating("max", "x", x);
   check_cpu("max", "x", x);
   axis = normalize_axis("max", axis, x.dim());
   const AxisView v = view_around(x.shape(), axis);

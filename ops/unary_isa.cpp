@@ -1,5 +1,5 @@
 // The unary functions' formulas and loops, compiled once per ISA (ops/unary.cpp has the
-// ops, their table of derivatives and the cuda path).
+// ops, their table of derivatives and the device path).
 //
 // In f32, eˣ, eˣ − 1 and Φ are computed by the vectorisable kernels below (exp, sigmoid,
 // silu, gelu, elu): relative error ≤ 2 ulp for eˣ and eˣ − 1; gelu within 4e-7 absolute,
@@ -139,91 +139,91 @@ void map_loop(const T* saved, const T* g, T* dx, int64_t n, int64_t cost, F f) {
 }  // namespace POLYAK_ISA_NAMESPACE
 
 template <class T>
-void unary_forward(POLYAK_KERNEL_ISA_TAG, UnaryFn fn, UnaryParams p, const T* x, T* y, int64_t n,
+void unary_forward(POLYAK_KERNEL_ISA_TAG, UnaryOp fn, UnaryParams p, const T* x, T* y, int64_t n,
                    int64_t cost) {
   using namespace POLYAK_ISA_NAMESPACE;
   auto run = [&](auto f) { map_loop(x, y, n, cost, f); };
   const T a = static_cast<T>(p.a), b = static_cast<T>(p.b);
   switch (fn) {
-    case UnaryFn::neg:
+    case UnaryOp::neg:
       return run([](T v) { return -v; });
-    case UnaryFn::exp:
+    case UnaryOp::exp:
       return run([](T v) { return exp_of(v); });
-    case UnaryFn::log:
+    case UnaryOp::log:
       return run([](T v) { return std::log(v); });
-    case UnaryFn::sqrt:
+    case UnaryOp::sqrt:
       return run([](T v) { return std::sqrt(v); });
-    case UnaryFn::square:
+    case UnaryOp::square:
       return run([](T v) { return v * v; });
-    case UnaryFn::abs:
+    case UnaryOp::abs:
       return run([](T v) { return std::abs(v); });
-    case UnaryFn::tanh:
+    case UnaryOp::tanh:
       return run([](T v) { return std::tanh(v); });
-    case UnaryFn::sigmoid:
+    case UnaryOp::sigmoid:
       return run([](T v) { return sigmoid_of(v); });
-    case UnaryFn::relu:
+    case UnaryOp::relu:
       return run([](T v) { return select(v < T(0), T(0), v); });
-    case UnaryFn::gelu:
+    case UnaryOp::gelu:
       return run([](T v) { return v * normal_cdf(v); });
-    case UnaryFn::silu:
+    case UnaryOp::silu:
       return run([](T v) { return v * sigmoid_of(v); });
-    case UnaryFn::pow:
+    case UnaryOp::pow:
       return run([a](T v) { return static_cast<T>(std::pow(v, a)); });
-    case UnaryFn::elu:
+    case UnaryOp::elu:
       return run([a](T v) { return select(v > T(0), v, a * expm1_of(v)); });
-    case UnaryFn::clamp:  // NaN stays NaN
+    case UnaryOp::clamp:  // NaN stays NaN
       return run([a, b](T v) { return select(v < a, a, select(v > b, b, v)); });
   }
 }
 
 template <class T>
-void unary_backward(POLYAK_KERNEL_ISA_TAG, UnaryFn fn, UnaryParams p, const T* saved, const T* g,
+void unary_backward(POLYAK_KERNEL_ISA_TAG, UnaryOp fn, UnaryParams p, const T* saved, const T* g,
                     T* dx, int64_t n, int64_t cost) {
   using namespace POLYAK_ISA_NAMESPACE;
   auto run = [&](auto f) { map_loop(saved, g, dx, n, cost, f); };
   const T a = static_cast<T>(p.a), b = static_cast<T>(p.b);
   switch (fn) {  // `s` is the output y where unary_keeps_output, else the input x
-    case UnaryFn::neg:
+    case UnaryOp::neg:
       return run([](T, T d) { return -d; });
-    case UnaryFn::exp:
+    case UnaryOp::exp:
       return run([](T s, T d) { return d * s; });
-    case UnaryFn::log:
+    case UnaryOp::log:
       return run([](T s, T d) { return d / s; });
-    case UnaryFn::sqrt:
+    case UnaryOp::sqrt:
       return run([](T s, T d) { return d / (T(2) * s); });
-    case UnaryFn::square:
+    case UnaryOp::square:
       return run([](T s, T d) { return T(2) * s * d; });
-    case UnaryFn::abs:
+    case UnaryOp::abs:
       return run([](T s, T d) { return select(s > T(0), d, select(s < T(0), -d, T(0))); });
-    case UnaryFn::tanh:
+    case UnaryOp::tanh:
       return run([](T s, T d) { return d * (T(1) - s * s); });
-    case UnaryFn::sigmoid:
+    case UnaryOp::sigmoid:
       return run([](T s, T d) { return d * s * (T(1) - s); });
-    case UnaryFn::relu:
+    case UnaryOp::relu:
       return run([](T s, T d) { return select(s > T(0), d, T(0)); });
-    case UnaryFn::gelu:
+    case UnaryOp::gelu:
       return run([](T s, T d) {
         const T pdf = T(kInvSqrt2Pi) * exp_of(T(-0.5) * s * s);
         return d * (normal_cdf(s) + s * pdf);
       });
-    case UnaryFn::silu:
+    case UnaryOp::silu:
       return run([](T s, T d) {
         const T sig = sigmoid_of(s);
         return d * sig * (T(1) + s * (T(1) - sig));
       });
-    case UnaryFn::pow:
+    case UnaryOp::pow:
       return run([a](T s, T d) { return d * a * static_cast<T>(std::pow(s, a - T(1))); });
-    case UnaryFn::elu:
+    case UnaryOp::elu:
       return run([a](T s, T d) { return select(s > T(0), d, d * a * exp_of(s)); });
-    case UnaryFn::clamp:
+    case UnaryOp::clamp:
       return run([a, b](T s, T d) { return select((s >= a) & (s <= b), d, T(0)); });
   }
 }
 
 #define POLYAK_INSTANTIATE(T)                                                                      \
-  template void unary_forward<T>(POLYAK_KERNEL_ISA_TAG, UnaryFn, UnaryParams, const T*, T*,        \
+  template void unary_forward<T>(POLYAK_KERNEL_ISA_TAG, UnaryOp, UnaryParams, const T*, T*,        \
                                  int64_t, int64_t);                                                \
-  template void unary_backward<T>(POLYAK_KERNEL_ISA_TAG, UnaryFn, UnaryParams, const T*, const T*, \
+  template void unary_backward<T>(POLYAK_KERNEL_ISA_TAG, UnaryOp, UnaryParams, const T*, const T*, \
                                   T*, int64_t, int64_t);
 POLYAK_INSTANTIATE(float)
 POLYAK_INSTANTIATE(double)

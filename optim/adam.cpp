@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "polyak/core/threads.h"
+#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 
@@ -35,6 +36,16 @@ void Adam::update(size_t index, const Tensor& param, const Tensor& grad, int64_t
   const Options& o = options_;
   const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(t));
   const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(t));
+  const double l2 = decoupled_ ? 0.0 : o.weight_decay;
+  const double shrink = decoupled_ ? 1 - lr() * o.weight_decay : 1.0;
+  if (!param.device().is_cpu()) {  // the same formula in tensor ops, on the device
+    const Tensor& m = param_state(index)[0];
+    const Tensor& v = param_state(index)[1];
+    update_moments(m, v, l2 != 0 ? add(grad, mul(param, l2)) : grad, o.beta1, o.beta2);
+    const Tensor denom = add(mul(sqrt(v), 1 / std::sqrt(bc2)), o.eps);
+    assign(param, sub(mul(param, shrink), mul(div(m, denom), lr() / bc1)));
+    return;
+  }
   const int64_t n = param.numel();
   dispatch(param.dtype(), [&]<class T>() {
     T* p = param.data<T>();
@@ -45,14 +56,13 @@ void Adam::update(size_t index, const Tensor& param, const Tensor& grad, int64_t
     const T step_size = static_cast<T>(lr() / bc1);
     const T inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
     const T eps = static_cast<T>(o.eps);
-    const T l2 = decoupled_ ? T(0) : static_cast<T>(o.weight_decay);
-    const T shrink = decoupled_ ? static_cast<T>(1 - lr() * o.weight_decay) : T(1);
+    const T l2_t = static_cast<T>(l2), shrink_t = static_cast<T>(shrink);
     parallel_for(n, 10, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const T gi = g[i] + l2 * p[i];
+        const T gi = g[i] + l2_t * p[i];
         m[i] = b1 * m[i] + (1 - b1) * gi;
         v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        p[i] = shrink * p[i] - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+        p[i] = shrink_t * p[i] - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
       }
     });
   });

@@ -6,6 +6,7 @@
 
 #include "polyak/core/autograd.h"
 #include "polyak/core/error.h"
+#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 
@@ -34,7 +35,8 @@ Optimizer::Optimizer(std::string name, std::vector<Tensor> params, double lr,
   param_steps_.assign(params_.size(), 0);
   for (size_t i = 0; i < params_.size(); ++i) {
     for (size_t k = 0; k < state_names_.size(); ++k) {
-      state_[i].push_back(Tensor::zeros(params_[i].shape(), params_[i].dtype()));
+      const Tensor& p = params_[i];
+      state_[i].push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
     }
   }
 }
@@ -57,19 +59,23 @@ void Optimizer::step() {
     POLYAK_CHECK(g.shape() == p.shape(), name_, ".step: the gradient of parameter ", i, " (",
                  p.name(), ") has shape ", g.shape(), ", expected the parameter's shape ",
                  p.shape());
-    if (g.dtype() != p.dtype()) g = g.to(p.dtype());
-    if (!g.device().is_cpu()) g = g.cpu();
-    if (p.device().is_cpu()) {
-      update(i, p, g, param_steps_[i] + 1);
-    } else {
-      Tensor host = p.cpu();
-      update(i, host, g, param_steps_[i] + 1);
-      Tensor target = p;
-      target.copy_(host);
-    }
+    if (g.dtype() != p.dtype()) g = g.cpu().to(p.dtype());  // dtype conversions run on the CPU
+    if (g.device() != p.device()) g = g.to(p.device());
+    update(i, p, g, param_steps_[i] + 1);
     ++param_steps_[i];
   }
   ++step_count_;
+}
+
+void Optimizer::assign(const Tensor& dst, const Tensor& value) {
+  Tensor target = dst;
+  target.copy_(value);
+}
+
+void Optimizer::update_moments(const Tensor& m, const Tensor& v, const Tensor& g, double beta1,
+                               double beta2) {
+  assign(m, add(mul(m, beta1), mul(g, 1 - beta1)));
+  assign(v, add(mul(v, beta2), mul(square(g), 1 - beta2)));
 }
 
 void Optimizer::set_lr(double lr) {

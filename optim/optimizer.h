@@ -12,11 +12,13 @@
 //
 // Checkpoints: `state_names()` lists the per-parameter state tensors of this optimizer
 // ("exp_avg", "exp_avg_sq", "momentum_buffer"); `state(i, name)` returns the tensor itself
-// (CPU, the parameter's shape and dtype), so a checkpoint reads it, or restores it with
+// (the parameter's shape, dtype and device), so a checkpoint reads it, or restores it with
 // copy_(), together with set_step_count() and set_parameter_step().
 //
-// Devices: updates are CPU loops. A parameter on a CUDA device keeps its state on the CPU
-// and is updated through a host copy of the parameter and its gradient (correct, not fast).
+// Devices: a parameter's state lives on the parameter's device. On the CPU an update is one
+// fused loop; on another device it is the same formula in tensor ops, which run on that
+// device's kernels (several passes where the loop takes one: fused device kernels are for
+// later).
 #pragma once
 
 #include <cstdint>
@@ -67,10 +69,16 @@ class Optimizer {
   Optimizer(std::string name, std::vector<Tensor> params, double lr,
             std::vector<std::string> state_names);
 
-  // Updates parameter `index` in place. `param` and `grad` are contiguous CPU tensors of one
-  // dtype and shape (`param` aliases the parameter when it lives on the CPU); `t` ≥ 1 is
-  // this parameter's step count including this update.
+  // Updates parameter `index` in place. `param` (the parameter itself) and `grad` share one
+  // dtype, shape and device, as does the parameter's state; `t` ≥ 1 is this parameter's
+  // step count including this update. Runs under no-grad.
   virtual void update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) = 0;
+
+  // For updates off the CPU, in tensor ops: dst ← value (in place, same shape).
+  static void assign(const Tensor& dst, const Tensor& value);
+  // m ← β1 m + (1 − β1) g,  v ← β2 v + (1 − β2) g²: the moments of the Adam family.
+  static void update_moments(const Tensor& m, const Tensor& v, const Tensor& g, double beta1,
+                             double beta2);
 
   // Throw "Name: option = value, expected ..." unless the check holds.
   void check_option(bool ok, const char* option, double value, const char* expected) const;

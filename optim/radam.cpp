@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "polyak/core/threads.h"
+#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 
@@ -37,6 +38,16 @@ void RAdam::update(size_t index, const Tensor& param, const Tensor& grad, int64_
         std::sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t));
     coef *= r * std::sqrt(bc2);
   }
+  const double l2 = o.decoupled_weight_decay ? 0.0 : o.weight_decay;
+  const double shrink = o.decoupled_weight_decay ? 1 - lr() * o.weight_decay : 1.0;
+  if (!param.device().is_cpu()) {  // the same formula in tensor ops, on the device
+    const Tensor& m = param_state(index)[0];
+    const Tensor& v = param_state(index)[1];
+    update_moments(m, v, l2 != 0 ? add(grad, mul(param, l2)) : grad, o.beta1, o.beta2);
+    const Tensor step = rectified ? mul(div(m, add(sqrt(v), o.eps)), coef) : mul(m, coef);
+    assign(param, sub(mul(param, shrink), step));
+    return;
+  }
   const int64_t n = param.numel();
   dispatch(param.dtype(), [&]<class T>() {
     T* p = param.data<T>();
@@ -46,15 +57,14 @@ void RAdam::update(size_t index, const Tensor& param, const Tensor& grad, int64_
     const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
     const T c = static_cast<T>(coef);
     const T eps = static_cast<T>(o.eps);
-    const T l2 = o.decoupled_weight_decay ? T(0) : static_cast<T>(o.weight_decay);
-    const T shrink = o.decoupled_weight_decay ? static_cast<T>(1 - lr() * o.weight_decay) : T(1);
+    const T l2_t = static_cast<T>(l2), shrink_t = static_cast<T>(shrink);
     parallel_for(n, 10, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const T gi = g[i] + l2 * p[i];
+        const T gi = g[i] + l2_t * p[i];
         m[i] = b1 * m[i] + (1 - b1) * gi;
         v[i] = b2 * v[i] + (1 - b2) * gi * gi;
         const T step = rectified ? c * m[i] / (std::sqrt(v[i]) + eps) : c * m[i];
-        p[i] = shrink * p[i] - step;
+        p[i] = shrink_t * p[i] - step;
       }
     });
   });

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "polyak/core/threads.h"
+#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 
@@ -34,6 +35,16 @@ SGD::SGD(std::vector<Tensor> params, const Options& options)
 
 void SGD::update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) {
   const Options& o = options_;
+  if (!param.device().is_cpu()) {  // the same formula in tensor ops, on the device
+    Tensor d = o.weight_decay != 0 ? add(grad, mul(param, o.weight_decay)) : grad;
+    if (o.momentum != 0) {
+      const Tensor& b = param_state(index)[0];
+      assign(b, t == 1 ? d : add(mul(b, o.momentum), mul(d, 1 - o.dampening)));
+      d = o.nesterov ? add(d, mul(b, o.momentum)) : b;
+    }
+    assign(param, sub(param, mul(d, lr())));
+    return;
+  }
   const int64_t n = param.numel();
   dispatch(param.dtype(), [&]<class T>() {
     T* p = param.data<T>();

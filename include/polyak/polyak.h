@@ -2,6 +2,7 @@
 #pragma once
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/backend.h"
 #include "polyak/core/cpu.h"
 #include "polyak/core/dtype.h"
 #include "polyak/core/error.h"

@@ -147,6 +147,36 @@ TEST_CASE("safetensors: a file written elsewhere loads in data-offset order") {
   CHECK(f.metadata == std::map<std::string, std::string>{{"format", "pt"}});
 }
 
+TEST_CASE("safetensors: i32 and i64 tensors round trip, and an I64 file written elsewhere loads") {
+  TempDir dir("polyak-test-safetensors");
+  const std::string path = dir.file("ids.safetensors");
+  const int64_t big = int64_t{1} << 40;
+  const Tensor ids = Tensor::from_ints({3, -1, 2147483647, -2147483647 - 1}, {2, 2}, DType::i32);
+  const Tensor wide = Tensor::from_ints({big, -big, 0}, {3});
+  save_safetensors(path, {{"ids", ids}, {"wide", wide}, {"w", Tensor::ones({2})}});
+  const std::string header = read_bytes(path).substr(8);
+  CHECK(header.find(R"("ids":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]})") !=
+        std::string::npos);
+  CHECK(header.find(R"("wide":{"dtype":"I64","shape":[3],"data_offsets":[16,40]})") !=
+        std::string::npos);
+  SafetensorsFile f = load_safetensors(path);
+  REQUIRE(f.tensors.size() == 3);
+  CHECK(same_bits(f.tensors[0].second, ids));
+  CHECK(same_bits(f.tensors[1].second, wide));
+  CHECK(f.tensors[1].second.data<int64_t>()[1] == -big);
+
+  // As the Python library writes token ids (torch.long → I64).
+  const std::string py = dir.file("py.safetensors");
+  std::string text = R"({"tokens":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})";
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const int64_t tv[2] = {7, -3};
+  write_bytes(py, file_bytes(text, std::string(reinterpret_cast<const char*>(tv), 16)));
+  SafetensorsFile g = load_safetensors(py);
+  REQUIRE(g.tensors.size() == 1);
+  CHECK(g.tensors[0].second.dtype() == DType::i64);
+  CHECK(g.tensors[0].second.to_vector() == std::vector<double>{7, -3});
+}
+
 TEST_CASE("safetensors: an empty file of tensors round trips") {
   TempDir dir("polyak-test-safetensors");
   const std::string path = dir.file("empty.safetensors");
@@ -278,7 +308,7 @@ TEST_CASE("load_safetensors: a header that is not the expected JSON") {
   check(R"({"w":{"dtype":"F32","shape":[2]}})", zeros(8), {"tensor 'w' has no \"data_offsets\""});
   check(R"({"w":{)" + ok + R"(,"extra":1}})", zeros(8), {"unknown field 'extra'"});
   check(R"({"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", zeros(4),
-        {"tensor 'w': dtype BF16 is not supported, expected F32 or F64"});
+        {"tensor 'w': dtype BF16 is not supported, expected F32, F64, I32 or I64"});
   check(R"({"w":{"dtype":"f32","shape":[2],"data_offsets":[0,8]}})", zeros(8),
         {"dtype f32 is not supported"});
   check(R"({"w":{"dtype":32,"shape":[2],"data_offsets":[0,8]}})", zeros(8),

@@ -72,15 +72,15 @@ Tensor uniform(const Shape& shape, uint64_t seed, double lo, double hi) {
 
 struct BinaryCase {
   const char* name;
-  cuda::BinaryOp op;
+  BinaryOp op;
   std::function<Tensor(const Tensor&, const Tensor&)> fn;
 };
 const std::vector<BinaryCase>& binary_cases() {
   static const std::vector<BinaryCase> cases = {
-      {"add", cuda::BinaryOp::add, [](const Tensor& a, const Tensor& b) { return add(a, b); }},
-      {"sub", cuda::BinaryOp::sub, [](const Tensor& a, const Tensor& b) { return sub(a, b); }},
-      {"mul", cuda::BinaryOp::mul, [](const Tensor& a, const Tensor& b) { return mul(a, b); }},
-      {"div", cuda::BinaryOp::div, [](const Tensor& a, const Tensor& b) { return div(a, b); }},
+      {"add", BinaryOp::add, [](const Tensor& a, const Tensor& b) { return add(a, b); }},
+      {"sub", BinaryOp::sub, [](const Tensor& a, const Tensor& b) { return sub(a, b); }},
+      {"mul", BinaryOp::mul, [](const Tensor& a, const Tensor& b) { return mul(a, b); }},
+      {"div", BinaryOp::div, [](const Tensor& a, const Tensor& b) { return div(a, b); }},
   };
   return cases;
 }
@@ -91,7 +91,8 @@ const std::vector<std::pair<Shape, Shape>> kBinaryShapes = {
 
 struct UnaryCase {
   const char* name;
-  cuda::UnaryOp op;
+  UnaryOp op;
+  UnaryParams p;
   std::function<Tensor(const Tensor&)> fn;
   std::function<Tensor(const Shape&, uint64_t)> input;
   double k;  // tolerance in f32 epsilons: 2 for exact arithmetic, more for libm functions
@@ -107,17 +108,25 @@ Tensor wide(const Shape& s, uint64_t seed) {
 }
 const std::vector<UnaryCase>& unary_cases() {
   static const std::vector<UnaryCase> cases = {
-      {"neg", cuda::UnaryOp::neg, [](const Tensor& x) { return neg(x); }, wide, 0},
-      {"exp", cuda::UnaryOp::exp, [](const Tensor& x) { return exp(x); }, wide, 8},
-      {"log", cuda::UnaryOp::log, [](const Tensor& x) { return log(x); }, positive, 8},
-      {"sqrt", cuda::UnaryOp::sqrt, [](const Tensor& x) { return sqrt(x); }, positive, 2},
-      {"square", cuda::UnaryOp::square, [](const Tensor& x) { return square(x); }, wide, 2},
-      {"abs", cuda::UnaryOp::abs, [](const Tensor& x) { return abs(x); }, off_kink, 0},
-      {"tanh", cuda::UnaryOp::tanh, [](const Tensor& x) { return tanh(x); }, wide, 8},
-      {"sigmoid", cuda::UnaryOp::sigmoid, [](const Tensor& x) { return sigmoid(x); }, wide, 8},
-      {"relu", cuda::UnaryOp::relu, [](const Tensor& x) { return relu(x); }, off_kink, 0},
-      {"gelu", cuda::UnaryOp::gelu, [](const Tensor& x) { return gelu(x); }, wide, 16},
-      {"silu", cuda::UnaryOp::silu, [](const Tensor& x) { return silu(x); }, wide, 16},
+      {"neg", UnaryOp::neg, {}, [](const Tensor& x) { return neg(x); }, wide, 0},
+      {"exp", UnaryOp::exp, {}, [](const Tensor& x) { return exp(x); }, wide, 8},
+      {"log", UnaryOp::log, {}, [](const Tensor& x) { return log(x); }, positive, 8},
+      {"sqrt", UnaryOp::sqrt, {}, [](const Tensor& x) { return sqrt(x); }, positive, 2},
+      {"square", UnaryOp::square, {}, [](const Tensor& x) { return square(x); }, wide, 2},
+      {"abs", UnaryOp::abs, {}, [](const Tensor& x) { return abs(x); }, off_kink, 0},
+      {"tanh", UnaryOp::tanh, {}, [](const Tensor& x) { return tanh(x); }, wide, 8},
+      {"sigmoid", UnaryOp::sigmoid, {}, [](const Tensor& x) { return sigmoid(x); }, wide, 8},
+      {"relu", UnaryOp::relu, {}, [](const Tensor& x) { return relu(x); }, off_kink, 0},
+      {"gelu", UnaryOp::gelu, {}, [](const Tensor& x) { return gelu(x); }, wide, 16},
+      {"silu", UnaryOp::silu, {}, [](const Tensor& x) { return silu(x); }, wide, 16},
+      {"pow", UnaryOp::pow, {2.5, 0}, [](const Tensor& x) { return pow(x, 2.5); }, positive, 16},
+      {"elu", UnaryOp::elu, {0.7, 0}, [](const Tensor& x) { return elu(x, 0.7); }, off_kink, 16},
+      {"clamp",
+       UnaryOp::clamp,
+       {-0.5, 0.8},
+       [](const Tensor& x) { return clamp(x, -0.5, 0.8); },
+       off_kink,
+       0},
   };
   return cases;
 }
@@ -298,20 +307,16 @@ TEST_CASE("cuda: the elementwise kernels match the CPU ops") {
 
   const Tensor x = uniform({3, 65}, 3, 0.5, 2.0);
   struct ScalarCase {
-    cuda::BinaryOp op;
+    BinaryOp op;
     double s;
     bool scalar_first;
     Tensor cpu;
   };
   const std::vector<ScalarCase> scalar_cases = {
-      {cuda::BinaryOp::add, 2.5, false, add(x, 2.5)},
-      {cuda::BinaryOp::add, 2.5, true, add(x, 2.5)},
-      {cuda::BinaryOp::sub, 1.5, false, add(x, -1.5)},
-      {cuda::BinaryOp::sub, 1.5, true, rsub(1.5, x)},
-      {cuda::BinaryOp::mul, -3.0, false, mul(x, -3.0)},
-      {cuda::BinaryOp::mul, -3.0, true, mul(x, -3.0)},
-      {cuda::BinaryOp::div, 4.0, false, mul(x, 0.25)},
-      {cuda::BinaryOp::div, 3.0, true, rdiv(3.0, x)},
+      {BinaryOp::add, 2.5, false, add(x, 2.5)},   {BinaryOp::add, 2.5, true, add(x, 2.5)},
+      {BinaryOp::sub, 1.5, false, add(x, -1.5)},  {BinaryOp::sub, 1.5, true, rsub(1.5, x)},
+      {BinaryOp::mul, -3.0, false, mul(x, -3.0)}, {BinaryOp::mul, -3.0, true, mul(x, -3.0)},
+      {BinaryOp::div, 4.0, false, mul(x, 0.25)},  {BinaryOp::div, 3.0, true, rdiv(3.0, x)},
   };
   for (const ScalarCase& c : scalar_cases) {
     Tensor out = Tensor::empty(x.shape(), DType::f32, kGpu);
@@ -326,16 +331,16 @@ TEST_CASE("cuda: the elementwise kernels match the CPU ops") {
     const Tensor xs = c.input(shape, ++seed), dy = normal(shape, ++seed);
     const std::string name = c.name;
     Tensor out = Tensor::empty(shape, DType::f32, kGpu);
-    cuda::unary(c.op, xs.to(kGpu), out);
+    cuda::unary(c.op, c.p, xs.to(kGpu), out);
     check_close(out, c.fn(xs), 1e-6, c.k, "cuda::unary " + name);
     // dx = dy · f'(x) against the CPU op's backward
     Tensor dx = Tensor::empty(shape, DType::f32, kGpu);
-    cuda::unary_backward(c.op, xs.to(kGpu), dy.to(kGpu), dx);
+    cuda::unary_backward(c.op, c.p, xs.to(kGpu), dy.to(kGpu), dx);
     check_close(dx, cpu_gradient(c.fn, xs, dy), 1e-5, 4 * c.k + 4, "cuda::unary_backward " + name);
   }
   // out aliasing the input
   Tensor y = x.to(kGpu);
-  cuda::unary(cuda::UnaryOp::exp, y, y);
+  cuda::unary(UnaryOp::exp, {}, y, y);
   check_close(y, exp(x), 1e-6, 8, "cuda::unary in place");
 }
 
@@ -381,30 +386,30 @@ TEST_CASE("cuda: gemm with every transpose flag, batched and shared, alpha and b
 
       // one product
       Tensor out1 = Tensor::empty({M, N}, DType::f32, kGpu);
-      cuda::gemm(ga[0], gb[0], out1, 1, M, N, K, ta, tb, 0, 0, 0);
+      cuda::gemm(ga[0], gb[0], out1, {1, M, N, K, ta, tb, 0, 0, 0});
       check_close(out1, matmul(a[0], b[0], ta, tb), 1e-4, 16, "gemm " + flags);
 
       // strided batch
       Tensor out = Tensor::empty({B, M, N}, DType::f32, kGpu);
-      cuda::gemm(ga, gb, out, B, M, N, K, ta, tb, M * K, K * N, M * N);
+      cuda::gemm(ga, gb, out, {B, M, N, K, ta, tb, M * K, K * N, M * N});
       const Tensor cpu = matmul(a, b, ta, tb);
       check_close(out, cpu, 1e-4, 16, "batched gemm " + flags);
 
       // b shared across the batch (b_stride 0)
-      cuda::gemm(ga, gb[1], out, B, M, N, K, ta, tb, M * K, 0, M * N);
+      cuda::gemm(ga, gb[1], out, {B, M, N, K, ta, tb, M * K, 0, M * N});
       check_close(out, matmul(a, b[1], ta, tb), 1e-4, 16, "shared-b gemm " + flags);
 
       // out = 2·op(a)·op(b) − out
       Tensor acc = normal({B, M, N}, 43);
       Tensor gacc = acc.to(kGpu);
-      cuda::gemm(ga, gb, gacc, B, M, N, K, ta, tb, M * K, K * N, M * N, 2.0f, -1.0f);
+      cuda::gemm(ga, gb, gacc, {B, M, N, K, ta, tb, M * K, K * N, M * N, 2.0f, -1.0f});
       check_close(gacc, sub(mul(cpu, 2.0), acc), 2e-4, 16, "alpha/beta gemm " + flags);
     }
   }
   // K = 0 is an empty sum: out = beta · out
   Tensor z = Tensor::ones({2, 3}, DType::f32, kGpu);
-  cuda::gemm(Tensor::empty({2, 0}, DType::f32, kGpu), Tensor::empty({0, 3}, DType::f32, kGpu), z, 1,
-             2, 3, 0, false, false, 0, 0, 0);
+  cuda::gemm(Tensor::empty({2, 0}, DType::f32, kGpu), Tensor::empty({0, 3}, DType::f32, kGpu), z,
+             {1, 2, 3, 0, false, false, 0, 0, 0});
   CHECK(z.cpu().to_vector() == std::vector<double>(6, 0.0));
 }
 
@@ -413,23 +418,28 @@ TEST_CASE("cuda: the cuda functions validate dtype, device and size") {
   const Tensor g = Tensor::ones({4}, DType::f32, kGpu), c = Tensor::ones({4});
   const Tensor d = Tensor::ones({4}, DType::f64, kGpu);
   Tensor out = Tensor::empty({4}, DType::f32, kGpu);
-  check_error([&] { cuda::unary(cuda::UnaryOp::exp, d, out); }, {"cuda::unary", "x", "f64"});
-  check_error([&] { cuda::binary(cuda::BinaryOp::add, g, c, out); },
+  check_error([&] { cuda::unary(UnaryOp::exp, {}, d, out); }, {"cuda::unary", "x", "f64"});
+  check_error([&] { cuda::binary(BinaryOp::add, g, c, out); },
               {"cuda::binary", "b", "cpu", "cuda:0"});
-  check_error(
-      [&] { cuda::binary(cuda::BinaryOp::add, g, Tensor::ones({3}, DType::f32, kGpu), out); },
-      {"cuda::binary", "b", "[3]"});
-  check_error([&] { cuda::binary_scalar(cuda::BinaryOp::mul, c, 2.0, false, out); },
+  check_error([&] { cuda::binary(BinaryOp::add, g, Tensor::ones({3}, DType::f32, kGpu), out); },
+              {"cuda::binary", "b", "[3]"});
+  check_error([&] { cuda::binary_scalar(BinaryOp::mul, c, 2.0, false, out); },
               {"cuda::binary_scalar", "a", "cpu"});
-  check_error([&] { cuda::unary_backward(cuda::UnaryOp::tanh, g, d, out); },
+  check_error([&] { cuda::unary_backward(UnaryOp::tanh, {}, g, d, out); },
               {"cuda::unary_backward", "dy", "f64"});
   check_error([&] { cuda::sum_rows(g, 3, 2, out); }, {"cuda::sum_rows", "rows 3"});
   check_error([&] { cuda::sum_all(g, out); }, {"cuda::sum_all", "out"});
   Tensor small = Tensor::empty({2, 2}, DType::f32, kGpu);
-  check_error([&] { cuda::gemm(g, g, small, 1, 2, 2, 3, false, false, 0, 0, 0); },
-              {"cuda::gemm", "a", "expected at least 6"});
-  check_error([&] { cuda::gemm(g, c, small, 1, 2, 2, 2, false, false, 0, 0, 0); },
-              {"cuda::gemm", "cpu", "cuda:0"});
+  check_error(
+      [&] {
+        cuda::gemm(g, g, small, {1, 2, 2, 3, false, false, 0, 0, 0});
+      },
+      {"cuda::gemm", "a", "expected at least 6"});
+  check_error(
+      [&] {
+        cuda::gemm(g, c, small, {1, 2, 2, 2, false, false, 0, 0, 0});
+      },
+      {"cuda::gemm", "cpu", "cuda:0"});
 }
 
 #else

@@ -1,26 +1,22 @@
-// The CUDA seam of the elementwise ops and reductions: on a cuda device they must agree
-// with the CPU kernels (forward and backward, f32), and the ops without a CUDA kernel must
-// say so. Skipped without a device.
+// The device seam of the elementwise ops, reductions and products: on a device they must
+// agree with the CPU kernels (forward and backward, f32), and the ops without a device
+// kernel must say so. Each check runs on the fake device (tests/fake_device.h: core's kernel
+// table with host memory behind it) everywhere, and on cuda:0 where a CUDA device is present.
 #include <cmath>
 
+#include "fake_device.h"
 #include "ops_helpers.h"
 #include "testing.h"
-
-#ifdef POLYAK_WITH_CUDA
-#include "polyak/cuda/cuda.h"
-#endif
 
 using namespace polyak;
 using namespace polyak::testing;
 
 namespace {
 
+// True when the CUDA backend is registered and finds a device.
 bool have_cuda() {
-#ifdef POLYAK_WITH_CUDA
-  return cuda::is_available();
-#else
-  return false;
-#endif
+  return has_device_backend(DeviceType::cuda) &&
+         device_backend(DeviceType::cuda, "have_cuda").device_count() > 0;
 }
 
 // |gpu − cpu| ≤ atol + rtol·|cpu| elementwise.
@@ -37,20 +33,21 @@ using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
 // Runs fn on CPU leaves and on their cuda copies; compares outputs and input gradients
 // for one random cotangent.
-void agree(const std::string& name, const std::vector<Tensor>& cpu_inputs, const Fn& fn) {
+void agree(Device device, const std::string& name, const std::vector<Tensor>& cpu_inputs,
+           const Fn& fn) {
   CAPTURE(name);
   std::vector<Tensor> a, b;
   for (const Tensor& t : cpu_inputs) {
     a.push_back(t.detach().clone().requires_grad_());
-    b.push_back(t.to(Device::cuda()).requires_grad_());
+    b.push_back(t.to(device).requires_grad_());
   }
   Tensor ya = fn(a), yb = fn(b);
-  CHECK(yb.device().is_cuda());
+  CHECK(yb.device() == device);
   check_close(yb.cpu(), ya);
   Generator gen(5);
   Tensor cot = Tensor::randn(ya.shape(), gen);
   ya.backward(cot);
-  yb.backward(cot.to(Device::cuda()));
+  yb.backward(cot.to(device));
   for (size_t i = 0; i < a.size(); ++i) {
     CAPTURE(i);
     REQUIRE(b[i].grad().defined());
@@ -58,13 +55,8 @@ void agree(const std::string& name, const std::vector<Tensor>& cpu_inputs, const
   }
 }
 
-}  // namespace
-
-TEST_CASE("cuda seam: elementwise ops and reductions agree with the CPU") {
-  if (!have_cuda()) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+// Every op with a device path, forward and backward, on `device` against the CPU.
+void agree_everywhere(Device d) {
   Generator gen(21);
   Tensor x = Tensor::randn({64, 33}, gen);
   Tensor y = Tensor::randn({64, 33}, gen);
@@ -74,36 +66,92 @@ TEST_CASE("cuda seam: elementwise ops and reductions agree with the CPU") {
   Tensor off =
       Tensor::from(shaped_input({64, 33}, gen, off_zero).to_vector(), {64, 33}, DType::f32);
 
-  agree("add same", {x, y}, [](const std::vector<Tensor>& t) { return add(t[0], t[1]); });
-  agree("add bias", {x, row}, [](const std::vector<Tensor>& t) { return add(t[0], t[1]); });
-  agree("add bias first", {row, x}, [](const std::vector<Tensor>& t) { return add(t[0], t[1]); });
-  agree("sub bias", {x, row}, [](const std::vector<Tensor>& t) { return sub(t[0], t[1]); });
-  agree("mul same", {x, y}, [](const std::vector<Tensor>& t) { return mul(t[0], t[1]); });
-  agree("mul bias first", {row, x}, [](const std::vector<Tensor>& t) { return mul(t[0], t[1]); });
-  agree("mul scalar tensor", {x, one},
+  agree(d, "add same", {x, y}, [](const std::vector<Tensor>& t) { return add(t[0], t[1]); });
+  agree(d, "add bias", {x, row}, [](const std::vector<Tensor>& t) { return add(t[0], t[1]); });
+  agree(d, "add bias first", {row, x},
+        [](const std::vector<Tensor>& t) { return add(t[0], t[1]); });
+  agree(d, "sub bias", {x, row}, [](const std::vector<Tensor>& t) { return sub(t[0], t[1]); });
+  agree(d, "mul same", {x, y}, [](const std::vector<Tensor>& t) { return mul(t[0], t[1]); });
+  agree(d, "mul bias first", {row, x},
         [](const std::vector<Tensor>& t) { return mul(t[0], t[1]); });
-  agree("div bias", {x, row}, [](const std::vector<Tensor>& t) { return div(t[0], t[1]); });
-  agree("scalar forms", {pos}, [](const std::vector<Tensor>& t) {
+  agree(d, "mul scalar tensor", {x, one},
+        [](const std::vector<Tensor>& t) { return mul(t[0], t[1]); });
+  agree(d, "div bias", {x, row}, [](const std::vector<Tensor>& t) { return div(t[0], t[1]); });
+  agree(d, "scalar forms", {pos}, [](const std::vector<Tensor>& t) {
     return add(mul(add(t[0], 0.5), 2.0), add(rsub(1.0, t[0]), rdiv(3.0, t[0])));
   });
-  agree("neg", {x}, [](const std::vector<Tensor>& t) { return neg(t[0]); });
-  agree("exp", {x}, [](const std::vector<Tensor>& t) { return exp(t[0]); });
-  agree("log", {pos}, [](const std::vector<Tensor>& t) { return log(t[0]); });
-  agree("sqrt", {pos}, [](const std::vector<Tensor>& t) { return sqrt(t[0]); });
-  agree("square", {x}, [](const std::vector<Tensor>& t) { return square(t[0]); });
-  agree("abs", {off}, [](const std::vector<Tensor>& t) { return abs(t[0]); });
-  agree("tanh", {x}, [](const std::vector<Tensor>& t) { return tanh(t[0]); });
-  agree("sigmoid", {x}, [](const std::vector<Tensor>& t) { return sigmoid(t[0]); });
-  agree("relu", {off}, [](const std::vector<Tensor>& t) { return relu(t[0]); });
-  agree("gelu", {x}, [](const std::vector<Tensor>& t) { return gelu(t[0]); });
-  agree("silu", {x}, [](const std::vector<Tensor>& t) { return silu(t[0]); });
-  agree("sum", {x}, [](const std::vector<Tensor>& t) { return sum(t[0]); });
-  agree("mean", {x}, [](const std::vector<Tensor>& t) { return mean(t[0]); });
-  agree("sum axis 0", {x}, [](const std::vector<Tensor>& t) { return sum(t[0], 0); });
-  agree("mean axis 0 keepdim", {x},
+  agree(d, "neg", {x}, [](const std::vector<Tensor>& t) { return neg(t[0]); });
+  agree(d, "exp", {x}, [](const std::vector<Tensor>& t) { return exp(t[0]); });
+  agree(d, "log", {pos}, [](const std::vector<Tensor>& t) { return log(t[0]); });
+  agree(d, "sqrt", {pos}, [](const std::vector<Tensor>& t) { return sqrt(t[0]); });
+  agree(d, "square", {x}, [](const std::vector<Tensor>& t) { return square(t[0]); });
+  agree(d, "abs", {off}, [](const std::vector<Tensor>& t) { return abs(t[0]); });
+  agree(d, "tanh", {x}, [](const std::vector<Tensor>& t) { return tanh(t[0]); });
+  agree(d, "sigmoid", {x}, [](const std::vector<Tensor>& t) { return sigmoid(t[0]); });
+  agree(d, "relu", {off}, [](const std::vector<Tensor>& t) { return relu(t[0]); });
+  agree(d, "gelu", {x}, [](const std::vector<Tensor>& t) { return gelu(t[0]); });
+  agree(d, "silu", {x}, [](const std::vector<Tensor>& t) { return silu(t[0]); });
+  agree(d, "sum", {x}, [](const std::vector<Tensor>& t) { return sum(t[0]); });
+  agree(d, "mean", {x}, [](const std::vector<Tensor>& t) { return mean(t[0]); });
+  agree(d, "sum axis 0", {x}, [](const std::vector<Tensor>& t) { return sum(t[0], 0); });
+  agree(d, "mean axis 0 keepdim", {x},
         [](const std::vector<Tensor>& t) { return mean(t[0], 0, true); });
-  agree("sum_to bias", {x}, [](const std::vector<Tensor>& t) { return sum_to(t[0], {33}); });
-  agree("slice axis 0", {x}, [](const std::vector<Tensor>& t) { return slice(t[0], 0, 3, 40); });
+  agree(d, "sum_to bias", {x}, [](const std::vector<Tensor>& t) { return sum_to(t[0], {33}); });
+  agree(d, "slice axis 0", {x}, [](const std::vector<Tensor>& t) { return slice(t[0], 0, 3, 40); });
+  agree(d, "pow", {pos}, [](const std::vector<Tensor>& t) { return pow(t[0], 2.5); });
+  agree(d, "elu", {off}, [](const std::vector<Tensor>& t) { return elu(t[0], 0.7); });
+  agree(d, "clamp", {off}, [](const std::vector<Tensor>& t) { return clamp(t[0], -0.5, 0.8); });
+  Tensor w = Tensor::randn({7, 33}, gen), bias = Tensor::randn({7}, gen);
+  agree(d, "linear", {x, w, bias},
+        [](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); });
+  Tensor a3 = Tensor::randn({3, 5, 4}, gen), b3 = Tensor::randn({3, 6, 4}, gen);
+  agree(d, "matmul batched trans_b", {a3, b3},
+        [](const std::vector<Tensor>& t) { return matmul(t[0], t[1], false, true); });
+  agree(d, "matmul shared b trans_a", {a3, Tensor::randn({5, 6}, gen)},
+        [](const std::vector<Tensor>& t) { return matmul(t[0], t[1], true, false); });
+}
+
+// The ops without a device kernel name the op, the argument and the device.
+void refuse_everywhere(Device d) {
+  const std::string dev = d.str();
+  Tensor x = Tensor::zeros({2, 3, 4}).to(d);
+  Tensor b = Tensor::zeros({2, 1, 4}).to(d);
+  check_error([&] { add(x, b); }, {"add", dev});  // a middle-axis broadcast
+  check_error([&] { max(x); }, {"max", "x", dev});
+  check_error([&] { sum(x, 1); }, {"sum", "x", dev});
+  check_error([&] { permute(x, {2, 1, 0}); }, {"permute", "x", dev});
+  check_error([&] { slice(x, 1, 0, 1); }, {"slice", "x", dev});
+  check_error([&] { concat({x, x}, 1); }, {"concat", dev});
+  check_error([&] { split_heads(x, 2); }, {"split_heads", "x", dev});
+  check_error([&] { add(x.cpu(), x); }, {"add", "b", dev, "cpu"});
+  check_error([&] { exp(Tensor::zeros({2}, DType::f64).to(d)); }, {"exp", "x", "f64", dev});
+  const Tensor d64 = Tensor::zeros({2, 3, 4}, DType::f64).to(d);
+  check_error([&] { matmul(d64, d64, false, true); }, {"matmul", "f64", dev});
+}
+
+}  // namespace
+
+TEST_CASE("device seam: ops on the fake device agree with the CPU") {
+  const Device d = fake_device();
+  fake::calls().clear();
+  agree_everywhere(d);
+  for (const char* kernel :
+       {"binary", "binary_scalar", "unary", "unary_backward", "sum_rows", "sum_all", "gemm"}) {
+    CAPTURE(kernel);
+    CHECK(fake::calls()[kernel] > 0);
+  }
+}
+
+TEST_CASE("device seam: ops without a device kernel name the op and the fake device") {
+  refuse_everywhere(fake_device());
+}
+
+TEST_CASE("cuda seam: elementwise ops and reductions agree with the CPU") {
+  if (!have_cuda()) {
+    MESSAGE("skipped: no CUDA device");
+    return;
+  }
+  agree_everywhere(Device::cuda());
 }
 
 TEST_CASE("cuda seam: ops without a CUDA kernel name the op and the device") {
@@ -111,18 +159,5 @@ TEST_CASE("cuda seam: ops without a CUDA kernel name the op and the device") {
     MESSAGE("skipped: no CUDA device");
     return;
   }
-  Tensor x = Tensor::zeros({2, 3, 4}).to(Device::cuda());
-  Tensor b = Tensor::zeros({2, 1, 4}).to(Device::cuda());
-  check_error([&] { add(x, b); }, {"add", "cuda:0"});  // a middle-axis broadcast
-  check_error([&] { pow(x, 2.0); }, {"pow", "x", "cuda:0"});
-  check_error([&] { elu(x); }, {"elu", "x", "cuda:0"});
-  check_error([&] { clamp(x, 0, 1); }, {"clamp", "x", "cuda:0"});
-  check_error([&] { max(x); }, {"max", "x", "cuda:0"});
-  check_error([&] { sum(x, 1); }, {"sum", "x", "cuda:0"});
-  check_error([&] { permute(x, {2, 1, 0}); }, {"permute", "x", "cuda:0"});
-  check_error([&] { slice(x, 1, 0, 1); }, {"slice", "x", "cuda:0"});
-  check_error([&] { concat({x, x}, 1); }, {"concat", "cuda:0"});
-  check_error([&] { split_heads(x, 2); }, {"split_heads", "x", "cuda:0"});
-  check_error([&] { add(x.cpu(), x); }, {"add", "b", "cuda:0", "cpu"});
-  check_error([&] { exp(Tensor::zeros({2}, DType::f64).to(Device::cuda())); }, {"exp", "f64"});
+  refuse_everywhere(Device::cuda());
 }

@@ -2,6 +2,10 @@
 // worked by hand, state access, skipping, validation.
 #include <cmath>
 
+#include <functional>
+#include <memory>
+
+#include "fake_device.h"
 #include "optim/reference.h"
 #include "testing.h"
 
@@ -293,27 +297,92 @@ TEST_CASE("Optimizer: bad options and bad parameter lists throw, naming class, o
   check_error([&] { Adam({non_leaf}); }, {"Adam", "parameter 0", "not a leaf"});
 }
 
+namespace {
+
+// Every optimizer, with its options' branches, on a parameter on `device` against the same
+// optimizer on a CPU parameter: the state lives on the device, the update runs there (the
+// parameter is never copied to the host) and the values agree to f32 rounding.
+void check_updates_on(Device device) {
+  using Make = std::function<std::unique_ptr<Optimizer>(const Tensor&)>;
+  const std::vector<std::pair<const char*, Make>> cases = {
+      {"SGD",
+       [](const Tensor& p) {
+         return std::make_unique<SGD>(std::vector<Tensor>{p}, SGD::Options{.lr = 0.05});
+       }},
+      {"SGD nesterov",
+       [](const Tensor& p) {
+         return std::make_unique<SGD>(
+             std::vector<Tensor>{p},
+             SGD::Options{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.1, .nesterov = true});
+       }},
+      {"SGD dampening",
+       [](const Tensor& p) {
+         return std::make_unique<SGD>(std::vector<Tensor>{p},
+                                      SGD::Options{.lr = 0.05, .momentum = 0.8, .dampening = 0.3});
+       }},
+      {"Adam",
+       [](const Tensor& p) {
+         return std::make_unique<Adam>(std::vector<Tensor>{p},
+                                       Adam::Options{.lr = 1e-2, .weight_decay = 0.1});
+       }},
+      {"AdamW",
+       [](const Tensor& p) {
+         return std::make_unique<AdamW>(std::vector<Tensor>{p}, AdamW::Options{.lr = 1e-2});
+       }},
+      {"RAdam",
+       [](const Tensor& p) {
+         return std::make_unique<RAdam>(std::vector<Tensor>{p},
+                                        RAdam::Options{.lr = 1e-2, .weight_decay = 0.01});
+       }},
+      {"RAdam L2",
+       [](const Tensor& p) {
+         return std::make_unique<RAdam>(
+             std::vector<Tensor>{p},
+             RAdam::Options{.lr = 1e-2, .weight_decay = 0.01, .decoupled_weight_decay = false});
+       }},
+  };
+  for (const auto& [label, make] : cases) {
+    CAPTURE(label);
+    Tensor host = make_param(kStart, DType::f32);
+    Tensor on_device = Tensor::from(kStart, Shape{5}, DType::f32).to(device).requires_grad_();
+    std::unique_ptr<Optimizer> host_opt = make(host), device_opt = make(on_device);
+    for (size_t k = 0; k < device_opt->state_names().size(); ++k) {
+      CHECK(device_opt->state(0, k).device() == device);
+      CHECK(device_opt->state(0, k).dtype() == DType::f32);
+    }
+    // Eight steps: RAdam's rectification starts at the sixth.
+    for (int s = 0; s < 8; ++s) {
+      Tensor g = Tensor::from(test_gradient(host.to_vector(), s), Shape{5}, DType::f32);
+      host.set_grad(g);
+      on_device.set_grad(g.to(device));
+      clip_grad_norm_per_parameter({host}, 1.0);
+      clip_grad_norm_per_parameter({on_device}, 1.0);
+      CHECK(on_device.grad().device() == device);
+      host_opt->step();
+      device_opt->step();
+    }
+    CHECK(on_device.device() == device);
+    CHECK(testing::max_abs_diff(host, on_device.cpu()) < 1e-6);
+    for (size_t k = 0; k < device_opt->state_names().size(); ++k)
+      CHECK(testing::max_abs_diff(host_opt->state(0, k), device_opt->state(0, k).cpu()) < 1e-6);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("Optimizer: state on the parameter's device, updates there agree with the CPU") {
+  const Device fake = testing::fake_device();
+  testing::fake::calls().clear();
+  check_updates_on(fake);
+  CHECK(testing::fake::calls()["binary"] > 0);  // the updates ran on the device's kernels
+  CHECK(testing::fake::calls()["unary"] > 0);
+}
+
 TEST_CASE("Optimizer and clipping: a parameter on a CUDA device is updated like one on the CPU") {
   if (!has_device_backend(DeviceType::cuda) ||
       device_backend(DeviceType::cuda, "test").device_count() == 0) {
     MESSAGE("skipped: no CUDA device");
     return;
   }
-  const Device gpu = Device::cuda(0);
-  Tensor host = make_param(kStart, DType::f32);
-  Tensor device = Tensor::from(kStart, Shape{5}, DType::f32).to(gpu).requires_grad_();
-  RAdam host_opt({host}, {.lr = 1e-2, .weight_decay = 0.01});
-  RAdam device_opt({device}, {.lr = 1e-2, .weight_decay = 0.01});
-  for (int s = 0; s < 8; ++s) {
-    Tensor g = Tensor::from(test_gradient(host.to_vector(), s), Shape{5}, DType::f32);
-    host.set_grad(g);
-    device.set_grad(g.to(gpu));
-    clip_grad_norm_per_parameter({host}, 1.0);
-    clip_grad_norm_per_parameter({device}, 1.0);
-    CHECK(device.grad().device() == gpu);
-    host_opt.step();
-    device_opt.step();
-  }
-  CHECK(device.device() == gpu);
-  CHECK(testing::max_abs_diff(host, device.cpu()) < 1e-6);
+  check_updates_on(Device::cuda(0));
 }
