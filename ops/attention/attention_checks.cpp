@@ -1,6 +1,8 @@
 // Boundary checks shared by the attention ops; see attention_checks.h.
 #include "polyak/ops/attention/attention_checks.h"
 
+#include <cmath>
+
 #include "polyak/core/error.h"
 
 namespace polyak::detail {
@@ -31,6 +33,11 @@ AttentionDims check_attention_inputs(const char* fn, const Tensor& q, const Tens
                  ", expected [B,H,M,Dv] matching k ", ks, " in B,H,M");
   }
   return AttentionDims{qs[0], qs[1], qs[2], ks[2], qs[3], vs[3]};
+}
+
+void check_eps(const char* fn, double eps) {
+  POLYAK_CHECK(std::isfinite(eps) && eps >= 0, fn, ": eps is ", eps,
+               ", expected a finite value >= 0");
 }
 
 void check_rank3_qkv(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v,

@@ -24,6 +24,9 @@ struct AttentionDims {
 AttentionDims check_attention_inputs(const char* fn, const Tensor& q, const Tensor& k,
                                      const Tensor& v, bool same_length);
 
+// eps must be finite and ≥ 0: "<fn>: eps is <eps>, expected a finite value >= 0".
+void check_eps(const char* fn, double eps);
+
 // ---- recurrent steps: one position against a state ----
 
 struct StepDims {
