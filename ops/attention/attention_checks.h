@@ -50,4 +50,9 @@ void check_state(const char* fn, const char* arg, const Tensor& state, const Sha
 void check_or_init_state(const char* fn, const char* arg, Tensor& state, const Shape& expected,
                          const char* layout, DType dtype);
 
+// KV caches [..., C, W] (rows along the next-to-last axis) that `length` rows fill
+// (length == C) are replaced by zeroed copies with capacity max(2C, min_capacity) that keep
+// rows [0, length) of every leading index; otherwise they are left as they are.
+void grow_when_full(Tensor& k_cache, Tensor& v_cache, int64_t length, int64_t min_capacity);
+
 }  // namespace polyak::detail

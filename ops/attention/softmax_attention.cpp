@@ -144,21 +144,6 @@ void softmax_backward(const AttentionDims& d, bool causal, const T* q, const T* 
 // Capacity of a KV cache created by the first step.
 constexpr int64_t kInitialCacheCapacity = 64;
 
-// A copy of `cache` [B,H,C,W] with capacity `capacity` ≥ C; rows [0, length) are kept.
-Tensor grow_cache(const Tensor& cache, int64_t capacity, int64_t length) {
-  const Shape& cs = cache.shape();
-  const int64_t BH = cs[0] * cs[1], C = cs[2], W = cs[3];
-  Tensor grown = Tensor::zeros({cs[0], cs[1], capacity, W}, cache.dtype());
-  const size_t row_bytes = static_cast<size_t>(W) * itemsize(cache.dtype());
-  const auto* from = static_cast<const char*>(cache.raw_data());
-  auto* to = static_cast<char*>(grown.raw_data());
-  for (int64_t h = 0; h < BH; ++h)
-    std::copy_n(from + static_cast<size_t>(h * C) * row_bytes,
-                static_cast<size_t>(length) * row_bytes,
-                to + static_cast<size_t>(h * capacity) * row_bytes);
-  return grown;
-}
-
 // One step per (b, h) over the `length` filled rows of the caches (the new row included).
 template <class T>
 void softmax_step(const StepDims& d, int64_t C, int64_t length, const T* q, const T* kc,
@@ -249,11 +234,7 @@ Tensor softmax_attention_step(const Tensor& q, const Tensor& k, const Tensor& v,
   POLYAK_CHECK(!k_cache.shares_storage(v_cache), fn,
                ": k_cache and v_cache share storage, expected two distinct caches");
 
-  if (length == C) {
-    const int64_t capacity = std::max(2 * C, kInitialCacheCapacity);
-    k_cache = grow_cache(k_cache, capacity, length);
-    v_cache = grow_cache(v_cache, capacity, length);
-  }
+  detail::grow_when_full(k_cache, v_cache, length, kInitialCacheCapacity);
   const int64_t cap = k_cache.size(2);
   Tensor y = Tensor::empty({d.B, d.H, d.Dv}, dtype);
   dispatch(dtype, [&]<class T>() {
