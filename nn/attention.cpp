@@ -8,7 +8,6 @@
 #include "polyak/ops/attention/feature_maps.h"
 #include "polyak/ops/attention/linear_attention.h"
 #include "polyak/ops/attention/momentum_attention.h"
-#include "polyak/ops/attention/recurrent.h"
 #include "polyak/ops/attention/softmax_attention.h"
 #include "polyak/ops/elementwise.h"
 #include "polyak/ops/matmul.h"

@@ -1,6 +1,9 @@
 // Boundary checks shared by the attention ops; see attention_checks.h.
 #include "polyak/ops/attention/attention_checks.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "polyak/core/error.h"
 
 namespace polyak::detail {
@@ -31,6 +34,11 @@ AttentionDims check_attention_inputs(const char* fn, const Tensor& q, const Tens
                  ", expected [B,H,M,Dv] matching k ", ks, " in B,H,M");
   }
   return AttentionDims{qs[0], qs[1], qs[2], ks[2], qs[3], vs[3]};
+}
+
+void check_eps(const char* fn, double eps) {
+  POLYAK_CHECK(std::isfinite(eps) && eps >= 0, fn, ": eps is ", eps,
+               ", expected a finite value >= 0");
 }
 
 void check_rank3_qkv(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -71,6 +79,33 @@ void check_or_init_state(const char* fn, const char* arg, Tensor& state, const S
     check_state(fn, arg, state, expected, layout, dtype);
   else
     state = Tensor::zeros(expected, dtype);
+}
+
+namespace {
+
+Tensor grow_cache(const Tensor& cache, int64_t capacity, int64_t length) {
+  Shape shape = cache.shape();
+  const int64_t C = shape[-2], W = shape[-1], leading = shape.numel(0, shape.rank() - 2);
+  shape[-2] = capacity;
+  Tensor grown = Tensor::zeros(shape, cache.dtype());
+  const size_t row_bytes = static_cast<size_t>(W) * itemsize(cache.dtype());
+  const auto* from = static_cast<const char*>(cache.raw_data());
+  auto* to = static_cast<char*>(grown.raw_data());
+  for (int64_t l = 0; l < leading; ++l)
+    std::copy_n(from + static_cast<size_t>(l * C) * row_bytes,
+                static_cast<size_t>(length) * row_bytes,
+                to + static_cast<size_t>(l * capacity) * row_bytes);
+  return grown;
+}
+
+}  // namespace
+
+void grow_when_full(Tensor& k_cache, Tensor& v_cache, int64_t length, int64_t min_capacity) {
+  const int64_t C = k_cache.shape()[-2];
+  if (length < C) return;
+  const int64_t capacity = std::max(2 * C, min_capacity);
+  k_cache = grow_cache(k_cache, capacity, length);
+  v_cache = grow_cache(v_cache, capacity, length);
 }
 
 }  // namespace polyak::detail

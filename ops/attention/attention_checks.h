@@ -24,6 +24,9 @@ struct AttentionDims {
 AttentionDims check_attention_inputs(const char* fn, const Tensor& q, const Tensor& k,
                                      const Tensor& v, bool same_length);
 
+// eps must be finite and ≥ 0: "<fn>: eps is <eps>, expected a finite value >= 0".
+void check_eps(const char* fn, double eps);
+
 // ---- recurrent steps: one position against a state ----
 
 struct StepDims {
@@ -46,5 +49,10 @@ void check_state(const char* fn, const char* arg, const Tensor& state, const Sha
 // As check_state, except that an undefined state is created as zeros: the empty prefix.
 void check_or_init_state(const char* fn, const char* arg, Tensor& state, const Shape& expected,
                          const char* layout, DType dtype);
+
+// KV caches [..., C, W] (rows along the next-to-last axis) that `length` rows fill
+// (length == C) are replaced by zeroed copies with capacity max(2C, min_capacity) that keep
+// rows [0, length) of every leading index; otherwise they are left as they are.
+void grow_when_full(Tensor& k_cache, Tensor& v_cache, int64_t length, int64_t min_capacity);
 
 }  // namespace polyak::detail

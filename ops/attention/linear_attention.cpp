@@ -120,8 +120,7 @@ void linear_backward(const AttentionDims& d, const T* q, const T* k, const T* v,
 Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, double eps) {
   constexpr const char* fn = "linear_attention";
   const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/false);
-  POLYAK_CHECK(std::isfinite(eps) && eps >= 0, fn, ": eps is ", eps,
-               ", expected a finite value >= 0");
+  detail::check_eps(fn, eps);
   const DType dtype = q.dtype();
   Tensor y = Tensor::empty({d.B, d.H, d.N, d.Dv}, dtype);
   Tensor den = Tensor::empty({d.B, d.H, d.N}, dtype);

@@ -1,4 +1,5 @@
 // Linear attention, docs/math.md §2. Inputs are already feature-mapped (φ(q), φ(k)).
+// The causal forms are the causal sweep without decay (causal_linear_attention.cpp).
 #pragma once
 
 #include "polyak/core/tensor.h"
@@ -17,5 +18,15 @@ Tensor causal_linear_attention(const Tensor& q, const Tensor& k, const Tensor& v
 
 // The causal numerator alone, o_i = q_iᵀ Σ_{j≤i} k_j v_jᵀ (no normaliser), same memory.
 Tensor causal_dot_product(const Tensor& q, const Tensor& k, const Tensor& v);
+
+// The recurrent step of causal linear attention (form 3 of docs/design.md): one position
+// q, k [B,H,D], v [B,H,Dv] → y [B,H,Dv] against the states s [B,H,D,Dv], z [B,H,D],
+// updated in place:
+//   s += k vᵀ;  z += k;  y = qᵀ s / (qᵀ z + eps)
+// After i steps from zero states y is row i of causal_linear_attention. No graph is
+// recorded. An undefined state is created as zeros (the empty prefix); a state of the wrong
+// shape or dtype is a polyak::Error naming the step, the tensor, what was seen and expected.
+Tensor linear_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& s,
+                             Tensor& z, double eps = 1e-6);
 
 }  // namespace polyak

@@ -253,20 +253,6 @@ Tensor sum_task_rows(const Tensor& partial) {
 
 // ---- step ------------------------------------------------------------------------------
 
-// A copy of `cache` [B,C,X] with `capacity` ≥ C rows; rows [0, length) are kept.
-Tensor grow_cache(const Tensor& cache, int64_t capacity, int64_t length) {
-  const int64_t B = cache.size(0), C = cache.size(1), X = cache.size(2);
-  Tensor grown = Tensor::zeros({B, capacity, X}, cache.dtype());
-  const size_t row_bytes = static_cast<size_t>(X) * itemsize(cache.dtype());
-  const auto* from = static_cast<const char*>(cache.raw_data());
-  auto* to = static_cast<char*>(grown.raw_data());
-  for (int64_t b = 0; b < B; ++b)
-    std::copy_n(from + static_cast<size_t>(b * C) * row_bytes,
-                static_cast<size_t>(length) * row_bytes,
-                to + static_cast<size_t>(b * capacity) * row_bytes);
-  return grown;
-}
-
 template <class T>
 void mega_step(MegaScore score, int64_t B, int64_t C, int64_t D, int64_t Dv, int64_t L, int64_t row,
                const T* q, const T* kc, const T* vc, const T* bias, T* y) {
@@ -374,11 +360,7 @@ Tensor mega_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Te
   POLYAK_CHECK(row < L, fn, ": row = ", row, ", expected < L = ", L,
                " (rel_bias has offsets down to −(L − 1) only)");
 
-  if (row == C) {
-    const int64_t capacity = std::max(2 * C, kMinCacheCapacity);
-    k_cache = grow_cache(k_cache, capacity, row);
-    v_cache = grow_cache(v_cache, capacity, row);
-  }
+  detail::grow_when_full(k_cache, v_cache, row, kMinCacheCapacity);
   const int64_t cap = k_cache.size(1);
   Tensor y = Tensor::empty({B, Dv}, q.dtype());
   dispatch(q.dtype(), [&]<class T>() {

@@ -1,7 +1,14 @@
 // Momentum attention (momentum transformer eq. 12–14; docs/math.md §3): the public entry points,
-// the parameter checks, and the non-causal form. The causal forms are sweeps:
-// momentum_sweep.cpp (exact weighting) and decayed_attention.cpp (reference weighting and
-// the decayed primitive). Inputs are already feature-mapped.
+// the parameter checks, the non-causal form and the recurrent step. Inputs are already
+// feature-mapped.
+//
+// ---- causal (eq. 12–13) -------------------------------------------------------------------
+// Forms of the causal sweep (causal_sweep.h, causal_sweep_isa.cpp, where the formulas and
+// gradients are): the exact weighting is its two states, E_i = β E_{i−1} + k_i v_iᵀ and
+// s_i = s_{i−1} + γ E_i (eq. 12 with m = −E), read as y_i = s_iᵀ q_i / (q_i·z_i + ε); the
+// reference weighting is one undecayed state with key j's term weighted by
+// ω_j = γ (1 − β^{N−j})/(1 − β) (0-based). The recurrent step is eq. 12 verbatim:
+//   m = β m − k vᵀ;  s = s − γ m;  z += k;  y = sᵀ q / (q·z + ε)
 //
 // Dimension legend: B batch, H heads, N query positions, M key positions, D query/key
 // width, Dv value width. q [B,H,N,D], k [B,H,M,D], v [B,H,M,Dv] → y [B,H,N,Dv].
@@ -26,13 +33,15 @@
 #include "polyak/core/autograd.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/attention/attention_checks.h"
-#include "polyak/ops/attention/causal_sweeps.h"
+#include "polyak/ops/attention/causal_sweep.h"
 #include "polyak/ops/attention/eigen_maps.h"
 
 namespace polyak {
 namespace {
 
 using detail::AttentionDims;
+using detail::CausalSweep;
+using detail::check_eps;
 
 // ω_j = γ (1 − β^{n−j}) / (1 − β) for 0-based j < n: the weight of the last of n positions.
 std::vector<double> last_position_weights(int64_t n, double beta, double gamma) {
@@ -41,11 +50,6 @@ std::vector<double> last_position_weights(int64_t n, double beta, double gamma) 
     w[static_cast<size_t>(j)] =
         gamma * (1.0 - std::pow(beta, static_cast<double>(n - j))) / (1.0 - beta);
   return w;
-}
-
-void check_eps(const char* fn, double eps) {
-  POLYAK_CHECK(std::isfinite(eps) && eps >= 0, fn, ": eps is ", eps,
-               ", expected a finite value >= 0");
 }
 
 // ---- non-causal (eq. 14) ---------------------------------------------------------------
@@ -149,10 +153,18 @@ Tensor causal_momentum_attention(const Tensor& q, const Tensor& k, const Tensor&
   const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
   check_momentum_parameters(fn, beta, gamma);
   check_eps(fn, eps);
-  if (weighting == MomentumWeighting::reference)
-    return detail::causal_key_weighted_attention("CausalMomentumAttentionBackward", d, q, k, v,
-                                                 last_position_weights(d.N, beta, gamma), eps);
-  return detail::causal_momentum_sweep(d, q, k, v, beta, gamma, eps);
+  CausalSweep sweep;
+  sweep.eps = eps;
+  if (weighting == MomentumWeighting::reference) {
+    sweep.decay = detail::SweepDecay::per_key;
+    sweep.weights = last_position_weights(d.N, beta, gamma);
+  } else {
+    sweep.decay = detail::SweepDecay::per_head;
+    sweep.momentum = true;
+    sweep.decays.assign(static_cast<size_t>(d.H), beta);
+    sweep.gamma = gamma;
+  }
+  return detail::causal_sweep("CausalMomentumAttentionBackward", d, q, k, v, sweep);
 }
 
 Tensor momentum_attention(const Tensor& q, const Tensor& k, const Tensor& v, double beta,
@@ -219,6 +231,29 @@ Tensor momentum_attention(const Tensor& q, const Tensor& k, const Tensor& v, dou
         return {dq, dk, dv};
       });
   return y;
+}
+
+Tensor momentum_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& m,
+                               Tensor& s, Tensor& z, double beta, double gamma, double eps) {
+  constexpr const char* fn = "momentum_attention_step";
+  const detail::StepDims d = detail::check_step_inputs(fn, q, k, v);
+  check_momentum_parameters(fn, beta, gamma);
+  check_eps(fn, eps);
+  const DType dtype = q.dtype();
+  detail::check_or_init_state(fn, "m", m, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", dtype);
+  detail::check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", dtype);
+  detail::check_or_init_state(fn, "z", z, {d.B, d.H, d.D}, "[B,H,D]", dtype);
+  POLYAK_CHECK(!m.shares_storage(s), fn, ": m and s share storage, expected two distinct states");
+  // The sweep's two states with a = m (decay β, its update −k vᵀ) and b = s (b += −γ a).
+  detail::SweepStep step;
+  step.a = m;
+  step.b = s;
+  step.z = z;
+  step.decays.assign(static_cast<size_t>(d.H), beta);
+  step.c = -1;
+  step.g = -gamma;
+  step.eps = eps;
+  return detail::causal_sweep_step(d, q, k, v, step);
 }
 
 }  // namespace polyak

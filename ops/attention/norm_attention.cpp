@@ -36,11 +36,9 @@
 
 #include <cmath>
 
-#include "polyak/core/threads.h"
 #include "polyak/ops/attention/attention_checks.h"
-#include "polyak/ops/attention/recurrent.h"
+#include "polyak/ops/attention/causal_sweep.h"
 #include "polyak/ops/attention/softmax_attention.h"
-#include "polyak/ops/attention/vec.h"
 #include "polyak/ops/nn_ops.h"
 #include "polyak/ops/shape_ops.h"
 
@@ -48,7 +46,6 @@ namespace polyak {
 namespace {
 
 using detail::AttentionDims;
-using detail::axpy;
 using detail::check_or_init_state;
 using detail::check_state;
 using detail::check_step_inputs;
@@ -100,31 +97,10 @@ Tensor block_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v
 Tensor causal_dot_product_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& s) {
   constexpr const char* fn = "causal_dot_product_step";
   const StepDims d = check_step_inputs(fn, q, k, v);
-  const DType dtype = q.dtype();
-  check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", dtype);
-  Tensor y = Tensor::zeros({d.B, d.H, d.Dv}, dtype);
-  dispatch(dtype, [&]<class T>() {
-    const T* qp = q.data<T>();
-    const T* kp = k.data<T>();
-    const T* vp = v.data<T>();
-    T* sp = s.data<T>();
-    T* yp = y.data<T>();
-    const int64_t D = d.D, Dv = d.Dv;
-    parallel_for(d.B * d.H, 2 * D * Dv + 1, [&](int64_t begin, int64_t end) {
-      for (int64_t h = begin; h < end; ++h) {
-        const T* qh = qp + h * D;
-        const T* kh = kp + h * D;
-        const T* vh = vp + h * Dv;
-        T* yh = yp + h * Dv;
-        for (int64_t a = 0; a < D; ++a) {
-          T* sa = sp + (h * D + a) * Dv;
-          axpy(Dv, kh[a], vh, sa);
-          axpy(Dv, qh[a], sa, yh);
-        }
-      }
-    });
-  });
-  return y;
+  check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", q.dtype());
+  detail::SweepStep step;  // the causal sweep's step without decay or normaliser
+  step.a = s;
+  return detail::causal_sweep_step(d, q, k, v, step);
 }
 
 Tensor block_softmax_attention_step(const Tensor& q, const Tensor& k, const Tensor& v,

@@ -26,7 +26,7 @@ Tensor srms_norm(const Tensor& x, double eps = 1e-8);
 Tensor block_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t block,
                                bool causal);
 
-// ---- recurrent steps (no-grad; states updated in place, as in ops/attention/recurrent.h) ----
+// ---- recurrent steps (no-grad; states updated in place, as linear_attention_step's) ----
 // q, k [B,H,D], v [B,H,Dv] → y [B,H,Dv]. A state of the wrong shape or dtype is a
 // polyak::Error naming the step, the tensor, what was seen and what was expected; an
 // undefined state is created as zeros (the empty prefix).

@@ -28,23 +28,25 @@ struct Simd;
 template <>
 struct Simd<float> {
   typedef F16 V;
-  enum : int { kLanes = 16 };  // (an enum: kernels compile with -fno-weak, no inline variables)
+  // kRegisters: the vector registers of the ISA. (An enum: kernels compile with -fno-weak,
+  // no inline variables.)
+  enum : int { kLanes = 16, kRegisters = 32 };
 };
 template <>
 struct Simd<double> {
   typedef D8 V;
-  enum : int { kLanes = 8 };
+  enum : int { kLanes = 8, kRegisters = 32 };
 };
 #else
 template <>
 struct Simd<float> {
   typedef F8 V;
-  enum : int { kLanes = 8 };
+  enum : int { kLanes = 8, kRegisters = 16 };
 };
 template <>
 struct Simd<double> {
   typedef D4 V;
-  enum : int { kLanes = 4 };
+  enum : int { kLanes = 4, kRegisters = 16 };
 };
 #endif
 
@@ -91,6 +93,42 @@ inline D4 sum_lanes4(const D4 p[4]) {
   const D4 t1 = __builtin_shufflevector(p[2], p[3], 0, 4, 2, 6) +
                 __builtin_shufflevector(p[2], p[3], 1, 5, 3, 7);
   return __builtin_shufflevector(t0, t1, 0, 1, 4, 5) + __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
+}
+
+// The sum of the lanes of one vector, by halves (a short tree, not a chain of n − 1 adds).
+inline float lane_sum(const F8& a) {
+  const auto h =
+      __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  const auto q = __builtin_shufflevector(h, h, 0, 1) + __builtin_shufflevector(h, h, 2, 3);
+  return q[0] + q[1];
+}
+inline double lane_sum(const D4& a) {
+  const auto h = __builtin_shufflevector(a, a, 0, 1) + __builtin_shufflevector(a, a, 2, 3);
+  return h[0] + h[1];
+}
+#if defined(__AVX512F__)
+inline float lane_sum(const F16& a) {
+  return lane_sum(F8(__builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) +
+                     __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15)));
+}
+inline double lane_sum(const D8& a) {
+  return lane_sum(
+      D4(__builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7)));
+}
+#endif
+
+// Σ x ⊙ y (n elements) in whole vectors, then the rest: vec.h's dot with a shorter sum at the
+// end, for dot products on a sweep's critical path.
+template <class T>
+inline T dot_vec(int64_t n, const T* x, const T* y) {
+  using V = typename Simd<T>::V;
+  constexpr int kL = Simd<T>::kLanes;
+  V acc{};
+  int64_t i = 0;
+  for (; i + kL <= n; i += kL) acc += load_vec(x + i) * load_vec(y + i);
+  T sum = lane_sum(acc);
+  for (; i < n; ++i) sum += x[i] * y[i];
+  return sum;
 }
 
 // out[r] = the sum of the lanes of P[r], r < n, a group of rows at a time.

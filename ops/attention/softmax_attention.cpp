@@ -17,22 +17,31 @@
 // Masked entries have P_ij = 0, so they drop out of every sum. Per (b, h) the products run
 // as GEMMs on blocks of query rows (causal blocks skip the keys no row of theirs sees).
 // Saved for backward: q, k, v and P [B,H,N,M].
+//
+// The recurrent step (eq. 3) with a KV cache: append k, v to the cache; y = Σ_j p_j v_j,
+// p_j = exp(q·k_j/√D − max) / Σ exp(…) over the filled rows. After i steps from an empty
+// cache it equals row i of the causal op. No graph; the caches are written in place.
 #include "polyak/ops/attention/softmax_attention.h"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "polyak/core/autograd.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/attention/attention_checks.h"
 #include "polyak/ops/attention/eigen_maps.h"
+#include "polyak/ops/attention/vec.h"
 
 namespace polyak {
 namespace {
 
 using detail::AttentionDims;
+using detail::axpy;
+using detail::dot;
+using detail::StepDims;
 
 using detail::ConstMatrixMap;
 using detail::Matrix;
@@ -130,6 +139,41 @@ void softmax_backward(const AttentionDims& d, bool causal, const T* q, const T* 
   });
 }
 
+// ---- the recurrent step ----------------------------------------------------------------
+
+// Capacity of a KV cache created by the first step.
+constexpr int64_t kInitialCacheCapacity = 64;
+
+// One step per (b, h) over the `length` filled rows of the caches (the new row included).
+template <class T>
+void softmax_step(const StepDims& d, int64_t C, int64_t length, const T* q, const T* kc,
+                  const T* vc, T* y) {
+  const int64_t D = d.D, Dv = d.Dv;
+  const T scale = D > 0 ? T(1) / std::sqrt(static_cast<T>(D)) : T(1);
+  parallel_for(d.B * d.H, length * (D + Dv) + 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> p(static_cast<size_t>(length));
+    for (int64_t h = begin; h < end; ++h) {
+      const T* qh = q + h * D;
+      const T* kh = kc + h * C * D;
+      const T* vh = vc + h * C * Dv;
+      T* yh = y + h * Dv;
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < length; ++j) {
+        p[static_cast<size_t>(j)] = scale * dot(D, qh, kh + j * D);
+        mx = std::max(mx, p[static_cast<size_t>(j)]);
+      }
+      T total = T(0);
+      for (int64_t j = 0; j < length; ++j) {
+        p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - mx);
+        total += p[static_cast<size_t>(j)];
+      }
+      std::fill_n(yh, Dv, T(0));
+      for (int64_t j = 0; j < length; ++j)
+        axpy(Dv, p[static_cast<size_t>(j)] / total, vh + j * Dv, yh);
+    }
+  });
+}
+
 }  // namespace
 
 Tensor softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal) {
@@ -154,6 +198,57 @@ Tensor softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool
            });
            return {dq, dk, dv};
          });
+  return y;
+}
+
+Tensor softmax_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& k_cache,
+                              Tensor& v_cache, int64_t& length) {
+  constexpr const char* fn = "softmax_attention_step";
+  const StepDims d = detail::check_step_inputs(fn, q, k, v);
+  const DType dtype = q.dtype();
+  POLYAK_CHECK(k_cache.defined() == v_cache.defined(), fn, ": k_cache is ",
+               k_cache.defined() ? "defined" : "undefined", " but v_cache is ",
+               v_cache.defined() ? "defined" : "undefined", ", expected both or neither");
+  if (!k_cache.defined()) {
+    POLYAK_CHECK(length == 0, fn, ": length is ", length,
+                 " with undefined caches, expected 0 (an empty cache)");
+    k_cache = Tensor::zeros({d.B, d.H, kInitialCacheCapacity, d.D}, dtype);
+    v_cache = Tensor::zeros({d.B, d.H, kInitialCacheCapacity, d.Dv}, dtype);
+  }
+  check_rank(fn, "k_cache", k_cache, 4, "[B,H,C,D]");
+  check_rank(fn, "v_cache", v_cache, 4, "[B,H,C,Dv]");
+  const int64_t C = k_cache.size(2);
+  const Shape k_expected{d.B, d.H, C, d.D}, v_expected{d.B, d.H, C, d.Dv};
+  POLYAK_CHECK(k_cache.shape() == k_expected, fn, ": k_cache has shape ", k_cache.shape(),
+               ", expected [B,H,C,D] = ", k_expected, " matching q ", q.shape());
+  POLYAK_CHECK(v_cache.shape() == v_expected, fn, ": v_cache has shape ", v_cache.shape(),
+               ", expected [B,H,C,Dv] = ", v_expected, " matching k_cache in C and v in Dv");
+  POLYAK_CHECK(k_cache.dtype() == dtype, fn, ": k_cache has dtype ", k_cache.dtype(), ", expected ",
+               dtype, " (q's dtype)");
+  POLYAK_CHECK(v_cache.dtype() == dtype, fn, ": v_cache has dtype ", v_cache.dtype(), ", expected ",
+               dtype, " (q's dtype)");
+  check_cpu(fn, "k_cache", k_cache);
+  check_cpu(fn, "v_cache", v_cache);
+  POLYAK_CHECK(length >= 0 && length <= C, fn, ": length is ", length, ", expected in [0, ", C,
+               "] (the cache capacity)");
+  POLYAK_CHECK(!k_cache.shares_storage(v_cache), fn,
+               ": k_cache and v_cache share storage, expected two distinct caches");
+
+  detail::grow_when_full(k_cache, v_cache, length, kInitialCacheCapacity);
+  const int64_t cap = k_cache.size(2);
+  Tensor y = Tensor::empty({d.B, d.H, d.Dv}, dtype);
+  dispatch(dtype, [&]<class T>() {
+    T* kc = k_cache.data<T>();
+    T* vc = v_cache.data<T>();
+    const T* kp = k.data<T>();
+    const T* vp = v.data<T>();
+    for (int64_t h = 0; h < d.B * d.H; ++h) {
+      std::copy_n(kp + h * d.D, d.D, kc + (h * cap + length) * d.D);
+      std::copy_n(vp + h * d.Dv, d.Dv, vc + (h * cap + length) * d.Dv);
+    }
+    softmax_step<T>(d, cap, length + 1, q.data<T>(), kc, vc, y.data<T>());
+  });
+  ++length;
   return y;
 }
 

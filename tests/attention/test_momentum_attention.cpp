@@ -135,17 +135,13 @@ TEST_CASE("causal momentum attention keeps f32 accuracy over long sequences") {
   for (double beta : {1e-3, 0.1, 0.9, 0.999}) {
     CAPTURE(beta);
     const Shape qs{1, 2, 2000, 8}, vs{1, 2, 2000, 32};
-    Inputs a = make_inputs(qs, vs, 670);
-    Tensor q32 = as_leaf(a.q, DType::f32), k32 = as_leaf(a.k, DType::f32);
-    Tensor v32 = as_leaf(a.v, DType::f32);
-    Tensor y64 = causal_momentum_attention(a.q, a.k, a.v, beta, 0.6);
-    Tensor y32 = causal_momentum_attention(q32, k32, v32, beta, 0.6);
-    y64.backward(a.dy);
-    y32.backward(a.dy.to(DType::f32));
-    CHECK(relative_error(y32.to_vector(), y64.to_vector()) <= 1e-4);
-    CHECK(relative_error(q32.grad().to_vector(), a.q.grad().to_vector()) <= 1e-4);
-    CHECK(relative_error(k32.grad().to_vector(), a.k.grad().to_vector()) <= 1e-4);
-    CHECK(relative_error(v32.grad().to_vector(), a.v.grad().to_vector()) <= 1e-4);
+    const Inputs a = make_inputs(qs, vs, 670);
+    check_f32_against_f64(
+        a.q, a.k, a.v, a.dy,
+        [beta](const Tensor& q, const Tensor& k, const Tensor& v) {
+          return causal_momentum_attention(q, k, v, beta, 0.6);
+        },
+        1e-4);
   }
 }
 
@@ -174,16 +170,16 @@ TEST_CASE("momentum attention identities") {
   SUBCASE("beta = 0 is gamma times causal linear attention, values and gradients") {
     for (double gamma : kGammas) {
       CAPTURE(gamma);
-      Inputs a = make_inputs({B, H, N, D}, {B, H, N, Dv}, 700);
-      Inputs b = make_inputs({B, H, N, D}, {B, H, N, Dv}, 700);
-      Tensor y = causal_momentum_attention(a.q, a.k, a.v, 0.0, gamma);
-      Tensor y_lin = causal_linear_attention(b.q, b.k, b.v) * gamma;
-      CHECK(max_abs_diff(y, y_lin) <= 1e-12);
-      y.backward(a.dy);
-      y_lin.backward(b.dy);
-      CHECK(max_abs_diff(a.q.grad(), b.q.grad()) <= 1e-12);
-      CHECK(max_abs_diff(a.k.grad(), b.k.grad()) <= 1e-12);
-      CHECK(max_abs_diff(a.v.grad(), b.v.grad()) <= 1e-12);
+      const Inputs in = make_inputs({B, H, N, D}, {B, H, N, Dv}, 700);
+      check_same_function(
+          in.q, in.k, in.v, in.dy,
+          [gamma](const Tensor& q, const Tensor& k, const Tensor& v) {
+            return causal_momentum_attention(q, k, v, 0.0, gamma);
+          },
+          [gamma](const Tensor& q, const Tensor& k, const Tensor& v) {
+            return causal_linear_attention(q, k, v) * gamma;
+          },
+          1e-12);
     }
   }
 
@@ -418,17 +414,8 @@ TEST_CASE("momentum attention agrees in f32 and f64") {
       CAPTURE(c.name);
       CAPTURE(Dv);
       const Shape qs{2, 2, 100, 16}, vs{2, 2, 100, Dv};
-      Inputs a = make_inputs(qs, vs, 950);
-      Tensor q32 = as_leaf(a.q, DType::f32), k32 = as_leaf(a.k, DType::f32);
-      Tensor v32 = as_leaf(a.v, DType::f32);
-      Tensor y64 = c.op(a.q, a.k, a.v), y32 = c.op(q32, k32, v32);
-      CHECK(y32.dtype() == DType::f32);
-      y64.backward(a.dy);
-      y32.backward(a.dy.to(DType::f32));
-      CHECK(relative_error(y32.to_vector(), y64.to_vector()) <= 1e-4);
-      CHECK(relative_error(q32.grad().to_vector(), a.q.grad().to_vector()) <= 1e-4);
-      CHECK(relative_error(k32.grad().to_vector(), a.k.grad().to_vector()) <= 1e-4);
-      CHECK(relative_error(v32.grad().to_vector(), a.v.grad().to_vector()) <= 1e-4);
+      const Inputs a = make_inputs(qs, vs, 950);
+      check_f32_against_f64(a.q, a.k, a.v, a.dy, c.op, 1e-4);
     }
   }
 }

@@ -7,8 +7,9 @@
 #include <vector>
 
 #include "helpers.h"
+#include "polyak/ops/attention/linear_attention.h"
 #include "polyak/ops/attention/momentum_attention.h"
-#include "polyak/ops/attention/recurrent.h"
+#include "polyak/ops/attention/softmax_attention.h"
 #include "testing.h"
 
 using namespace polyak;
