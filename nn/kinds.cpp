@@ -4,6 +4,7 @@
 #include "polyak/nn/linformer.h"
 #include "polyak/nn/mega.h"
 #include "polyak/nn/performer.h"
+#include "polyak/nn/retention.h"
 #include "polyak/nn/transnormer.h"
 
 namespace polyak {
@@ -13,7 +14,7 @@ const std::vector<const AttentionSpec*>& attention_specs() {
       &softmax_attention_spec(),   &linear_attention_spec(), &momentum_attention_spec(),
       &norm_attention_spec(),      &diag_attention_spec(),   &transnormer_spec(),
       &mega_attention_spec(),      &mega_chunk_spec(),       &performer_attention_spec(),
-      &linformer_attention_spec(),
+      &linformer_attention_spec(), &retention_spec(),
   };
   return specs;
 }

@@ -32,6 +32,7 @@
 #include "polyak/nn/norm.h"
 #include "polyak/nn/performer.h"
 #include "polyak/nn/positions.h"
+#include "polyak/nn/retention.h"
 #include "polyak/nn/transformer_layer.h"
 #include "polyak/nn/transnormer.h"
 #include "polyak/ops/attention/decayed_attention.h"

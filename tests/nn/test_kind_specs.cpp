@@ -67,7 +67,8 @@ TEST_CASE("kinds: a flag shared by several kinds has one type and one rule") {
 TEST_CASE("kinds: the model kinds follow from the table, in the paper's order") {
   CHECK(model_kinds() == std::vector<std::string>{"softmax", "linear", "momentum",
                                                   "momentum-connection", "adaptive", "transnormer",
-                                                  "mega", "mega-chunk", "performer", "linformer"});
+                                                  "mega", "mega-chunk", "performer", "linformer",
+                                                  "retention"});
   check_error([] { attention_spec("quadratic", "fn", "attention"); },
               {"fn: attention = 'quadratic'", "softmax, linear"});
   check_error([] { connection_spec("highway"); },

@@ -389,7 +389,8 @@ TEST_CASE("MomentumAttention: the module computes causal_momentum_attention on p
 TEST_CASE("model kinds: the (attention, connection) pairs of the comparison") {
   CHECK(model_kinds() == std::vector<std::string>{"softmax", "linear", "momentum",
                                                   "momentum-connection", "adaptive", "transnormer",
-                                                  "mega", "mega-chunk", "performer", "linformer"});
+                                                  "mega", "mega-chunk", "performer", "linformer",
+                                                  "retention"});
   const std::vector<std::pair<std::string, std::string>> pairs = {
       {"softmax", "residual"},  {"linear", "residual"},     {"momentum", "residual"},
       {"momentum", "momentum"}, {"momentum", "adaptive"},   {"transnormer", "residual"},
