@@ -279,6 +279,59 @@ std::vector<int32_t> parse_prompt(const std::vector<std::string>& parts) {
   return tokens;
 }
 
+// Edits (insertions, deletions, substitutions) between a and b.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// For a command line with a flag the command does not have: "polyak train: unknown flag
+// --featurs, did you mean --features?" (the nearest flag within 2 edits), or "" when every
+// flag is known.
+std::string unknown_flag_message(CLI::App& app, const std::vector<std::string>& args) {
+  CLI::App* command = &app;
+  std::string name = "polyak";
+  for (const std::string& a : args) {
+    if (a.empty() || a[0] == '-') break;
+    CLI::App* sub = nullptr;
+    try {
+      sub = command->get_subcommand(a);
+    } catch (const CLI::OptionNotFound&) {
+      break;
+    }
+    command = sub;
+    name += " " + a;
+  }
+  std::vector<std::string> flags;
+  for (const CLI::Option* opt : command->get_options())
+    for (const std::string& long_name : opt->get_lnames()) flags.push_back("--" + long_name);
+  for (const std::string& a : args) {
+    if (a.rfind("--", 0) != 0) continue;
+    const std::string flag = a.substr(0, a.find('='));
+    if (std::find(flags.begin(), flags.end(), flag) != flags.end()) continue;
+    std::string nearest;
+    size_t best = 3;  // within 2 edits
+    for (const std::string& known : flags)
+      if (const size_t d = edit_distance(flag, known); d < best) {
+        best = d;
+        nearest = known;
+      }
+    return name + ": unknown flag " + flag +
+           (nearest.empty() ? ", see --help" : ", did you mean " + nearest + "?");
+  }
+  return "";
+}
+
 const std::vector<std::string>& command_names() {
   static const std::vector<std::string> names = {"train",   "bench",  "generate",
                                                  "compare", "ablate", "inspect-grads"};
@@ -497,6 +550,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
     if (what.empty()) what = e.get_name();
+    if (const std::string unknown = unknown_flag_message(app, args); !unknown.empty())
+      fail(unknown);
     fail("polyak: ", what);
   }
 

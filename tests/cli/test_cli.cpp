@@ -114,7 +114,28 @@ TEST_CASE("cli: bench defaults to the paper preset and a few steps") {
 TEST_CASE("cli: bad input is a polyak::Error naming the flag and the value") {
   check_error([] { parse_cli({}); }, {"polyak"});
   check_error([] { parse_cli({"fly"}); }, {"fly"});
-  check_error([] { parse_cli({"train", "--bogus"}); }, {"--bogus"});
+  check_error(
+      [] {
+        parse_cli({"train", "--bogus"});
+      },
+      {"polyak train: unknown flag --bogus, see --help"});
+  // A typo gets the nearest flag of the command, kind flags included.
+  check_error(
+      [] {
+        parse_cli({"train", "--featurs", "3"});
+      },
+      {"polyak train: unknown flag --featurs, did you mean --features?"});
+  check_error(
+      [] {
+        parse_cli({"bench", "--gemm-sise=3"});
+      },
+      {"polyak bench: unknown flag --gemm-sise, did you mean --gemm-size?"});
+  check_error(
+      [] {
+        parse_cli({"ablate", "beta", "--valus", "0.1"});
+      },
+      {"polyak ablate beta: unknown flag --valus, did you mean --values?"});
+  check_error([] { parse_cli({"train", "--steps", "2x"}); }, {"--steps", "2x"});
   check_error([] { parse_cli({"train", "--steps", "0"}); }, {"--steps", "0", "≥ 1"});
   check_error([] { parse_cli({"train", "--steps", "abc"}); }, {"--steps", "abc"});
   check_error([] { parse_cli({"train", "--batch", "-3"}); }, {"--batch", "-3", "≥ 1"});
