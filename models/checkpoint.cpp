@@ -166,29 +166,15 @@ std::string join(const std::vector<std::string>& items) {
 template <class T>
 void read_field(TransformerConfig& config, T TransformerConfig::*member, const json& value,
                 const std::string& source, const char* key) {
-  const char* fn = "config_from_json";
-  auto wrong = [&](const char* expected) {
-    fail(fn, ": ", source, ": '", key, "' is ", value.dump(), " (a JSON ", value.type_name(),
-         "), expected ", expected);
-  };
-  if constexpr (std::is_same_v<T, int64_t>) {
-    if (!value.is_number_integer() ||
-        (value.is_number_unsigned() &&
-         value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())))
-      wrong("an integer");
-    config.*member = value.get<int64_t>();
-  } else if constexpr (std::is_same_v<T, uint64_t>) {
-    if (!value.is_number_unsigned()) wrong("a non-negative integer");
-    config.*member = value.get<uint64_t>();
-  } else if constexpr (std::is_same_v<T, double>) {
-    if (!value.is_number()) wrong("a number");
-    config.*member = value.get<double>();
-  } else if constexpr (std::is_same_v<T, bool>) {
-    if (!value.is_boolean()) wrong("true or false");
-    config.*member = value.get<bool>();
+  if constexpr (std::is_same_v<T, uint64_t> || std::is_same_v<T, bool>) {
+    const bool ok = std::is_same_v<T, bool> ? value.is_boolean() : value.is_number_unsigned();
+    POLYAK_CHECK(ok, "config_from_json: ", source, ": '", key, "' is ", value.dump(), " (a JSON ",
+                 value.type_name(), "), expected ",
+                 std::is_same_v<T, bool> ? "true or false" : "a non-negative integer");
+    config.*member = value.get<T>();
   } else {
-    if (!value.is_string()) wrong("a string");
-    config.*member = value.get<std::string>();
+    // The types a kind's settings have too: one reader for both.
+    config.*member = std::get<T>(param_from_json(value, ParamValue(T{}), source, key));
   }
 }
 

@@ -362,9 +362,9 @@ const ParamSchema& MomentumParams::schema() {
   static const ParamSchema s = make_schema<P>(
       "momentum attention",
       {feature_map_field<P>(), eps_field<P>(),
-       param(&P::beta, "beta", "--beta", "momentum attention's β in [0, 1) (paper copy: 0.1)",
+       param(&P::beta, "beta", "--beta", "momentum attention's β in [0, 1)",
              number_in(0, 1, "[0, 1)")),
-       param(&P::gamma, "gamma", "--gamma", "momentum attention's step size γ > 0 (0.6)",
+       param(&P::gamma, "gamma", "--gamma", "momentum attention's step size γ > 0",
              positive_number()),
        param(&P::weighting, "weighting", "--weighting",
              "momentum attention's training weights: exact (eq. 13) | reference (the public "

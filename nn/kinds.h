@@ -95,8 +95,8 @@ ParamField feature_map_field() {
 }
 template <class P>
 ParamField eps_field() {
-  return param(&P::eps, "eps", "--attention-eps",
-               "ε added to the linear kinds' normaliser φ(q)·z (1e-6)", positive_number());
+  return param(&P::eps, "eps", "--attention-eps", "ε added to the linear kinds' normaliser φ(q)·z",
+               positive_number());
 }
 template <class P>
 ParamField block_size_field() {

@@ -180,14 +180,13 @@ namespace {
 
 template <class P>
 std::vector<ParamField> mega_fields() {
-  return {param(&P::ema_dim, "ema_dim", "--ema-dim", "Mega's EMA dimensions n (16)",
-                positive_integer()),
-          param(&P::z_dim, "z_dim", "--z-dim", "Mega's shared query/key width z (64)",
-                positive_integer()),
-          param(&P::v_dim, "v_dim", "--v-dim", "Mega's value width (0: d_model)",
-                non_negative_integer("0: d_model")),
-          param(&P::attention, "attention", "--mega-attention",
-                "Mega's attention function: softmax | laplace", one_of({"softmax", "laplace"}))};
+  return {
+      param(&P::ema_dim, "ema_dim", "--ema-dim", "Mega's EMA dimensions n", positive_integer()),
+      param(&P::z_dim, "z_dim", "--z-dim", "Mega's shared query/key width z", positive_integer()),
+      param(&P::v_dim, "v_dim", "--v-dim", "Mega's value width (0: d_model)",
+            non_negative_integer("0: d_model")),
+      param(&P::attention, "attention", "--mega-attention",
+            "Mega's attention function: softmax | laplace", one_of({"softmax", "laplace"}))};
 }
 
 // The block's FLOPs per token, keys seen in a window of `window` positions: V, the

@@ -41,10 +41,10 @@ void FavorFeatureMap::redraw() {
 const ParamSchema& PerformerParams::schema() {
   using P = PerformerParams;
   static const ParamSchema s = make_schema<P>(
-      "Performer", {param(&P::features, "features", "--features",
-                          "Performer's random features m (64)", positive_integer()),
+      "Performer", {param(&P::features, "features", "--features", "Performer's random features m",
+                          positive_integer()),
                     param(&P::redraw, "redraw", "--redraw",
-                          "Performer: training steps between feature redraws (0: never; 1000)",
+                          "Performer: training steps between feature redraws (0: never)",
                           non_negative_integer("0: redraw only on request")),
                     eps_field<P>()});
   return s;

@@ -105,6 +105,17 @@ std::shared_ptr<Connection> make_connection(const ConnectionConfig& config) {
   return spec.make(resolved);
 }
 
+namespace {
+
+// γ̃, the step size the momentum and the adaptive connection share (one flag).
+template <class P>
+ParamField conn_gamma_field() {
+  return param(&P::gamma, "gamma", "--conn-gamma",
+               "momentum and adaptive connection's step size γ̃ > 0", positive_number());
+}
+
+}  // namespace
+
 const ParamSchema& ResidualConnectionParams::schema() {
   static const ParamSchema s = make_schema<ResidualConnectionParams>("the residual connection", {});
   return s;
@@ -112,12 +123,11 @@ const ParamSchema& ResidualConnectionParams::schema() {
 
 const ParamSchema& MomentumConnectionParams::schema() {
   using P = MomentumConnectionParams;
-  static const ParamSchema s = make_schema<P>(
-      "the momentum connection",
-      {param(&P::beta, "beta", "--conn-beta",
-             "momentum connection's β̃ in [0, 1) (paper copy: 0.99)", number_in(0, 1, "[0, 1)")),
-       param(&P::gamma, "gamma", "--conn-gamma",
-             "momentum and adaptive connection's step size γ̃ > 0 (0.99)", positive_number())});
+  static const ParamSchema s =
+      make_schema<P>("the momentum connection",
+                     {param(&P::beta, "beta", "--conn-beta", "momentum connection's β̃ in [0, 1)",
+                            number_in(0, 1, "[0, 1)")),
+                      conn_gamma_field<P>()});
   return s;
 }
 
@@ -125,12 +135,10 @@ const ParamSchema& AdaptiveConnectionParams::schema() {
   using P = AdaptiveConnectionParams;
   static const ParamSchema s = make_schema<P>(
       "the adaptive connection",
-      {param(&P::gamma, "gamma", "--conn-gamma",
-             "momentum and adaptive connection's step size γ̃ > 0 (0.99)", positive_number()),
-       param(&P::delta, "delta", "--delta", "adaptive connection's δ in (0, 1) (1e-3)",
+      {conn_gamma_field<P>(),
+       param(&P::delta, "delta", "--delta", "adaptive connection's δ in (0, 1)",
              number_in(0, 1, "(0, 1)")),
-       param(&P::eps, "eps", "--conn-eps", "adaptive connection's ε in eq. 18 (1e-6)",
-             positive_number()),
+       param(&P::eps, "eps", "--conn-eps", "adaptive connection's ε in eq. 18", positive_number()),
        param(&P::denominator, "denominator", "--denominator",
              "adaptive connection's ‖A_ℓ − A_ℓ₋₁‖ divided by: velocity (the reference code) | "
              "attention (the paper)",
