@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -116,6 +117,59 @@ GradcheckResult gradcheck_module(M& module, const Tensor& x, const std::vector<s
     }
   }
   return gradcheck(fn, inputs, options);
+}
+
+// Loads into `to` the entries of from's state dict that `to` has too (the shared
+// projections); the rest of `to` stays.
+inline void copy_shared(const Module& from, Module& to) {
+  const NamedTensors theirs = from.state_dict();
+  NamedTensors state = to.state_dict();
+  for (auto& [name, t] : state)
+    for (const auto& [their_name, value] : theirs)
+      if (their_name == name) t = value;
+  to.load_state_dict(state);
+}
+
+// ---- the recurrent form ------------------------------------------------------------------
+
+// A normal tensor drawn from its own generator.
+inline Tensor seeded_randn(const Shape& shape, uint64_t seed, DType dtype = DType::f32) {
+  Generator gen(seed);
+  return Tensor::randn(shape, gen, dtype);
+}
+
+// f64: |a − b| ≤ 1e-10; f32: |a − b| ≤ 1e-4 · max |a|.
+inline void check_agree(const Tensor& parallel, const Tensor& recurrent) {
+  const double diff = max_abs_diff(parallel, recurrent);
+  double scale = 0;
+  for (double v : parallel.to_vector()) scale = std::max(scale, std::abs(v));
+  INFO("max |parallel − recurrent| = " << diff << ", max |parallel| = " << scale);
+  REQUIRE(scale > 1e-3);  // a vanishing output would agree trivially
+  if (parallel.dtype() == DType::f64)
+    CHECK(diff <= 1e-10);
+  else
+    CHECK(diff <= 1e-4 * scale);
+}
+
+inline AttentionConfig attention_config(const std::string& kind, double beta, double gamma) {
+  AttentionConfig c;
+  c.kind = kind;
+  c.d_model = 8;
+  c.heads = 2;
+  if (kind == "momentum") c.params = MomentumParams{.beta = beta, .gamma = gamma};
+  return c;
+}
+
+// Steps `attn` through x [B, N, d] one position at a time → [B, N, d].
+inline Tensor step_through(Attention& attn, const Tensor& x) {
+  const int64_t B = x.size(0), N = x.size(1);
+  AttentionState state = attn.initial_state(B);
+  std::vector<Tensor> ys;
+  for (int64_t t = 0; t < N; ++t) {
+    ys.push_back(attn.step(slice(x, 1, t, t + 1), state));
+    CHECK(state.position == t + 1);
+  }
+  return concat(ys, 1);
 }
 
 }  // namespace polyak::testing

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "attention/helpers.h"
 #include "nn/helpers.h"
+#include "ops/attention/helpers.h"
 #include "polyak/nn/performer.h"
 #include "polyak/ops/attention/favor.h"
 #include "testing.h"
@@ -38,35 +38,6 @@ FavorFeatureMap& favor_of(Attention& attn) {
 Tensor randn(const Shape& shape, uint64_t seed, DType dtype) {
   Generator gen(seed);
   return Tensor::randn(shape, gen, dtype);
-}
-
-// Steps `attn` through x [B, N, d] one position at a time → [B, N, d].
-Tensor step_through(Attention& attn, const Tensor& x) {
-  AttentionState state = attn.initial_state(x.size(0));
-  std::vector<Tensor> ys;
-  for (int64_t t = 0; t < x.size(1); ++t) ys.push_back(attn.step(slice(x, 1, t, t + 1), state));
-  return concat(ys, 1);
-}
-
-// f64: |a − b| ≤ 1e-10; f32: |a − b| ≤ 1e-4 · max |a|.
-void check_agree(const Tensor& parallel, const Tensor& recurrent) {
-  const double diff = max_abs_diff(parallel, recurrent);
-  double scale = 0;
-  for (double v : parallel.to_vector()) scale = std::max(scale, std::abs(v));
-  INFO("max |parallel − recurrent| = " << diff << ", max |parallel| = " << scale);
-  REQUIRE(scale > 1e-3);  // a vanishing output would agree trivially
-  CHECK(diff <= (parallel.dtype() == DType::f64 ? 1e-10 : 1e-4 * scale));
-}
-
-// Loads into `to` the entries of from's state dict that `to` has too (the shared
-// projections); the rest of `to` stays.
-void copy_shared(const Module& from, Module& to) {
-  const NamedTensors theirs = from.state_dict();
-  NamedTensors state = to.state_dict();
-  for (auto& [name, t] : state)
-    for (const auto& [their_name, value] : theirs)
-      if (their_name == name) t = value;
-  to.load_state_dict(state);
 }
 
 }  // namespace

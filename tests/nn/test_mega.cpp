@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "attention/helpers.h"
-#include "naive_mega.h"
 #include "nn/helpers.h"
+#include "ops/attention/helpers.h"
+#include "ops/attention/naive_mega.h"
 #include "polyak/nn/mega.h"
 #include "testing.h"
 
@@ -86,18 +86,6 @@ naive_mega::MegaParams params_of(const MegaAttention& m, int64_t N) {
   P.qk_offset = p("qk_offset");
   P.rel_bias = p("rel_bias");
   return P;
-}
-
-// Steps `attn` through x [B, N, d] one position at a time → [B, N, d].
-Tensor step_through(Attention& attn, const Tensor& x) {
-  const int64_t B = x.size(0), N = x.size(1);
-  AttentionState state = attn.initial_state(B);
-  std::vector<Tensor> ys;
-  for (int64_t t = 0; t < N; ++t) {
-    ys.push_back(attn.step(slice(x, 1, t, t + 1), state));
-    CHECK(state.position == t + 1);
-  }
-  return concat(ys, 1);
 }
 
 struct Variant {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "attention/helpers.h"
+#include "ops/attention/helpers.h"
 #include "polyak/ops/attention/favor.h"
 #include "testing.h"
 

@@ -14,7 +14,7 @@
 #include <string>
 
 #include "files.h"
-#include "helpers.h"
+#include "nn/helpers.h"
 #include "polyak/core/safetensors.h"
 #include "polyak/models/checkpoint.h"
 #include "testing.h"

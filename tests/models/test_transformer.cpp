@@ -2,7 +2,7 @@
 #include <cmath>
 #include <memory>
 
-#include "helpers.h"
+#include "nn/helpers.h"
 
 using namespace polyak;
 using polyak::testing::check_error;

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "attention/helpers.h"
 #include "nn/helpers.h"
+#include "ops/attention/helpers.h"
 #include "polyak/nn/transnormer.h"
 #include "polyak/ops/attention/norm_attention.h"
 #include "testing.h"
@@ -96,28 +96,6 @@ std::vector<double> norm_attention_reference(const Attention& m, const Tensor& x
       }
     }
   return out;
-}
-
-// Steps `attn` through x [B, N, d] one position at a time → [B, N, d].
-Tensor step_through(Attention& attn, const Tensor& x) {
-  AttentionState state = attn.initial_state(x.size(0));
-  std::vector<Tensor> ys;
-  for (int64_t t = 0; t < x.size(1); ++t) {
-    ys.push_back(attn.step(slice(x, 1, t, t + 1), state));
-    CHECK(state.position == t + 1);
-  }
-  return concat(ys, 1);
-}
-
-// |parallel − recurrent| ≤ tol · max |parallel|: 1e-10 in f64, 1e-4 in f32.
-void check_agree(const Tensor& parallel, const Tensor& recurrent) {
-  const std::vector<double> p = parallel.to_vector();
-  double scale = 0;
-  for (double e : p) scale = std::max(scale, std::abs(e));
-  REQUIRE(scale > 1e-3);  // a vanishing output would agree trivially
-  const double err = relative_error(recurrent.to_vector(), p);
-  INFO("relative error " << err);
-  CHECK(err <= (parallel.dtype() == DType::f64 ? 1e-10 : 1e-4));
 }
 
 const std::vector<std::string> kParameterPaths = {"qkv_proj.weight", "qkv_proj.bias",

@@ -1,58 +1,21 @@
-// The recurrent (RNN-mode) form: attention modules and whole models stepped token by token
-// agree with their parallel forward at every position; generation; the state's checks.
+// The recurrent (RNN-mode) form of whole models: stepped token by token they agree with
+// their parallel forward at every position; generation; the state's checks.
 #include <chrono>
 #include <cmath>
 #include <memory>
 
-#include "helpers.h"
+#include "nn/helpers.h"
 
 using namespace polyak;
+using polyak::testing::attention_config;
+using polyak::testing::check_agree;
 using polyak::testing::check_error;
 using polyak::testing::has_causal_form;
-using polyak::testing::max_abs_diff;
+using polyak::testing::seeded_randn;
 using polyak::testing::ThreadCount;
 using polyak::testing::use_test_sizes;
 
 namespace {
-
-Tensor randn(const Shape& shape, uint64_t seed, DType dtype = DType::f32) {
-  Generator gen(seed);
-  return Tensor::randn(shape, gen, dtype);
-}
-
-// f64: |a − b| ≤ 1e-10; f32: |a − b| ≤ 1e-4 · max |a|.
-void check_agree(const Tensor& parallel, const Tensor& recurrent) {
-  const double diff = max_abs_diff(parallel, recurrent);
-  double scale = 0;
-  for (double v : parallel.to_vector()) scale = std::max(scale, std::abs(v));
-  INFO("max |parallel − recurrent| = " << diff << ", max |parallel| = " << scale);
-  REQUIRE(scale > 1e-3);  // a vanishing output would agree trivially
-  if (parallel.dtype() == DType::f64)
-    CHECK(diff <= 1e-10);
-  else
-    CHECK(diff <= 1e-4 * scale);
-}
-
-AttentionConfig attention_config(const std::string& kind, double beta, double gamma) {
-  AttentionConfig c;
-  c.kind = kind;
-  c.d_model = 8;
-  c.heads = 2;
-  if (kind == "momentum") c.params = MomentumParams{.beta = beta, .gamma = gamma};
-  return c;
-}
-
-// Steps `attn` through x [B, N, d] one position at a time → [B, N, d].
-Tensor step_through(Attention& attn, const Tensor& x) {
-  const int64_t B = x.size(0), N = x.size(1);
-  AttentionState state = attn.initial_state(B);
-  std::vector<Tensor> ys;
-  for (int64_t t = 0; t < N; ++t) {
-    ys.push_back(attn.step(slice(x, 1, t, t + 1), state));
-    CHECK(state.position == t + 1);
-  }
-  return concat(ys, 1);
-}
 
 TransformerConfig small_model(const std::string& kind) {
   TransformerConfig c;
@@ -105,63 +68,6 @@ int32_t argmax_last(const Tensor& logits) {  // logits [1, N, V] → argmax of r
 }
 
 }  // namespace
-
-// ---- attention modules -----------------------------------------------------------------
-
-TEST_CASE("recurrent: attention modules step exactly like their parallel forward") {
-  struct Case {
-    std::string kind;
-    double beta, gamma;
-    int64_t N;
-  };
-  const std::vector<Case> cases = {
-      {"softmax", 0.1, 0.6, 9},  {"softmax", 0.1, 0.6, 70},  // past the cache's first capacity
-      {"linear", 0.1, 0.6, 9},   {"momentum", 0.0, 1.0, 9},  {"momentum", 0.0, 0.4, 9},
-      {"momentum", 0.1, 0.6, 9}, {"momentum", 0.6, 0.9, 12}, {"momentum", 0.95, 1.7, 12},
-  };
-  for (const Case& c : cases) {
-    for (DType dtype : {DType::f64, DType::f32}) {
-      INFO(c.kind << " beta " << c.beta << " gamma " << c.gamma << " N " << c.N << " " << dtype);
-      Generator gen(3);
-      auto attn = make_attention(attention_config(c.kind, c.beta, c.gamma), gen);
-      attn->to(dtype);
-      Tensor x = randn({2, c.N, 8}, 4, dtype);
-      Tensor parallel = attn->forward(x);
-      check_agree(parallel, step_through(*attn, x));
-    }
-  }
-}
-
-TEST_CASE("recurrent: a step records no graph and the state has the documented layout") {
-  Generator gen(1);
-  auto attn = make_attention(attention_config("momentum", 0.3, 0.7), gen);
-  AttentionState s = attn->initial_state(3);
-  CHECK(s.kind == "momentum");
-  CHECK(s.batch == 3);
-  CHECK(s.position == 0);
-  REQUIRE(s.tensors.size() == 3);
-  CHECK(s.tensors[0].shape() == Shape({3, 2, 4, 4}));  // m [B,H,D,Dv]
-  CHECK(s.tensors[1].shape() == Shape({3, 2, 4, 4}));  // s
-  CHECK(s.tensors[2].shape() == Shape({3, 2, 4}));     // z [B,H,D]
-  Tensor x = randn({3, 1, 8}, 2).requires_grad_();
-  Tensor y = attn->step(x, s);
-  CHECK(y.shape() == Shape({3, 1, 8}));
-  CHECK_FALSE(y.requires_grad());
-  CHECK(s.position == 1);
-
-  auto lin = make_attention(attention_config("linear", 0.1, 0.6), gen);
-  AttentionState ls = lin->initial_state(1);
-  REQUIRE(ls.tensors.size() == 2);
-  CHECK(ls.tensors[0].shape() == Shape({1, 2, 4, 4}));
-  CHECK(ls.tensors[1].shape() == Shape({1, 2, 4}));
-  lin->to(DType::f64);
-  CHECK(lin->initial_state(1).tensors[0].dtype() == DType::f64);
-
-  auto soft = make_attention(attention_config("softmax", 0.1, 0.6), gen);
-  AttentionState ss = soft->initial_state(2);
-  REQUIRE(ss.tensors.size() == 2);
-  CHECK(ss.tensors[0].size(2) >= 1);  // a cache with room
-}
 
 // ---- whole models ----------------------------------------------------------------------
 
@@ -326,7 +232,7 @@ TEST_CASE("recurrent: states from another kind, batch, width or dtype are errors
   Generator gen(0);
   auto momentum = make_attention(attention_config("momentum", 0.1, 0.6), gen);
   auto linear = make_attention(attention_config("linear", 0.1, 0.6), gen);
-  Tensor x = randn({2, 1, 8}, 1);
+  Tensor x = seeded_randn({2, 1, 8}, 1);
 
   AttentionState ls = linear->initial_state(2);
   check_error([&] { momentum->step(x, ls); },
@@ -358,7 +264,7 @@ TEST_CASE("recurrent: states from another kind, batch, width or dtype are errors
   AttentionState ok = momentum->initial_state(2);
   check_error(
       [&] {
-        momentum->step(randn({2, 2, 8}, 1), ok);
+        momentum->step(seeded_randn({2, 2, 8}, 1), ok);
       },
       {"Attention::step", "x has shape [2,2,8], expected [B, 1, 8]"});
   CHECK(ok.position == 0);  // nothing consumed by a failed step
@@ -383,7 +289,7 @@ TEST_CASE("recurrent: modules and models that cannot step say why") {
   s.batch = 1;
   check_error(
       [&] {
-        bidirectional->step(randn({1, 1, 8}, 1), s);
+        bidirectional->step(seeded_randn({1, 1, 8}, 1), s);
       },
       {"Attention::step", "not causal"});
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "attention/helpers.h"
 #include "naive_mega.h"
+#include "ops/attention/helpers.h"
 #include "polyak/ops/attention/mega_attention.h"
 #include "testing.h"
 

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <vector>
 
-#include "attention/helpers.h"
 #include "naive_mega.h"
+#include "ops/attention/helpers.h"
 #include "polyak/ops/attention/ema.h"
 #include "testing.h"
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "attention/helpers.h"
+#include "ops/attention/helpers.h"
 #include "polyak/ops/attention/linear_attention.h"
 #include "polyak/ops/attention/norm_attention.h"
 #include "testing.h"
