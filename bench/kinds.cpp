@@ -111,12 +111,13 @@ int measure(const Options& o) {
   model.train();
   std::mt19937 rng(1);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(kVocab - 1));
-  std::vector<int32_t> tokens(static_cast<size_t>(kBatch * n)), targets(tokens.size());
+  std::vector<int64_t> tokens(static_cast<size_t>(kBatch * n)), targets(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
     tokens[i] = token(rng);
     targets[i] = token(rng);
   }
-  const Indices x({kBatch, n}, tokens), y({kBatch, n}, targets);
+  const Tensor x = Tensor::from_ints(tokens, {kBatch, n}),
+               y = Tensor::from_ints(targets, {kBatch, n});
 
   std::vector<double> ms;
   for (int rep = 0; rep <= o.reps; ++rep) {  // rep 0 warms up

@@ -86,10 +86,11 @@ GenerateReport run_generate(const GenerateCommand& o) {
                " records a copy task over ", task.vocab(), " tokens, expected at most the model's ",
                config.vocab);
   Batch batch = task.batch(o.copy);
+  const Indices tokens = to_indices("polyak generate", "the copy task's tokens", batch.tokens);
   const int64_t length = task.length();
   for (int64_t i = 0; i < o.copy; ++i) {
     const int64_t n = batch.word_lengths[static_cast<size_t>(i)];
-    const auto row = batch.tokens.values.begin() + i * length;
+    const auto row = tokens.values.begin() + i * length;
     std::vector<int32_t> word(row, row + n);
     std::vector<int32_t> prompt = word;
     prompt.push_back(0);

@@ -32,10 +32,12 @@ Batch CopyTask::batch(int64_t batch_size) {
   POLYAK_CHECK(batch_size > 0, "CopyTask::batch: batch_size = ", batch_size, ", expected > 0");
   const int64_t B = batch_size, L = length_;
   Batch out;
-  out.tokens = Indices::filled(Shape{B, L}, 0);
-  out.targets = Indices::filled(Shape{B, L}, 0);
+  out.tokens = Tensor::zeros(Shape{B, L}, DType::i64);
+  out.targets = Tensor::zeros(Shape{B, L}, DType::i64);
   out.mask = Tensor::zeros(Shape{B, L}, DType::f32);
   out.word_lengths.resize(static_cast<size_t>(B));
+  int64_t* tokens = out.tokens.data<int64_t>();
+  int64_t* targets = out.targets.data<int64_t>();
   float* mask = out.mask.data<float>();
   std::vector<int32_t> seq(static_cast<size_t>(L));
   for (int64_t b = 0; b < B; ++b) {
@@ -48,13 +50,17 @@ Batch CopyTask::batch(int64_t batch_size) {
       seq[static_cast<size_t>(n + 1 + i)] = symbol;
     }
     for (int64_t t = 0; t < L; ++t) {
-      out.tokens[b * L + t] = seq[static_cast<size_t>(t)];
-      out.targets[b * L + t] = t + 1 < L ? seq[static_cast<size_t>(t + 1)] : 0;
+      tokens[b * L + t] = seq[static_cast<size_t>(t)];
+      targets[b * L + t] = t + 1 < L ? seq[static_cast<size_t>(t + 1)] : 0;
     }
     for (int64_t t = n; t < 2 * n; ++t) mask[b * L + t] = 1.0f;
     out.word_lengths[static_cast<size_t>(b)] = static_cast<int>(n);
   }
   return out;
+}
+
+Batch Batch::to(Device device) const {
+  return Batch{tokens.to(device), targets.to(device), mask.to(device), word_lengths};
 }
 
 namespace {
@@ -63,13 +69,15 @@ namespace {
 // count. lead = 0: the copied word; lead = 1: the reference code's window.
 double windowed_accuracy(const char* fn, const Tensor& logits, const Batch& batch, int64_t lead) {
   check_defined(fn, "logits", logits);
-  const Shape& ts = batch.tokens.shape;
+  check_defined(fn, "batch.tokens", batch.tokens);
+  check_defined(fn, "batch.targets", batch.targets);
+  const Shape& ts = batch.tokens.shape();
   POLYAK_CHECK(ts.rank() == 2, fn, ": batch.tokens has shape ", ts, ", expected [B, L]");
   const int64_t B = ts[0], L = ts[1];
   POLYAK_CHECK(logits.dim() == 3 && logits.size(0) == B && logits.size(1) == L, fn,
                ": logits has shape ", logits.shape(), ", expected [B, L, V] = [", B, ", ", L,
                ", V] matching batch.tokens ", ts);
-  POLYAK_CHECK(batch.targets.shape == ts, fn, ": batch.targets has shape ", batch.targets.shape,
+  POLYAK_CHECK(batch.targets.shape() == ts, fn, ": batch.targets has shape ", batch.targets.shape(),
                ", expected ", ts, " as batch.tokens");
   POLYAK_CHECK(static_cast<int64_t>(batch.word_lengths.size()) == B, fn,
                ": batch.word_lengths has ", batch.word_lengths.size(),
@@ -78,6 +86,7 @@ double windowed_accuracy(const char* fn, const Tensor& logits, const Batch& batc
   const int64_t V = logits.size(2);
   POLYAK_CHECK(V >= 1, fn, ": logits has shape ", logits.shape(), ", expected V >= 1");
   Tensor host = logits.device().is_cpu() ? logits : logits.cpu();
+  const Indices targets = to_indices(fn, "batch.targets", batch.targets);
   int64_t correct = 0, total = 0;
   dispatch(host.dtype(), [&]<class T>() {
     const T* x = host.data<T>();
@@ -91,7 +100,7 @@ double windowed_accuracy(const char* fn, const Tensor& logits, const Batch& batc
         for (int64_t k = 1; k < V; ++k) {
           if (row[k] > row[best]) best = k;
         }
-        correct += best == batch.targets[b * L + t] ? 1 : 0;
+        correct += best == targets[b * L + t] ? 1 : 0;
         ++total;
       }
     }

@@ -29,10 +29,13 @@
 namespace polyak {
 
 struct Batch {
-  Indices tokens;                 // [B, L] inputs
-  Indices targets;                // [B, L] next tokens
+  Tensor tokens;                  // i64 [B, L] inputs
+  Tensor targets;                 // i64 [B, L] next tokens
   Tensor mask;                    // f32 [B, L]: 1 where the loss and accuracy count
-  std::vector<int> word_lengths;  // n of each row
+  std::vector<int> word_lengths;  // n of each row (on the host)
+
+  // The batch with its tensors on `device` (the word lengths stay on the host).
+  Batch to(Device device) const;
 };
 
 class CopyTask {

@@ -145,29 +145,42 @@ TransformerLM::TransformerLM(const TransformerConfig& config) : config_(config) 
   head = register_module("head", std::make_shared<Linear>(d, config_.vocab, gen));
 }
 
-void TransformerLM::check_tokens(const Indices& tokens) const {
-  const char* fn = "TransformerLM::forward";
-  POLYAK_CHECK(tokens.shape.rank() == 2 && tokens.shape[0] > 0 && tokens.shape[1] > 0, fn,
-               ": tokens has shape ", tokens.shape, ", expected [B, N] with B, N > 0");
-  const int64_t N = tokens.shape[1];
-  POLYAK_CHECK(config_.positions == "sinusoidal" || N <= config_.max_len, fn, ": tokens has ", N,
-               " positions, expected at most max_len = ", config_.max_len, " (learned positions)");
-  for (int64_t i = 0; i < tokens.numel(); ++i) {
-    int32_t t = tokens[i];
-    POLYAK_CHECK(t >= 0 && t < config_.vocab, fn, ": tokens[", i / N, ", ", i % N, "] = ", t,
-                 ", expected in [0, vocab = ", config_.vocab, ")");
+void TransformerLM::check_tokens(const char* fn, const Tensor& tokens, int64_t rank) const {
+  check_defined(fn, "tokens", tokens);
+  POLYAK_CHECK(tokens.dtype() == DType::i32 || tokens.dtype() == DType::i64, fn, ": tokens is ",
+               tokens.dtype(), ", expected an integer tensor (i32 or i64) of token ids");
+  const Shape& shape = tokens.shape();
+  bool positive = shape.rank() == rank;
+  for (int64_t d : shape) positive = positive && d > 0;
+  POLYAK_CHECK(positive, fn, ": tokens has shape ", shape,
+               rank == 2 ? ", expected [B, N] with B, N > 0"
+                         : ", expected [B] with B > 0 (one token per sequence)");
+  if (!tokens.device().is_cpu()) return;  // the embedding's kernel checks the values
+  const Indices ids = to_indices(fn, "tokens", tokens);
+  const int64_t N = rank == 2 ? shape[1] : 1;
+  for (int64_t i = 0; i < ids.numel(); ++i) {
+    const int32_t t = ids[i];
+    if (t >= 0 && t < config_.vocab) continue;
+    if (rank == 2)
+      fail(fn, ": tokens[", i / N, ", ", i % N, "] = ", t,
+           ", expected in [0, vocab = ", config_.vocab, ")");
+    fail(fn, ": tokens[", i, "] = ", t, ", expected in [0, vocab = ", config_.vocab, ")");
   }
 }
 
-Tensor TransformerLM::features(const Indices& tokens) {
-  check_tokens(tokens);
+Tensor TransformerLM::features(const Tensor& tokens) {
+  const char* fn = "TransformerLM::forward";
+  check_tokens(fn, tokens, 2);
+  const int64_t N = tokens.size(1);
+  POLYAK_CHECK(config_.positions == "sinusoidal" || N <= config_.max_len, fn, ": tokens has ", N,
+               " positions, expected at most max_len = ", config_.max_len, " (learned positions)");
   Tensor x = dropout->forward(positions->forward(embedding->forward(tokens)));
   LayerCarry carry;
   for (const auto& layer : *layers) x = layer->forward(x, carry);
   return final_norm ? final_norm->forward(x) : x;
 }
 
-Tensor TransformerLM::forward(const Indices& tokens) {
+Tensor TransformerLM::forward(const Tensor& tokens) {
   return head->forward(features(tokens));
 }
 
@@ -185,15 +198,14 @@ ModelState TransformerLM::initial_state(int64_t batch) const {
   return state;
 }
 
-Tensor TransformerLM::step(const Indices& tokens, ModelState& state) {
+Tensor TransformerLM::step(const Tensor& tokens, ModelState& state) {
   const char* fn = "TransformerLM::step";
   NoGradGuard no_grad;
   POLYAK_CHECK(config_.causal, fn,
                ": the model is not causal (causal = false), expected a causal model: only a "
                "causal model runs recurrently");
-  POLYAK_CHECK(tokens.shape.rank() == 1 && tokens.shape[0] > 0, fn, ": tokens has shape ",
-               tokens.shape, ", expected [B] with B > 0 (one token per sequence)");
-  const int64_t B = tokens.shape[0];
+  check_tokens(fn, tokens, 1);
+  const int64_t B = tokens.size(0);
   POLYAK_CHECK(B == state.batch, fn, ": tokens has batch ", B, ", expected the state's batch ",
                state.batch);
   POLYAK_CHECK(state.layers.size() == layers->size(), fn, ": the state has ", state.layers.size(),
@@ -211,14 +223,9 @@ Tensor TransformerLM::step(const Indices& tokens, ModelState& state) {
   POLYAK_CHECK(config_.positions == "sinusoidal" || state.position < config_.max_len, fn,
                ": position ", state.position,
                " is beyond the learned positions, expected < max_len = ", config_.max_len);
-  for (int64_t i = 0; i < B; ++i) {
-    int32_t t = tokens[i];
-    POLYAK_CHECK(t >= 0 && t < config_.vocab, fn, ": tokens[", i, "] = ", t,
-                 ", expected in [0, vocab = ", config_.vocab, ")");
-  }
 
   // As features(), for the one position state.position: [B, 1, d].
-  Tensor x = embedding->forward(Indices({B, 1}, tokens.values));
+  Tensor x = embedding->forward(tokens.reshape({B, 1}));
   x = dropout->forward(positions->forward(x, state.position));
   LayerCarry carry;  // goes across the layers at this position
   for (size_t i = 0; i < layers->size(); ++i) x = (*layers)[i]->step(x, state.layers[i], carry);

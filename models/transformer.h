@@ -96,21 +96,24 @@ class TransformerLM : public Module {
   // Validates `config` and draws every parameter from Generator(config.seed).
   explicit TransformerLM(const TransformerConfig& config);
 
-  // tokens [B, N] with values in [0, vocab) → logits [B, N, vocab]. N is bounded by
-  // max_len with learned positions; sinusoidal positions have no bound.
-  Tensor forward(const Indices& tokens);
-  Tensor operator()(const Indices& tokens) { return forward(tokens); }
+  // tokens [B, N], an integer tensor (i32 or i64) with values in [0, vocab) → logits
+  // [B, N, vocab]. N is bounded by max_len with learned positions; sinusoidal positions
+  // have no bound. The token values are checked here when the tokens are on the CPU; on a
+  // device, by the embedding's kernel.
+  Tensor forward(const Tensor& tokens);
+  Tensor operator()(const Tensor& tokens) { return forward(tokens); }
   // The final hidden states [B, N, d] (after the final norm, before the head).
-  Tensor features(const Indices& tokens);
+  Tensor features(const Tensor& tokens);
 
   // ---- recurrent (RNN-mode) form: causal models only ----
   // A fresh state for `batch` sequences. Throws polyak::Error for a non-causal model.
   ModelState initial_state(int64_t batch) const;
-  // tokens [B], the next token of each sequence → logits [B, vocab] for the token after it;
+  // tokens [B] (i32 or i64), the next token of each sequence → logits [B, vocab] for the
+  // token after it;
   // advances `state`. Equals row state.position of forward() on the whole prefix (tested).
   // Records no graph. A state from another model (kind, layers, batch, widths) is a
   // polyak::Error naming what differs.
-  Tensor step(const Indices& tokens, ModelState& state);
+  Tensor step(const Tensor& tokens, ModelState& state);
 
   const TransformerConfig& config() const { return config_; }
 
@@ -122,7 +125,8 @@ class TransformerLM : public Module {
   std::shared_ptr<Linear> head;
 
  private:
-  void check_tokens(const Indices& tokens) const;
+  // tokens of rank `rank` ([B, N] or [B]), integer, and on the CPU each within the vocabulary.
+  void check_tokens(const char* fn, const Tensor& tokens, int64_t rank) const;
 
   TransformerConfig config_;
 };

@@ -13,7 +13,7 @@ Embedding::Embedding(int64_t num, int64_t dim, Generator& gen, double stddev) {
   register_parameter("weight", weight);
 }
 
-Tensor Embedding::forward(const Indices& ids) const {
+Tensor Embedding::forward(const Tensor& ids) const {
   return embedding(weight, ids);
 }
 

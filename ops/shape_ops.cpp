@@ -12,7 +12,8 @@
 //   merge_heads  [B, H, N, D] → [B, N, H·D]: the inverse;  dx = split_heads(g, H)
 //
 // Legend: B batch, N sequence length, H heads, D width per head.
-// Everything except reshape and axis-0 slices makes a contiguous copy (CPU only).
+// Everything except reshape and axis-0 slices makes a contiguous copy (CPU only). permute,
+// slice and concat take every dtype, integer ids as well as values.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -155,7 +156,7 @@ Tensor slice_copy(const Tensor& x, int64_t axis, int64_t begin, int64_t end) {
   Shape ys = s;
   ys[axis] = end - begin;
   Tensor y = Tensor::empty(ys, x.dtype());
-  dispatch(x.dtype(), [&]<class T>() {
+  dispatch_any(x.dtype(), [&]<class T>() {  // ids slice as well as values
     copy_blocks(x.data<T>(), s[axis] * inner, begin * inner, y.data<T>(), (end - begin) * inner, 0,
                 outer, (end - begin) * inner);
   });
@@ -244,7 +245,8 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
     inverse[perm[j]] = static_cast<int64_t>(j);
   }
   Tensor y = Tensor::empty(Shape(out_dims), x.dtype());
-  dispatch(x.dtype(), [&]<class T>() { permute_cpu(x.data<T>(), x.shape(), perm, y.data<T>()); });
+  dispatch_any(x.dtype(),
+               [&]<class T>() { permute_cpu(x.data<T>(), x.shape(), perm, y.data<T>()); });
   if (needs_grad(x)) {
     record(y, "PermuteBackward", {x},
            [inverse](const Tensor& g) -> std::vector<Tensor> { return {permute(g, inverse)}; });
@@ -298,7 +300,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   ys[axis] = total;
   Tensor y = Tensor::empty(ys, xs[0].dtype());
   const int64_t outer = first.numel(0, axis), inner = first.numel(axis + 1, first.rank());
-  dispatch(y.dtype(), [&]<class T>() {
+  dispatch_any(y.dtype(), [&]<class T>() {
     int64_t offset = 0;
     for (size_t i = 0; i < xs.size(); ++i) {
       copy_blocks(xs[i].data<T>(), sizes[i] * inner, 0, y.data<T>(), total * inner, offset * inner,

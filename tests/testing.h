@@ -83,4 +83,15 @@ inline void check_error(const std::function<void()>& body,
   CHECK_MESSAGE(threw, "expected polyak::Error");
 }
 
+// Token ids as an i64 tensor of `shape`, and back on the host.
+inline Tensor ids(const Shape& shape, const std::vector<int64_t>& values) {
+  return Tensor::from_ints(values, shape);
+}
+inline Tensor ids_filled(const Shape& shape, int64_t value) {
+  return Tensor::full(shape, static_cast<double>(value), DType::i64);
+}
+inline Indices host_ids(const Tensor& t) {
+  return to_indices("host_ids", "t", t);
+}
+
 }  // namespace polyak::testing

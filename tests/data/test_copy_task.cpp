@@ -1,18 +1,24 @@
 // The copy task: sequence layout, targets, mask, reproducibility, accuracies, bad options.
 #include <set>
 
+#include "fake_device.h"
 #include "testing.h"
 
 using namespace polyak;
 using polyak::testing::check_error;
+using polyak::testing::host_ids;
+using polyak::testing::ids;
 
 namespace {
 
 // Checks every row of `b` against the layout of copy_task.h, word by word.
 void check_structure(const CopyTask& task, const Batch& b, int64_t B) {
   const int64_t L = task.length();
-  REQUIRE(b.tokens.shape == Shape{B, L});
-  REQUIRE(b.targets.shape == Shape{B, L});
+  REQUIRE(b.tokens.shape() == Shape{B, L});
+  REQUIRE(b.targets.shape() == Shape{B, L});
+  REQUIRE(b.tokens.dtype() == DType::i64);
+  REQUIRE(b.targets.dtype() == DType::i64);
+  const Indices tokens = host_ids(b.tokens), targets = host_ids(b.targets);
   REQUIRE(b.mask.shape() == Shape{B, L});
   REQUIRE(b.mask.dtype() == DType::f32);
   REQUIRE(static_cast<int64_t>(b.word_lengths.size()) == B);
@@ -22,7 +28,7 @@ void check_structure(const CopyTask& task, const Batch& b, int64_t B) {
     const int64_t n = b.word_lengths[static_cast<size_t>(r)];
     CHECK(n >= task.min_word());
     CHECK(n < task.max_word());
-    auto tok = [&](int64_t t) { return b.tokens[r * L + t]; };
+    auto tok = [&](int64_t t) { return tokens[r * L + t]; };
     for (int64_t t = 0; t < n; ++t) {
       CHECK(tok(t) >= 1);
       CHECK(tok(t) <= task.symbols());
@@ -30,8 +36,8 @@ void check_structure(const CopyTask& task, const Batch& b, int64_t B) {
     }
     CHECK(tok(n) == 0);
     for (int64_t t = 2 * n + 1; t < L; ++t) CHECK(tok(t) == 0);  // padding
-    for (int64_t t = 0; t + 1 < L; ++t) CHECK(b.targets[r * L + t] == tok(t + 1));
-    CHECK(b.targets[r * L + L - 1] == 0);
+    for (int64_t t = 0; t + 1 < L; ++t) CHECK(targets[r * L + t] == tok(t + 1));
+    CHECK(targets[r * L + L - 1] == 0);
     int64_t ones = 0;
     for (int64_t t = 0; t < L; ++t) {
       const double m = mask[static_cast<size_t>(r * L + t)];
@@ -41,7 +47,7 @@ void check_structure(const CopyTask& task, const Batch& b, int64_t B) {
         CHECK(t >= n);
         CHECK(t <= 2 * n - 1);
         // A masked target is a token of the copied word, never the separator or padding.
-        CHECK(b.targets[r * L + t] == tok(t - n));
+        CHECK(targets[r * L + t] == tok(t - n));
       }
     }
     CHECK(ones == n);
@@ -87,7 +93,8 @@ TEST_CASE("CopyTask: every sequence is w 0 w 0…, with shifted targets and an n
     // Every word length in [1, 5) and both symbols occur.
     std::set<int> lengths(b.word_lengths.begin(), b.word_lengths.end());
     CHECK(lengths == std::set<int>{1, 2, 3, 4});
-    std::set<int32_t> symbols(b.tokens.values.begin(), b.tokens.values.end());
+    const Indices tokens = host_ids(b.tokens);
+    std::set<int32_t> symbols(tokens.values.begin(), tokens.values.end());
     CHECK(symbols == std::set<int32_t>{0, 1, 2});
   }
   SUBCASE("the longest word that fits exactly") {
@@ -103,12 +110,12 @@ TEST_CASE("CopyTask: the same seed gives the same batches, other seeds differ") 
   Batch a1 = a.batch(8), a2 = a.batch(8);
   Batch b1 = b.batch(8), b2 = b.batch(8);
   Batch c1 = c.batch(8);
-  CHECK(a1.tokens.values == b1.tokens.values);
-  CHECK(a2.tokens.values == b2.tokens.values);
+  CHECK(host_ids(a1.tokens).values == host_ids(b1.tokens).values);
+  CHECK(host_ids(a2.tokens).values == host_ids(b2.tokens).values);
   CHECK(a1.word_lengths == b1.word_lengths);
   CHECK(a1.mask.to_vector() == b1.mask.to_vector());
-  CHECK(a1.tokens.values != a2.tokens.values);  // the stream advances
-  CHECK(a1.tokens.values != c1.tokens.values);  // another seed, another stream
+  CHECK(host_ids(a1.tokens).values != host_ids(a2.tokens).values);  // the stream advances
+  CHECK(host_ids(a1.tokens).values != host_ids(c1.tokens).values);  // another seed, another stream
 
   // Resuming from a saved generator position reproduces the next batch.
   CopyTask d({.seed = 42});
@@ -117,7 +124,20 @@ TEST_CASE("CopyTask: the same seed gives the same batches, other seeds differ") 
   Batch d2 = d.batch(8);
   CopyTask e({.seed = 42});
   e.generator().set_offset(offset);
-  CHECK(e.batch(8).tokens.values == d2.tokens.values);
+  CHECK(host_ids(e.batch(8).tokens).values == host_ids(d2.tokens).values);
+}
+
+TEST_CASE("Batch::to moves the tensors and keeps the word lengths") {
+  CopyTask task({.length = 12, .min_word = 2, .max_word = 5, .seed = 4});
+  const Batch b = task.batch(3);
+  const Device dev = polyak::testing::fake_device();
+  const Batch moved = b.to(dev);
+  for (const Tensor* t : {&moved.tokens, &moved.targets, &moved.mask}) CHECK(t->device() == dev);
+  CHECK(moved.word_lengths == b.word_lengths);
+  CHECK(host_ids(moved.tokens).values == host_ids(b.tokens).values);
+  CHECK(moved.targets.cpu().to_vector() == b.targets.to_vector());
+  CHECK(moved.mask.cpu().to_vector() == b.mask.to_vector());
+  CHECK(moved.tokens.dtype() == DType::i64);
 }
 
 TEST_CASE("CopyTask: word lengths and symbols are spread over their ranges") {
@@ -130,7 +150,7 @@ TEST_CASE("CopyTask: word lengths and symbols are spread over their ranges") {
     CHECK(length_count[static_cast<size_t>(n)] > 20);  // expected 2000/31 ≈ 65
   }
   std::vector<int> symbol_count(11, 0);
-  for (int32_t v : b.tokens.values) ++symbol_count[static_cast<size_t>(v)];
+  for (int32_t v : host_ids(b.tokens).values) ++symbol_count[static_cast<size_t>(v)];
   int64_t symbols = 0;
   for (int s = 1; s <= 10; ++s) symbols += symbol_count[static_cast<size_t>(s)];
   for (int s = 1; s <= 10; ++s) {
@@ -147,10 +167,11 @@ TEST_CASE("copy_accuracy and reference_accuracy on hand-built logits") {
   const int64_t B = 6, L = 12, V = task.vocab();
   int64_t total_n = 0;
   for (int n : b.word_lengths) total_n += n;
+  const Indices targets = host_ids(b.targets);
 
   SUBCASE("perfect predictions everywhere") {
     Tensor logits =
-        logits_with_argmax(B, L, V, [&](int64_t r, int64_t t) { return b.targets[r * L + t]; });
+        logits_with_argmax(B, L, V, [&](int64_t r, int64_t t) { return targets[r * L + t]; });
     CHECK(copy_accuracy(logits, b) == 1.0);
     CHECK(reference_accuracy(logits, b) == 1.0);
   }
@@ -158,7 +179,7 @@ TEST_CASE("copy_accuracy and reference_accuracy on hand-built logits") {
     // The usual state of a trained model: the separator cannot be foreseen.
     Tensor logits = logits_with_argmax(B, L, V, [&](int64_t r, int64_t t) {
       const int64_t n = b.word_lengths[static_cast<size_t>(r)];
-      return t == n - 1 ? 1 : b.targets[r * L + t];
+      return t == n - 1 ? 1 : targets[r * L + t];
     });
     CHECK(copy_accuracy(logits, b) == 1.0);
     CHECK(reference_accuracy(logits, b) ==
@@ -167,7 +188,7 @@ TEST_CASE("copy_accuracy and reference_accuracy on hand-built logits") {
   SUBCASE("the first copied token of each row wrong") {
     Tensor logits = logits_with_argmax(B, L, V, [&](int64_t r, int64_t t) {
       const int64_t n = b.word_lengths[static_cast<size_t>(r)];
-      const int32_t target = b.targets[r * L + t];
+      const int32_t target = targets[r * L + t];
       return t == n ? (target % 10) + 1 : target;  // another symbol
     });
     CHECK(copy_accuracy(logits, b) ==
@@ -178,7 +199,7 @@ TEST_CASE("copy_accuracy and reference_accuracy on hand-built logits") {
   SUBCASE("wrong outside the windows does not count; f64 logits") {
     Tensor logits = logits_with_argmax(B, L, V, [&](int64_t r, int64_t t) {
       const int64_t n = b.word_lengths[static_cast<size_t>(r)];
-      return t >= n - 1 && t < 2 * n ? b.targets[r * L + t] : 7;
+      return t >= n - 1 && t < 2 * n ? targets[r * L + t] : 7;
     });
     CHECK(copy_accuracy(logits.to(DType::f64), b) == 1.0);
     CHECK(reference_accuracy(logits, b) == 1.0);
@@ -187,8 +208,8 @@ TEST_CASE("copy_accuracy and reference_accuracy on hand-built logits") {
     // n = 2, w = (3, 5): tokens 3 5 0 3 5 0 …, targets 5 0 3 5 0 …; the word window is
     // t ∈ {2, 3} (targets 3, 5), the reference window adds t = 1 (target 0).
     Batch one;
-    one.tokens = Indices(Shape{1, 6}, {3, 5, 0, 3, 5, 0});
-    one.targets = Indices(Shape{1, 6}, {5, 0, 3, 5, 0, 0});
+    one.tokens = ids(Shape{1, 6}, {3, 5, 0, 3, 5, 0});
+    one.targets = ids(Shape{1, 6}, {5, 0, 3, 5, 0, 0});
     one.mask = Tensor::from(std::vector<double>{0, 0, 1, 1, 0, 0}, Shape{1, 6});
     one.word_lengths = {2};
     //          t:      0  1  2  3  4  5

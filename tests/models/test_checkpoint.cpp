@@ -22,6 +22,7 @@
 using namespace polyak;
 using polyak::testing::check_error;
 using polyak::testing::has_causal_form;
+using polyak::testing::ids;
 using polyak::testing::read_bytes;
 using polyak::testing::TempDir;
 using polyak::testing::use_test_sizes;
@@ -59,8 +60,8 @@ void scramble(TransformerLM& model, uint64_t seed) {
   }
 }
 
-Indices tokens() {
-  return Indices({2, 8}, {1, 6, 0, 2, 3, 5, 4, 1, 4, 4, 2, 0, 6, 3, 1, 2});
+Tensor tokens() {
+  return ids({2, 8}, {1, 6, 0, 2, 3, 5, 4, 1, 4, 4, 2, 0, 6, 3, 1, 2});
 }
 
 bool same_bits(const Tensor& a, const Tensor& b) {
@@ -267,8 +268,8 @@ TEST_CASE("load_model: checkpoints of the first format (transformer-lm/1) load a
     if (old.kind == "adaptive")
       CHECK(m->config().connection_params == Params(AdaptiveConnectionParams{.delta = 0.01}));
     m->eval();
-    const std::vector<int32_t> t = {1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3};
-    const std::vector<double> y = (*m)(Indices({1, 11}, t)).to_vector();
+    const std::vector<int64_t> t = {1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3};
+    const std::vector<double> y = (*m)(ids({1, 11}, t)).to_vector();
     double sum = 0;
     for (double v : y) sum += v;
     CHECK(sum == doctest::Approx(old.sum).epsilon(1e-5));

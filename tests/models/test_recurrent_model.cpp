@@ -11,6 +11,8 @@ using polyak::testing::attention_config;
 using polyak::testing::check_agree;
 using polyak::testing::check_error;
 using polyak::testing::has_causal_form;
+using polyak::testing::host_ids;
+using polyak::testing::ids;
 using polyak::testing::seeded_randn;
 using polyak::testing::ThreadCount;
 using polyak::testing::use_test_sizes;
@@ -34,21 +36,19 @@ TransformerConfig small_model(const std::string& kind) {
 }
 
 // tokens [B, N] with values in [0, V), a fixed pattern.
-Indices pattern(int64_t B, int64_t N, int64_t V) {
-  Indices t = Indices::filled({B, N}, 0);
-  for (int64_t i = 0; i < B * N; ++i) t[i] = static_cast<int32_t>((i * 5 + i / 3 + 1) % V);
-  return t;
+Tensor pattern(int64_t B, int64_t N, int64_t V) {
+  std::vector<int64_t> t(static_cast<size_t>(B * N));
+  for (int64_t i = 0; i < B * N; ++i) t[static_cast<size_t>(i)] = (i * 5 + i / 3 + 1) % V;
+  return ids({B, N}, t);
 }
 
 // Steps the model through tokens [B, N] → logits [B, N, V].
-Tensor step_through(TransformerLM& model, const Indices& tokens) {
-  const int64_t B = tokens.shape[0], N = tokens.shape[1];
+Tensor step_through(TransformerLM& model, const Tensor& tokens) {
+  const int64_t B = tokens.size(0), N = tokens.size(1);
   ModelState state = model.initial_state(B);
   std::vector<Tensor> rows;
   for (int64_t t = 0; t < N; ++t) {
-    Indices column = Indices::filled({B}, 0);
-    for (int64_t b = 0; b < B; ++b) column[b] = tokens[b * N + t];
-    Tensor logits = model.step(column, state);
+    Tensor logits = model.step(slice(tokens, 1, t, t + 1).reshape({B}), state);
     CHECK(logits.shape() == Shape({B, model.config().vocab}));
     CHECK_FALSE(logits.requires_grad());
     rows.push_back(logits.reshape({B, 1, model.config().vocab}));
@@ -97,7 +97,7 @@ TEST_CASE("recurrent: every model kind steps exactly like forward, f64 and f32")
         TransformerLM model(c);
         model.eval();
         model.to(dtype);
-        Indices tokens = pattern(2, N, c.vocab);
+        Tensor tokens = pattern(2, N, c.vocab);
         INFO(kind << " params " << p << " " << dtype);
         Tensor parallel = model(tokens);  // first: it grows the sinusoidal table past max_len
         check_agree(parallel, step_through(model, tokens));
@@ -113,7 +113,7 @@ TEST_CASE("recurrent: the adaptive model at the clamp steps like forward") {
   TransformerLM model(c);
   model.eval();
   model.to(DType::f64);
-  Indices tokens = pattern(3, 7, c.vocab);
+  Tensor tokens = pattern(3, 7, c.vocab);
   Tensor parallel = model(tokens);
   check_agree(parallel, step_through(model, tokens));
 }
@@ -136,7 +136,7 @@ TEST_CASE("generate: greedy equals the argmax of forward on the growing sequence
     model.eval();  // the reference: forward (dropout off) re-run on the growing sequence
     std::vector<int32_t> seq = prompt, expected;
     for (int i = 0; i < 6; ++i) {
-      Tensor logits = model(Indices({1, static_cast<int64_t>(seq.size())}, seq));
+      Tensor logits = model(ids({1, static_cast<int64_t>(seq.size())}, {seq.begin(), seq.end()}));
       expected.push_back(argmax_last(logits));
       seq.push_back(expected.back());
     }
@@ -211,10 +211,11 @@ TEST_CASE("generate: a model trained on a tiny copy task copies the word after i
   }
   CopyTask test({.length = 12, .min_word = 3, .max_word = 6, .symbols = 4, .seed = 2});
   Batch batch = test.batch(16);
+  const Indices tokens = host_ids(batch.tokens);
   for (int64_t row = 0; row < 16; ++row) {
     const int64_t n = batch.word_lengths[static_cast<size_t>(row)];
     std::vector<int32_t> word;
-    for (int64_t t = 0; t < n; ++t) word.push_back(batch.tokens[row * task.length() + t]);
+    for (int64_t t = 0; t < n; ++t) word.push_back(tokens[row * task.length() + t]);
     std::vector<int32_t> prompt = word;
     prompt.push_back(0);  // "w 0"
     std::vector<int32_t> copied =
@@ -318,7 +319,7 @@ TEST_CASE("recurrent: model.step checks the state, the tokens and the positions"
   ModelState s2 = shallow.initial_state(2);
   check_error(
       [&] {
-        model.step(Indices({2}, {1, 2}), s2);
+        model.step(ids({2}, {1, 2}), s2);
       },
       {"TransformerLM::step", "the state has 2 layers, expected 3"});
 
@@ -326,29 +327,29 @@ TEST_CASE("recurrent: model.step checks the state, the tokens and the positions"
   ModelState ls = linear.initial_state(2);
   check_error(
       [&] {
-        model.step(Indices({2}, {1, 2}), ls);
+        model.step(ids({2}, {1, 2}), ls);
       },
       {"TransformerLM::step", "state of layer 0 was made by a 'linear' attention", "'momentum'"});
 
   ModelState s = model.initial_state(2);
   check_error(
       [&] {
-        model.step(Indices({3}, {1, 2, 3}), s);
+        model.step(ids({3}, {1, 2, 3}), s);
       },
       {"TransformerLM::step", "tokens has batch 3, expected the state's batch 2"});
   check_error(
       [&] {
-        model.step(Indices({2}, {1, 7}), s);
+        model.step(ids({2}, {1, 7}), s);
       },
       {"TransformerLM::step", "tokens[1] = 7", "[0, vocab = 7)"});
-  check_error([&] { model.step(Indices({1, 2}, {1, 2}), s); }, {"tokens has shape [1,2]", "[B]"});
+  check_error([&] { model.step(ids({1, 2}, {1, 2}), s); }, {"tokens has shape [1,2]", "[B]"});
   CHECK(s.position == 0);
 
   // Learned positions end at max_len = 10.
-  for (int i = 0; i < 10; ++i) model.step(Indices({2}, {1, 2}), s);
+  for (int i = 0; i < 10; ++i) model.step(ids({2}, {1, 2}), s);
   check_error(
       [&] {
-        model.step(Indices({2}, {1, 2}), s);
+        model.step(ids({2}, {1, 2}), s);
       },
       {"TransformerLM::step", "position 10 is beyond the learned positions", "max_len = 10"});
 }

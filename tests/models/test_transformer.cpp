@@ -2,6 +2,7 @@
 #include <cmath>
 #include <memory>
 
+#include "fake_device.h"
 #include "nn/helpers.h"
 
 using namespace polyak;
@@ -9,6 +10,8 @@ using polyak::testing::check_error;
 using polyak::testing::gradcheck_module;
 using polyak::testing::has_causal_form;
 using polyak::testing::has_form;
+using polyak::testing::ids;
+using polyak::testing::ids_filled;
 using polyak::testing::max_abs_diff;
 using polyak::testing::parameter_sample;
 using polyak::testing::use_test_sizes;
@@ -33,8 +36,8 @@ TransformerConfig tiny(const std::string& attention = "softmax") {
   return c;
 }
 
-Indices tokens_2x6() {
-  return Indices({2, 6}, {1, 4, 0, 2, 3, 1, 4, 4, 2, 0, 1, 3});
+Tensor tokens_2x6() {
+  return ids({2, 6}, {1, 4, 0, 2, 3, 1, 4, 4, 2, 0, 1, 3});
 }
 
 }  // namespace
@@ -131,7 +134,7 @@ TEST_CASE("TransformerLM: dropout is active only in training mode") {
   TransformerLM dropped(c);
   c.dropout = 0.0;
   TransformerLM plain(c);  // same seed: same parameters (dropout streams are always forked)
-  Indices t = tokens_2x6();
+  Tensor t = tokens_2x6();
 
   CHECK(dropped.is_training());
   Tensor t1 = dropped(t), t2 = dropped(t);
@@ -167,11 +170,12 @@ TEST_CASE("TransformerLM: causal models do not look ahead") {
       TransformerConfig c = tiny(kind);
       c.pre_norm = pre;
       TransformerLM model(c);
-      Indices a = tokens_2x6(), b = a;
+      Indices a = to_indices("test", "tokens", tokens_2x6()), b = a;
       const int64_t t = 3, N = 6, V = 5;
       b[t] = (a[t] + 1) % 5;          // sample 0, position 3
       b[N + t] = (a[N + t] + 2) % 5;  // sample 1, position 3
-      std::vector<double> la = model(a).to_vector(), lb = model(b).to_vector();
+      std::vector<double> la = model(to_tensor(a)).to_vector(),
+                          lb = model(to_tensor(b)).to_vector();
       for (int64_t s = 0; s < 2; ++s) {
         double before = 0, at = 0;
         for (int64_t i = 0; i < N; ++i)
@@ -191,9 +195,9 @@ TEST_CASE("TransformerLM: causal models do not look ahead") {
   TransformerConfig c = tiny("linear");
   c.causal = false;
   TransformerLM model(c);
-  Indices a = tokens_2x6(), b = a;
+  Indices a = to_indices("test", "tokens", tokens_2x6()), b = a;
   b[5] = (a[5] + 1) % 5;
-  std::vector<double> la = model(a).to_vector(), lb = model(b).to_vector();
+  std::vector<double> la = model(to_tensor(a)).to_vector(), lb = model(to_tensor(b)).to_vector();
   CHECK(std::abs(la[0] - lb[0]) > 1e-6);
 }
 
@@ -206,7 +210,7 @@ TEST_CASE("gradcheck: a tiny TransformerLM with respect to its parameters") {
         c.pre_norm = pre;
         TransformerLM model(c);
         model.to(DType::f64);
-        Indices tokens = tokens_2x6();
+        Tensor tokens = tokens_2x6();
         std::vector<std::string> paths = {"embedding.weight", "positions.weight"};
         for (const char* layer : {"layers.0.attention.", "layers.1.attention."})
           for (const std::string& p : parameter_sample(model, layer, 2)) paths.push_back(p);
@@ -226,17 +230,42 @@ TEST_CASE("TransformerLM: token validation") {
   TransformerLM model(tiny());
   check_error(
       [&] {
-        model(Indices({1, 3}, {0, 7, 1}));
+        model(ids({1, 3}, {0, 7, 1}));
       },
       {"TransformerLM::forward", "tokens[0, 1] = 7", "[0, vocab = 5)"});
-  check_error([&] { model(Indices({1, 2}, {0, -1})); }, {"tokens[0, 1] = -1"});
-  check_error([&] { model(Indices({6}, {0, 1, 2, 3, 4, 0})); }, {"tokens has shape [6]"});
-  check_error([&] { model(Indices::filled({1, 7}, 0)); }, {"7 positions", "max_len = 6"});
+  check_error([&] { model(ids({1, 2}, {0, -1})); }, {"tokens[0, 1] = -1"});
+  check_error([&] { model(ids({6}, {0, 1, 2, 3, 4, 0})); }, {"tokens has shape [6]"});
+  check_error([&] { model(ids_filled({1, 7}, 0)); }, {"7 positions", "max_len = 6"});
+
+  check_error(
+      [&] {
+        model(Tensor::from({1.0, 2.0}, DType::f32).reshape({1, 2}));
+      },
+      {"TransformerLM::forward", "tokens is f32", "integer tensor (i32 or i64)"});
+  check_error([&] { model(Tensor()); }, {"TransformerLM::forward", "tokens"});
+  check_error([&] { model(ids({1, 0}, {})); }, {"tokens has shape [1,0]", "B, N > 0"});
 
   TransformerConfig c = tiny();
   c.positions = "sinusoidal";
   TransformerLM sinusoidal(c);
-  CHECK(sinusoidal(Indices::filled({1, 9}, 2)).shape() == Shape({1, 9, 5}));
+  CHECK(sinusoidal(ids_filled({1, 9}, 2)).shape() == Shape({1, 9, 5}));
+}
+
+TEST_CASE("TransformerLM: i32 and i64 tokens, on the host or a device, give the same logits") {
+  TransformerLM model(tiny("momentum"));
+  model.eval();
+  const Tensor tokens = tokens_2x6();
+  REQUIRE(tokens.dtype() == DType::i64);
+  const Tensor reference = model(tokens);
+  CHECK(max_abs_diff(model(tokens.to(DType::i32)), reference) == 0);
+  // Ids on another device are checked by the embedding's kernel (here: a host copy of them).
+  const Tensor on_device = tokens.to(polyak::testing::fake_device());
+  CHECK(max_abs_diff(model(on_device), reference) == 0);
+  check_error(
+      [&] {
+        model(ids({1, 2}, {0, 9}).to(polyak::testing::fake_device()));
+      },
+      {"embedding", "ids has value 9", "[0, 5)"});
 }
 
 TEST_CASE("TransformerConfig: bad values name the field, the value and the expectation") {
@@ -347,5 +376,5 @@ TEST_CASE("TransformerConfig: the defaults validate and build") {
   CHECK(c.resolved_ff_dim() == 1024);
   TransformerLM model(c);
   model.eval();
-  CHECK(model(Indices::filled({1, 8}, 3)).shape() == Shape({1, 8, 11}));
+  CHECK(model(ids_filled({1, 8}, 3)).shape() == Shape({1, 8, 11}));
 }

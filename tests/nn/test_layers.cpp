@@ -10,6 +10,7 @@ using polyak::testing::gradcheck_module;
 using polyak::testing::has_causal_form;
 using polyak::testing::has_form;
 using polyak::testing::has_qkv_projections;
+using polyak::testing::ids;
 using polyak::testing::max_abs_diff;
 using polyak::testing::parameter_sample;
 using polyak::testing::use_test_sizes;
@@ -279,7 +280,7 @@ TEST_CASE("embedding: lookup and N(0, 1) init") {
   double n = 2000, mean = s / n, var = s2 / n - mean * mean;
   CHECK(std::abs(mean) < 0.1);
   CHECK(std::abs(var - 1.0) < 0.15);
-  Tensor y = emb(Indices({2, 1}, {3, 49}));
+  Tensor y = emb(ids({2, 1}, {3, 49}));
   CHECK(y.shape() == Shape({2, 1, 40}));
   for (int64_t i = 0; i < 40; ++i)
     CHECK(y.to_vector()[40 + i] == emb.weight.to_vector()[49 * 40 + i]);

@@ -9,6 +9,7 @@
 using namespace polyak;
 using polyak::testing::check_error;
 using polyak::testing::GradcheckCase;
+using polyak::testing::ids;
 using polyak::testing::max_abs_diff;
 using polyak::testing::run_gradcheck_table;
 
@@ -102,8 +103,8 @@ TransformerConfig small_model(const std::string& kind) {
   return c;
 }
 
-Indices tokens_2x6() {
-  return Indices({2, 6}, {1, 4, 0, 2, 3, 6, 5, 4, 2, 0, 1, 3});
+Tensor tokens_2x6() {
+  return ids({2, 6}, {1, 4, 0, 2, 3, 6, 5, 4, 2, 0, 1, 3});
 }
 
 }  // namespace

@@ -250,15 +250,13 @@ TEST_CASE(
   REQUIRE(dynamic_cast<DiagAttention*>((*model.layers)[0]->attention.get()) != nullptr);
   REQUIRE(dynamic_cast<NormAttention*>((*model.layers)[1]->attention.get()) != nullptr);
   const int64_t B = 2, N = 11;
-  Indices tokens = Indices::filled({B, N}, 0);
-  for (int64_t i = 0; i < B * N; ++i) tokens[i] = static_cast<int32_t>((i * 5 + 1) % 7);
+  std::vector<int64_t> values(static_cast<size_t>(B * N));
+  for (int64_t i = 0; i < B * N; ++i) values[static_cast<size_t>(i)] = (i * 5 + 1) % 7;
+  const Tensor tokens = ids({B, N}, values);
   ModelState state = model.initial_state(B);
   std::vector<Tensor> rows;
-  for (int64_t t = 0; t < N; ++t) {
-    Indices column = Indices::filled({B}, 0);
-    for (int64_t b = 0; b < B; ++b) column[b] = tokens[b * N + t];
-    rows.push_back(model.step(column, state).reshape({B, 1, 7}));
-  }
+  for (int64_t t = 0; t < N; ++t)
+    rows.push_back(model.step(slice(tokens, 1, t, t + 1).reshape({B}), state).reshape({B, 1, 7}));
   check_agree(model(tokens), concat(rows, 1));
 }
 

@@ -94,3 +94,22 @@ TEST_CASE("cross_entropy: integer target and mask tensors give the Indices value
       },
       {"cross_entropy", "targets", "value 9"});
 }
+
+TEST_CASE("permute, slice and concat move integer tensors like values") {
+  const Tensor t = Tensor::from_ints({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, {2, 3, 2});
+  for (DType dt : {DType::i32, DType::i64}) {
+    CAPTURE(name(dt));
+    const Tensor x = t.to(dt);
+    const Tensor s = slice(x, 1, 1, 3);  // a copy along axis 1
+    CHECK(s.dtype() == dt);
+    CHECK(s.shape() == Shape({2, 2, 2}));
+    CHECK(s.to_vector() == std::vector<double>{2, 3, 4, 5, 8, 9, 10, 11});
+    const Tensor c = concat({slice(x, 1, 2, 3), slice(x, 1, 0, 1)}, 1);
+    CHECK(c.dtype() == dt);
+    CHECK(c.to_vector() == std::vector<double>{4, 5, 0, 1, 10, 11, 6, 7});
+    const Tensor p = transpose(x, 0, 2);  // [2, 3, 2]: p[i, j, k] = x[k, j, i]
+    CHECK(p.dtype() == dt);
+    CHECK(p.to_vector() == std::vector<double>{0, 6, 2, 8, 4, 10, 1, 7, 3, 9, 5, 11});
+    CHECK(slice(x, 1, 1, 2).reshape({4}).to_vector() == std::vector<double>{2, 3, 8, 9});
+  }
+}
