@@ -127,4 +127,13 @@ const DeviceBackend& device_kernels(const char* fn, const char* arg, const Tenso
   return backend;
 }
 
+Device device_of(const Tensor& t) {
+  return t.device();
+}
+
+void fail_no_kernel(const char* fn, Device device, const char* backend) {
+  fail(fn, ": no ", backend, " kernel for this op yet (a tensor is on ", device,
+       "), expected the tensors on the CPU (.cpu()) or a backend that provides it");
+}
+
 }  // namespace polyak

@@ -59,6 +59,16 @@ struct GemmArgs {
   float alpha = 1.0f, beta = 0.0f;
 };
 
+// Kernel groups beyond the elementwise core below: each group's table is declared in its own
+// header (core/kernels_<group>.h) and filled by the backend. A group, or an entry of one,
+// that a backend does not provide is null; ops reach an entry through device_kernel(),
+// which names the op and the device when it is missing.
+struct NnKernels;         // core/kernels_nn.h: embedding, norms, softmax, cross-entropy, argmax
+struct RandomKernels;     // core/kernels_random.h: dropout and its fused forms
+struct ShapeKernels;      // core/kernels_shape.h: copies, heads, reductions, broadcasting
+struct AttentionKernels;  // core/kernels_attention.h: the attention ops and their steps
+struct OptimKernels;      // core/kernels_optim.h: the fused optimizer updates and clipping
+
 struct DeviceBackend {
   const char* name;    // "cuda": errors name it
   DType kernel_dtype;  // the one dtype its kernels compute in (memory holds any dtype)
@@ -91,6 +101,13 @@ struct DeviceBackend {
   void (*sum_rows)(const Tensor& x, int64_t rows, int64_t cols, Tensor& out);
   void (*sum_all)(const Tensor& x, Tensor& out);  // out [] (one element)
   void (*gemm)(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& args);
+
+  // ---- kernel groups (null: not provided) --------------------------------------------------
+  const NnKernels* nn = nullptr;
+  const RandomKernels* random = nullptr;
+  const ShapeKernels* shape = nullptr;
+  const AttentionKernels* attention = nullptr;
+  const OptimKernels* optim = nullptr;
 };
 
 // Registers the backend of `type` (not the CPU's), replacing any earlier one; every field
@@ -108,5 +125,36 @@ const DeviceBackend& device_kernels(Device device, const char* fn);
 // The same, and checks that `t` (argument `arg` of `fn`, on that device) has the dtype the
 // kernels compute in.
 const DeviceBackend& device_kernels(const char* fn, const char* arg, const Tensor& t);
+
+// Throws: op `fn` has no kernel on `device`, whose backend `backend` lacks it.
+[[noreturn]] void fail_no_kernel(const char* fn, Device device, const char* backend);
+// t.device() (here, where Tensor is only declared).
+Device device_of(const Tensor& t);
+
+// The kernel `entry` of group `group` on `device`, for op `fn`:
+//   device_kernel("embedding", w.device(), &DeviceBackend::nn, &NnKernels::embedding)(w, ids, y);
+// Throws naming fn and the device when the device has no backend, or its backend lacks the
+// group or the entry. The group's header must be included where this is called.
+template <class Group, class Fn>
+Fn device_kernel(const char* fn, Device device, const Group* DeviceBackend::*group,
+                 Fn Group::*entry) {
+  const DeviceBackend& backend = device_kernels(device, fn);
+  const Group* table = backend.*group;
+  Fn kernel = table ? table->*entry : nullptr;
+  if (!kernel) fail_no_kernel(fn, device, backend.name);
+  return kernel;
+}
+
+// The same, and checks that `t` (argument `arg` of `fn`) is defined and has the dtype the
+// backend's kernels compute in.
+template <class Group, class Fn>
+Fn device_kernel(const char* fn, const char* arg, const Tensor& t,
+                 const Group* DeviceBackend::*group, Fn Group::*entry) {
+  const DeviceBackend& backend = device_kernels(fn, arg, t);
+  const Group* table = backend.*group;
+  Fn kernel = table ? table->*entry : nullptr;
+  if (!kernel) fail_no_kernel(fn, device_of(t), backend.name);
+  return kernel;
+}
 
 }  // namespace polyak

@@ -43,6 +43,10 @@ inline unsigned grid_for(int64_t n) {
 // where x holds NaN): the K = 0 case of gemm. Defined in elementwise.cu.
 void scale_batched(float* x, int64_t batch, int64_t count, int64_t stride, float beta, int index);
 
+// cuBLAS SGEMM on raw pointers of device `index`, as core's GemmArgs describes it; the caller
+// has checked the sizes (gemm.cpp). CudaExec::gemm (launch.cuh) and cuda::gemm run it.
+void gemm_raw(int index, const float* a, const float* b, float* out, const GemmArgs& args);
+
 // Throws naming `fn` and `arg` unless `t` is a defined f32 tensor on a cuda device.
 void check_f32_cuda(const char* fn, const char* arg, const Tensor& t);
 // Throws naming both devices unless `t` lies on the same device as `ref`.

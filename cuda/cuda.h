@@ -35,6 +35,14 @@ inline int device_count() {
 // second cache here would keep what empty_cache() hands back.
 const DeviceBackend& device_backend();
 
+// The kernel groups of the backend (core/kernels_*.h), from cuda/kernels/*.h run by CudaExec
+// (cuda/launch.cuh).
+const NnKernels& nn_kernels();
+const RandomKernels& random_kernels();
+const ShapeKernels& shape_kernels();
+const AttentionKernels& attention_kernels();
+const OptimKernels& optim_kernels();
+
 // The elementwise functions and reductions overwrite `out` (or `dx`), which the caller
 // preallocates; an elementwise `out` may alias its first input.
 //

@@ -118,7 +118,12 @@ const DeviceBackend& device_backend() {
                                      .unary_backward = &unary_backward,
                                      .sum_rows = &sum_rows,
                                      .sum_all = &sum_all,
-                                     .gemm = &gemm};
+                                     .gemm = &gemm,
+                                     .nn = &nn_kernels(),
+                                     .random = &random_kernels(),
+                                     .shape = &shape_kernels(),
+                                     .attention = &attention_kernels(),
+                                     .optim = &optim_kernels()};
   return backend;
 }
 

@@ -46,12 +46,36 @@ void check_operand(const char* arg, const Tensor& t, int64_t batch, int64_t stri
 
 }  // namespace
 
-void gemm(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& args) {
-  const char* fn = "cuda::gemm";
+void gemm_raw(int index, const float* a, const float* b, float* out, const GemmArgs& args) {
   const int64_t batch = args.batch, m = args.m, n = args.n, k = args.k;
+  if (batch == 0 || m == 0 || n == 0) return;
   const bool trans_a = args.trans_a, trans_b = args.trans_b;
   const int64_t a_stride = args.a_stride, b_stride = args.b_stride, out_stride = args.out_stride;
   const float alpha = args.alpha, beta = args.beta;
+  DeviceGuard guard(index);
+  if (k == 0) {  // an empty sum: out = beta · out, without asking cuBLAS about K = 0
+    scale_batched(out, batch, m * n, out_stride, beta, index);
+    return;
+  }
+  cublasHandle_t h = handle(index);
+  const auto M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int ldb = trans_b ? K : N;
+  const int lda = trans_a ? M : K;
+  if (batch == 1) {
+    POLYAK_CUDA_CHECK(cublasSgemm(h, op_b, op_a, N, M, K, &alpha, b, ldb, a, lda, &beta, out, N));
+  } else {
+    POLYAK_CUDA_CHECK(cublasSgemmStridedBatched(h, op_b, op_a, N, M, K, &alpha, b, ldb, b_stride, a,
+                                                lda, a_stride, &beta, out, N, out_stride,
+                                                static_cast<int>(batch)));
+  }
+}
+
+void gemm(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& args) {
+  const char* fn = "cuda::gemm";
+  const int64_t batch = args.batch, m = args.m, n = args.n, k = args.k;
+  const int64_t a_stride = args.a_stride, b_stride = args.b_stride, out_stride = args.out_stride;
   check_f32_cuda(fn, "a", a);
   check_same_cuda_device(fn, "b", b, "a", a);
   check_same_cuda_device(fn, "out", out, "a", a);
@@ -70,26 +94,7 @@ void gemm(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& args) {
     fail(fn, ": out_stride ", out_stride, " makes the ", batch, " products [", m, ",", n,
          "] overlap, expected at least ", m * n);
 
-  const int index = a.device().index;
-  DeviceGuard guard(index);
-  if (k == 0) {  // an empty sum: out = beta · out, without asking cuBLAS about K = 0
-    scale_batched(mdata(out), batch, m * n, out_stride, beta, index);
-    return;
-  }
-  cublasHandle_t h = handle(index);
-  const auto M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
-  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const int ldb = trans_b ? K : N;
-  const int lda = trans_a ? M : K;
-  if (batch == 1) {
-    POLYAK_CUDA_CHECK(cublasSgemm(h, op_b, op_a, N, M, K, &alpha, cdata(b), ldb, cdata(a), lda,
-                                  &beta, mdata(out), N));
-  } else {
-    POLYAK_CUDA_CHECK(cublasSgemmStridedBatched(
-        h, op_b, op_a, N, M, K, &alpha, cdata(b), ldb, b_stride, cdata(a), lda, a_stride, &beta,
-        mdata(out), N, out_stride, static_cast<int>(batch)));
-  }
+  gemm_raw(a.device().index, cdata(a), cdata(b), mdata(out), args);
 }
 
 }  // namespace polyak::cuda

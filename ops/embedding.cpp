@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/kernels_nn.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/nn_ops.h"
 
@@ -58,7 +59,38 @@ Tensor embedding(const Tensor& weight, const Indices& ids) {
   return out;
 }
 
+namespace {
+
+// weight on a device: the ids must be an integer tensor on the same device; the backend's
+// nn kernels look the rows up and scatter the gradient back.
+Tensor embedding_on_device(const Tensor& weight, const Tensor& ids) {
+  const char* fn = "embedding";
+  check_rank(fn, "weight", weight, 2, "[V, C]");
+  const auto kernel =
+      device_kernel(fn, "weight", weight, &DeviceBackend::nn, &NnKernels::embedding);
+  check_defined(fn, "ids", ids);
+  POLYAK_CHECK(ids.dtype() == DType::i32 || ids.dtype() == DType::i64, fn, ": ids is ", ids.dtype(),
+               ", expected an integer tensor (i32 or i64) of ids");
+  POLYAK_CHECK(ids.device() == weight.device(), fn, ": ids is on ", ids.device(),
+               " but weight is on ", weight.device(), ", expected one device");
+  const int64_t V = weight.size(0), C = weight.size(1);
+  std::vector<int64_t> out_dims = ids.shape().dims();
+  out_dims.push_back(C);
+  Tensor out = Tensor::empty(Shape(out_dims), weight.dtype(), weight.device());
+  kernel(weight, ids, out);
+  record(out, "EmbeddingBackward", {weight}, [ids, V, C](const Tensor& g) -> std::vector<Tensor> {
+    Tensor dweight = Tensor::zeros(Shape{V, C}, g.dtype(), g.device());
+    device_kernel("embedding (backward)", "gradient", g, &DeviceBackend::nn,
+                  &NnKernels::embedding_backward)(g, ids, dweight);
+    return {dweight};
+  });
+  return out;
+}
+
+}  // namespace
+
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
+  if (weight.defined() && !weight.device().is_cpu()) return embedding_on_device(weight, ids);
   return embedding(weight, to_indices("embedding", "ids", ids));
 }
 

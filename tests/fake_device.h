@@ -4,6 +4,10 @@
 // between an op and a device (core's kernel table, the dispatch in ops, the errors, where
 // optimizer state lives) is tested everywhere. Its kernels compute in f32, like CUDA's.
 //
+// Its kernel groups (core/kernels_*.h) are CUDA's own: the bodies and drivers of
+// cuda/kernels/*.h, run on the host by HostExec (host_exec.h). So a test on this device
+// runs the CUDA kernels' logic through the ops' device branches, on any machine.
+//
 //   const Device dev = testing::fake_device();   // ext:0 (ext:1 is a second one)
 //   Tensor x = Tensor::ones({3}).to(dev);         // x.data<float>() throws: not on the CPU
 //   Tensor y = exp(x);                            // runs the fake's unary kernel
@@ -15,9 +19,15 @@
 #include <mutex>
 #include <string>
 
+#include "host_exec.h"
 #include "polyak/core/backend.h"
 #include "polyak/core/error.h"
 #include "polyak/core/tensor.h"
+#include "polyak/cuda/kernels/attention.h"
+#include "polyak/cuda/kernels/nn.h"
+#include "polyak/cuda/kernels/optim.h"
+#include "polyak/cuda/kernels/random.h"
+#include "polyak/cuda/kernels/shape.h"
 #include "polyak/ops/elementwise.h"
 #include "polyak/ops/matmul.h"
 #include "polyak/ops/reduce.h"
@@ -214,6 +224,13 @@ inline int device_count() {
   return 2;
 }
 
+// The kernel groups: CUDA's bodies and drivers on the host.
+inline const NnKernels nn_table = kernels::nn_kernels<HostExec>();
+inline const RandomKernels random_table = kernels::random_kernels<HostExec>();
+inline const ShapeKernels shape_table = kernels::shape_kernels<HostExec>();
+inline const AttentionKernels attention_table = kernels::attention_kernels<HostExec>();
+inline const OptimKernels optim_table = kernels::optim_kernels<HostExec>();
+
 }  // namespace fake
 
 // Registers the fake backend (once) and returns its device `index` (0 or 1).
@@ -231,7 +248,12 @@ inline Device fake_device(int index = 0) {
                                      .unary_backward = fake::unary_backward,
                                      .sum_rows = fake::sum_rows,
                                      .sum_all = fake::sum_all,
-                                     .gemm = fake::gemm};
+                                     .gemm = fake::gemm,
+                                     .nn = &fake::nn_table,
+                                     .random = &fake::random_table,
+                                     .shape = &fake::shape_table,
+                                     .attention = &fake::attention_table,
+                                     .optim = &fake::optim_table};
   static const bool registered = (register_device_backend(DeviceType::ext, &backend), true);
   (void)registered;
   return Device::ext(index);

@@ -1,0 +1,21 @@
+// The optim kernel group (core/kernels_optim.h) as kernel bodies and drivers
+// (cuda/kernels/exec.h): compiled by nvcc for CUDA devices (cuda/optim.cu) and by the host
+// compiler for the tests' fake device (tests/fake_device.h). Each body has its CPU
+// reference in ops/.
+#pragma once
+
+#include <cstdint>
+
+#include "polyak/core/kernels_optim.h"
+#include "polyak/core/tensor.h"
+#include "polyak/cuda/kernels/exec.h"
+
+namespace polyak::kernels {
+
+template <class Exec>
+OptimKernels optim_kernels() {
+  OptimKernels k;
+  return k;
+}
+
+}  // namespace polyak::kernels
