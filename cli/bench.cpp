@@ -15,6 +15,7 @@
 #include "polyak/core/threads.h"
 #include "polyak/nn/kinds.h"
 #include "polyak/ops/gemm_kernel.h"
+#include "polyak/ops/matmul.h"
 #include "polyak/optim/clip.h"
 #include "polyak/optim/radam.h"
 
@@ -156,34 +157,65 @@ double forward_flops(const TransformerConfig& c, int64_t batch, int64_t length) 
   return tokens * (per_token + head);
 }
 
+std::vector<DeviceGemmResult> measure_device_gemms(const std::vector<GemmCase>& cases, int64_t reps,
+                                                   Device device) {
+  NoGradGuard no_grad;
+  std::vector<DeviceGemmResult> out;
+  for (const GemmCase& g : cases) {
+    Generator gen(7);
+    const Tensor a = Tensor::randn({g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k}, gen).to(device);
+    const Tensor b = Tensor::randn({g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n}, gen).to(device);
+    const double flop =
+        2.0 * static_cast<double>(g.m) * static_cast<double>(g.n) * static_cast<double>(g.k);
+    out.push_back({g, best_gflops(flop, reps, [&] {
+                     Tensor c = matmul(a, b, g.trans_a, g.trans_b);
+                     synchronize(device);
+                   })});
+  }
+  return out;
+}
+
 BenchResult run_bench(const BenchOptions& options, std::string* report) {
   const TrainOptions& o = options.train;
   set_num_threads(o.threads);
+  const Device device = device_flag(o.device);
   BenchResult result;
-  result.isa = isa_name(active_isa());
-  const Isa widest = supported_isas().back();
-  result.fma_isa = isa_name(widest);
-  result.fma_gflops = fma_peak_gflops(widest);
-
+  result.device = device.str();
   CopyTask task({.length = o.length, .seed = o.seed});
   TransformerConfig config = o.model_config(task.vocab());
-  result.gemms =
-      measure_gemms(gemm_cases(config, o.batch * o.length, options.gemm_size), options.gemm_reps);
-  for (const GemmResult& g : result.gemms)
-    result.best_gemm_gflops = std::max({result.best_gemm_gflops, g.polyak_gflops, g.eigen_gflops});
+  const std::vector<GemmCase> cases = gemm_cases(config, o.batch * o.length, options.gemm_size);
+  if (device.is_cpu()) {
+    result.isa = isa_name(active_isa());
+    const Isa widest = supported_isas().back();
+    result.fma_isa = isa_name(widest);
+    result.fma_gflops = fma_peak_gflops(widest);
+    result.gemms = measure_gemms(cases, options.gemm_reps);
+    for (const GemmResult& g : result.gemms)
+      result.best_gemm_gflops =
+          std::max({result.best_gemm_gflops, g.polyak_gflops, g.eigen_gflops});
+  } else {
+    result.isa = result.device;
+    result.device_gemms = measure_device_gemms(cases, options.gemm_reps, device);
+    for (const DeviceGemmResult& g : result.device_gemms)
+      result.best_gemm_gflops = std::max(result.best_gemm_gflops, g.gflops);
+  }
 
   TransformerLM model(config);
+  model.to(device);
   model.train();
   std::vector<Tensor> params = model.parameters();
   RAdam opt(params, {.lr = o.lr, .weight_decay = o.weight_decay});
   std::vector<double> times;
   for (int64_t step = 1; step <= options.warmup + o.steps; ++step) {
-    Batch batch = task.batch(o.batch);  // outside the timed region, as in bench/torch_copy.py
+    // The batch is drawn and moved outside the timed region, as in bench/torch_copy.py.
+    Batch batch = task.batch(o.batch).to(device);
+    synchronize(device);
     auto t0 = Clock::now();
     opt.zero_grad();
     copy_loss_backward(model, batch, step, nullptr);
     if (o.clip > 0) clip_grad_norm_per_parameter(params, o.clip);
     opt.step();
+    synchronize(device);  // a device's step has ended when its queued work has
     if (step > options.warmup) times.push_back(seconds_since(t0));
   }
   double step_s = median(times);
@@ -192,45 +224,71 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
   result.step_gflop = 3 * forward_flops(config, o.batch, o.length) / 1e9;
   result.gflops = result.step_gflop / step_s;
   result.percent_of_gemm = 100 * result.gflops / result.best_gemm_gflops;
-  result.percent_of_fma_peak = 100 * result.gflops / result.fma_gflops;
+  result.percent_of_fma_peak = device.is_cpu() ? 100 * result.gflops / result.fma_gflops : 0;
 
   std::ostringstream os;
   char line[512];
-  os << machine_text() << "\n";
-  std::snprintf(
-      line, sizeof line,
-      "fma peak: f32 %s multiply-add throughput, %d threads, best of 5: %.1f GFLOP/s (no GEMM can "
-      "pass it)\n",
-      result.fma_isa.c_str(), num_threads(), result.fma_gflops);
-  os << line;
-  std::snprintf(line, sizeof line,
-                "f32 GEMM, GFLOP/s, best of %lld, %d threads:\n"
-                "  %-17s %20s %-8s %8s %8s %7s %7s\n",
-                static_cast<long long>(options.gemm_reps), num_threads(), "product", "m x n x k",
-                "isa", "polyak", "eigen", "ratio", "%fma");
-  os << line;
-  for (const GemmResult& g : result.gemms) {
-    const std::string dims = std::to_string(g.shape.m) + "x" + std::to_string(g.shape.n) + "x" +
-                             std::to_string(g.shape.k);
-    std::snprintf(line, sizeof line, "  %-17s %20s %-8s %8.1f %8.1f %7.3f %6.1f%%\n", g.shape.name,
-                  dims.c_str(), isa_name(g.isa), g.polyak_gflops, g.eigen_gflops,
-                  g.polyak_gflops / g.eigen_gflops, 100 * g.polyak_gflops / result.fma_gflops);
+  if (!device.is_cpu()) {
+    std::snprintf(line, sizeof line, "f32 GEMM on %s (matmul), GFLOP/s, best of %lld:\n",
+                  result.device.c_str(), static_cast<long long>(options.gemm_reps));
+    os << line;
+    for (const DeviceGemmResult& g : result.device_gemms) {
+      const std::string dims = std::to_string(g.shape.m) + "x" + std::to_string(g.shape.n) + "x" +
+                               std::to_string(g.shape.k);
+      std::snprintf(line, sizeof line, "  %-17s %20s %8.1f\n", g.shape.name, dims.c_str(),
+                    g.gflops);
+      os << line;
+    }
+    std::snprintf(line, sizeof line,
+                  "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch "
+                  "%lld x %lld), %s: median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f "
+                  "GFLOP/step, %.1f GFLOP/s = %.1f%% of the best device GEMM (%.1f)\n",
+                  o.model.c_str(), o.preset.c_str(), static_cast<long long>(config.layers),
+                  static_cast<long long>(config.d_model), static_cast<long long>(config.heads),
+                  static_cast<long long>(config.resolved_head_dim()),
+                  static_cast<long long>(config.resolved_ff_dim()), static_cast<long long>(o.batch),
+                  static_cast<long long>(o.length), result.device.c_str(), result.ms_per_step,
+                  static_cast<long long>(o.steps), result.tokens_per_s, result.step_gflop,
+                  result.gflops, result.percent_of_gemm, result.best_gemm_gflops);
+    os << line;
+  } else {
+    os << machine_text() << "\n";
+    std::snprintf(line, sizeof line,
+                  "fma peak: f32 %s multiply-add throughput, %d threads, best of 5: %.1f GFLOP/s "
+                  "(no GEMM can "
+                  "pass it)\n",
+                  result.fma_isa.c_str(), num_threads(), result.fma_gflops);
+    os << line;
+    std::snprintf(line, sizeof line,
+                  "f32 GEMM, GFLOP/s, best of %lld, %d threads:\n"
+                  "  %-17s %20s %-8s %8s %8s %7s %7s\n",
+                  static_cast<long long>(options.gemm_reps), num_threads(), "product", "m x n x k",
+                  "isa", "polyak", "eigen", "ratio", "%fma");
+    os << line;
+    for (const GemmResult& g : result.gemms) {
+      const std::string dims = std::to_string(g.shape.m) + "x" + std::to_string(g.shape.n) + "x" +
+                               std::to_string(g.shape.k);
+      std::snprintf(line, sizeof line, "  %-17s %20s %-8s %8.1f %8.1f %7.3f %6.1f%%\n",
+                    g.shape.name, dims.c_str(), isa_name(g.isa), g.polyak_gflops, g.eigen_gflops,
+                    g.polyak_gflops / g.eigen_gflops, 100 * g.polyak_gflops / result.fma_gflops);
+      os << line;
+    }
+    std::snprintf(
+        line, sizeof line,
+        "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch %lld x "
+        "%lld), "
+        "kernels %s: median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f GFLOP/step, %.1f "
+        "GFLOP/s = %.1f%% of the best GEMM (%.1f), %.1f%% of the %s fma peak\n",
+        o.model.c_str(), o.preset.c_str(), static_cast<long long>(config.layers),
+        static_cast<long long>(config.d_model), static_cast<long long>(config.heads),
+        static_cast<long long>(config.resolved_head_dim()),
+        static_cast<long long>(config.resolved_ff_dim()), static_cast<long long>(o.batch),
+        static_cast<long long>(o.length), result.isa.c_str(), result.ms_per_step,
+        static_cast<long long>(o.steps), result.tokens_per_s, result.step_gflop, result.gflops,
+        result.percent_of_gemm, result.best_gemm_gflops, result.percent_of_fma_peak,
+        result.fma_isa.c_str());
     os << line;
   }
-  std::snprintf(
-      line, sizeof line,
-      "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch %lld x %lld), "
-      "kernels %s: median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f GFLOP/step, %.1f "
-      "GFLOP/s = %.1f%% of the best GEMM (%.1f), %.1f%% of the %s fma peak\n",
-      o.model.c_str(), o.preset.c_str(), static_cast<long long>(config.layers),
-      static_cast<long long>(config.d_model), static_cast<long long>(config.heads),
-      static_cast<long long>(config.resolved_head_dim()),
-      static_cast<long long>(config.resolved_ff_dim()), static_cast<long long>(o.batch),
-      static_cast<long long>(o.length), result.isa.c_str(), result.ms_per_step,
-      static_cast<long long>(o.steps), result.tokens_per_s, result.step_gflop, result.gflops,
-      result.percent_of_gemm, result.best_gemm_gflops, result.percent_of_fma_peak,
-      result.fma_isa.c_str());
-  os << line;
   if (report) *report = os.str();
 
   if (!options.json.empty()) {
@@ -246,6 +304,7 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
                        {"polyak_gflops", g.polyak_gflops},
                        {"eigen_gflops", g.eigen_gflops}});
     nlohmann::json j = {{"model", o.model},
+                        {"device", result.device},
                         {"preset", o.preset},
                         {"threads", num_threads()},
                         {"isa", result.isa},

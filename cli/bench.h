@@ -25,13 +25,21 @@ struct GemmResult {
   double polyak_gflops = 0, eigen_gflops = 0;
 };
 
+// Its best GFLOP/s through polyak's matmul on a device (cuBLAS on cuda).
+struct DeviceGemmResult {
+  GemmCase shape;
+  double gflops = 0;
+};
+
 struct BenchResult {
-  std::string isa;                // the kernels' ISA in use
-  std::vector<GemmResult> gemms;  // every product on every ISA the CPU supports
-  double best_gemm_gflops = 0;    // the best of them, polyak's or Eigen's
-  std::string fma_isa;            // the widest ISA, whose multiply-add peak is measured
-  double fma_gflops = 0;          // the cores' f32 multiply-add throughput in that ISA
-  double ms_per_step = 0;         // median
+  std::string device = "cpu";                  // where the step ran (--device)
+  std::vector<DeviceGemmResult> device_gemms;  // on a device: its products, instead of gemms
+  std::string isa;                             // the kernels' ISA in use
+  std::vector<GemmResult> gemms;               // every product on every ISA the CPU supports
+  double best_gemm_gflops = 0;                 // the best of them, polyak's or Eigen's
+  std::string fma_isa;     // the widest ISA, whose multiply-add peak is measured
+  double fma_gflops = 0;   // the cores' f32 multiply-add throughput in that ISA
+  double ms_per_step = 0;  // median
   double tokens_per_s = 0;
   double step_gflop = 0;           // floating-point work of one training step (analytic count)
   double gflops = 0;               // step_gflop / median step time
@@ -45,6 +53,9 @@ std::vector<GemmCase> gemm_cases(const TransformerConfig& config, int64_t rows, 
 
 // Times each case through polyak's GEMM and Eigen's on every ISA the CPU supports.
 std::vector<GemmResult> measure_gemms(const std::vector<GemmCase>& cases, int64_t reps);
+// Times each case through matmul on `device` (waiting for the device around each run).
+std::vector<DeviceGemmResult> measure_device_gemms(const std::vector<GemmCase>& cases, int64_t reps,
+                                                   Device device);
 
 // f32 multiply-add throughput of all threads in `isa`'s widest vectors (median of three).
 double fma_peak_gflops(Isa isa);

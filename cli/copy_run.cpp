@@ -144,7 +144,7 @@ std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, in
   model.eval();
   double word = 0, reference = 0;
   for (int64_t i = 0; i < batches; ++i) {
-    Batch b = task.batch(batch_size);
+    Batch b = task.batch(batch_size).to(model.device());
     Tensor logits = model(b.tokens);
     word += copy_accuracy(logits, b);
     reference += reference_accuracy(logits, b);
@@ -187,6 +187,8 @@ TrainResult train_copy(const TrainOptions& o,
   CopyTask test_task({.length = o.length, .seed = test_seed});
   TransformerConfig config = o.model_config(train_task.vocab());
   TransformerLM model(config);
+  const Device device = device_flag(o.device);
+  model.to(device);
   model.train();
 
   std::filesystem::create_directories(o.out);
@@ -207,7 +209,7 @@ TrainResult train_copy(const TrainOptions& o,
   const Clock::time_point start = Clock::now();
   double eval_seconds = 0;
   for (int64_t step = 1; step <= o.steps; ++step) {
-    Batch batch = train_task.batch(o.batch);
+    Batch batch = train_task.batch(o.batch).to(device);
     opt.zero_grad();
     Tensor logits;
     StepRecord r;

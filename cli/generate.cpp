@@ -54,6 +54,7 @@ GenerateReport run_generate(const GenerateCommand& o) {
   set_num_threads(o.threads);
   std::map<std::string, std::string> metadata;
   std::shared_ptr<TransformerLM> model = load_model(o.checkpoint, &metadata);
+  model->to(device_flag(o.device));
   const TransformerConfig& config = model->config();
   POLYAK_CHECK(config.causal, "polyak generate: ", o.checkpoint,
                " holds a non-causal model, expected a causal one (generation runs the model "

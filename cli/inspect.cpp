@@ -94,6 +94,7 @@ void train_and_record(Prepared& p, const InspectOptions& options, const InspectC
   GradRun& run = p.run;
   const TrainOptions& o = run.options;
   TransformerLM& model = *p.model;
+  model.to(device_flag(o.device));
   std::vector<Attention*> attentions;
   for (size_t i = 0; i < model.layers->size(); ++i)
     attentions.push_back((*model.layers)[i]->attention.get());
@@ -112,7 +113,7 @@ void train_and_record(Prepared& p, const InspectOptions& options, const InspectC
         a->inspect_gradients(record);
         reported.push_back(a->gradient_norms().backwards);
       }
-      Batch batch = train_task.batch(o.batch);
+      Batch batch = train_task.batch(o.batch).to(model.device());
       opt.zero_grad();
       Tensor logits;
       StepRecord r;

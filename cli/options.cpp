@@ -126,6 +126,7 @@ void validate(const TrainOptions& o) {
   POLYAK_CHECK(o.clip >= 0, "polyak: --clip is ", o.clip, ", expected ≥ 0 (0 turns clipping off)");
   POLYAK_CHECK(o.threads >= 0, "polyak: --threads is ", o.threads,
                ", expected ≥ 0 (0 uses every core)");
+  device_flag(o.device);
   validate_model(o);
 }
 
@@ -179,6 +180,8 @@ struct TrainFlags {
     add(app, "--clip", &TrainOptions::clip, "per-parameter gradient-norm clip (0: off)");
     add(app, "--seed", &TrainOptions::seed, "seed of the model and the data");
     add(app, "--threads", &TrainOptions::threads, "CPU threads (0: all cores)");
+    add(app, "--device", &TrainOptions::device,
+        "cpu | cuda | cuda:N: where the model, the data and the optimiser state live");
     add(app, "--eval-every", &TrainOptions::eval_every, "steps between test evaluations");
     add(app, "--eval-batches", &TrainOptions::eval_batches, "test batches per evaluation");
     for (const ParamField* f : kind_flag_fields()) add_kind_flag(app, *f);
@@ -362,6 +365,12 @@ const std::vector<std::string>& causal_model_kinds() {
   return kinds;
 }
 
+Device device_flag(const std::string& value) {
+  const Device device = parse_device(value, "polyak: --device");
+  check_device_available(device, "polyak: --device");
+  return device;
+}
+
 std::string default_plot_script(const std::string& name) {
   // The source tree the program was built from (CMakeLists.txt defines it).
   return (std::filesystem::path(POLYAK_SOURCE_DIR) / "scripts" / name).string();
@@ -458,6 +467,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
   gen->add_option("--seed", gen_raw.seed, "sampling seed");
   gen->add_option("--stop", gen_raw.stop, "stop after generating this token (-1: never)");
   gen->add_option("--threads", gen_raw.threads, "CPU threads (0: all cores)");
+  gen->add_option("--device", gen_raw.device, "cpu | cuda | cuda:N: where the model runs");
 
   // compare, ablate and inspect-grads share the plot flags.
   auto add_experiment_flags = [](CLI::App& cmd, ExperimentOptions& e) {
@@ -595,6 +605,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
                  ", expected a token id or -1 (never stop)");
     POLYAK_CHECK(g.threads >= 0, "polyak: --threads is ", g.threads,
                  ", expected ≥ 0 (0 uses every core)");
+    device_flag(g.device);
     cmd.generate = g;
   } else if (compare->parsed()) {
     cmd.name = "compare";

@@ -37,7 +37,9 @@ struct TrainOptions {
   double weight_decay = 0.01;
   double clip = 1.0;  // per-parameter gradient-norm clip (0: off)
   uint64_t seed = 0;
-  int threads = 0;  // 0: all cores
+  int threads = 0;             // 0: all cores
+  std::string device = "cpu";  // cpu | cuda | cuda:N: where the model, the data and the
+                               // optimiser state live
   int64_t eval_every = 0;
   int64_t eval_batches = 0;
   // The kinds' settings given as flags (--beta, --block-size, …: the fields of nn/kinds.h's
@@ -77,6 +79,7 @@ struct GenerateCommand {
   uint64_t seed = 0;            // sampling stream (temperature > 0)
   int32_t stop = -1;            // stop after generating this token (−1: never)
   int threads = 0;
+  std::string device = "cpu";  // where the model runs
 };
 
 // `polyak compare` (Figure 1 of the paper) and `polyak ablate beta|connection` (Figures
@@ -121,6 +124,10 @@ struct HelpRequested {
 // Parses argv[1..] (without the program name). Throws polyak::Error naming the flag, the
 // value seen and what was expected, for unknown flags, bad values and missing commands.
 Command parse_command_line(const std::vector<std::string>& args);
+
+// The device a --device value names, checked to be present here (a polyak::Error naming
+// the flag otherwise: not a device, a build without CUDA, no GPU, no such index).
+Device device_flag(const std::string& value);
 
 // scripts/<name> of the source tree the program was built from: plot_runs.py (compare,
 // ablate), plot_grads.py (inspect-grads).

@@ -90,9 +90,9 @@ void register_device_backend(DeviceType type, const DeviceBackend* backend) {
                "backend is built in)");
   POLYAK_CHECK(backend && backend->name && backend->allocate && backend->deallocate &&
                    backend->copy && backend->memset_zero && backend->device_count &&
-                   backend->binary && backend->binary_scalar && backend->unary &&
-                   backend->unary_backward && backend->sum_rows && backend->sum_all &&
-                   backend->gemm,
+                   backend->synchronize && backend->binary && backend->binary_scalar &&
+                   backend->unary && backend->unary_backward && backend->sum_rows &&
+                   backend->sum_all && backend->gemm,
                "register_device_backend: the backend for ", name(type),
                " leaves a field unset, expected every memory function and kernel");
   std::lock_guard<std::mutex> lock(registry().mutex);
@@ -125,6 +125,38 @@ const DeviceBackend& device_kernels(const char* fn, const char* arg, const Tenso
                t.device(), ", expected ", backend.kernel_dtype, " (the ", backend.name,
                " kernels compute in ", backend.kernel_dtype, ")");
   return backend;
+}
+
+Device parse_device(const std::string& text, const char* what) {
+  for (const DeviceType type : {DeviceType::cpu, DeviceType::cuda, DeviceType::ext}) {
+    const std::string prefix = name(type);
+    if (text == prefix) return Device{type, 0};
+    if (type == DeviceType::cpu || text.rfind(prefix + ":", 0) != 0) continue;
+    const std::string digits = text.substr(prefix.size() + 1);
+    const bool number = !digits.empty() && digits.size() <= 4 &&
+                        digits.find_first_not_of("0123456789") == std::string::npos;
+    if (number) return Device{type, std::stoi(digits)};
+  }
+  fail(what, ": device '", text, "' is not a device, expected cpu, cuda, cuda:N (N = 0, 1, …)");
+}
+
+void check_device_available(Device device, const char* what) {
+  if (device.is_cpu()) return;
+  const DeviceBackend* backend = find(device.type);
+  if (!backend) fail_missing(what, device);
+  const int count = backend->device_count();
+  if (count == 0 && device.is_cuda())
+    fail(what, ": device ", device,
+         " was asked for, but no CUDA device is present (polyak is built with CUDA; the driver "
+         "finds no GPU), expected --device cpu on this machine");
+  POLYAK_CHECK(device.index < count, what, ": device ", device, " does not exist, expected ",
+               name(device.type), ":0 … ", name(device.type), ":", count - 1, " (", count, " ",
+               backend->name, " devices present)");
+}
+
+void synchronize(Device device) {
+  if (device.is_cpu()) return;
+  device_backend(device.type, "synchronize").synchronize(device.index);
 }
 
 Device device_of(const Tensor& t) {

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "polyak/core/dtype.h"
 
@@ -82,6 +83,9 @@ struct DeviceBackend {
   void (*memset_zero)(void* ptr, size_t bytes, int index);
   // Devices present (0 when the driver or the hardware is missing; never throws).
   int (*device_count)();
+  // Waits until every kernel and copy queued on device `index` has finished (timing; the
+  // ops never need it: reading a tensor back to the host waits by itself).
+  void (*synchronize)(int index);
 
   // ---- kernels --------------------------------------------------------------------------
   // Every tensor on one device of this backend, in kernel_dtype; the kernels validate that
@@ -118,6 +122,16 @@ bool has_device_backend(DeviceType type);
 // The backend of `type`; throws naming `fn` when none is registered (for cuda: polyak was
 // built without its CUDA backend).
 const DeviceBackend& device_backend(DeviceType type, const char* fn);
+
+// The device `text` names: "cpu", "cuda" (cuda:0), "cuda:N", "ext", "ext:N". Throws naming
+// `what` (a function or a flag) for anything else; does not look for the device.
+Device parse_device(const std::string& text, const char* what);
+// Throws naming `what` unless tensors can live on `device` here: the CPU always; another
+// device when its backend is registered (for cuda: a build with CUDA) and it is present
+// (index < device_count()).
+void check_device_available(Device device, const char* what);
+// Waits for `device`'s queued work (nothing to wait for on the CPU).
+void synchronize(Device device);
 
 // The kernels of `device` (not the CPU) for op `fn`: throws naming `fn` and the device when
 // it has no backend.

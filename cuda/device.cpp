@@ -102,6 +102,12 @@ void memset_zero(void* ptr, size_t bytes, int index) {
   POLYAK_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream(index)));
 }
 
+void synchronize(int index) {
+  check_index("cuda::synchronize", index);
+  DeviceGuard guard(index);
+  POLYAK_CUDA_CHECK(cudaStreamSynchronize(stream(index)));
+}
+
 }  // namespace
 
 const DeviceBackend& device_backend() {
@@ -112,6 +118,7 @@ const DeviceBackend& device_backend() {
                                      .copy = &copy,
                                      .memset_zero = &memset_zero,
                                      .device_count = &polyak::cuda::device_count,
+                                     .synchronize = &synchronize,
                                      .binary = &binary,
                                      .binary_scalar = &binary_scalar,
                                      .unary = &unary,

@@ -78,8 +78,9 @@ std::vector<int32_t> generate(TransformerLM& model, const std::vector<int32_t>& 
   model.eval();
   NoGradGuard no_grad;
   ModelState state = model.initial_state(1);
+  const Device device = model.device();  // each token goes where the model is
   Tensor logits;
-  for (int32_t t : prompt) logits = model.step(Tensor::from_ints({t}, {1}), state);
+  for (int32_t t : prompt) logits = model.step(Tensor::from_ints({t}, {1}).to(device), state);
 
   Generator gen(options.seed);
   std::vector<int32_t> out;
@@ -88,7 +89,8 @@ std::vector<int32_t> generate(TransformerLM& model, const std::vector<int32_t>& 
     out.push_back(next);
     if (options.on_token && !options.on_token(next)) break;
     if (next == options.stop_token) break;
-    if (i + 1 < options.max_new_tokens) logits = model.step(Tensor::from_ints({next}, {1}), state);
+    if (i + 1 < options.max_new_tokens)
+      logits = model.step(Tensor::from_ints({next}, {1}).to(device), state);
   }
   return out;
 }

@@ -223,6 +223,7 @@ inline void memset_zero(void* p, size_t bytes, int) {
 inline int device_count() {
   return 2;
 }
+inline void synchronize(int) {}
 
 // The kernel groups: CUDA's bodies and drivers on the host.
 inline const NnKernels nn_table = kernels::nn_kernels<HostExec>();
@@ -242,6 +243,7 @@ inline Device fake_device(int index = 0) {
                                      .copy = fake::copy,
                                      .memset_zero = fake::memset_zero,
                                      .device_count = fake::device_count,
+                                     .synchronize = fake::synchronize,
                                      .binary = fake::binary,
                                      .binary_scalar = fake::binary_scalar,
                                      .unary = fake::unary,

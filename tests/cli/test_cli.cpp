@@ -10,6 +10,7 @@
 #include "cli/copy_run.h"
 #include "cli/options.h"
 #include "helpers.h"
+#include "polyak/cuda/cuda.h"
 #include "testing.h"
 
 using namespace polyak;
@@ -258,4 +259,30 @@ TEST_CASE("cli: a non-finite loss names the step and the first layer that produc
   }
   check_error([&] { cli::copy_loss_backward(model, batch, 17, nullptr); },
               {"step 17", "layer 1", "loss"});
+}
+
+TEST_CASE("cli: --device names a device that is present, on every command that trains or runs") {
+  CHECK(parse_cli({"train", "--device", "cpu"}).train.device == "cpu");
+  CHECK(parse_cli({"generate", "--checkpoint", "m.safetensors", "--prompt", "1", "--device", "cpu"})
+            .generate.device == "cpu");
+  for (const char* command : {"train", "bench", "compare"}) {
+    INFO(command);
+    check_error(
+        [&] {
+          parse_cli({command, "--device", "gpu"});
+        },
+        {"--device", "'gpu' is not a device", "cpu, cuda, cuda:N"});
+    check_error([&] { parse_cli({command, "--device", "cuda:x"}); }, {"--device", "'cuda:x'"});
+  }
+  if (!cuda::is_available()) {
+    // A build without CUDA, or one with CUDA on a machine without a GPU: either way the
+    // error says which, and how to run here.
+    check_error([] { parse_cli({"train", "--device", "cuda"}); }, {"--device", "cuda:0"});
+    check_error(
+        [] {
+          parse_cli(
+              {"generate", "--checkpoint", "m.safetensors", "--prompt", "1", "--device", "cuda:1"});
+        },
+        {"--device", "cuda:1"});
+  }
 }
