@@ -10,12 +10,20 @@
 //   dmask_r = g · (nll_r − loss) / W                               [R]
 // softmax(x_r) = exp(x_r − lse_r), so the node keeps x, lse and nll per row, never a
 // softmax-sized copy.
+//
+// On a device (logits f32; targets i32/i64 and the mask on the same device) the backend's nn
+// kernels compute the same per-row lse, nll and w, then W and the loss in one ordered sum; the
+// node keeps them (and W, loss) as device tensors, so neither the loss nor its gradient reads
+// anything back to the host. Bad targets or weights cannot be checked there without a read:
+// a counted row whose target is not a class, or a negative or non-finite weight, makes the
+// loss NaN where the CPU op throws.
 #include <Eigen/Core>
 #include <cmath>
 #include <memory>
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/kernels_nn.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/nn_ops.h"
 
@@ -129,9 +137,69 @@ Tensor cross_entropy_impl(const Tensor& logits, const Tensor& mask, std::shared_
   return out;
 }
 
+// Logits on a device: the mask (undefined in the ignore_index form) weights the rows.
+Tensor cross_entropy_on_device(const Tensor& logits, const Tensor& targets, const Tensor& mask,
+                               int32_t ignore_index) {
+  const char* fn = "cross_entropy";
+  const auto kernel =
+      device_kernel(fn, "logits", logits, &DeviceBackend::nn, &NnKernels::cross_entropy);
+  POLYAK_CHECK(logits.dim() >= 1, fn, ": logits has shape ", logits.shape(),
+               ", expected rank ≥ 1 [..., V]");
+  POLYAK_CHECK(logits.size(-1) > 0, fn, ": logits has shape ", logits.shape(),
+               ", expected at least one class");
+  const Shape rows(std::vector<int64_t>(logits.shape().begin(), logits.shape().end() - 1));
+  check_defined(fn, "targets", targets);
+  POLYAK_CHECK(targets.dtype() == DType::i32 || targets.dtype() == DType::i64, fn, ": targets is ",
+               targets.dtype(), ", expected an integer tensor (i32 or i64)");
+  check_same_device(fn, "logits", logits, "targets", targets);
+  POLYAK_CHECK(targets.shape() == rows, fn, ": targets has shape ", targets.shape(), ", expected ",
+               rows, " matching logits ", logits.shape());
+  if (mask.defined()) {
+    POLYAK_CHECK(mask.shape() == rows, fn, ": mask has shape ", mask.shape(), ", expected ", rows,
+                 " matching targets");
+    check_same_device(fn, "logits", logits, "mask", mask);
+    if (is_floating(mask.dtype())) check_same_dtype(fn, "logits", logits, "mask", mask);
+  }
+  const Device dev = logits.device();
+  const int64_t R = rows.numel();
+  Tensor weight = Tensor::empty(Shape{R}, DType::f32, dev);
+  Tensor lse = Tensor::empty(Shape{R}, DType::f32, dev);
+  Tensor nll = Tensor::empty(Shape{R}, DType::f32, dev);
+  Tensor stats = Tensor::empty(Shape{2}, DType::f32, dev);  // (W, loss)
+  Tensor out = Tensor::empty(Shape{}, DType::f32, dev);
+  kernel(logits, targets, mask, ignore_index, weight, lse, nll, stats, out);
+
+  // An integer mask is a constant weight: only a floating one is an input of the node.
+  const bool mask_input = mask.defined() && is_floating(mask.dtype());
+  std::vector<Tensor> inputs = {logits};
+  if (mask_input) inputs.push_back(mask);
+  record(out, "CrossEntropyBackward", inputs,
+         [x = logits.detach(), targets, weight, lse, nll, stats, mask_input,
+          need_x = logits.requires_grad(),
+          need_mask = mask_input && mask.requires_grad()](const Tensor& g) -> std::vector<Tensor> {
+           Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
+           Tensor dmask =
+               need_mask ? Tensor::empty(targets.shape(), x.dtype(), x.device()) : Tensor();
+           device_kernel("cross_entropy (backward)", "gradient", g, &DeviceBackend::nn,
+                         &NnKernels::cross_entropy_backward)(x, targets, weight, lse, nll, stats, g,
+                                                             dx, dmask);
+           std::vector<Tensor> grads = {dx};
+           if (mask_input) grads.push_back(dmask);
+           return grads;
+         });
+  return out;
+}
+
+bool on_device(const Tensor& logits) {
+  return logits.defined() && !logits.device().is_cpu();
+}
+
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Indices& targets, int32_t ignore_index) {
+  if (on_device(logits))
+    return cross_entropy_on_device(logits, to_tensor(targets, DType::i32).to(logits.device()),
+                                   Tensor(), ignore_index);
   check_logits(logits, targets);
   const int64_t V = logits.size(-1);
   auto saved = std::make_shared<Saved>();
@@ -148,8 +216,11 @@ Tensor cross_entropy(const Tensor& logits, const Indices& targets, int32_t ignor
 }
 
 Tensor cross_entropy(const Tensor& logits, const Indices& targets, const Tensor& mask) {
-  check_logits(logits, targets);
   check_defined("cross_entropy", "mask", mask);
+  if (on_device(logits))
+    return cross_entropy_on_device(logits, to_tensor(targets, DType::i32).to(logits.device()), mask,
+                                   0);
+  check_logits(logits, targets);
   POLYAK_CHECK(mask.shape() == targets.shape, "cross_entropy: mask has shape ", mask.shape(),
                ", expected ", targets.shape, " matching targets");
   check_cpu("cross_entropy", "mask", mask);
@@ -174,10 +245,15 @@ Tensor cross_entropy(const Tensor& logits, const Indices& targets, const Tensor&
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
+  if (on_device(logits)) return cross_entropy_on_device(logits, targets, Tensor(), ignore_index);
   return cross_entropy(logits, to_indices("cross_entropy", "targets", targets), ignore_index);
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& mask) {
+  if (on_device(logits)) {
+    check_defined("cross_entropy", "mask", mask);
+    return cross_entropy_on_device(logits, targets, mask, 0);
+  }
   return cross_entropy(logits, to_indices("cross_entropy", "targets", targets), mask);
 }
 

@@ -6,6 +6,7 @@
 //   mean   y[o,i] = Σ_k x[o,k,i] / K      dx[o,k,i] = g[o,i] / K
 //   max    y[o,i] = x[o,k*,i]             dx[o,k,i] = g[o,i] · [k = k*]
 //          k*[o,i] the first arg-max (the backward keeps only these indices, O·I of them)
+//   argmax y[o,i] = k*[o,i]               (i64, no gradient; on a device, the nn kernels)
 // The all-element forms are the same with O = I = 1. keepdim leaves an extent-1 axis in
 // place of the reduced one; y and g then have [O, 1, I]'s shape, otherwise [O, I]'s.
 //
@@ -22,6 +23,7 @@
 #include "polyak/core/autograd.h"
 #include "polyak/core/backend.h"
 #include "polyak/core/error.h"
+#include "polyak/core/kernels_nn.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/elementwise.h"
 #include "polyak/ops/reduce.h"
@@ -328,6 +330,44 @@ Tensor max(const Tensor& x, int64_t axis, bool keepdim) {
            });
   }
   return y;
+}
+
+Tensor argmax(const Tensor& x, int64_t axis) {
+  check_defined("argmax", "x", x);
+  check_floating("argmax", "x", x);
+  axis = normalize_axis("argmax", axis, x.dim());
+  const AxisView v = view_around(x.shape(), axis);
+  POLYAK_CHECK(v.n > 0, "argmax: x has shape ", x.shape(),
+               ", expected at least one element along axis ", axis);
+  Tensor out = Tensor::empty(reduced_shape(x.shape(), axis, false), DType::i64, x.device());
+  if (!x.device().is_cpu()) {
+    device_kernel("argmax", "x", x, &DeviceBackend::nn, &NnKernels::argmax)(x, v.outer, v.n,
+                                                                            v.inner, out);
+    return out;
+  }
+  dispatch(x.dtype(), [&]<class T>() {
+    const T* p = x.data<T>();
+    int64_t* idx = out.data<int64_t>();
+    parallel_for(v.outer * v.inner, v.n, [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1; ++e) {
+        const int64_t o = e / v.inner, i = e % v.inner;
+        const T* src = p + o * v.n * v.inner + i;
+        if (v.inner == 1) {
+          idx[e] = first_argmax(src, v.n);
+          continue;
+        }
+        T best = src[0];
+        int64_t k_best = 0;
+        for (int64_t k = 1; k < v.n; ++k)
+          if (beats(src[k * v.inner], best)) {
+            best = src[k * v.inner];
+            k_best = k;
+          }
+        idx[e] = k_best;
+      }
+    });
+  });
+  return out;
 }
 
 }  // namespace polyak

@@ -6,11 +6,13 @@
 //   log_softmax:  y = x − max − log Σ_c exp(x − max)
 //                 dx = dy − exp(y) · Σ_c dy                       [outer, C, inner]
 // (∂y_i/∂x_j = y_i(δ_ij − y_j) for softmax and δ_ij − softmax_j for log_softmax.)
-// Both backward passes need only the output y, so that is all the node keeps.
+// Both backward passes need only the output y, so that is all the node keeps. On a device
+// (f32) the same formulas run as the backend's nn kernels, one body per line along C.
 #include <Eigen/Core>
 #include <cmath>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/kernels_nn.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/nn_ops.h"
 
@@ -93,11 +95,27 @@ void backward_kernel(const T* y, const T* dy, T* dx, Layout s) {
 }
 
 template <bool Log>
+Tensor softmax_on_device(const char* fn, const Tensor& x, Layout s) {
+  const auto kernel = device_kernel(fn, "x", x, &DeviceBackend::nn, &NnKernels::softmax);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.numel() > 0) kernel(x, s.outer, s.C, s.inner, Log, out);
+  record(out, Log ? "LogSoftmaxBackward" : "SoftmaxBackward", {x},
+         [fn, y = out.detach(), s](const Tensor& g) -> std::vector<Tensor> {
+           Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
+           if (y.numel() > 0)
+             device_kernel(fn, "gradient", g, &DeviceBackend::nn, &NnKernels::softmax_backward)(
+                 y, g, s.outer, s.C, s.inner, Log, dx);
+           return {dx};
+         });
+  return out;
+}
+
+template <bool Log>
 Tensor softmax_impl(const char* fn, const Tensor& x, int64_t axis) {
   check_defined(fn, "x", x);
-  check_cpu(fn, "x", x);
   POLYAK_CHECK(x.dim() >= 1, fn, ": x has shape ", x.shape(), ", expected rank ≥ 1");
   const Layout s = layout_of(x.shape(), normalize_axis(fn, axis, x.dim()));
+  if (!x.device().is_cpu()) return softmax_on_device<Log>(fn, x, s);
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   if (x.numel() > 0)
     dispatch(x.dtype(), [&]<class T>() { forward_kernel<T, Log>(x.data<T>(), out.data<T>(), s); });

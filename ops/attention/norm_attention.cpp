@@ -11,8 +11,8 @@
 //   dx = s · dy − s² · (dy·x) / (d·r) · x                       [R,d]
 // (at r = 0 the row is zero and the second term vanishes with it). This is rms_norm without
 // a gain: the same function, the same fused kernel and RMSNormBackward node (ops/norm.cpp,
-// OpenMP over rows, f32 and f64), so srms_norm adds only its stricter eps (> 0: TransNormer
-// divides a zero row by ε alone).
+// OpenMP over rows, f32 and f64; on a device, its nn kernels), so srms_norm adds only its
+// stricter eps (> 0: TransNormer divides a zero row by ε alone).
 //
 // ---- block_softmax_attention --------------------------------------------------------------
 // Per block t of L positions, rows tL … tL+L−1 (the last one partial when causal):
@@ -61,8 +61,7 @@ Tensor as_blocks(const Tensor& x, int64_t block) {
 
 Tensor srms_norm(const Tensor& x, double eps) {
   constexpr const char* fn = "srms_norm";
-  check_defined(fn, "x", x);
-  check_cpu(fn, "x", x);
+  check_defined(fn, "x", x);  // any device: rms_norm runs on x's
   POLYAK_CHECK(x.dim() >= 1, fn, ": x has shape ", x.shape(), ", expected rank ≥ 1 [..., d]");
   POLYAK_CHECK(std::isfinite(eps) && eps > 0, fn, ": eps is ", eps,
                ", expected a finite value > 0");

@@ -135,3 +135,35 @@ TEST_CASE("reduce: results do not depend on the number of threads") {
     CHECK(max_abs_diff(one[i], four[i]) == 0);
   }
 }
+
+TEST_CASE("argmax: the first maximum along an axis, as i64 indices") {
+  for (DType dt : {DType::f32, DType::f64}) {
+    const Tensor x =
+        Tensor::from(std::vector<double>{1, 7, 7, 2, 9, 0, 4, 4, 4, -1, -2, -3}, {2, 2, 3}, dt);
+    Tensor a = argmax(x);
+    CHECK(a.dtype() == DType::i64);
+    CHECK(a.shape() == Shape({2, 2}));
+    check_values(a, {1, 1, 0, 0});  // ties keep the first
+    check_values(argmax(x, 1), {1, 1, 0, 0, 0, 0});
+    check_values(argmax(x, 0), {1, 0, 0, 0, 0, 0});
+  }
+  // A NaN is the maximum (the first one), as in max().
+  const double nan = std::nan("");
+  check_values(argmax(Tensor::from(std::vector<double>{1, nan, 5, nan}, {1, 4})), {1});
+  check_values(argmax(Tensor::from(std::vector<double>{1, nan, 5, 2, 9, 3}, {3, 2}), 0), {2, 0});
+  // Large rows agree with max(): x[argmax] is the max.
+  Generator gen(12);
+  const Tensor big = Tensor::randn({37, 301}, gen);
+  const std::vector<double> idx = argmax(big).to_vector(), mx = max(big, 1).to_vector(),
+                            v = big.to_vector();
+  for (size_t r = 0; r < idx.size(); ++r) CHECK(v[r * 301 + static_cast<size_t>(idx[r])] == mx[r]);
+  // No gradient: the indices are constants.
+  CHECK(!argmax(big.detach().requires_grad_()).requires_grad());
+}
+
+TEST_CASE("argmax: bad input") {
+  check_error([&] { (void)argmax(Tensor()); }, {"argmax", "x", "undefined"});
+  check_error([&] { (void)argmax(Tensor::zeros({2, 3}), 2); }, {"argmax", "axis 2"});
+  check_error([&] { (void)argmax(Tensor::zeros({2, 0}), 1); }, {"argmax", "x", "[2,0]", "axis 1"});
+  check_error([&] { (void)argmax(Tensor::from_ints({1, 2}, {2})); }, {"argmax", "x is i64"});
+}
