@@ -6,10 +6,42 @@
 // allocates the outputs on the device and passes them in.
 #pragma once
 
+#include <cstdint>
+
 #include "polyak/core/backend.h"
 
 namespace polyak {
 
-struct ShapeKernels {};
+struct ShapeKernels {
+  // The most axes a device permute takes (its shape travels by value into the kernel).
+  static constexpr int kMaxRank = 8;
+
+  // The copies move elements without reading them, so they take every 4- and 8-byte dtype
+  // (f32 values and i32/i64 ids alike); the ops keep f64 off devices.
+  //
+  // out = x with axes reordered: out.shape[j] = x.shape[perm[j]], rank ≤ kMaxRank.
+  void (*permute)(const Tensor& x, const int64_t* perm, Tensor& out) = nullptr;
+  // For o < outer, j < len: dst[o·dst_row + dst_off + j] = src[o·src_row + src_off + j]; the
+  // row blocks of slice, concat and split along any axis, and slice's backward into a zeroed dx.
+  void (*copy_blocks)(const Tensor& src, int64_t src_row, int64_t src_off, Tensor& dst,
+                      int64_t dst_row, int64_t dst_off, int64_t outer, int64_t len) = nullptr;
+
+  // Reductions over one axis, x viewed as [outer, n, inner] around it (the all-element forms
+  // are outer = inner = 1); f32.
+  //
+  // y[o, i] = scale · Σ_k x[o, k, i], summed in the order of k, in double.
+  void (*sum_axis)(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double scale,
+                   Tensor& y) = nullptr;
+  // dx[o, k, i] = scale · g[o, i] (sum's and mean's backward; overwrites dx).
+  void (*expand_axis)(const Tensor& g, int64_t outer, int64_t n, int64_t inner, double scale,
+                      Tensor& dx) = nullptr;
+  // y[o, i] = x[o, k*, i] and arg[o, i] = k* (i64), k* the first arg-max along k (a NaN, if
+  // any, is the maximum); n ≥ 1.
+  void (*max_axis)(const Tensor& x, int64_t outer, int64_t n, int64_t inner, Tensor& y,
+                   Tensor& arg) = nullptr;
+  // dx[o, k, i] = g[o, i] where k = arg[o, i], else 0 (max's backward; overwrites dx).
+  void (*max_axis_backward)(const Tensor& g, const Tensor& arg, int64_t outer, int64_t n,
+                            int64_t inner, Tensor& dx) = nullptr;
+};
 
 }  // namespace polyak

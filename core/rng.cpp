@@ -10,21 +10,14 @@
 namespace polyak {
 
 std::array<uint32_t, 4> philox4x32(std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
-  for (int round = 0; round < 10; ++round) {
-    uint64_t p0 = static_cast<uint64_t>(kPhiloxMul0) * c[0];
-    uint64_t p1 = static_cast<uint64_t>(kPhiloxMul1) * c[2];
-    uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
-    uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
-    c = {hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0};
-    k[0] += kPhiloxWeyl0;
-    k[1] += kPhiloxWeyl1;
-  }
+  philox_rounds(c.data(), k[0], k[1]);
   return c;
 }
 
 std::array<uint32_t, 4> Generator::block(uint64_t b) const {
-  return philox4x32({static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), 0u, 0u},
-                    {static_cast<uint32_t>(seed_), static_cast<uint32_t>(seed_ >> 32)});
+  std::array<uint32_t, 4> w;
+  philox_block(seed_, b, w.data());
+  return w;
 }
 
 void Generator::fill_blocks(uint64_t first, int64_t count, uint32_t* out) const {

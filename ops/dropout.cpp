@@ -19,6 +19,10 @@
 // which reads two tensors and writes one, where relu's and dropout's backwards read three
 // and write two.
 //
+// On a device, the random kernels (cuda/kernels/random.h) draw the same words with the same
+// Philox rounds and advance the generator by as many blocks: the same masks and values as the
+// CPU's for the same (seed, offset).
+//
 // dropout_add: y = r + dropout(x) in one pass with dropout's mask (a residual joined to a
 // sublayer's output), where dropout and the sum would each read and write the whole tensor:
 //
@@ -27,6 +31,7 @@
 #include <cmath>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/kernels_random.h"
 #include "polyak/ops/dropout_kernels.h"
 #include "polyak/ops/elementwise.h"
 #include "polyak/ops/nn_ops.h"
@@ -62,13 +67,65 @@ Draw draw(const Tensor& x, double p, Generator& gen) {
   return {gen.advance(static_cast<uint64_t>(blocks)),
           static_cast<uint32_t>(std::floor(std::ldexp(p, 16))), 1 / (1 - p)};
 }
+
+// ---- on a device: the backend's random kernels draw the CPU's mask from the same blocks ----
+
+DropoutDraw device_draw(const Generator& gen, const Draw& d) {
+  DropoutDraw k;
+  k.seed = gen.seed();
+  k.first = d.first;
+  k.threshold = d.threshold;
+  k.scale = static_cast<float>(d.scale);  // the CPU's float scale
+  return k;
+}
+
+// The random group's dropout kernel for op `fn` on x's device (x must be f32).
+auto dropout_kernel(const char* fn, const Tensor& x) {
+  return device_kernel(fn, "x", x, &DeviceBackend::random, &RandomKernels::dropout);
+}
+
+// dropout, relu_dropout (relu) or dropout_add (residual defined) of x on its device, with
+// gen advanced as on the CPU.
+Tensor dropout_on_device(const char* fn, const Tensor& x, const Tensor& residual, double p,
+                         bool relu, Generator& gen) {
+  const auto kernel = dropout_kernel(fn, x);
+  const DropoutDraw d = device_draw(gen, draw(x, p, gen));
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  kernel(x, residual, d, relu, out);
+  if (relu) {
+    record(out, "ReluDropoutBackward", {x},
+           [y = out.detach(), scale = d.scale](const Tensor& g) -> std::vector<Tensor> {
+             Tensor dx = Tensor::empty(g.shape(), g.dtype(), g.device());
+             device_kernel("relu_dropout (backward)", "gradient", g, &DeviceBackend::random,
+                           &RandomKernels::relu_dropout_backward)(y, g, scale, dx);
+             return {dx};
+           });
+    return out;
+  }
+  auto backward = [d](const Tensor& g) {
+    Tensor dx = Tensor::empty(g.shape(), g.dtype(), g.device());
+    device_kernel("dropout (backward)", "gradient", g, &DeviceBackend::random,
+                  &RandomKernels::dropout)(g, Tensor(), d, false, dx);
+    return dx;
+  };
+  if (residual.defined()) {
+    record(out, "DropoutAddBackward", {x, residual},
+           [backward](const Tensor& g) -> std::vector<Tensor> {
+             return {backward(g), g};
+           });
+  } else {
+    record(out, "DropoutBackward", {x},
+           [backward](const Tensor& g) -> std::vector<Tensor> { return {backward(g)}; });
+  }
+  return out;
+}
 }  // namespace
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   check_defined("dropout", "x", x);
   POLYAK_CHECK(p >= 0 && p < 1, "dropout: p is ", p, ", expected p in [0, 1)");
   if (!training || p == 0) return x;
-  check_cpu("dropout", "x", x);
+  if (!x.device().is_cpu()) return dropout_on_device("dropout", x, Tensor(), p, false, gen);
 
   const auto [first, threshold, scale] = draw(x, p, gen);
   Tensor out = Tensor::empty(x.shape(), x.dtype());
@@ -96,7 +153,7 @@ Tensor dropout_add(const Tensor& x, const Tensor& residual, double p, bool train
   check_same_dtype(fn, "x", x, "residual", residual);
   check_same_device(fn, "x", x, "residual", residual);
   if (!training || p == 0) return residual + x;
-  check_cpu(fn, "x", x);
+  if (!x.device().is_cpu()) return dropout_on_device(fn, x, residual, p, false, gen);
 
   const auto [first, threshold, scale] = draw(x, p, gen);
   Tensor out = Tensor::empty(x.shape(), x.dtype());
@@ -114,7 +171,7 @@ Tensor relu_dropout(const Tensor& x, double p, bool training, Generator& gen) {
   check_defined("relu_dropout", "x", x);
   POLYAK_CHECK(p >= 0 && p < 1, "relu_dropout: p is ", p, ", expected p in [0, 1)");
   if (!training || p == 0) return relu(x);
-  check_cpu("relu_dropout", "x", x);
+  if (!x.device().is_cpu()) return dropout_on_device("relu_dropout", x, Tensor(), p, true, gen);
 
   const auto [first, threshold, scale] = draw(x, p, gen);
   Tensor out = Tensor::empty(x.shape(), x.dtype());

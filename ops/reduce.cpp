@@ -11,7 +11,8 @@
 // place of the reduced one; y and g then have [O, 1, I]'s shape, otherwise [O, I]'s.
 //
 // Full sums accumulate in double in fixed blocks, so the result does not depend on the
-// number of threads.
+// number of threads. On a device, the shape kernels (cuda/kernels/shape.h) reduce each
+// (o, i) in one ordered loop over k (sums in double) and keep k* on the device.
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -24,6 +25,7 @@
 #include "polyak/core/backend.h"
 #include "polyak/core/error.h"
 #include "polyak/core/kernels_nn.h"
+#include "polyak/core/kernels_shape.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/elementwise.h"
 #include "polyak/ops/reduce.h"
@@ -168,17 +170,8 @@ Tensor reduce_axis(const char* fn, const char* node, const Tensor& x, int64_t ax
   const double scale = average ? 1.0 / static_cast<double>(v.n) : 1.0;
   Tensor y = Tensor::empty(reduced_shape(x.shape(), axis, keepdim), x.dtype(), x.device());
   if (!x.device().is_cpu()) {
-    const DeviceBackend& kernels = device_kernels(fn, "x", x);
-    POLYAK_CHECK(v.outer == 1, fn, ": x has shape ", x.shape(), " on ", x.device(), " and axis ",
-                 axis, ", expected a leading axis (the device kernel sums rows only)");
-    if (v.inner == 1)
-      kernels.sum_all(x, y);
-    else
-      kernels.sum_rows(x, v.n, v.inner, y);
-    if (average) {
-      NoGradGuard no_grad;
-      y = mul(y, scale);
-    }
+    device_kernel(fn, "x", x, &DeviceBackend::shape, &ShapeKernels::sum_axis)(x, v.outer, v.n,
+                                                                              v.inner, scale, y);
   } else if (v.n == 0) {
     y.zero_();
     if (average) y.fill_(NAN);
@@ -186,16 +179,20 @@ Tensor reduce_axis(const char* fn, const char* node, const Tensor& x, int64_t ax
     dispatch(x.dtype(), [&]<class T>() { sum_axis_cpu(x.data<T>(), v, scale, y.data<T>()); });
   }
   if (needs_grad(x)) {
-    record(y, node, {x}, [shape = x.shape(), v, scale](const Tensor& g) -> std::vector<Tensor> {
-      if (!g.device().is_cpu()) {
-        Tensor row = g.reshape(Shape{v.inner});
-        return {
-            add(Tensor::zeros(shape, g.dtype(), g.device()), scale == 1.0 ? row : mul(row, scale))};
-      }
-      Tensor dx = Tensor::empty(shape, g.dtype());
-      dispatch(g.dtype(), [&]<class T>() { expand_axis_cpu(g.data<T>(), v, scale, dx.data<T>()); });
-      return {dx};
-    });
+    const char* backward = average ? "mean (backward)" : "sum (backward)";
+    record(y, node, {x},
+           [backward, shape = x.shape(), v, scale](const Tensor& g) -> std::vector<Tensor> {
+             if (!g.device().is_cpu()) {
+               Tensor dx = Tensor::empty(shape, g.dtype(), g.device());
+               device_kernel(backward, "gradient", g, &DeviceBackend::shape,
+                             &ShapeKernels::expand_axis)(g, v.outer, v.n, v.inner, scale, dx);
+               return {dx};
+             }
+             Tensor dx = Tensor::empty(shape, g.dtype());
+             dispatch(g.dtype(),
+                      [&]<class T>() { expand_axis_cpu(g.data<T>(), v, scale, dx.data<T>()); });
+             return {dx};
+           });
   }
   return y;
 }
@@ -236,6 +233,24 @@ int64_t first_argmax(const T* x, int64_t n) {
   return 0;
 }
 
+// max of x on its device, viewed as [outer, n, inner] (n ≥ 1), into y of `y_shape`.
+Tensor max_on_device(const Tensor& x, AxisView v, const Shape& y_shape) {
+  const auto kernel = device_kernel("max", "x", x, &DeviceBackend::shape, &ShapeKernels::max_axis);
+  Tensor y = Tensor::empty(y_shape, x.dtype(), x.device());
+  Tensor arg = Tensor::empty(Shape{v.outer * v.inner}, DType::i64, x.device());
+  kernel(x, v.outer, v.n, v.inner, y, arg);
+  if (needs_grad(x)) {
+    record(y, "MaxBackward", {x},
+           [shape = x.shape(), v, arg](const Tensor& g) -> std::vector<Tensor> {
+             Tensor dx = Tensor::empty(shape, g.dtype(), g.device());
+             device_kernel("max (backward)", "gradient", g, &DeviceBackend::shape,
+                           &ShapeKernels::max_axis_backward)(g, arg, v.outer, v.n, v.inner, dx);
+             return {dx};
+           });
+  }
+  return y;
+}
+
 }  // namespace
 
 Tensor sum(const Tensor& x) {
@@ -254,8 +269,8 @@ Tensor mean(const Tensor& x, int64_t axis, bool keepdim) {
 Tensor max(const Tensor& x) {
   check_defined("max", "x", x);
   check_floating("max", "x", x);
-  check_cpu("max", "x", x);
   POLYAK_CHECK(x.numel() > 0, "max: x has shape ", x.shape(), ", expected at least one element");
+  if (!x.device().is_cpu()) return max_on_device(x, {1, x.numel(), 1}, Shape{});
   Tensor y = Tensor::empty(Shape{}, x.dtype());
   int64_t best = 0;
   dispatch(x.dtype(), [&]<class T>() {
@@ -277,11 +292,11 @@ Tensor max(const Tensor& x) {
 Tensor max(const Tensor& x, int64_t axis, bool keepdim) {
   check_defined("max", "x", x);
   check_floating("max", "x", x);
-  check_cpu("max", "x", x);
   axis = normalize_axis("max", axis, x.dim());
   const AxisView v = view_around(x.shape(), axis);
   POLYAK_CHECK(v.n > 0, "max: x has shape ", x.shape(),
                ", expected at least one element along axis ", axis);
+  if (!x.device().is_cpu()) return max_on_device(x, v, reduced_shape(x.shape(), axis, keepdim));
   Tensor y = Tensor::empty(reduced_shape(x.shape(), axis, keepdim), x.dtype());
   auto arg = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(v.outer * v.inner), 0);
   dispatch(x.dtype(), [&]<class T>() {

@@ -12,8 +12,9 @@
 //   merge_heads  [B, H, N, D] → [B, N, H·D]: the inverse;  dx = split_heads(g, H)
 //
 // Legend: B batch, N sequence length, H heads, D width per head.
-// Everything except reshape and axis-0 slices makes a contiguous copy (CPU only). permute,
-// slice and concat take every dtype, integer ids as well as values.
+// Everything except reshape and axis-0 slices makes a contiguous copy. permute, slice and
+// concat take every dtype, integer ids as well as values; on a device (the shape kernels of
+// cuda/kernels/shape.h) f32 values and i32/i64 ids.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -21,6 +22,7 @@
 
 #include "polyak/core/autograd.h"
 #include "polyak/core/error.h"
+#include "polyak/core/kernels_shape.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/attention/sweep.h"
 #include "polyak/ops/shape_ops.h"
@@ -149,40 +151,62 @@ void copy_blocks(const T* src, int64_t src_row, int64_t src_off, T* dst, int64_t
   });
 }
 
-// [begin, end) of `axis` as a copy (inputs already validated, axis > 0).
-Tensor slice_copy(const Tensor& x, int64_t axis, int64_t begin, int64_t end) {
+// The shape group's kernel `entry` for op `fn` on t's device: f32 values, or i32/i64 ids (the
+// copies move 4- and 8-byte elements without reading them; f64 stays off devices).
+template <class Fn>
+Fn copy_kernel(const char* fn, const char* arg, const Tensor& t, Fn ShapeKernels::*entry) {
+  if (t.dtype() == DType::i32 || t.dtype() == DType::i64)
+    return device_kernel(fn, t.device(), &DeviceBackend::shape, entry);
+  return device_kernel(fn, arg, t, &DeviceBackend::shape, entry);
+}
+
+// copy_blocks of src into dst (one device), on the CPU or through the device's kernel for op
+// `fn`, argument `arg`.
+void copy_blocks_on(const char* fn, const char* arg, const Tensor& src, int64_t src_row,
+                    int64_t src_off, Tensor& dst, int64_t dst_row, int64_t dst_off, int64_t outer,
+                    int64_t len) {
+  if (!src.device().is_cpu()) {
+    copy_kernel(fn, arg, src, &ShapeKernels::copy_blocks)(src, src_row, src_off, dst, dst_row,
+                                                          dst_off, outer, len);
+    return;
+  }
+  dispatch_any(src.dtype(), [&]<class T>() {  // ids move as well as values
+    copy_blocks(src.data<T>(), src_row, src_off, dst.data<T>(), dst_row, dst_off, outer, len);
+  });
+}
+
+// [begin, end) of `axis` as a copy (inputs already validated, axis > 0), for op `fn`.
+Tensor slice_copy(const char* fn, const Tensor& x, int64_t axis, int64_t begin, int64_t end) {
   const Shape& s = x.shape();
   const int64_t outer = s.numel(0, axis), inner = s.numel(axis + 1, s.rank());
   Shape ys = s;
   ys[axis] = end - begin;
-  Tensor y = Tensor::empty(ys, x.dtype());
-  dispatch_any(x.dtype(), [&]<class T>() {  // ids slice as well as values
-    copy_blocks(x.data<T>(), s[axis] * inner, begin * inner, y.data<T>(), (end - begin) * inner, 0,
-                outer, (end - begin) * inner);
-  });
+  Tensor y = Tensor::empty(ys, x.dtype(), x.device());
+  copy_blocks_on(fn, "x", x, s[axis] * inner, begin * inner, y, (end - begin) * inner, 0, outer,
+                 (end - begin) * inner);
   return y;
 }
 
 // dx = zeros(shape) with g written at [begin, end) of `axis`.
-Tensor unslice(const Tensor& g, const Shape& shape, int64_t axis, int64_t begin) {
+Tensor unslice(const char* fn, const Tensor& g, const Shape& shape, int64_t axis, int64_t begin) {
   const int64_t outer = shape.numel(0, axis), inner = shape.numel(axis + 1, shape.rank());
   const int64_t len = g.shape()[axis];
-  Tensor dx = Tensor::zeros(shape, g.dtype());
-  dispatch(g.dtype(), [&]<class T>() {
-    copy_blocks(g.data<T>(), len * inner, 0, dx.data<T>(), shape[axis] * inner, begin * inner,
-                outer, len * inner);
-  });
+  Tensor dx = Tensor::zeros(shape, g.dtype(), g.device());
+  copy_blocks_on(fn, "gradient", g, len * inner, 0, dx, shape[axis] * inner, begin * inner, outer,
+                 len * inner);
   return dx;
 }
 
-// A validated slice, recorded under `node`.
-Tensor slice_impl(const Tensor& x, int64_t axis, int64_t begin, int64_t end, const char* node) {
+// A validated slice for op `fn`, recorded under `node`.
+Tensor slice_impl(const char* fn, const Tensor& x, int64_t axis, int64_t begin, int64_t end,
+                  const char* node) {
   if (axis == 0) return x.narrow0(begin, end);
-  Tensor y = slice_copy(x, axis, begin, end);
+  Tensor y = slice_copy(fn, x, axis, begin, end);
   if (needs_grad(x)) {
-    record(y, node, {x}, [shape = x.shape(), axis, begin](const Tensor& g) -> std::vector<Tensor> {
-      return {unslice(g, shape, axis, begin)};
-    });
+    record(y, node, {x},
+           [fn, shape = x.shape(), axis, begin](const Tensor& g) -> std::vector<Tensor> {
+             return {unslice(fn, g, shape, axis, begin)};
+           });
   }
   return y;
 }
@@ -215,6 +239,20 @@ void move_heads(const T* x, T* y, int64_t B, int64_t N, int64_t H, int64_t D, bo
   detail::with_fixed_dv(D, [&]<int kD>() { move_heads_as<kD>(x, y, B, N, H, D, to_heads); });
 }
 
+// y = x with axes 1 and 2 of [B, N, H, D] swapped (either way), for op `fn`: on the CPU, or
+// as a permute through the device's kernel.
+void move_heads_on(const char* fn, const Tensor& x, Tensor& y, int64_t B, int64_t N, int64_t H,
+                   int64_t D, bool to_heads) {
+  if (!x.device().is_cpu()) {
+    const int64_t perm[4] = {0, 2, 1, 3};
+    const Tensor x4 = x.detach().reshape(to_heads ? Shape{B, N, H, D} : Shape{B, H, N, D});
+    device_kernel(fn, "x", x, &DeviceBackend::shape, &ShapeKernels::permute)(x4, perm, y);
+    return;
+  }
+  dispatch(x.dtype(),
+           [&]<class T>() { move_heads(x.data<T>(), y.data<T>(), B, N, H, D, to_heads); });
+}
+
 }  // namespace
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
@@ -237,16 +275,22 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
                  ", expected a permutation of the axes of x ", x.shape());
     seen[perm[j]] = true;
   }
-  check_cpu("permute", "x", x);
   std::vector<int64_t> out_dims(dims.size());
   std::vector<int64_t> inverse(dims.size());
   for (size_t j = 0; j < perm.size(); ++j) {
     out_dims[j] = x.shape()[perm[j]];
     inverse[perm[j]] = static_cast<int64_t>(j);
   }
-  Tensor y = Tensor::empty(Shape(out_dims), x.dtype());
-  dispatch_any(x.dtype(),
-               [&]<class T>() { permute_cpu(x.data<T>(), x.shape(), perm, y.data<T>()); });
+  Tensor y = Tensor::empty(Shape(out_dims), x.dtype(), x.device());
+  if (!x.device().is_cpu()) {
+    const auto kernel = copy_kernel("permute", "x", x, &ShapeKernels::permute);
+    POLYAK_CHECK(rank <= ShapeKernels::kMaxRank, "permute: x has shape ", x.shape(), " of rank ",
+                 rank, ", expected at most ", ShapeKernels::kMaxRank, " axes on ", x.device());
+    kernel(x, perm.data(), y);
+  } else {
+    dispatch_any(x.dtype(),
+                 [&]<class T>() { permute_cpu(x.data<T>(), x.shape(), perm, y.data<T>()); });
+  }
   if (needs_grad(x)) {
     record(y, "PermuteBackward", {x},
            [inverse](const Tensor& g) -> std::vector<Tensor> { return {permute(g, inverse)}; });
@@ -271,8 +315,7 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t begin, int64_t end) {
   POLYAK_CHECK(0 <= begin && begin <= end && end <= extent, "slice: begin = ", begin,
                ", end = ", end, " along axis ", axis, " of x ", x.shape(),
                ", expected 0 ≤ begin ≤ end ≤ ", extent);
-  if (axis != 0) check_cpu("slice", "x", x);
-  return slice_impl(x, axis, begin, end, "SliceBackward");
+  return slice_impl("slice", x, axis, begin, end, "SliceBackward");
 }
 
 Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
@@ -287,7 +330,6 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
     check_defined("concat", arg.c_str(), xs[i]);
     check_same_dtype("concat", "xs[0]", xs[0], arg.c_str(), xs[i]);
     check_same_device("concat", "xs[0]", xs[0], arg.c_str(), xs[i]);
-    check_cpu("concat", arg.c_str(), xs[i]);
     const Shape& s = xs[i].shape();
     bool match = s.rank() == first.rank();
     for (int64_t a = 0; match && a < s.rank(); ++a) match = a == axis || s[a] == first[a];
@@ -298,16 +340,14 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   }
   Shape ys = first;
   ys[axis] = total;
-  Tensor y = Tensor::empty(ys, xs[0].dtype());
+  Tensor y = Tensor::empty(ys, xs[0].dtype(), xs[0].device());
   const int64_t outer = first.numel(0, axis), inner = first.numel(axis + 1, first.rank());
-  dispatch_any(y.dtype(), [&]<class T>() {
-    int64_t offset = 0;
-    for (size_t i = 0; i < xs.size(); ++i) {
-      copy_blocks(xs[i].data<T>(), sizes[i] * inner, 0, y.data<T>(), total * inner, offset * inner,
-                  outer, sizes[i] * inner);
-      offset += sizes[i];
-    }
-  });
+  int64_t at = 0;  // xs[i]'s first index along axis in y
+  for (size_t i = 0; i < xs.size(); ++i) {
+    copy_blocks_on("concat", "xs[0]", xs[i], sizes[i] * inner, 0, y, total * inner, at * inner,
+                   outer, sizes[i] * inner);
+    at += sizes[i];
+  }
   if (any_requires_grad(xs)) {
     std::vector<bool> wanted;
     for (const Tensor& x : xs) wanted.push_back(x.requires_grad());
@@ -315,7 +355,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
       std::vector<Tensor> dxs(sizes.size());
       int64_t offset = 0;
       for (size_t i = 0; i < sizes.size(); ++i) {
-        if (wanted[i]) dxs[i] = slice_copy(g, axis, offset, offset + sizes[i]);
+        if (wanted[i]) dxs[i] = slice_copy("concat (backward)", g, axis, offset, offset + sizes[i]);
         offset += sizes[i];
       }
       return dxs;
@@ -336,11 +376,10 @@ std::vector<Tensor> split(const Tensor& x, int64_t axis, const std::vector<int64
   }
   POLYAK_CHECK(total == extent, "split: sizes ", str(sizes), " sum to ", total,
                ", expected the extent ", extent, " of axis ", axis, " of x ", x.shape());
-  if (axis != 0) check_cpu("split", "x", x);
   std::vector<Tensor> pieces;
   int64_t offset = 0;
   for (int64_t size : sizes) {
-    pieces.push_back(slice_impl(x, axis, offset, offset + size, "SplitBackward"));
+    pieces.push_back(slice_impl("split", x, axis, offset, offset + size, "SplitBackward"));
     offset += size;
   }
   return pieces;
@@ -352,11 +391,9 @@ Tensor split_heads(const Tensor& x, int64_t heads) {
   POLYAK_CHECK(heads >= 1, "split_heads: heads = ", heads, ", expected ≥ 1");
   POLYAK_CHECK(W % heads == 0, "split_heads: x has shape ", x.shape(), " whose width ", W,
                " is not divisible by heads = ", heads, ", expected [B, N, H·D]");
-  check_cpu("split_heads", "x", x);
   const int64_t D = W / heads;
-  Tensor y = Tensor::empty({B, heads, N, D}, x.dtype());
-  dispatch(x.dtype(),
-           [&]<class T>() { move_heads(x.data<T>(), y.data<T>(), B, N, heads, D, true); });
+  Tensor y = Tensor::empty({B, heads, N, D}, x.dtype(), x.device());
+  move_heads_on("split_heads", x, y, B, N, heads, D, true);
   if (needs_grad(x)) {
     record(y, "SplitHeadsBackward", {x},
            [](const Tensor& g) -> std::vector<Tensor> { return {merge_heads(g)}; });
@@ -366,10 +403,9 @@ Tensor split_heads(const Tensor& x, int64_t heads) {
 
 Tensor merge_heads(const Tensor& x) {
   check_rank("merge_heads", "x", x, 4, "[B, H, N, D]");
-  check_cpu("merge_heads", "x", x);
   const int64_t B = x.size(0), H = x.size(1), N = x.size(2), D = x.size(3);
-  Tensor y = Tensor::empty({B, N, H * D}, x.dtype());
-  dispatch(x.dtype(), [&]<class T>() { move_heads(x.data<T>(), y.data<T>(), B, N, H, D, false); });
+  Tensor y = Tensor::empty({B, N, H * D}, x.dtype(), x.device());
+  move_heads_on("merge_heads", x, y, B, N, H, D, false);
   if (needs_grad(x)) {
     record(y, "MergeHeadsBackward", {x},
            [H](const Tensor& g) -> std::vector<Tensor> { return {split_heads(g, H)}; });

@@ -37,8 +37,4 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define POLYAK_HD __host__ __device__
-#else
-#define POLYAK_HD
-#endif
+#include "polyak/core/hd.h"

@@ -117,12 +117,7 @@ void refuse_everywhere(Device d) {
   Tensor x = Tensor::zeros({2, 3, 4}).to(d);
   Tensor b = Tensor::zeros({2, 1, 4}).to(d);
   check_error([&] { add(x, b); }, {"add", dev});  // a middle-axis broadcast
-  check_error([&] { max(x); }, {"max", "x", dev});
-  check_error([&] { sum(x, 1); }, {"sum", "x", dev});
-  check_error([&] { permute(x, {2, 1, 0}); }, {"permute", "x", dev});
-  check_error([&] { slice(x, 1, 0, 1); }, {"slice", "x", dev});
-  check_error([&] { concat({x, x}, 1); }, {"concat", dev});
-  check_error([&] { split_heads(x, 2); }, {"split_heads", "x", dev});
+  check_error([&] { max(Tensor::zeros({2, 3}, DType::f64).to(d)); }, {"max", "x", "f64", dev});
   check_error([&] { add(x.cpu(), x); }, {"add", "b", dev, "cpu"});
   check_error([&] { exp(Tensor::zeros({2}, DType::f64).to(d)); }, {"exp", "x", "f64", dev});
   const Tensor d64 = Tensor::zeros({2, 3, 4}, DType::f64).to(d);
