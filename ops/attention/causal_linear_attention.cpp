@@ -35,19 +35,21 @@ using detail::CausalSweep;
 
 Tensor causal_linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, double eps) {
   constexpr const char* fn = "causal_linear_attention";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   detail::check_eps(fn, eps);
   CausalSweep sweep;
   sweep.eps = eps;
-  return detail::causal_sweep("CausalLinearAttentionBackward", d, q, k, v, sweep);
+  return detail::causal_sweep(fn, "CausalLinearAttentionBackward", d, q, k, v, sweep);
 }
 
 Tensor causal_dot_product(const Tensor& q, const Tensor& k, const Tensor& v) {
   constexpr const char* fn = "causal_dot_product";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   CausalSweep sweep;
   sweep.normalize = false;
-  return detail::causal_sweep("CausalDotProductBackward", d, q, k, v, sweep);
+  return detail::causal_sweep(fn, "CausalDotProductBackward", d, q, k, v, sweep);
 }
 
 Tensor linear_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& s,

@@ -35,10 +35,11 @@ struct CausalSweep {
   double eps = 0;               // normalize: ε
 };
 
-// The sweep as an op on validated q, k, v; records a backward node named `node` (saving q,
-// k, v and, when normalising, y and den [B,H,N]).
-Tensor causal_sweep(const char* node, const AttentionDims& d, const Tensor& q, const Tensor& k,
-                    const Tensor& v, const CausalSweep& sweep);
+// The sweep as op `fn` on validated q, k, v (on the CPU or one device: there, the chunked
+// kernels of core/kernels_attention.h); records a backward node named `node` (saving q, k, v
+// and, when normalising, y and den [B,H,N]).
+Tensor causal_sweep(const char* fn, const char* node, const AttentionDims& d, const Tensor& q,
+                    const Tensor& k, const Tensor& v, const CausalSweep& sweep);
 
 // The sweep's two passes over every (b, h), compiled once per ISA (causal_sweep_isa.cpp) for
 // the forms the ops use (kStates = 2: momentum). The forward writes y (and den); the backward

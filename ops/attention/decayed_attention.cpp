@@ -54,30 +54,33 @@ CausalSweep decayed_sweep(std::vector<double> decays, bool normalize, double eps
 
 Tensor decayed_causal_dot_product(const Tensor& q, const Tensor& k, const Tensor& v, double decay) {
   constexpr const char* fn = "decayed_causal_dot_product";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   check_decay(fn, decay);
   return detail::causal_sweep(
-      "DecayedCausalDotProductBackward", d, q, k, v,
+      fn, "DecayedCausalDotProductBackward", d, q, k, v,
       decayed_sweep(std::vector<double>(static_cast<size_t>(d.H), decay), false, 0.0));
 }
 
 Tensor decayed_causal_dot_product(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const std::vector<double>& decays) {
   constexpr const char* fn = "decayed_causal_dot_product";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   detail::check_decays(fn, decays, d.H);
-  return detail::causal_sweep("DecayedCausalDotProductBackward", d, q, k, v,
+  return detail::causal_sweep(fn, "DecayedCausalDotProductBackward", d, q, k, v,
                               decayed_sweep(decays, false, 0.0));
 }
 
 Tensor decayed_causal_linear_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                        double decay, double eps) {
   constexpr const char* fn = "decayed_causal_linear_attention";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   check_decay(fn, decay);
   detail::check_eps(fn, eps);
   return detail::causal_sweep(
-      "DecayedCausalLinearAttentionBackward", d, q, k, v,
+      fn, "DecayedCausalLinearAttentionBackward", d, q, k, v,
       decayed_sweep(std::vector<double>(static_cast<size_t>(d.H), decay), true, eps));
 }
 

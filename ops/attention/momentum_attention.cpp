@@ -150,7 +150,8 @@ void check_momentum_parameters(const char* fn, double beta, double gamma) {
 Tensor causal_momentum_attention(const Tensor& q, const Tensor& k, const Tensor& v, double beta,
                                  double gamma, double eps, MomentumWeighting weighting) {
   constexpr const char* fn = "causal_momentum_attention";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   check_momentum_parameters(fn, beta, gamma);
   check_eps(fn, eps);
   CausalSweep sweep;
@@ -164,7 +165,7 @@ Tensor causal_momentum_attention(const Tensor& q, const Tensor& k, const Tensor&
     sweep.decays.assign(static_cast<size_t>(d.H), beta);
     sweep.gamma = gamma;
   }
-  return detail::causal_sweep("CausalMomentumAttentionBackward", d, q, k, v, sweep);
+  return detail::causal_sweep(fn, "CausalMomentumAttentionBackward", d, q, k, v, sweep);
 }
 
 Tensor momentum_attention(const Tensor& q, const Tensor& k, const Tensor& v, double beta,
