@@ -210,6 +210,131 @@ struct NormaliserGrad {
   }
 };
 
+// ---- bodies of the non-causal form -------------------------------------------------------
+
+// out [BH, M, W] = x rows scaled by w [B, M] (b = bh / H), or copied without w.
+struct ScaleKeyRows {
+  const float* x;
+  const float* w;
+  float* out;
+  int64_t H, M, W;
+  POLYAK_HD void operator()(int64_t e) const {
+    const int64_t j = (e / W) % M, b = e / (W * M * H);
+    out[e] = w ? w[b * M + j] * x[e] : x[e];
+  }
+};
+
+// Per (bh, d): z[bh, d] = Σ_j μ_bj x[bh, j, d] (μ = 1 without a mask), in the order of j.
+struct MaskedColumnSum {
+  const float* x;
+  const float* mask;
+  float* z;
+  int64_t H, M, D;
+  POLYAK_HD void operator()(int64_t e) const {
+    const int64_t d = e % D, bh = e / D, b = bh / H;
+    float s = 0.0f;
+    for (int64_t j = 0; j < M; ++j) s += (mask ? mask[b * M + j] : 1.0f) * x[(bh * M + j) * D + d];
+    z[e] = s;
+  }
+};
+
+// Per row (bh, i): den = q_i·z_bh + ε.
+struct RowDot {
+  const float* q;
+  const float* z;
+  float* den;
+  int64_t N, D;
+  float eps;
+  POLYAK_HD void operator()(int64_t row) const {
+    const int64_t bh = row / N;
+    float s = 0.0f;
+    for (int64_t d = 0; d < D; ++d) s += q[row * D + d] * z[bh * D + d];
+    den[row] = s + eps;
+  }
+};
+
+// dq [BH, N, D] += dden_i z_bh.
+struct AddOuter {
+  float* dq;
+  const float* dden;
+  const float* z;
+  int64_t N, D;
+  POLYAK_HD void operator()(int64_t e) const {
+    const int64_t row = e / D, bh = row / N;
+    dq[e] += dden[row] * z[bh * D + e % D];
+  }
+};
+
+// dk [BH, M, D] = ω_bj dk + μ_bj dz_bh (1 without weights or mask).
+struct KeyGrad {
+  float* dk;
+  const float* dz;
+  const float* w;
+  const float* mask;
+  int64_t H, M, D;
+  POLYAK_HD void operator()(int64_t e) const {
+    const int64_t j = (e / D) % M, bh = e / (D * M), at = (bh / H) * M + j;
+    dk[e] = (w ? w[at] : 1.0f) * dk[e] + (mask ? mask[at] : 1.0f) * dz[bh * D + e % D];
+  }
+};
+
+// ---- bodies of the recurrent step ----------------------------------------------------------
+
+// Per (bh, r, col) of the [D, Dv] states: a = λ_h a + c k_r v_col; with b: b += g a.
+struct StepStates {
+  float* a;
+  float* b;
+  const float* k;
+  const float* v;
+  const float* decays;
+  int64_t H, D, Dv;
+  float c, g;
+  POLYAK_HD void operator()(int64_t e) const {
+    const int64_t col = e % Dv, r = (e / Dv) % D, bh = e / (D * Dv);
+    const float lambda = decays ? decays[bh % H] : 1.0f;
+    a[e] = lambda * a[e] + c * k[bh * D + r] * v[bh * Dv + col];
+    if (b) b[e] += g * a[e];
+  }
+};
+
+// Per bh: z += k; den = q·z + ε (1 without z).
+struct StepNormaliser {
+  float* z;
+  const float* q;
+  const float* k;
+  float* den;
+  int64_t D;
+  float eps;
+  POLYAK_HD void operator()(int64_t bh) const {
+    if (!z) {
+      den[bh] = 1.0f;
+      return;
+    }
+    float s = 0.0f;
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t at = bh * D + d;
+      z[at] += k[at];
+      s += q[at] * z[at];
+    }
+    den[bh] = s + eps;
+  }
+};
+
+// Per (bh, col): y = Σ_r q_r x[r, col] / den.
+struct StepRead {
+  const float* q;
+  const float* x;
+  const float* den;
+  float* y;
+  int64_t D, Dv;
+  POLYAK_HD void operator()(int64_t e) const {
+    const int64_t col = e % Dv, bh = e / Dv;
+    float s = 0.0f;
+    for (int64_t r = 0; r < D; ++r) s += q[bh * D + r] * x[(bh * D + r) * Dv + col];
+    y[e] = s / den[bh];
+  }
+};
+
 // ---- drivers ------------------------------------------------------------------------------
 
 inline float* floats(Tensor& t) {
@@ -355,6 +480,87 @@ struct Attention {
     product.run(u, ddr, ones, kr, false, floats(dq), nullptr, true);
     product.run(u, ones, ddr, qr, true, floats(dk), nullptr, true);
   }
+
+  // ---- non-causal: S = (ω K)ᵀ V and z = Kᵀ μ per (b, h), then GEMMs over all rows --------
+
+  struct LinearState {
+    Tensor weights, mask, kw, s, z;
+  };
+  static LinearState linear_state(Exec& ex, const Tensor& k, const Tensor& v,
+                                  const LinearAttentionArgs& args) {
+    const Device dev = k.device();
+    const int64_t H = k.size(1), BH = k.size(0) * H, M = k.size(2), D = k.size(3), Dv = v.size(3);
+    LinearState st;
+    st.weights = upload(args.weights, dev);
+    st.mask = upload(args.key_mask, dev);
+    st.kw = Tensor::empty(k.shape(), DType::f32, dev);
+    ex.for_each(k.numel(),
+                ScaleKeyRows{floats(k), floats_or_null(st.weights), floats(st.kw), H, M, D});
+    st.s = Tensor::empty(Shape{BH, D, Dv}, DType::f32, dev);
+    ex.gemm(floats(st.kw), floats(v), floats(st.s),
+            GemmArgs{BH, D, Dv, M, true, false, M * D, M * Dv, D * Dv});
+    st.z = Tensor::empty(Shape{BH, D}, DType::f32, dev);
+    ex.for_each(BH * D, MaskedColumnSum{floats(k), floats_or_null(st.mask), floats(st.z), H, M, D});
+    return st;
+  }
+
+  static void linear_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                               const LinearAttentionArgs& args, Tensor& y, Tensor& den) {
+    Exec ex(q.device());
+    const int64_t BH = q.size(0) * q.size(1), N = q.size(2), D = q.size(3), Dv = v.size(3);
+    const LinearState st = linear_state(ex, k, v, args);
+    ex.gemm(floats(q), floats(st.s), floats(y),
+            GemmArgs{BH, N, Dv, D, false, false, N * D, D * Dv, N * Dv});
+    ex.for_each(BH * N, RowDot{floats(q), floats(st.z), floats(den), N, D, args.eps});
+    ex.for_each(y.numel(), DivideRows{floats(y), floats(den), 0.0f, Dv});
+  }
+
+  // dq = do Sᵀ + dden zᵀ;  dS = Qᵀ do, dz = Qᵀ dden;  dk = ω (V dSᵀ) + μ dz;  dv = (ω K) dS.
+  static void linear_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                        const Tensor& y, const Tensor& den, const Tensor& dy,
+                                        const LinearAttentionArgs& args, Tensor& dq, Tensor& dk,
+                                        Tensor& dv) {
+    const Device dev = q.device();
+    Exec ex(dev);
+    const int64_t H = q.size(1), BH = q.size(0) * H, N = q.size(2), M = k.size(2), D = q.size(3),
+                  Dv = v.size(3);
+    const LinearState st = linear_state(ex, k, v, args);
+    Tensor dout = Tensor::empty(dy.shape(), DType::f32, dev);
+    Tensor dden = Tensor::empty(den.shape(), DType::f32, dev);
+    ex.for_each(BH * N,
+                NormaliserGrad{floats(dy), floats(y), floats(den), floats(dout), floats(dden), Dv});
+    ex.gemm(floats(dout), floats(st.s), floats(dq),
+            GemmArgs{BH, N, D, Dv, false, true, N * Dv, D * Dv, N * D});
+    ex.for_each(dq.numel(), AddOuter{floats(dq), floats(dden), floats(st.z), N, D});
+    Tensor ds = Tensor::empty(Shape{BH, D, Dv}, DType::f32, dev);
+    ex.gemm(floats(q), floats(dout), floats(ds),
+            GemmArgs{BH, D, Dv, N, true, false, N * D, N * Dv, D * Dv});
+    Tensor dz = Tensor::empty(Shape{BH, D}, DType::f32, dev);
+    ex.gemm(floats(q), floats(dden), floats(dz), GemmArgs{BH, D, 1, N, true, false, N * D, N, D});
+    ex.gemm(floats(v), floats(ds), floats(dk),
+            GemmArgs{BH, M, D, Dv, false, true, M * Dv, D * Dv, M * D});
+    ex.for_each(dk.numel(), KeyGrad{floats(dk), floats(dz), floats_or_null(st.weights),
+                                    floats_or_null(st.mask), H, M, D});
+    ex.gemm(floats(st.kw), floats(ds), floats(dv),
+            GemmArgs{BH, M, Dv, D, false, false, M * D, D * Dv, M * Dv});
+  }
+
+  // ---- the recurrent step ----------------------------------------------------------------
+
+  static void sweep_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& a, Tensor& b,
+                         Tensor& z, const SweepStepArgs& args, Tensor& y) {
+    const Device dev = q.device();
+    Exec ex(dev);
+    const int64_t H = q.size(1), BH = q.size(0) * H, D = q.size(2), Dv = v.size(2);
+    const Tensor decays = upload(args.decays, dev);
+    float* bp = b.defined() ? floats(b) : nullptr;
+    ex.for_each(a.numel(), StepStates{floats(a), bp, floats(k), floats(v), floats_or_null(decays),
+                                      H, D, Dv, args.c, args.g});
+    Tensor den = Tensor::empty(Shape{BH}, DType::f32, dev);
+    ex.for_each(BH, StepNormaliser{z.defined() ? floats(z) : nullptr, floats(q), floats(k),
+                                   floats(den), D, args.eps});
+    ex.for_each(BH * Dv, StepRead{floats(q), bp ? bp : floats(a), floats(den), floats(y), D, Dv});
+  }
 };
 
 template <class Exec>
@@ -362,6 +568,9 @@ AttentionKernels attention_kernels() {
   AttentionKernels k;
   k.causal_sweep = &Attention<Exec>::causal_sweep;
   k.causal_sweep_backward = &Attention<Exec>::causal_sweep_backward;
+  k.linear_attention = &Attention<Exec>::linear_attention;
+  k.linear_attention_backward = &Attention<Exec>::linear_attention_backward;
+  k.sweep_step = &Attention<Exec>::sweep_step;
   return k;
 }
 

@@ -123,8 +123,21 @@ Tensor causal_sweep(const char* fn, const char* node, const AttentionDims& d, co
   return y;
 }
 
-Tensor causal_sweep_step(const StepDims& d, const Tensor& q, const Tensor& k, const Tensor& v,
-                         const SweepStep& step) {
+Tensor causal_sweep_step(const char* fn, const StepDims& d, const Tensor& q, const Tensor& k,
+                         const Tensor& v, const SweepStep& step) {
+  if (!q.device().is_cpu()) {
+    const auto kernel =
+        device_kernel(fn, "q", q, &DeviceBackend::attention, &AttentionKernels::sweep_step);
+    SweepStepArgs args;
+    args.decays = to_floats(step.decays);
+    args.c = static_cast<float>(step.c);
+    args.g = static_cast<float>(step.g);
+    args.eps = static_cast<float>(step.eps);
+    Tensor y = Tensor::empty({d.B, d.H, d.Dv}, DType::f32, q.device());
+    Tensor a = step.a, b = step.b, z = step.z;
+    kernel(q, k, v, a, b, z, args, y);
+    return y;
+  }
   Tensor y = Tensor::empty({d.B, d.H, d.Dv}, q.dtype());
   dispatch(q.dtype(), [&]<class T>() {
     const int64_t D = d.D, Dv = d.Dv;

@@ -87,13 +87,14 @@ Tensor decayed_causal_linear_attention(const Tensor& q, const Tensor& k, const T
 Tensor decayed_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& s,
                               const std::vector<double>& decays) {
   constexpr const char* fn = "decayed_attention_step";
-  const detail::StepDims d = detail::check_step_inputs(fn, q, k, v);
+  const detail::StepDims d = detail::check_step_inputs(fn, q, k, v, /*on_device=*/true);
   detail::check_decays(fn, decays, d.H);
-  detail::check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", q.dtype());
+  detail::check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", q.dtype(),
+                              q.device());
   detail::SweepStep step;
   step.a = s;
   step.decays = decays;
-  return detail::causal_sweep_step(d, q, k, v, step);
+  return detail::causal_sweep_step(fn, d, q, k, v, step);
 }
 
 }  // namespace polyak

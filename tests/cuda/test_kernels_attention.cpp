@@ -13,6 +13,7 @@
 #include "polyak/ops/attention/decayed_attention.h"
 #include "polyak/ops/attention/linear_attention.h"
 #include "polyak/ops/attention/momentum_attention.h"
+#include "polyak/ops/attention/norm_attention.h"
 
 using namespace polyak;
 using namespace polyak::testing;
@@ -137,5 +138,84 @@ TEST_CASE("device causal sweeps: bad input is checked on the host") {
     const Tensor short_v = Tensor::zeros({1, 2, 3, 2}, DType::f32, dev);
     check_error([&] { (void)causal_dot_product(in.q.to(dev), in.k.to(dev), short_v); },
                 {"causal_dot_product", "v has shape [1,2,3,2]", "expected [B,H,N,Dv]"});
+  }
+}
+
+TEST_CASE("device non-causal linear and momentum attention against the CPU") {
+  const std::vector<OpCase> cases = {
+      {"linear_attention",
+       [](auto& q, auto& k, auto& v) { return linear_attention(q, k, v, 1e-3); }},
+      {"momentum_attention",
+       [](auto& q, auto& k, auto& v) { return momentum_attention(q, k, v, 0.9, 0.5); }},
+      {"momentum_attention (lengths)",
+       [](auto& q, auto& k, auto& v) {
+         return momentum_attention(q, k, v, 0.7, 1.3, 1e-6, std::vector<int64_t>{9, 4});
+       }},
+  };
+  for (const Device dev : kernel_devices()) {
+    const Inputs in = make_inputs(2, 3, 7, 9, 5, 3, 31);
+    for (const OpCase& c : cases) check_op(c, in, dev);
+  }
+}
+
+namespace {
+
+// Steps `steps` positions of a recurrent op on `dev` (f32, from undefined states) and on the
+// CPU (f64), comparing y at every position and the states at the end.
+using StepOp =
+    std::function<Tensor(const Tensor&, const Tensor&, const Tensor&, std::vector<Tensor>&)>;
+
+void check_steps(const std::string& name, const StepOp& step, size_t states, Device dev) {
+  INFO(name);
+  const int64_t B = 2, H = 3, D = 4, Dv = 3, steps = 6;
+  Generator gen(17);
+  std::vector<Tensor> on_cpu(states), on_device(states);
+  for (int64_t t = 0; t < steps; ++t) {
+    const Tensor q = add(Tensor::rand({B, H, D}, gen), Tensor::scalar(0.1));
+    const Tensor k = add(Tensor::rand({B, H, D}, gen), Tensor::scalar(0.1));
+    const Tensor v = Tensor::randn({B, H, Dv}, gen);
+    const Tensor yc = step(q.to(DType::f64), k.to(DType::f64), v.to(DType::f64), on_cpu);
+    const Tensor yd = step(q.to(dev), k.to(dev), v.to(dev), on_device);
+    REQUIRE(yd.device() == dev);
+    check_sum_close(yd, yc, steps, name + " y");
+  }
+  for (size_t s = 0; s < states; ++s) {
+    REQUIRE(on_device[s].device() == dev);
+    check_sum_close(on_device[s], on_cpu[s], steps, name + " state");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("device recurrent steps: linear, decayed and momentum attention against the CPU") {
+  for (const Device dev : kernel_devices()) {
+    check_steps(
+        "linear_attention_step",
+        [](auto& q, auto& k, auto& v, auto& st) {
+          return linear_attention_step(q, k, v, st[0], st[1], 1e-3);
+        },
+        2, dev);
+    check_steps(
+        "causal_dot_product_step",
+        [](auto& q, auto& k, auto& v, auto& st) { return causal_dot_product_step(q, k, v, st[0]); },
+        1, dev);
+    check_steps(
+        "decayed_attention_step",
+        [](auto& q, auto& k, auto& v, auto& st) {
+          return decayed_attention_step(q, k, v, st[0], std::vector<double>{0.5, 0.9, 1.0});
+        },
+        1, dev);
+    check_steps(
+        "momentum_attention_step",
+        [](auto& q, auto& k, auto& v, auto& st) {
+          return momentum_attention_step(q, k, v, st[0], st[1], st[2], 0.8, 0.6);
+        },
+        3, dev);
+
+    // A state elsewhere than q is an error naming the step and the state.
+    Tensor s = Tensor::zeros({1, 2, 3, 2}), z;
+    const Tensor q = Tensor::ones({1, 2, 3}).to(dev), v = Tensor::ones({1, 2, 2}).to(dev);
+    check_error([&] { (void)linear_attention_step(q, q, v, s, z); },
+                {"linear_attention_step", "s is on cpu", "q is on", "expected one device"});
   }
 }
