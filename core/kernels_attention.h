@@ -5,12 +5,69 @@
 // through device_kernel(), which names the op and the device then. Every entry checks nothing that
 // its op has checked: the op validates shapes, dtypes and devices on the host before it calls the
 // kernel, allocates the outputs on the device and passes them in.
+//
+// Dimension legend: B batch, H heads, N query positions, M key positions, D query/key width,
+// Dv value width. q [B,H,N,D], k [B,H,M,D], v [B,H,M,Dv]; causal forms have M = N.
 #pragma once
+
+#include <vector>
 
 #include "polyak/core/backend.h"
 
 namespace polyak {
 
-struct AttentionKernels {};
+// The causal sweep of ops/attention/causal_sweep.h on a device, per (b, h):
+//   o_i = Σ_{j≤i} W(i, j) (q_i·k_j) v_j,   den_i = Σ_{j≤i} U(i, j) (q_i·k_j) + ε
+//   y_i = o_i / den_i with `normalize`, else o_i
+// decays empty:  W = ω_j (1 without weights), U = 1              (linear; momentum's reference)
+// decays λ_h:    W = U = λ_h^{i−j}                                (decayed / retention)
+// momentum, β_h: W = γ (1 − β_h^{i−j+1}) / (1 − β_h), U = 1      (eq. 13, exact weighting)
+struct CausalSweepArgs {
+  std::vector<float> decays;   // λ_h, or β_h with momentum; H entries or empty
+  std::vector<float> weights;  // ω_j per key, N entries or empty (not with decays)
+  bool momentum = false;
+  bool normalize = true;
+  float gamma = 1, eps = 0;
+};
+
+// The non-causal form, per (b, h) with key weights ω_bj and a key mask μ_bj (both [B, M],
+// empty: all 1): S = Σ_j ω_bj k_j v_jᵀ, z = Σ_j μ_bj k_j, y_i = Sᵀ q_i / (q_i·z + ε).
+// Linear attention is ω = μ = 1; non-causal momentum attention has ω = γ (1 − β^{n−j})/(1 − β)
+// and μ = 1 for the n keys of the row, both 0 for padding.
+struct LinearAttentionArgs {
+  std::vector<float> weights, key_mask;
+  float eps = 0;
+};
+
+// The recurrent step of causal_sweep_step (ops/attention/causal_sweep.h), per (b, h):
+//   a = λ_h a + c k vᵀ;  x = a, or with b: b += g a, x = b;  y = xᵀ q;  with z: z += k,
+//   y /= q·z + ε
+struct SweepStepArgs {
+  std::vector<float> decays;  // λ_h, H entries or empty (λ = 1)
+  float c = 1, g = 1, eps = 0;
+};
+
+struct AttentionKernels {
+  // y [B,H,N,Dv] and, with args.normalize, den [B,H,N] (den_i above, ε included); den is
+  // undefined otherwise. Chunked: O(N·(D + Dv + chunk)) scratch, no per-position state.
+  void (*causal_sweep)(const Tensor& q, const Tensor& k, const Tensor& v,
+                       const CausalSweepArgs& args, Tensor& y, Tensor& den) = nullptr;
+  // Overwrites dq, dk, dv from dy and the forward's y and den (both unused without normalize).
+  void (*causal_sweep_backward)(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& y,
+                                const Tensor& den, const Tensor& dy, const CausalSweepArgs& args,
+                                Tensor& dq, Tensor& dk, Tensor& dv) = nullptr;
+  // y [B,H,N,Dv] and den [B,H,N] (ε included).
+  void (*linear_attention)(const Tensor& q, const Tensor& k, const Tensor& v,
+                           const LinearAttentionArgs& args, Tensor& y, Tensor& den) = nullptr;
+  // Overwrites dq, dk, dv (zero for masked keys with ω = 0).
+  void (*linear_attention_backward)(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& y, const Tensor& den, const Tensor& dy,
+                                    const LinearAttentionArgs& args, Tensor& dq, Tensor& dk,
+                                    Tensor& dv) = nullptr;
+  // q, k [B,H,D], v [B,H,Dv] → y [B,H,Dv]; the states a, b [B,H,D,Dv] and z [B,H,D] are
+  // updated in place (b, z may be undefined: none).
+  void (*sweep_step)(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& a, Tensor& b,
+                     Tensor& z, const SweepStepArgs& args, Tensor& y) = nullptr;
+};
 
 }  // namespace polyak

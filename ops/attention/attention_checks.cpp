@@ -9,7 +9,7 @@
 namespace polyak::detail {
 
 AttentionDims check_attention_inputs(const char* fn, const Tensor& q, const Tensor& k,
-                                     const Tensor& v, bool same_length) {
+                                     const Tensor& v, bool same_length, bool on_device) {
   check_rank(fn, "q", q, 4, "[B,H,N,D]");
   check_rank(fn, "k", k, 4, same_length ? "[B,H,N,D]" : "[B,H,M,D]");
   check_rank(fn, "v", v, 4, same_length ? "[B,H,N,Dv]" : "[B,H,M,Dv]");
@@ -17,7 +17,7 @@ AttentionDims check_attention_inputs(const char* fn, const Tensor& q, const Tens
   check_same_dtype(fn, "q", q, "v", v);
   check_same_device(fn, "q", q, "k", k);
   check_same_device(fn, "q", q, "v", v);
-  check_cpu(fn, "q", q);
+  if (!on_device) check_cpu(fn, "q", q);
 
   const Shape& qs = q.shape();
   const Shape& ks = k.shape();
@@ -42,7 +42,8 @@ void check_eps(const char* fn, double eps) {
 }
 
 void check_rank3_qkv(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v,
-                     const char* qk_layout, const char* v_layout, const char* leading) {
+                     const char* qk_layout, const char* v_layout, const char* leading,
+                     bool on_device) {
   check_rank(fn, "q", q, 3, qk_layout);
   check_rank(fn, "k", k, 3, qk_layout);
   check_rank(fn, "v", v, 3, v_layout);
@@ -50,7 +51,7 @@ void check_rank3_qkv(const char* fn, const Tensor& q, const Tensor& k, const Ten
   check_same_dtype(fn, "q", q, "v", v);
   check_same_device(fn, "q", q, "k", k);
   check_same_device(fn, "q", q, "v", v);
-  check_cpu(fn, "q", q);
+  if (!on_device) check_cpu(fn, "q", q);
   const Shape& qs = q.shape();
   POLYAK_CHECK(k.shape() == qs, fn, ": k has shape ", k.shape(), ", expected ", qk_layout, " = ",
                qs, " matching q");
@@ -59,26 +60,31 @@ void check_rank3_qkv(const char* fn, const Tensor& q, const Tensor& k, const Ten
                " matching q ", qs, " in ", leading);
 }
 
-StepDims check_step_inputs(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v) {
-  check_rank3_qkv(fn, q, k, v, "[B,H,D]", "[B,H,Dv]", "B,H");
+StepDims check_step_inputs(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v,
+                           bool on_device) {
+  check_rank3_qkv(fn, q, k, v, "[B,H,D]", "[B,H,Dv]", "B,H", on_device);
   return StepDims{q.size(0), q.size(1), q.size(2), v.size(2)};
 }
 
 void check_state(const char* fn, const char* arg, const Tensor& state, const Shape& expected,
-                 const char* layout, DType dtype) {
+                 const char* layout, DType dtype, Device device) {
   POLYAK_CHECK(state.shape() == expected, fn, ": ", arg, " has shape ", state.shape(),
                ", expected ", layout, " = ", expected);
   POLYAK_CHECK(state.dtype() == dtype, fn, ": ", arg, " has dtype ", state.dtype(), ", expected ",
                dtype, " (q's dtype)");
-  check_cpu(fn, arg, state);
+  if (device.is_cpu())
+    check_cpu(fn, arg, state);
+  else
+    POLYAK_CHECK(state.device() == device, fn, ": ", arg, " is on ", state.device(),
+                 " but q is on ", device, ", expected one device");
 }
 
 void check_or_init_state(const char* fn, const char* arg, Tensor& state, const Shape& expected,
-                         const char* layout, DType dtype) {
+                         const char* layout, DType dtype, Device device) {
   if (state.defined())
-    check_state(fn, arg, state, expected, layout, dtype);
+    check_state(fn, arg, state, expected, layout, dtype, device);
   else
-    state = Tensor::zeros(expected, dtype);
+    state = Tensor::zeros(expected, dtype, device);
 }
 
 namespace {

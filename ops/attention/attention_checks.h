@@ -20,9 +20,10 @@ struct AttentionDims {
 };
 
 // Validates q, k, v. With `same_length` (causal ops) k and v must have q's length N;
-// otherwise k and v share their own length M.
+// otherwise k and v share their own length M. On the CPU unless `on_device` (an op with a
+// device branch: one device for all three).
 AttentionDims check_attention_inputs(const char* fn, const Tensor& q, const Tensor& k,
-                                     const Tensor& v, bool same_length);
+                                     const Tensor& v, bool same_length, bool on_device = false);
 
 // eps must be finite and ≥ 0: "<fn>: eps is <eps>, expected a finite value >= 0".
 void check_eps(const char* fn, double eps);
@@ -36,19 +37,22 @@ struct StepDims {
 // q, k of one rank-3 shape (`qk_layout`, e.g. "[B,N,D]"), v (`v_layout`) matching q in
 // the first two axes (named `leading`, e.g. "B,N"): one dtype, on the CPU.
 void check_rank3_qkv(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v,
-                     const char* qk_layout, const char* v_layout, const char* leading);
+                     const char* qk_layout, const char* v_layout, const char* leading,
+                     bool on_device = false);
 
 // q, k [B,H,D], v [B,H,Dv]: one dtype, on the CPU.
-StepDims check_step_inputs(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v);
+StepDims check_step_inputs(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v,
+                           bool on_device = false);
 
 // A (defined) state tensor must have `expected` shape (`layout` names its axes in the
-// message, e.g. "[B,H,D,Dv]"), `dtype` (q's) and live on the CPU.
+// message, e.g. "[B,H,D,Dv]"), `dtype` (q's) and live on `device` (q's).
 void check_state(const char* fn, const char* arg, const Tensor& state, const Shape& expected,
-                 const char* layout, DType dtype);
+                 const char* layout, DType dtype, Device device = Device::cpu());
 
-// As check_state, except that an undefined state is created as zeros: the empty prefix.
+// As check_state, except that an undefined state is created as zeros (on `device`): the
+// empty prefix.
 void check_or_init_state(const char* fn, const char* arg, Tensor& state, const Shape& expected,
-                         const char* layout, DType dtype);
+                         const char* layout, DType dtype, Device device = Device::cpu());
 
 // KV caches [..., C, W] (rows along the next-to-last axis) that `length` rows fill
 // (length == C) are replaced by zeroed copies with capacity max(2C, min_capacity) that keep

@@ -35,34 +35,36 @@ using detail::CausalSweep;
 
 Tensor causal_linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, double eps) {
   constexpr const char* fn = "causal_linear_attention";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   detail::check_eps(fn, eps);
   CausalSweep sweep;
   sweep.eps = eps;
-  return detail::causal_sweep("CausalLinearAttentionBackward", d, q, k, v, sweep);
+  return detail::causal_sweep(fn, "CausalLinearAttentionBackward", d, q, k, v, sweep);
 }
 
 Tensor causal_dot_product(const Tensor& q, const Tensor& k, const Tensor& v) {
   constexpr const char* fn = "causal_dot_product";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   CausalSweep sweep;
   sweep.normalize = false;
-  return detail::causal_sweep("CausalDotProductBackward", d, q, k, v, sweep);
+  return detail::causal_sweep(fn, "CausalDotProductBackward", d, q, k, v, sweep);
 }
 
 Tensor linear_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& s,
                              Tensor& z, double eps) {
   constexpr const char* fn = "linear_attention_step";
-  const detail::StepDims d = detail::check_step_inputs(fn, q, k, v);
+  const detail::StepDims d = detail::check_step_inputs(fn, q, k, v, /*on_device=*/true);
   detail::check_eps(fn, eps);
   const DType dtype = q.dtype();
-  detail::check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", dtype);
-  detail::check_or_init_state(fn, "z", z, {d.B, d.H, d.D}, "[B,H,D]", dtype);
+  detail::check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", dtype, q.device());
+  detail::check_or_init_state(fn, "z", z, {d.B, d.H, d.D}, "[B,H,D]", dtype, q.device());
   detail::SweepStep step;
   step.a = s;
   step.z = z;
   step.eps = eps;
-  return detail::causal_sweep_step(d, q, k, v, step);
+  return detail::causal_sweep_step(fn, d, q, k, v, step);
 }
 
 }  // namespace polyak

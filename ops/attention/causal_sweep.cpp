@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/kernels_attention.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/attention/vec.h"
 
@@ -44,10 +45,47 @@ void with_form(const CausalSweep& s, F&& f) {
   }
 }
 
+std::vector<float> to_floats(const std::vector<double>& values) {
+  return std::vector<float>(values.begin(), values.end());
+}
+
+// q, k, v on one device: the backend's chunked sweep (core/kernels_attention.h), forward and
+// backward, with the same saved tensors as on the CPU.
+Tensor causal_sweep_on_device(const char* fn, const char* node, const AttentionDims& d,
+                              const Tensor& q, const Tensor& k, const Tensor& v,
+                              const CausalSweep& sweep) {
+  const auto kernel =
+      device_kernel(fn, "q", q, &DeviceBackend::attention, &AttentionKernels::causal_sweep);
+  CausalSweepArgs args;
+  if (sweep.decay == SweepDecay::per_head) args.decays = to_floats(sweep.decays);
+  if (sweep.decay == SweepDecay::per_key) args.weights = to_floats(sweep.weights);
+  args.momentum = sweep.momentum;
+  args.normalize = sweep.normalize;
+  args.gamma = static_cast<float>(sweep.gamma);
+  args.eps = static_cast<float>(sweep.eps);
+  const Device dev = q.device();
+  Tensor y = Tensor::empty({d.B, d.H, d.N, d.Dv}, DType::f32, dev);
+  Tensor den = sweep.normalize ? Tensor::empty({d.B, d.H, d.N}, DType::f32, dev) : Tensor();
+  kernel(q, k, v, args, y, den);
+
+  Tensor y_saved = sweep.normalize ? y.detach() : Tensor();
+  record(y, node, {q, k, v}, [q, k, v, y_saved, den, args, node](const Tensor& dy) {
+    Tensor dq = Tensor::empty(q.shape(), DType::f32, dy.device());
+    Tensor dk = Tensor::empty(k.shape(), DType::f32, dy.device());
+    Tensor dv = Tensor::empty(v.shape(), DType::f32, dy.device());
+    device_kernel(node, "gradient", dy, &DeviceBackend::attention,
+                  &AttentionKernels::causal_sweep_backward)(q, k, v, y_saved, den, dy, args, dq, dk,
+                                                            dv);
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+  return y;
+}
+
 }  // namespace
 
-Tensor causal_sweep(const char* node, const AttentionDims& d, const Tensor& q, const Tensor& k,
-                    const Tensor& v, const CausalSweep& sweep) {
+Tensor causal_sweep(const char* fn, const char* node, const AttentionDims& d, const Tensor& q,
+                    const Tensor& k, const Tensor& v, const CausalSweep& sweep) {
+  if (!q.device().is_cpu()) return causal_sweep_on_device(fn, node, d, q, k, v, sweep);
   const DType dtype = q.dtype();
   Tensor y = Tensor::empty({d.B, d.H, d.N, d.Dv}, dtype);
   Tensor den = sweep.normalize ? Tensor::empty({d.B, d.H, d.N}, dtype) : Tensor();
@@ -85,8 +123,21 @@ Tensor causal_sweep(const char* node, const AttentionDims& d, const Tensor& q, c
   return y;
 }
 
-Tensor causal_sweep_step(const StepDims& d, const Tensor& q, const Tensor& k, const Tensor& v,
-                         const SweepStep& step) {
+Tensor causal_sweep_step(const char* fn, const StepDims& d, const Tensor& q, const Tensor& k,
+                         const Tensor& v, const SweepStep& step) {
+  if (!q.device().is_cpu()) {
+    const auto kernel =
+        device_kernel(fn, "q", q, &DeviceBackend::attention, &AttentionKernels::sweep_step);
+    SweepStepArgs args;
+    args.decays = to_floats(step.decays);
+    args.c = static_cast<float>(step.c);
+    args.g = static_cast<float>(step.g);
+    args.eps = static_cast<float>(step.eps);
+    Tensor y = Tensor::empty({d.B, d.H, d.Dv}, DType::f32, q.device());
+    Tensor a = step.a, b = step.b, z = step.z;
+    kernel(q, k, v, a, b, z, args, y);
+    return y;
+  }
   Tensor y = Tensor::empty({d.B, d.H, d.Dv}, q.dtype());
   dispatch(q.dtype(), [&]<class T>() {
     const int64_t D = d.D, Dv = d.Dv;

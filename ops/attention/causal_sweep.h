@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "polyak/core/cpu.h"
+#include "polyak/core/kernels_attention.h"
 #include "polyak/core/tensor.h"
 #include "polyak/ops/attention/attention_checks.h"
 
@@ -35,10 +36,11 @@ struct CausalSweep {
   double eps = 0;               // normalize: ε
 };
 
-// The sweep as an op on validated q, k, v; records a backward node named `node` (saving q,
-// k, v and, when normalising, y and den [B,H,N]).
-Tensor causal_sweep(const char* node, const AttentionDims& d, const Tensor& q, const Tensor& k,
-                    const Tensor& v, const CausalSweep& sweep);
+// The sweep as op `fn` on validated q, k, v (on the CPU or one device: there, the chunked
+// kernels of core/kernels_attention.h); records a backward node named `node` (saving q, k, v
+// and, when normalising, y and den [B,H,N]).
+Tensor causal_sweep(const char* fn, const char* node, const AttentionDims& d, const Tensor& q,
+                    const Tensor& k, const Tensor& v, const CausalSweep& sweep);
 
 // The sweep's two passes over every (b, h), compiled once per ISA (causal_sweep_isa.cpp) for
 // the forms the ops use (kStates = 2: momentum). The forward writes y (and den); the backward
@@ -66,8 +68,18 @@ struct SweepStep {
   std::vector<double> decays;
   double c = 1, g = 1, eps = 0;
 };
-Tensor causal_sweep_step(const StepDims& d, const Tensor& q, const Tensor& k, const Tensor& v,
-                         const SweepStep& step);
+// On a device (states on q's device) the backend's sweep_step kernel; errors name `fn`.
+Tensor causal_sweep_step(const char* fn, const StepDims& d, const Tensor& q, const Tensor& k,
+                         const Tensor& v, const SweepStep& step);
+
+// ---- the non-causal form on a device --------------------------------------------------
+
+// Non-causal linear attention with key weights and a key mask (core/kernels_attention.h,
+// LinearAttentionArgs) as op `fn` on q, k, v validated on one device; records `node`
+// (saving q, k, v, y and den [B,H,N]). linear_attention.cpp and momentum_attention.cpp.
+Tensor linear_attention_on_device(const char* fn, const char* node, const AttentionDims& d,
+                                  const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const LinearAttentionArgs& args);
 
 // "<fn>: decays has n entries, expected H = …" / "decays[h] = λ, expected in (0, 1]".
 void check_decays(const char* fn, const std::vector<double>& decays, int64_t H);

@@ -54,43 +54,47 @@ CausalSweep decayed_sweep(std::vector<double> decays, bool normalize, double eps
 
 Tensor decayed_causal_dot_product(const Tensor& q, const Tensor& k, const Tensor& v, double decay) {
   constexpr const char* fn = "decayed_causal_dot_product";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   check_decay(fn, decay);
   return detail::causal_sweep(
-      "DecayedCausalDotProductBackward", d, q, k, v,
+      fn, "DecayedCausalDotProductBackward", d, q, k, v,
       decayed_sweep(std::vector<double>(static_cast<size_t>(d.H), decay), false, 0.0));
 }
 
 Tensor decayed_causal_dot_product(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const std::vector<double>& decays) {
   constexpr const char* fn = "decayed_causal_dot_product";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   detail::check_decays(fn, decays, d.H);
-  return detail::causal_sweep("DecayedCausalDotProductBackward", d, q, k, v,
+  return detail::causal_sweep(fn, "DecayedCausalDotProductBackward", d, q, k, v,
                               decayed_sweep(decays, false, 0.0));
 }
 
 Tensor decayed_causal_linear_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                        double decay, double eps) {
   constexpr const char* fn = "decayed_causal_linear_attention";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   check_decay(fn, decay);
   detail::check_eps(fn, eps);
   return detail::causal_sweep(
-      "DecayedCausalLinearAttentionBackward", d, q, k, v,
+      fn, "DecayedCausalLinearAttentionBackward", d, q, k, v,
       decayed_sweep(std::vector<double>(static_cast<size_t>(d.H), decay), true, eps));
 }
 
 Tensor decayed_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& s,
                               const std::vector<double>& decays) {
   constexpr const char* fn = "decayed_attention_step";
-  const detail::StepDims d = detail::check_step_inputs(fn, q, k, v);
+  const detail::StepDims d = detail::check_step_inputs(fn, q, k, v, /*on_device=*/true);
   detail::check_decays(fn, decays, d.H);
-  detail::check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", q.dtype());
+  detail::check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", q.dtype(),
+                              q.device());
   detail::SweepStep step;
   step.a = s;
   step.decays = decays;
-  return detail::causal_sweep_step(d, q, k, v, step);
+  return detail::causal_sweep_step(fn, d, q, k, v, step);
 }
 
 }  // namespace polyak

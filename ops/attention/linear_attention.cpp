@@ -29,6 +29,7 @@
 #include "polyak/core/autograd.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/attention/attention_checks.h"
+#include "polyak/ops/attention/causal_sweep.h"
 #include "polyak/ops/attention/eigen_maps.h"
 
 namespace polyak {
@@ -117,10 +118,43 @@ void linear_backward(const AttentionDims& d, const T* q, const T* k, const T* v,
 
 }  // namespace
 
+namespace detail {
+
+// On a device the same formulas, with ω and μ folded in: S = (ω K)ᵀ V, z = Kᵀ μ, and the
+// backward's dk = ω (V dSᵀ) + μ dz, dv = (ω K) dS (cuda/kernels/attention.h).
+Tensor linear_attention_on_device(const char* fn, const char* node, const AttentionDims& d,
+                                  const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const LinearAttentionArgs& args) {
+  const auto kernel =
+      device_kernel(fn, "q", q, &DeviceBackend::attention, &AttentionKernels::linear_attention);
+  const Device dev = q.device();
+  Tensor y = Tensor::empty({d.B, d.H, d.N, d.Dv}, DType::f32, dev);
+  Tensor den = Tensor::empty({d.B, d.H, d.N}, DType::f32, dev);
+  kernel(q, k, v, args, y, den);
+  record(y, node, {q, k, v}, [q, k, v, y_saved = y.detach(), den, args, node](const Tensor& dy) {
+    Tensor dq = Tensor::empty(q.shape(), DType::f32, dy.device());
+    Tensor dk = Tensor::empty(k.shape(), DType::f32, dy.device());
+    Tensor dv = Tensor::empty(v.shape(), DType::f32, dy.device());
+    device_kernel(node, "gradient", dy, &DeviceBackend::attention,
+                  &AttentionKernels::linear_attention_backward)(q, k, v, y_saved, den, dy, args, dq,
+                                                                dk, dv);
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+  return y;
+}
+
+}  // namespace detail
+
 Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, double eps) {
   constexpr const char* fn = "linear_attention";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/false);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/false,
+                                                         /*on_device=*/true);
   detail::check_eps(fn, eps);
+  if (!q.device().is_cpu()) {
+    LinearAttentionArgs args;
+    args.eps = static_cast<float>(eps);
+    return detail::linear_attention_on_device(fn, "LinearAttentionBackward", d, q, k, v, args);
+  }
   const DType dtype = q.dtype();
   Tensor y = Tensor::empty({d.B, d.H, d.N, d.Dv}, dtype);
   Tensor den = Tensor::empty({d.B, d.H, d.N}, dtype);

@@ -150,7 +150,8 @@ void check_momentum_parameters(const char* fn, double beta, double gamma) {
 Tensor causal_momentum_attention(const Tensor& q, const Tensor& k, const Tensor& v, double beta,
                                  double gamma, double eps, MomentumWeighting weighting) {
   constexpr const char* fn = "causal_momentum_attention";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   check_momentum_parameters(fn, beta, gamma);
   check_eps(fn, eps);
   CausalSweep sweep;
@@ -164,13 +165,14 @@ Tensor causal_momentum_attention(const Tensor& q, const Tensor& k, const Tensor&
     sweep.decays.assign(static_cast<size_t>(d.H), beta);
     sweep.gamma = gamma;
   }
-  return detail::causal_sweep("CausalMomentumAttentionBackward", d, q, k, v, sweep);
+  return detail::causal_sweep(fn, "CausalMomentumAttentionBackward", d, q, k, v, sweep);
 }
 
 Tensor momentum_attention(const Tensor& q, const Tensor& k, const Tensor& v, double beta,
                           double gamma, double eps, const std::vector<int64_t>& lengths) {
   constexpr const char* fn = "momentum_attention";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/false);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/false,
+                                                         /*on_device=*/true);
   check_momentum_parameters(fn, beta, gamma);
   check_eps(fn, eps);
   POLYAK_CHECK(lengths.empty() || static_cast<int64_t>(lengths.size()) == d.B, fn, ": lengths has ",
@@ -178,6 +180,23 @@ Tensor momentum_attention(const Tensor& q, const Tensor& k, const Tensor& v, dou
   for (size_t b = 0; b < lengths.size(); ++b)
     POLYAK_CHECK(lengths[b] >= 1 && lengths[b] <= d.M, fn, ": lengths[", b, "] = ", lengths[b],
                  ", expected in [1, ", d.M, "] (the key length)");
+  if (!q.device().is_cpu()) {
+    // ω_bj = γ (1 − β^{n_b−j})/(1 − β) and μ_bj = 1 for j < n_b, both 0 for padding.
+    LinearAttentionArgs args;
+    args.weights.assign(static_cast<size_t>(d.B * d.M), 0.0f);
+    args.key_mask.assign(static_cast<size_t>(d.B * d.M), 0.0f);
+    for (int64_t b = 0; b < d.B; ++b) {
+      const int64_t n = lengths.empty() ? d.M : lengths[static_cast<size_t>(b)];
+      const std::vector<double> w = last_position_weights(n, beta, gamma);
+      for (int64_t j = 0; j < n; ++j) {
+        args.weights[static_cast<size_t>(b * d.M + j)] =
+            static_cast<float>(w[static_cast<size_t>(j)]);
+        args.key_mask[static_cast<size_t>(b * d.M + j)] = 1.0f;
+      }
+    }
+    args.eps = static_cast<float>(eps);
+    return detail::linear_attention_on_device(fn, "MomentumAttentionBackward", d, q, k, v, args);
+  }
 
   const DType dtype = q.dtype();
   Tensor y = Tensor::empty({d.B, d.H, d.N, d.Dv}, dtype);
@@ -236,13 +255,13 @@ Tensor momentum_attention(const Tensor& q, const Tensor& k, const Tensor& v, dou
 Tensor momentum_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& m,
                                Tensor& s, Tensor& z, double beta, double gamma, double eps) {
   constexpr const char* fn = "momentum_attention_step";
-  const detail::StepDims d = detail::check_step_inputs(fn, q, k, v);
+  const detail::StepDims d = detail::check_step_inputs(fn, q, k, v, /*on_device=*/true);
   check_momentum_parameters(fn, beta, gamma);
   check_eps(fn, eps);
   const DType dtype = q.dtype();
-  detail::check_or_init_state(fn, "m", m, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", dtype);
-  detail::check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", dtype);
-  detail::check_or_init_state(fn, "z", z, {d.B, d.H, d.D}, "[B,H,D]", dtype);
+  detail::check_or_init_state(fn, "m", m, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", dtype, q.device());
+  detail::check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", dtype, q.device());
+  detail::check_or_init_state(fn, "z", z, {d.B, d.H, d.D}, "[B,H,D]", dtype, q.device());
   POLYAK_CHECK(!m.shares_storage(s), fn, ": m and s share storage, expected two distinct states");
   // The sweep's two states with a = m (decay β, its update −k vᵀ) and b = s (b += −γ a).
   detail::SweepStep step;
@@ -253,7 +272,7 @@ Tensor momentum_attention_step(const Tensor& q, const Tensor& k, const Tensor& v
   step.c = -1;
   step.g = -gamma;
   step.eps = eps;
-  return detail::causal_sweep_step(d, q, k, v, step);
+  return detail::causal_sweep_step(fn, d, q, k, v, step);
 }
 
 }  // namespace polyak

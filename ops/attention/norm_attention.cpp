@@ -95,11 +95,11 @@ Tensor block_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v
 
 Tensor causal_dot_product_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& s) {
   constexpr const char* fn = "causal_dot_product_step";
-  const StepDims d = check_step_inputs(fn, q, k, v);
-  check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", q.dtype());
+  const StepDims d = check_step_inputs(fn, q, k, v, /*on_device=*/true);
+  check_or_init_state(fn, "s", s, {d.B, d.H, d.D, d.Dv}, "[B,H,D,Dv]", q.dtype(), q.device());
   detail::SweepStep step;  // the causal sweep's step without decay or normaliser
   step.a = s;
-  return detail::causal_sweep_step(d, q, k, v, step);
+  return detail::causal_sweep_step(fn, d, q, k, v, step);
 }
 
 Tensor block_softmax_attention_step(const Tensor& q, const Tensor& k, const Tensor& v,
