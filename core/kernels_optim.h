@@ -1,15 +1,54 @@
 // The optim kernel group of a device backend (core/backend.h, DeviceBackend::optim): the fused
-// multi-tensor RAdam / Adam / AdamW / SGD updates and gradient clipping, with no host
-// synchronisation. Entries left null are not provided; ops reach them through device_kernel(),
-// which names the op and the device then. Every entry checks nothing that its op has checked: the
-// op validates shapes, dtypes and devices on the host before it calls the kernel, allocates the
-// outputs on the device and passes them in.
+// RAdam / Adam / AdamW / SGD updates and gradient clipping, with no host synchronisation (step
+// counts and bias corrections are host scalars, passed in; clipping's norms and scale factors
+// stay on the device). Entries left null are not provided; ops reach them through
+// device_kernel(), which names the op and the device then. Every entry checks nothing that its
+// op has checked: the op validates shapes, dtypes and devices on the host before it calls the
+// kernel, allocates the outputs on the device and passes them in.
 #pragma once
+
+#include <cstdint>
 
 #include "polyak/core/backend.h"
 
 namespace polyak {
 
-struct OptimKernels {};
+// The Adam family's update of one element, in this order (optim/adam.cpp, optim/radam.cpp):
+//   g ← g + l2·p;  m ← β1 m + (1 − β1) g;  v ← β2 v + (1 − β2) g²
+//   p ← shrink·p − step_size·m / (sqrt(v)·inv_sqrt_bc2 + eps)   (rectified)
+//   p ← shrink·p − step_size·m                                  (not: RAdam's early steps)
+// Adam and AdamW are always rectified; RAdam passes inv_sqrt_bc2 = 1.
+struct AdamStepArgs {
+  float beta1, beta2, step_size, inv_sqrt_bc2, eps, l2, shrink;
+  bool rectified;
+};
+
+// SGD's update of one element (optim/sgd.cpp):
+//   d ← g + wd·p;  b ← d (first) or μ b + keep·d;  d ← d + μ b (nesterov) or b;  p ← p − lr·d
+// without a momentum buffer: p ← p − lr·d.
+struct SgdStepArgs {
+  float lr, momentum, keep, weight_decay;
+  bool first, nesterov;
+};
+
+struct OptimKernels {
+  // param, exp_avg, exp_avg_sq updated in place from grad (all of one shape).
+  void (*adam_step)(const AdamStepArgs& args, Tensor& param, const Tensor& grad, Tensor& exp_avg,
+                    Tensor& exp_avg_sq) = nullptr;
+  // param (and momentum_buffer, when defined) updated in place from grad.
+  void (*sgd_step)(const SgdStepArgs& args, Tensor& param, const Tensor& grad,
+                   Tensor& momentum_buffer) = nullptr;
+  // sums_sq[slot] = Σ x² (f64 [P]), accumulated in double in a fixed order (the same bits every
+  // run); overwrites that one element.
+  void (*sum_squares)(const Tensor& x, Tensor& sums_sq, int64_t slot) = nullptr;
+  // From sums_sq (f64 [P]): the norms and the scale factors of clip_grad_norm, f32.
+  //   global:  norms [1] = sqrt(Σ_p ‖g_p‖²), scales [1]
+  //   else:    norms [P] = ‖g_p‖, scales [P]
+  // scale = max_norm / (norm + 1e-6) when the norm is finite and > max_norm, else 1.
+  void (*clip_coefficients)(const Tensor& sums_sq, double max_norm, bool global, Tensor& norms,
+                            Tensor& scales) = nullptr;
+  // out = x · scales[slot] (out may not alias x's storage in another shape).
+  void (*scale)(const Tensor& x, const Tensor& scales, int64_t slot, Tensor& out) = nullptr;
+};
 
 }  // namespace polyak

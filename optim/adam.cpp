@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "polyak/core/threads.h"
-#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 
@@ -38,12 +37,18 @@ void Adam::update(size_t index, const Tensor& param, const Tensor& grad, int64_t
   const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(t));
   const double l2 = decoupled_ ? 0.0 : o.weight_decay;
   const double shrink = decoupled_ ? 1 - lr() * o.weight_decay : 1.0;
-  if (!param.device().is_cpu()) {  // the same formula in tensor ops, on the device
-    const Tensor& m = param_state(index)[0];
-    const Tensor& v = param_state(index)[1];
-    update_moments(m, v, l2 != 0 ? add(grad, mul(param, l2)) : grad, o.beta1, o.beta2);
-    const Tensor denom = add(mul(sqrt(v), 1 / std::sqrt(bc2)), o.eps);
-    assign(param, sub(mul(param, shrink), mul(div(m, denom), lr() / bc1)));
+  if (!param.device().is_cpu()) {  // one fused kernel, the loop's formula in f32
+    const auto kernel = device_step(param, &OptimKernels::adam_step);
+    const AdamStepArgs args{static_cast<float>(o.beta1),
+                            static_cast<float>(o.beta2),
+                            static_cast<float>(lr() / bc1),
+                            static_cast<float>(1 / std::sqrt(bc2)),
+                            static_cast<float>(o.eps),
+                            static_cast<float>(l2),
+                            static_cast<float>(shrink),
+                            /*rectified=*/true};
+    Tensor p = param;
+    kernel(args, p, grad, param_state(index)[0], param_state(index)[1]);
     return;
   }
   const int64_t n = param.numel();

@@ -6,7 +6,6 @@
 
 #include "polyak/core/autograd.h"
 #include "polyak/core/error.h"
-#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 
@@ -30,6 +29,9 @@ Optimizer::Optimizer(std::string name, std::vector<Tensor> params, double lr,
                    ") is the same tensor as parameter ", j,
                    ", expected each parameter once (it would be updated twice)");
     }
+    POLYAK_CHECK(p.device() == params_[0].device(), name_, ": parameter ", i, " (", p.name(),
+                 ") is on ", p.device(), " but parameter 0 (", params_[0].name(), ") is on ",
+                 params_[0].device(), ", expected every parameter on one device");
   }
   state_.resize(params_.size());
   param_steps_.assign(params_.size(), 0);
@@ -65,17 +67,6 @@ void Optimizer::step() {
     ++param_steps_[i];
   }
   ++step_count_;
-}
-
-void Optimizer::assign(const Tensor& dst, const Tensor& value) {
-  Tensor target = dst;
-  target.copy_(value);
-}
-
-void Optimizer::update_moments(const Tensor& m, const Tensor& v, const Tensor& g, double beta1,
-                               double beta2) {
-  assign(m, add(mul(m, beta1), mul(g, 1 - beta1)));
-  assign(v, add(mul(v, beta2), mul(square(g), 1 - beta2)));
 }
 
 void Optimizer::set_lr(double lr) {

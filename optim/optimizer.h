@@ -15,10 +15,11 @@
 // (the parameter's shape, dtype and device), so a checkpoint reads it, or restores it with
 // copy_(), together with set_step_count() and set_parameter_step().
 //
-// Devices: a parameter's state lives on the parameter's device. On the CPU an update is one
-// fused loop; on another device it is the same formula in tensor ops, which run on that
-// device's kernels (several passes where the loop takes one: fused device kernels are for
-// later).
+// Devices: every parameter is on one device, and its state lives there too. On the CPU an
+// update is one fused loop; on another device it is one fused kernel per parameter (the
+// backend's optim group, core/kernels_optim.h), the same formula in the same order, with the
+// step counts and bias corrections computed on the host and passed in as scalars: a step
+// never reads device memory on the host.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "polyak/core/kernels_optim.h"
 #include "polyak/core/tensor.h"
 
 namespace polyak {
@@ -74,11 +76,13 @@ class Optimizer {
   // step count including this update. Runs under no-grad.
   virtual void update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) = 0;
 
-  // For updates off the CPU, in tensor ops: dst ← value (in place, same shape).
-  static void assign(const Tensor& dst, const Tensor& value);
-  // m ← β1 m + (1 − β1) g,  v ← β2 v + (1 − β2) g²: the moments of the Adam family.
-  static void update_moments(const Tensor& m, const Tensor& v, const Tensor& g, double beta1,
-                             double beta2);
+  // The fused update `entry` of `param`'s device (not the CPU), for "Name.step": throws naming
+  // the optimizer and the device when the device lacks it or param is not in its kernels' dtype.
+  template <class Fn>
+  Fn device_step(const Tensor& param, Fn OptimKernels::*entry) const {
+    const std::string fn = name_ + ".step";
+    return device_kernel(fn.c_str(), "param", param, &DeviceBackend::optim, entry);
+  }
 
   // Throw "Name: option = value, expected ..." unless the check holds.
   void check_option(bool ok, const char* option, double value, const char* expected) const;

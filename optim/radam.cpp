@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "polyak/core/threads.h"
-#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 
@@ -40,12 +39,18 @@ void RAdam::update(size_t index, const Tensor& param, const Tensor& grad, int64_
   }
   const double l2 = o.decoupled_weight_decay ? 0.0 : o.weight_decay;
   const double shrink = o.decoupled_weight_decay ? 1 - lr() * o.weight_decay : 1.0;
-  if (!param.device().is_cpu()) {  // the same formula in tensor ops, on the device
-    const Tensor& m = param_state(index)[0];
-    const Tensor& v = param_state(index)[1];
-    update_moments(m, v, l2 != 0 ? add(grad, mul(param, l2)) : grad, o.beta1, o.beta2);
-    const Tensor step = rectified ? mul(div(m, add(sqrt(v), o.eps)), coef) : mul(m, coef);
-    assign(param, sub(mul(param, shrink), step));
+  if (!param.device().is_cpu()) {  // one fused kernel, the loop's formula in f32
+    const auto kernel = device_step(param, &OptimKernels::adam_step);
+    const AdamStepArgs args{static_cast<float>(o.beta1),
+                            static_cast<float>(o.beta2),
+                            static_cast<float>(coef),
+                            /*inv_sqrt_bc2=*/1.0f,
+                            static_cast<float>(o.eps),
+                            static_cast<float>(l2),
+                            static_cast<float>(shrink),
+                            rectified};
+    Tensor p = param;
+    kernel(args, p, grad, param_state(index)[0], param_state(index)[1]);
     return;
   }
   const int64_t n = param.numel();

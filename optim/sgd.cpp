@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "polyak/core/threads.h"
-#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 
@@ -35,14 +34,17 @@ SGD::SGD(std::vector<Tensor> params, const Options& options)
 
 void SGD::update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) {
   const Options& o = options_;
-  if (!param.device().is_cpu()) {  // the same formula in tensor ops, on the device
-    Tensor d = o.weight_decay != 0 ? add(grad, mul(param, o.weight_decay)) : grad;
-    if (o.momentum != 0) {
-      const Tensor& b = param_state(index)[0];
-      assign(b, t == 1 ? d : add(mul(b, o.momentum), mul(d, 1 - o.dampening)));
-      d = o.nesterov ? add(d, mul(b, o.momentum)) : b;
-    }
-    assign(param, sub(param, mul(d, lr())));
+  if (!param.device().is_cpu()) {  // one fused kernel, the loop's formula in f32
+    const auto kernel = device_step(param, &OptimKernels::sgd_step);
+    const SgdStepArgs args{static_cast<float>(lr()),
+                           static_cast<float>(o.momentum),
+                           static_cast<float>(1 - o.dampening),
+                           static_cast<float>(o.weight_decay),
+                           /*first=*/t == 1,
+                           o.nesterov};
+    Tensor p = param;
+    Tensor buffer = o.momentum != 0 ? param_state(index)[0] : Tensor();
+    kernel(args, p, grad, buffer);
     return;
   }
   const int64_t n = param.numel();

@@ -1,9 +1,21 @@
 // The optim kernel group (core/kernels_optim.h) as kernel bodies and drivers
 // (cuda/kernels/exec.h): compiled by nvcc for CUDA devices (cuda/optim.cu) and by the host
-// compiler for the tests' fake device (tests/fake_device.h). Each body has its CPU
-// reference in ops/.
+// compiler for the tests' fake device (tests/fake_device.h). Each body has its CPU reference
+// in optim/: the same formula, in the same order, in f32.
+//
+//   AdamStep          one element of Adam / AdamW / RAdam       (optim/adam.cpp, radam.cpp)
+//   SgdStep           one element of SGD                        (optim/sgd.cpp)
+//   SquaresChunk      Σ x² over one chunk of kNormChunk, in double (optim/clip.cpp's l2_norm)
+//   SquaresTotal      the chunks' sums in chunk order, into sums_sq[slot]
+//   ClipCoefficients  norms and scale factors from sums_sq     (optim/clip.cpp)
+//   ScaleBy           out = x · scales[slot]
+//
+// Clipping never reads a norm on the host: the norms and scales are device tensors, and the
+// scaling reads its factor from device memory. The reductions are ordered loops (one body
+// per chunk, then one body over the chunks), so a norm has the same bits every run.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "polyak/core/kernels_optim.h"
@@ -12,9 +24,153 @@
 
 namespace polyak::kernels {
 
+constexpr int64_t kNormChunk = 4096;  // elements per partial sum of squares
+
+// ---- bodies ----------------------------------------------------------------------------
+
+struct AdamStep {
+  AdamStepArgs a;
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  POLYAK_HD void operator()(int64_t i) const {
+    const float gi = g[i] + a.l2 * p[i];
+    m[i] = a.beta1 * m[i] + (1 - a.beta1) * gi;
+    v[i] = a.beta2 * v[i] + (1 - a.beta2) * gi * gi;
+    const float step = a.rectified ? a.step_size * m[i] / (::sqrtf(v[i]) * a.inv_sqrt_bc2 + a.eps)
+                                   : a.step_size * m[i];
+    p[i] = a.shrink * p[i] - step;
+  }
+};
+
+struct SgdStep {
+  SgdStepArgs a;
+  float* p;
+  const float* g;
+  float* b;  // null without momentum
+  POLYAK_HD void operator()(int64_t i) const {
+    float d = g[i];
+    if (a.weight_decay != 0.0f) d += a.weight_decay * p[i];
+    if (b) {
+      b[i] = a.first ? d : a.momentum * b[i] + a.keep * d;
+      d = a.nesterov ? d + a.momentum * b[i] : b[i];
+    }
+    p[i] -= a.lr * d;
+  }
+};
+
+struct SquaresChunk {
+  const float* x;
+  double* partial;  // [ceil(n / kNormChunk)]
+  int64_t n;
+  POLYAK_HD void operator()(int64_t c) const {
+    const int64_t end = (c + 1) * kNormChunk < n ? (c + 1) * kNormChunk : n;
+    double s = 0;
+    for (int64_t i = c * kNormChunk; i < end; ++i)
+      s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+    partial[c] = s;
+  }
+};
+
+struct SquaresTotal {
+  const double* partial;
+  int64_t chunks;
+  double* sums_sq;
+  int64_t slot;
+  POLYAK_HD void operator()(int64_t) const {
+    double s = 0;
+    for (int64_t c = 0; c < chunks; ++c) s += partial[c];
+    sums_sq[slot] = s;
+  }
+};
+
+// One body (global) or one per parameter. As optim/clip.cpp: the global norm sums the squares
+// of the parameters' norms, and the scale factor is computed in double, stored in f32.
+struct ClipCoefficients {
+  const double* sums_sq;  // [P]
+  int64_t P;
+  double max_norm;
+  bool global;
+  float* norms;
+  float* scales;
+  POLYAK_HD void operator()(int64_t i) const {
+    double norm = 0;
+    if (global) {
+      double total = 0;
+      for (int64_t k = 0; k < P; ++k) {
+        const double nk = ::sqrt(sums_sq[k]);
+        total += nk * nk;
+      }
+      norm = ::sqrt(total);
+    } else {
+      norm = ::sqrt(sums_sq[i]);
+    }
+    const bool clip = norm - norm == 0 && norm > max_norm;  // finite (inf − inf and NaN fail)
+    norms[i] = static_cast<float>(norm);
+    scales[i] = clip ? static_cast<float>(max_norm / (norm + 1e-6)) : 1.0f;
+  }
+};
+
+struct ScaleBy {
+  const float* x;
+  const float* scales;
+  int64_t slot;
+  float* out;
+  POLYAK_HD void operator()(int64_t i) const { out[i] = x[i] * scales[slot]; }
+};
+
+// ---- drivers: the Tensor-level entries of the table -------------------------------------
+
+template <class Exec>
+struct Optim {
+  static float* f32(const Tensor& t) { return static_cast<float*>(t.raw_data()); }
+
+  static void adam_step(const AdamStepArgs& args, Tensor& param, const Tensor& grad,
+                        Tensor& exp_avg, Tensor& exp_avg_sq) {
+    Exec ex(param.device());
+    ex.for_each(param.numel(),
+                AdamStep{args, f32(param), f32(grad), f32(exp_avg), f32(exp_avg_sq)});
+  }
+
+  static void sgd_step(const SgdStepArgs& args, Tensor& param, const Tensor& grad,
+                       Tensor& momentum_buffer) {
+    Exec ex(param.device());
+    float* b = momentum_buffer.defined() ? f32(momentum_buffer) : nullptr;
+    ex.for_each(param.numel(), SgdStep{args, f32(param), f32(grad), b});
+  }
+
+  static void sum_squares(const Tensor& x, Tensor& sums_sq, int64_t slot) {
+    Exec ex(x.device());
+    const int64_t n = x.numel(), chunks = (n + kNormChunk - 1) / kNormChunk;
+    const Tensor partial = Tensor::empty(Shape{chunks}, DType::f64, x.device());
+    auto* part = static_cast<double*>(partial.raw_data());
+    ex.for_each(chunks, SquaresChunk{f32(x), part, n});
+    ex.for_each(1, SquaresTotal{part, chunks, static_cast<double*>(sums_sq.raw_data()), slot});
+  }
+
+  static void clip_coefficients(const Tensor& sums_sq, double max_norm, bool global, Tensor& norms,
+                                Tensor& scales) {
+    Exec ex(sums_sq.device());
+    const int64_t P = sums_sq.numel();
+    ex.for_each(global ? 1 : P, ClipCoefficients{static_cast<const double*>(sums_sq.raw_data()), P,
+                                                 max_norm, global, f32(norms), f32(scales)});
+  }
+
+  static void scale(const Tensor& x, const Tensor& scales, int64_t slot, Tensor& out) {
+    Exec ex(x.device());
+    ex.for_each(x.numel(), ScaleBy{f32(x), f32(scales), slot, f32(out)});
+  }
+};
+
 template <class Exec>
 OptimKernels optim_kernels() {
   OptimKernels k;
+  k.adam_step = &Optim<Exec>::adam_step;
+  k.sgd_step = &Optim<Exec>::sgd_step;
+  k.sum_squares = &Optim<Exec>::sum_squares;
+  k.clip_coefficients = &Optim<Exec>::clip_coefficients;
+  k.scale = &Optim<Exec>::scale;
   return k;
 }
 
