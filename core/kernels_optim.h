@@ -32,12 +32,15 @@ struct SgdStepArgs {
 };
 
 struct OptimKernels {
-  // param, exp_avg, exp_avg_sq updated in place from grad (all of one shape).
-  void (*adam_step)(const AdamStepArgs& args, Tensor& param, const Tensor& grad, Tensor& exp_avg,
-                    Tensor& exp_avg_sq) = nullptr;
-  // param (and momentum_buffer, when defined) updated in place from grad.
-  void (*sgd_step)(const SgdStepArgs& args, Tensor& param, const Tensor& grad,
-                   Tensor& momentum_buffer) = nullptr;
+  // Updates `count` parameters in place, parameter k from grads[k] with args[k] (its own t):
+  // params[k], exp_avg[k], exp_avg_sq[k] and grads[k] of one shape. Multi-tensor: one launch
+  // for many parameters (cuda/kernels/optim.h: kTensorsPerLaunch).
+  void (*adam_steps)(int64_t count, const AdamStepArgs* args, const Tensor* params,
+                     const Tensor* grads, const Tensor* exp_avg,
+                     const Tensor* exp_avg_sq) = nullptr;
+  // The same for SGD; momentum_buffers[k] is undefined without momentum.
+  void (*sgd_steps)(int64_t count, const SgdStepArgs* args, const Tensor* params,
+                    const Tensor* grads, const Tensor* momentum_buffers) = nullptr;
   // sums_sq[slot] = Σ x² (f64 [P]), accumulated in double in a fixed order (the same bits every
   // run); overwrites that one element.
   void (*sum_squares)(const Tensor& x, Tensor& sums_sq, int64_t slot) = nullptr;

@@ -34,19 +34,6 @@ SGD::SGD(std::vector<Tensor> params, const Options& options)
 
 void SGD::update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) {
   const Options& o = options_;
-  if (!param.device().is_cpu()) {  // one fused kernel, the loop's formula in f32
-    const auto kernel = device_step(param, &OptimKernels::sgd_step);
-    const SgdStepArgs args{static_cast<float>(lr()),
-                           static_cast<float>(o.momentum),
-                           static_cast<float>(1 - o.dampening),
-                           static_cast<float>(o.weight_decay),
-                           /*first=*/t == 1,
-                           o.nesterov};
-    Tensor p = param;
-    Tensor buffer = o.momentum != 0 ? param_state(index)[0] : Tensor();
-    kernel(args, p, grad, buffer);
-    return;
-  }
   const int64_t n = param.numel();
   dispatch(param.dtype(), [&]<class T>() {
     T* p = param.data<T>();
@@ -69,6 +56,24 @@ void SGD::update(size_t index, const Tensor& param, const Tensor& grad, int64_t 
       }
     });
   });
+}
+
+void SGD::update_on_device(const std::vector<Update>& updates) {
+  const Options& o = options_;
+  const auto kernel = device_step(updates[0].param, &OptimKernels::sgd_steps);
+  std::vector<SgdStepArgs> args;
+  std::vector<Tensor> params, grads, buffers;
+  for (const Update& u : updates) {
+    (void)device_step(u.param, &OptimKernels::sgd_steps);  // f32, like the first
+    args.push_back({static_cast<float>(lr()), static_cast<float>(o.momentum),
+                    static_cast<float>(1 - o.dampening), static_cast<float>(o.weight_decay),
+                    /*first=*/u.t == 1, o.nesterov});
+    params.push_back(u.param);
+    grads.push_back(u.grad);
+    buffers.push_back(o.momentum != 0 ? param_state(u.index)[0] : Tensor());
+  }
+  kernel(static_cast<int64_t>(updates.size()), args.data(), params.data(), grads.data(),
+         buffers.data());
 }
 
 }  // namespace polyak

@@ -5,6 +5,9 @@
 //
 //   AdamStep          one element of Adam / AdamW / RAdam       (optim/adam.cpp, radam.cpp)
 //   SgdStep           one element of SGD                        (optim/sgd.cpp)
+//   MultiTensor       one element of one of up to kTensorsPerLaunch tensors: the update of
+//                     many parameters in one launch, their pointers passed in the launch
+//                     itself (no table to copy to the device, so no wait for the host)
 //   SquaresChunk      Σ x² over one chunk of kNormChunk, in double (optim/clip.cpp's l2_norm)
 //   SquaresTotal      the chunks' sums in chunk order, into sums_sq[slot]
 //   ClipCoefficients  norms and scale factors from sums_sq     (optim/clip.cpp)
@@ -17,6 +20,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "polyak/core/kernels_optim.h"
 #include "polyak/core/tensor.h"
@@ -25,6 +29,9 @@
 namespace polyak::kernels {
 
 constexpr int64_t kNormChunk = 4096;  // elements per partial sum of squares
+// Parameters per multi-tensor launch: the body (≈ 72 bytes a tensor) stays well inside the
+// 4 KiB of a CUDA kernel's arguments.
+constexpr int kTensorsPerLaunch = 32;
 
 // ---- bodies ----------------------------------------------------------------------------
 
@@ -57,6 +64,20 @@ struct SgdStep {
       d = a.nesterov ? d + a.momentum * b[i] : b[i];
     }
     p[i] -= a.lr * d;
+  }
+};
+
+// Element e of the concatenation of `count` tensors: Step k (of tensor k) at e − start[k].
+// The linear search is over at most kTensorsPerLaunch offsets.
+template <class Step>
+struct MultiTensor {
+  Step steps[kTensorsPerLaunch];
+  int64_t start[kTensorsPerLaunch + 1];
+  int count;
+  POLYAK_HD void operator()(int64_t e) const {
+    int k = 0;
+    while (k + 1 < count && start[k + 1] <= e) ++k;
+    steps[k](e - start[k]);
   }
 };
 
@@ -126,18 +147,46 @@ template <class Exec>
 struct Optim {
   static float* f32(const Tensor& t) { return static_cast<float*>(t.raw_data()); }
 
-  static void adam_step(const AdamStepArgs& args, Tensor& param, const Tensor& grad,
-                        Tensor& exp_avg, Tensor& exp_avg_sq) {
-    Exec ex(param.device());
-    ex.for_each(param.numel(),
-                AdamStep{args, f32(param), f32(grad), f32(exp_avg), f32(exp_avg_sq)});
+  // Runs steps[k] over sizes[k] elements for every k, kTensorsPerLaunch tensors a launch.
+  template <class Step>
+  static void multi_tensor(Device device, int64_t count, const Step* steps, const int64_t* sizes) {
+    Exec ex(device);
+    for (int64_t first = 0; first < count; first += kTensorsPerLaunch) {
+      MultiTensor<Step> body{};
+      body.count =
+          static_cast<int>(count - first < kTensorsPerLaunch ? count - first : kTensorsPerLaunch);
+      for (int k = 0; k < body.count; ++k) {
+        body.steps[k] = steps[first + k];
+        body.start[k + 1] = body.start[k] + sizes[first + k];
+      }
+      ex.for_each(body.start[body.count], body);
+    }
   }
 
-  static void sgd_step(const SgdStepArgs& args, Tensor& param, const Tensor& grad,
-                       Tensor& momentum_buffer) {
-    Exec ex(param.device());
-    float* b = momentum_buffer.defined() ? f32(momentum_buffer) : nullptr;
-    ex.for_each(param.numel(), SgdStep{args, f32(param), f32(grad), b});
+  static void adam_steps(int64_t count, const AdamStepArgs* args, const Tensor* params,
+                         const Tensor* grads, const Tensor* exp_avg, const Tensor* exp_avg_sq) {
+    if (count <= 0) return;
+    std::vector<AdamStep> steps;
+    std::vector<int64_t> sizes;
+    for (int64_t k = 0; k < count; ++k) {
+      steps.push_back(
+          AdamStep{args[k], f32(params[k]), f32(grads[k]), f32(exp_avg[k]), f32(exp_avg_sq[k])});
+      sizes.push_back(params[k].numel());
+    }
+    multi_tensor(params[0].device(), count, steps.data(), sizes.data());
+  }
+
+  static void sgd_steps(int64_t count, const SgdStepArgs* args, const Tensor* params,
+                        const Tensor* grads, const Tensor* momentum_buffers) {
+    if (count <= 0) return;
+    std::vector<SgdStep> steps;
+    std::vector<int64_t> sizes;
+    for (int64_t k = 0; k < count; ++k) {
+      float* b = momentum_buffers[k].defined() ? f32(momentum_buffers[k]) : nullptr;
+      steps.push_back(SgdStep{args[k], f32(params[k]), f32(grads[k]), b});
+      sizes.push_back(params[k].numel());
+    }
+    multi_tensor(params[0].device(), count, steps.data(), sizes.data());
   }
 
   static void sum_squares(const Tensor& x, Tensor& sums_sq, int64_t slot) {
@@ -166,8 +215,8 @@ struct Optim {
 template <class Exec>
 OptimKernels optim_kernels() {
   OptimKernels k;
-  k.adam_step = &Optim<Exec>::adam_step;
-  k.sgd_step = &Optim<Exec>::sgd_step;
+  k.adam_steps = &Optim<Exec>::adam_steps;
+  k.sgd_steps = &Optim<Exec>::sgd_steps;
   k.sum_squares = &Optim<Exec>::sum_squares;
   k.clip_coefficients = &Optim<Exec>::clip_coefficients;
   k.scale = &Optim<Exec>::scale;

@@ -98,6 +98,34 @@ TEST_CASE("device optimizers: fused updates follow the CPU trajectory; no grad, 
   }
 }
 
+TEST_CASE("device optimizers: more parameters than one launch takes, empty ones among them") {
+  for (const Device dev : kernel_devices()) {
+    for (const auto& [label, make_opt] : optimizers()) {
+      INFO(label);
+      std::vector<Tensor> cpu, on_dev;
+      for (int64_t i = 0; i < 75; ++i) {  // three launches of at most 32
+        const Tensor values = cotangent(Shape{i % 7 == 3 ? 0 : 1 + (i * 5) % 11}, 300 + i);
+        cpu.push_back(values.clone().requires_grad_());
+        on_dev.push_back(values.to(dev).requires_grad_());
+      }
+      std::unique_ptr<Optimizer> cpu_opt = make_opt(cpu), dev_opt = make_opt(on_dev);
+      for (int s = 0; s < 3; ++s) {
+        for (size_t i = 0; i < cpu.size(); ++i) {
+          const Tensor g = cotangent(cpu[i].shape(), 1000 + 100 * s + i);
+          cpu[i].set_grad(g);
+          on_dev[i].set_grad(g.to(dev));
+        }
+        cpu_opt->step();
+        dev_opt->step();
+      }
+      for (size_t i = 0; i < cpu.size(); ++i) {
+        CAPTURE(i);
+        check_close(on_dev[i], cpu[i], 1e-6, 16, "parameter");
+      }
+    }
+  }
+}
+
 TEST_CASE("device optimizers: bad input names the optimizer, the argument and the devices") {
   const Device dev = fake_device(0), other = fake_device(1);
   const Tensor a = Tensor::zeros(Shape{3}).to(dev).requires_grad_();
