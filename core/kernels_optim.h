@@ -41,17 +41,19 @@ struct OptimKernels {
   // The same for SGD; momentum_buffers[k] is undefined without momentum.
   void (*sgd_steps)(int64_t count, const SgdStepArgs* args, const Tensor* params,
                     const Tensor* grads, const Tensor* momentum_buffers) = nullptr;
-  // sums_sq[slot] = Σ x² (f64 [P]), accumulated in double in a fixed order (the same bits every
-  // run); overwrites that one element.
-  void (*sum_squares)(const Tensor& x, Tensor& sums_sq, int64_t slot) = nullptr;
+  // sums_sq[slots[k]] = Σ xs[k]² for k < count (sums_sq f64 [P]), each accumulated in double
+  // in a fixed order (the same bits every run); overwrites those elements only.
+  void (*sum_squares)(int64_t count, const Tensor* xs, const int64_t* slots,
+                      Tensor& sums_sq) = nullptr;
   // From sums_sq (f64 [P]): the norms and the scale factors of clip_grad_norm, f32.
   //   global:  norms [1] = sqrt(Σ_p ‖g_p‖²), scales [1]
   //   else:    norms [P] = ‖g_p‖, scales [P]
   // scale = max_norm / (norm + 1e-6) when the norm is finite and > max_norm, else 1.
   void (*clip_coefficients)(const Tensor& sums_sq, double max_norm, bool global, Tensor& norms,
                             Tensor& scales) = nullptr;
-  // out = x · scales[slot] (out may not alias x's storage in another shape).
-  void (*scale)(const Tensor& x, const Tensor& scales, int64_t slot, Tensor& out) = nullptr;
+  // outs[k] = xs[k] · scales[slots[k]] for k < count (outs[k] of xs[k]'s shape, not aliasing it).
+  void (*scale)(int64_t count, const Tensor* xs, const Tensor& scales, const int64_t* slots,
+                const Tensor* outs) = nullptr;
 };
 
 }  // namespace polyak

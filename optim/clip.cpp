@@ -51,8 +51,9 @@ Device gradients_device(const char* fn, const std::vector<Tensor>& params) {
   return device;
 }
 
-// Clipping on `device` with no host read: the squared norms (f64 [P]), then the norms and
-// scale factors (f32, [] global or [P]), then every gradient times its factor. Returns the norms.
+// Clipping on `device` with no host read, multi-tensor launches: the squared norms (f64 [P]),
+// then the norms and scale factors (f32, [] global or [P]), then every gradient times its
+// factor, as new tensors. Returns the norms.
 Tensor clip_on_device(const char* fn, const std::vector<Tensor>& params, double max_norm,
                       bool global, Device device) {
   const DeviceBackend& backend = device_kernels(device, fn);
@@ -70,23 +71,27 @@ Tensor clip_on_device(const char* fn, const std::vector<Tensor>& params, double 
   const auto scale = device_kernel(fn, device, &DeviceBackend::optim, &OptimKernels::scale);
 
   const auto P = static_cast<int64_t>(params.size());
-  Tensor sums_sq = Tensor::zeros(Shape{P}, DType::f64, device);
+  std::vector<Tensor> grads, outs;
+  std::vector<int64_t> slots, scale_slots;
   for (int64_t i = 0; i < P; ++i) {
     const Tensor g = params[static_cast<size_t>(i)].grad();
-    if (g.defined()) sum_squares(g, sums_sq, i);
+    if (!g.defined()) continue;
+    grads.push_back(g);
+    outs.push_back(Tensor::empty(g.shape(), g.dtype(), device));
+    slots.push_back(i);
+    scale_slots.push_back(global ? 0 : i);
   }
+  const auto count = static_cast<int64_t>(grads.size());
+  Tensor sums_sq = Tensor::zeros(Shape{P}, DType::f64, device);
+  sum_squares(count, grads.data(), slots.data(), sums_sq);
   const Shape shape = global ? Shape{} : Shape{P};
   Tensor norms = Tensor::empty(shape, backend.kernel_dtype, device);
   Tensor scales = Tensor::empty(shape, backend.kernel_dtype, device);
   coefficients(sums_sq, max_norm, global, norms, scales);
-  for (int64_t i = 0; i < P; ++i) {
-    const Tensor& p = params[static_cast<size_t>(i)];
-    const Tensor g = p.grad();
-    if (!g.defined()) continue;
-    Tensor out = Tensor::empty(g.shape(), g.dtype(), device);
-    scale(g, scales, global ? 0 : i, out);
-    p.set_grad(out);
-  }
+  scale(count, grads.data(), scales, scale_slots.data(), outs.data());
+  for (int64_t k = 0; k < count; ++k)
+    params[static_cast<size_t>(slots[static_cast<size_t>(k)])].set_grad(
+        outs[static_cast<size_t>(k)]);
   return norms;
 }
 

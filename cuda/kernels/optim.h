@@ -9,7 +9,7 @@
 //                     many parameters in one launch, their pointers passed in the launch
 //                     itself (no table to copy to the device, so no wait for the host)
 //   SquaresChunk      Σ x² over one chunk of kNormChunk, in double (optim/clip.cpp's l2_norm)
-//   SquaresTotal      the chunks' sums in chunk order, into sums_sq[slot]
+//   SquaresTotal      one tensor's chunk sums in chunk order, into sums_sq[slot]
 //   ClipCoefficients  norms and scale factors from sums_sq     (optim/clip.cpp)
 //   ScaleBy           out = x · scales[slot]
 //
@@ -189,13 +189,28 @@ struct Optim {
     multi_tensor(params[0].device(), count, steps.data(), sizes.data());
   }
 
-  static void sum_squares(const Tensor& x, Tensor& sums_sq, int64_t slot) {
-    Exec ex(x.device());
-    const int64_t n = x.numel(), chunks = (n + kNormChunk - 1) / kNormChunk;
-    const Tensor partial = Tensor::empty(Shape{chunks}, DType::f64, x.device());
+  // Two launches for up to kTensorsPerLaunch tensors: one body per chunk of every tensor,
+  // then one body per tensor over its chunks, in order.
+  static void sum_squares(int64_t count, const Tensor* xs, const int64_t* slots, Tensor& sums_sq) {
+    if (count <= 0) return;
+    std::vector<int64_t> chunks, offsets, ones(static_cast<size_t>(count), 1);
+    int64_t total = 0;
+    for (int64_t k = 0; k < count; ++k) {
+      chunks.push_back((xs[k].numel() + kNormChunk - 1) / kNormChunk);
+      offsets.push_back(total);
+      total += chunks.back();
+    }
+    const Tensor partial = Tensor::empty(Shape{total}, DType::f64, xs[0].device());
     auto* part = static_cast<double*>(partial.raw_data());
-    ex.for_each(chunks, SquaresChunk{f32(x), part, n});
-    ex.for_each(1, SquaresTotal{part, chunks, static_cast<double*>(sums_sq.raw_data()), slot});
+    auto* sums = static_cast<double*>(sums_sq.raw_data());
+    std::vector<SquaresChunk> per_chunk;
+    std::vector<SquaresTotal> per_tensor;
+    for (size_t k = 0; k < chunks.size(); ++k) {
+      per_chunk.push_back(SquaresChunk{f32(xs[k]), part + offsets[k], xs[k].numel()});
+      per_tensor.push_back(SquaresTotal{part + offsets[k], chunks[k], sums, slots[k]});
+    }
+    multi_tensor(xs[0].device(), count, per_chunk.data(), chunks.data());
+    multi_tensor(xs[0].device(), count, per_tensor.data(), ones.data());
   }
 
   static void clip_coefficients(const Tensor& sums_sq, double max_norm, bool global, Tensor& norms,
@@ -206,9 +221,16 @@ struct Optim {
                                                  max_norm, global, f32(norms), f32(scales)});
   }
 
-  static void scale(const Tensor& x, const Tensor& scales, int64_t slot, Tensor& out) {
-    Exec ex(x.device());
-    ex.for_each(x.numel(), ScaleBy{f32(x), f32(scales), slot, f32(out)});
+  static void scale(int64_t count, const Tensor* xs, const Tensor& scales, const int64_t* slots,
+                    const Tensor* outs) {
+    if (count <= 0) return;
+    std::vector<ScaleBy> steps;
+    std::vector<int64_t> sizes;
+    for (int64_t k = 0; k < count; ++k) {
+      steps.push_back(ScaleBy{f32(xs[k]), f32(scales), slots[k], f32(outs[k])});
+      sizes.push_back(xs[k].numel());
+    }
+    multi_tensor(xs[0].device(), count, steps.data(), sizes.data());
   }
 };
 

@@ -207,6 +207,35 @@ TEST_CASE("device clipping: norms reduced and gradients scaled on the device, as
   }
 }
 
+TEST_CASE("device clipping: more gradients than one launch takes, large and empty ones") {
+  for (const Device dev : kernel_devices()) {
+    for (const bool global : {true, false}) {
+      CAPTURE(global);
+      std::vector<Tensor> cpu, on_dev;
+      for (int64_t i = 0; i < 70; ++i) {  // 9000 elements: three chunks of the reduction
+        const Shape shape{i == 5 ? 9000 : i % 9 == 4 ? 0 : 1 + (i * 7) % 13};
+        const Tensor g = mul(cotangent(shape, 500 + i), 0.1 * static_cast<double>(i % 4));
+        cpu.push_back(Tensor::zeros(shape).requires_grad_());
+        on_dev.push_back(Tensor::zeros(shape).to(dev).requires_grad_());
+        if (i % 11 == 10) continue;  // no gradient
+        cpu.back().set_grad(g);
+        on_dev.back().set_grad(g.to(dev));
+      }
+      const Tensor cpu_norms =
+          global ? clip_grad_norm_tensor(cpu, 0.5) : clip_grad_norm_per_parameter_tensor(cpu, 0.5);
+      const Tensor dev_norms = global ? clip_grad_norm_tensor(on_dev, 0.5)
+                                      : clip_grad_norm_per_parameter_tensor(on_dev, 0.5);
+      check_close(dev_norms, cpu_norms.to(DType::f32), 0, 2, "norms");
+      for (size_t i = 0; i < cpu.size(); ++i) {
+        CAPTURE(i);
+        CHECK(on_dev[i].grad().defined() == cpu[i].grad().defined());
+        if (cpu[i].grad().defined())
+          check_close(on_dev[i].grad(), cpu[i].grad(), 1e-7, 8, "clipped gradient");
+      }
+    }
+  }
+}
+
 TEST_CASE("device clipping: a non-finite norm leaves the gradients unchanged") {
   const double inf = std::numeric_limits<double>::infinity();
   for (const Device dev : kernel_devices()) {
