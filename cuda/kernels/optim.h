@@ -141,6 +141,12 @@ struct ScaleBy {
   POLYAK_HD void operator()(int64_t i) const { out[i] = x[i] * scales[slot]; }
 };
 
+// A multi-tensor body travels in a CUDA launch's arguments, which hold at most 4 KiB.
+static_assert(sizeof(MultiTensor<AdamStep>) <= 4096 && sizeof(MultiTensor<SgdStep>) <= 4096 &&
+                  sizeof(MultiTensor<SquaresChunk>) <= 4096 &&
+                  sizeof(MultiTensor<SquaresTotal>) <= 4096 && sizeof(MultiTensor<ScaleBy>) <= 4096,
+              "kTensorsPerLaunch too large for a kernel's arguments");
+
 // ---- drivers: the Tensor-level entries of the table -------------------------------------
 
 template <class Exec>
