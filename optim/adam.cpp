@@ -4,9 +4,6 @@
 #include <cmath>
 #include <utility>
 
-#include "polyak/core/threads.h"
-#include "polyak/ops/elementwise.h"
-
 namespace polyak {
 
 Adam::Adam(std::vector<Tensor> params) : Adam(std::move(params), Options{}) {}
@@ -32,40 +29,24 @@ AdamW::AdamW(std::vector<Tensor> params, const Options& options)
                          .weight_decay = options.weight_decay},
            /*decoupled=*/true) {}
 
-void Adam::update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) {
+Optimizer::AdamScalars Adam::scalars(int64_t t) const {
   const Options& o = options_;
   const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(t));
   const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(t));
-  const double l2 = decoupled_ ? 0.0 : o.weight_decay;
-  const double shrink = decoupled_ ? 1 - lr() * o.weight_decay : 1.0;
-  if (!param.device().is_cpu()) {  // the same formula in tensor ops, on the device
-    const Tensor& m = param_state(index)[0];
-    const Tensor& v = param_state(index)[1];
-    update_moments(m, v, l2 != 0 ? add(grad, mul(param, l2)) : grad, o.beta1, o.beta2);
-    const Tensor denom = add(mul(sqrt(v), 1 / std::sqrt(bc2)), o.eps);
-    assign(param, sub(mul(param, shrink), mul(div(m, denom), lr() / bc1)));
-    return;
-  }
-  const int64_t n = param.numel();
-  dispatch(param.dtype(), [&]<class T>() {
-    T* p = param.data<T>();
-    const T* g = grad.data<T>();
-    T* m = param_state(index)[0].data<T>();
-    T* v = param_state(index)[1].data<T>();
-    const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
-    const T step_size = static_cast<T>(lr() / bc1);
-    const T inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
-    const T eps = static_cast<T>(o.eps);
-    const T l2_t = static_cast<T>(l2), shrink_t = static_cast<T>(shrink);
-    parallel_for(n, 10, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const T gi = g[i] + l2_t * p[i];
-        m[i] = b1 * m[i] + (1 - b1) * gi;
-        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        p[i] = shrink_t * p[i] - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-      }
-    });
-  });
+  return {.step_size = lr() / bc1,
+          .inv_sqrt_bc2 = 1 / std::sqrt(bc2),
+          .l2 = decoupled_ ? 0.0 : o.weight_decay,
+          .shrink = decoupled_ ? 1 - lr() * o.weight_decay : 1.0,
+          .rectified = true};
+}
+
+void Adam::update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) {
+  adam_update_on_cpu(index, param, grad, options_.beta1, options_.beta2, options_.eps, scalars(t));
+}
+
+void Adam::update_on_device(const std::vector<Update>& updates) {
+  adam_update_on_device(updates, options_.beta1, options_.beta2, options_.eps,
+                        [this](int64_t t) { return scalars(t); });
 }
 
 }  // namespace polyak

@@ -34,8 +34,11 @@ class Adam : public Optimizer {
   // For AdamW: the same moments with decoupled weight decay.
   Adam(const char* name, std::vector<Tensor> params, const Options& options, bool decoupled);
   void update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) override;
+  void update_on_device(const std::vector<Update>& updates) override;
 
  private:
+  AdamScalars scalars(int64_t t) const;  // of update t
+
   Options options_;
   bool decoupled_;
 };

@@ -6,7 +6,7 @@
 
 #include "polyak/core/autograd.h"
 #include "polyak/core/error.h"
-#include "polyak/ops/elementwise.h"
+#include "polyak/core/threads.h"
 
 namespace polyak {
 
@@ -30,6 +30,9 @@ Optimizer::Optimizer(std::string name, std::vector<Tensor> params, double lr,
                    ") is the same tensor as parameter ", j,
                    ", expected each parameter once (it would be updated twice)");
     }
+    POLYAK_CHECK(p.device() == params_[0].device(), name_, ": parameter ", i, " (", p.name(),
+                 ") is on ", p.device(), " but parameter 0 (", params_[0].name(), ") is on ",
+                 params_[0].device(), ", expected every parameter on one device");
   }
   state_.resize(params_.size());
   param_steps_.assign(params_.size(), 0);
@@ -52,6 +55,7 @@ void Optimizer::zero_grad() {
 
 void Optimizer::step() {
   NoGradGuard no_grad;
+  std::vector<Update> updates;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     Tensor g = p.grad();
@@ -61,21 +65,68 @@ void Optimizer::step() {
                  p.shape());
     if (g.dtype() != p.dtype()) g = g.cpu().to(p.dtype());  // dtype conversions run on the CPU
     if (g.device() != p.device()) g = g.to(p.device());
-    update(i, p, g, param_steps_[i] + 1);
-    ++param_steps_[i];
+    updates.push_back({i, p, g, param_steps_[i] + 1});
   }
+  if (params_[0].device().is_cpu()) {
+    for (const Update& u : updates) update(u.index, u.param, u.grad, u.t);
+  } else if (!updates.empty()) {
+    update_on_device(updates);
+  }
+  for (const Update& u : updates) ++param_steps_[u.index];
   ++step_count_;
 }
 
-void Optimizer::assign(const Tensor& dst, const Tensor& value) {
-  Tensor target = dst;
-  target.copy_(value);
+void Optimizer::update_on_device(const std::vector<Update>& updates) {
+  for (const Update& u : updates) update(u.index, u.param, u.grad, u.t);
 }
 
-void Optimizer::update_moments(const Tensor& m, const Tensor& v, const Tensor& g, double beta1,
-                               double beta2) {
-  assign(m, add(mul(m, beta1), mul(g, 1 - beta1)));
-  assign(v, add(mul(v, beta2), mul(square(g), 1 - beta2)));
+void Optimizer::adam_update_on_cpu(size_t index, const Tensor& param, const Tensor& grad,
+                                   double beta1, double beta2, double eps, const AdamScalars& s) {
+  const int64_t n = param.numel();
+  dispatch(param.dtype(), [&]<class T>() {
+    T* p = param.data<T>();
+    const T* g = grad.data<T>();
+    T* m = state_[index][0].data<T>();
+    T* v = state_[index][1].data<T>();
+    const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
+    const T step_size = static_cast<T>(s.step_size);
+    const T inv_sqrt_bc2 = static_cast<T>(s.inv_sqrt_bc2);
+    const T eps_t = static_cast<T>(eps);
+    const T l2 = static_cast<T>(s.l2), shrink = static_cast<T>(s.shrink);
+    const bool rectified = s.rectified;
+    parallel_for(n, 10, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const T gi = g[i] + l2 * p[i];
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        const T step = rectified ? step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps_t)
+                                 : step_size * m[i];
+        p[i] = shrink * p[i] - step;
+      }
+    });
+  });
+}
+
+void Optimizer::adam_update_on_device(const std::vector<Update>& updates, double beta1,
+                                      double beta2, double eps,
+                                      const std::function<AdamScalars(int64_t)>& scalars) const {
+  const auto kernel = device_step(updates[0].param, &OptimKernels::adam_steps);
+  std::vector<AdamStepArgs> args;
+  std::vector<Tensor> params, grads, exp_avg, exp_avg_sq;
+  for (size_t k = 0; k < updates.size(); ++k) {
+    const AdamScalars s = scalars(updates[k].t);
+    (void)device_step(updates[k].param, &OptimKernels::adam_steps);  // f32, like the first
+    args.push_back({static_cast<float>(beta1), static_cast<float>(beta2),
+                    static_cast<float>(s.step_size), static_cast<float>(s.inv_sqrt_bc2),
+                    static_cast<float>(eps), static_cast<float>(s.l2), static_cast<float>(s.shrink),
+                    s.rectified});
+    params.push_back(updates[k].param);
+    grads.push_back(updates[k].grad);
+    exp_avg.push_back(state_[updates[k].index][0]);
+    exp_avg_sq.push_back(state_[updates[k].index][1]);
+  }
+  kernel(static_cast<int64_t>(updates.size()), args.data(), params.data(), grads.data(),
+         exp_avg.data(), exp_avg_sq.data());
 }
 
 void Optimizer::set_lr(double lr) {

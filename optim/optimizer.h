@@ -15,17 +15,20 @@
 // (the parameter's shape, dtype and device), so a checkpoint reads it, or restores it with
 // copy_(), together with set_step_count() and set_parameter_step().
 //
-// Devices: a parameter's state lives on the parameter's device. On the CPU an update is one
-// fused loop; on another device it is the same formula in tensor ops, which run on that
-// device's kernels (several passes where the loop takes one: fused device kernels are for
-// later).
+// Devices: every parameter is on one device, and its state lives there too. On the CPU an
+// update is one fused loop; on another device it is one fused kernel for many parameters (the
+// backend's optim group, core/kernels_optim.h), the same formula in the same order, with the
+// step counts and bias corrections computed on the host and passed in as scalars: a step
+// never reads device memory on the host.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "polyak/core/kernels_optim.h"
 #include "polyak/core/tensor.h"
 
 namespace polyak {
@@ -69,16 +72,44 @@ class Optimizer {
   Optimizer(std::string name, std::vector<Tensor> params, double lr,
             std::vector<std::string> state_names);
 
-  // Updates parameter `index` in place. `param` (the parameter itself) and `grad` share one
-  // dtype, shape and device, as does the parameter's state; `t` ≥ 1 is this parameter's
-  // step count including this update. Runs under no-grad.
+  // Updates parameter `index` on the CPU in place. `param` (the parameter itself) and `grad`
+  // share one dtype, shape and device, as does the parameter's state; `t` ≥ 1 is this
+  // parameter's step count including this update. Runs under no-grad.
   virtual void update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) = 0;
 
-  // For updates off the CPU, in tensor ops: dst ← value (in place, same shape).
-  static void assign(const Tensor& dst, const Tensor& value);
-  // m ← β1 m + (1 − β1) g,  v ← β2 v + (1 − β2) g²: the moments of the Adam family.
-  static void update_moments(const Tensor& m, const Tensor& v, const Tensor& g, double beta1,
-                             double beta2);
+  // One parameter's update in a step, as update() takes it.
+  struct Update {
+    size_t index;
+    Tensor param, grad;
+    int64_t t;
+  };
+  // Updates the parameters of one step on their device (not the CPU), in place, under
+  // no-grad: the fused optimizers launch one kernel for many parameters. By default, one
+  // update() each.
+  virtual void update_on_device(const std::vector<Update>& updates);
+
+  // The fused update `entry` of `param`'s device (not the CPU), for "Name.step": throws naming
+  // the optimizer and the device when the device lacks it or param is not in its kernels' dtype.
+  template <class Fn>
+  Fn device_step(const Tensor& param, Fn OptimKernels::*entry) const {
+    const std::string fn = name_ + ".step";
+    return device_kernel(fn.c_str(), "param", param, &DeviceBackend::optim, entry);
+  }
+
+  // The Adam family's scalars of one update (AdamStepArgs in core/kernels_optim.h), in double:
+  //   p ← shrink·p − step_size·m / (sqrt(v)·inv_sqrt_bc2 + ε)   or, not rectified,
+  //   p ← shrink·p − step_size·m;   g ← g + l2·p before the moments.
+  struct AdamScalars {
+    double step_size, inv_sqrt_bc2, l2, shrink;
+    bool rectified;
+  };
+  // The Adam family's update loop on the CPU (exp_avg and exp_avg_sq in slots 0 and 1).
+  void adam_update_on_cpu(size_t index, const Tensor& param, const Tensor& grad, double beta1,
+                          double beta2, double eps, const AdamScalars& s);
+  // The same as one fused launch for many parameters on their device; `scalars(t)` gives
+  // those of update t.
+  void adam_update_on_device(const std::vector<Update>& updates, double beta1, double beta2,
+                             double eps, const std::function<AdamScalars(int64_t)>& scalars) const;
 
   // Throw "Name: option = value, expected ..." unless the check holds.
   void check_option(bool ok, const char* option, double value, const char* expected) const;

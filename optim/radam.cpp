@@ -4,9 +4,6 @@
 #include <cmath>
 #include <utility>
 
-#include "polyak/core/threads.h"
-#include "polyak/ops/elementwise.h"
-
 namespace polyak {
 
 RAdam::RAdam(std::vector<Tensor> params) : RAdam(std::move(params), Options{}) {}
@@ -24,7 +21,7 @@ double RAdam::rho(int64_t t) const {
   return rho_inf - 2 * static_cast<double>(t) * b2t / (1 - b2t);
 }
 
-void RAdam::update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) {
+Optimizer::AdamScalars RAdam::scalars(int64_t t) const {
   const Options& o = options_;
   const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(t));
   const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(t));
@@ -38,36 +35,20 @@ void RAdam::update(size_t index, const Tensor& param, const Tensor& grad, int64_
         std::sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t));
     coef *= r * std::sqrt(bc2);
   }
-  const double l2 = o.decoupled_weight_decay ? 0.0 : o.weight_decay;
-  const double shrink = o.decoupled_weight_decay ? 1 - lr() * o.weight_decay : 1.0;
-  if (!param.device().is_cpu()) {  // the same formula in tensor ops, on the device
-    const Tensor& m = param_state(index)[0];
-    const Tensor& v = param_state(index)[1];
-    update_moments(m, v, l2 != 0 ? add(grad, mul(param, l2)) : grad, o.beta1, o.beta2);
-    const Tensor step = rectified ? mul(div(m, add(sqrt(v), o.eps)), coef) : mul(m, coef);
-    assign(param, sub(mul(param, shrink), step));
-    return;
-  }
-  const int64_t n = param.numel();
-  dispatch(param.dtype(), [&]<class T>() {
-    T* p = param.data<T>();
-    const T* g = grad.data<T>();
-    T* m = param_state(index)[0].data<T>();
-    T* v = param_state(index)[1].data<T>();
-    const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
-    const T c = static_cast<T>(coef);
-    const T eps = static_cast<T>(o.eps);
-    const T l2_t = static_cast<T>(l2), shrink_t = static_cast<T>(shrink);
-    parallel_for(n, 10, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const T gi = g[i] + l2_t * p[i];
-        m[i] = b1 * m[i] + (1 - b1) * gi;
-        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        const T step = rectified ? c * m[i] / (std::sqrt(v[i]) + eps) : c * m[i];
-        p[i] = shrink_t * p[i] - step;
-      }
-    });
-  });
+  return {.step_size = coef,
+          .inv_sqrt_bc2 = 1,
+          .l2 = o.decoupled_weight_decay ? 0.0 : o.weight_decay,
+          .shrink = o.decoupled_weight_decay ? 1 - lr() * o.weight_decay : 1.0,
+          .rectified = rectified};
+}
+
+void RAdam::update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) {
+  adam_update_on_cpu(index, param, grad, options_.beta1, options_.beta2, options_.eps, scalars(t));
+}
+
+void RAdam::update_on_device(const std::vector<Update>& updates) {
+  adam_update_on_device(updates, options_.beta1, options_.beta2, options_.eps,
+                        [this](int64_t t) { return scalars(t); });
 }
 
 }  // namespace polyak

@@ -41,8 +41,11 @@ class RAdam final : public Optimizer {
 
  protected:
   void update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) override;
+  void update_on_device(const std::vector<Update>& updates) override;
 
  private:
+  AdamScalars scalars(int64_t t) const;  // of update t
+
   Options options_;
 };
 

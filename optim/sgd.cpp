@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "polyak/core/threads.h"
-#include "polyak/ops/elementwise.h"
 
 namespace polyak {
 
@@ -35,16 +34,6 @@ SGD::SGD(std::vector<Tensor> params, const Options& options)
 
 void SGD::update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) {
   const Options& o = options_;
-  if (!param.device().is_cpu()) {  // the same formula in tensor ops, on the device
-    Tensor d = o.weight_decay != 0 ? add(grad, mul(param, o.weight_decay)) : grad;
-    if (o.momentum != 0) {
-      const Tensor& b = param_state(index)[0];
-      assign(b, t == 1 ? d : add(mul(b, o.momentum), mul(d, 1 - o.dampening)));
-      d = o.nesterov ? add(d, mul(b, o.momentum)) : b;
-    }
-    assign(param, sub(param, mul(d, lr())));
-    return;
-  }
   const int64_t n = param.numel();
   dispatch(param.dtype(), [&]<class T>() {
     T* p = param.data<T>();
@@ -67,6 +56,24 @@ void SGD::update(size_t index, const Tensor& param, const Tensor& grad, int64_t 
       }
     });
   });
+}
+
+void SGD::update_on_device(const std::vector<Update>& updates) {
+  const Options& o = options_;
+  const auto kernel = device_step(updates[0].param, &OptimKernels::sgd_steps);
+  std::vector<SgdStepArgs> args;
+  std::vector<Tensor> params, grads, buffers;
+  for (const Update& u : updates) {
+    (void)device_step(u.param, &OptimKernels::sgd_steps);  // f32, like the first
+    args.push_back({static_cast<float>(lr()), static_cast<float>(o.momentum),
+                    static_cast<float>(1 - o.dampening), static_cast<float>(o.weight_decay),
+                    /*first=*/u.t == 1, o.nesterov});
+    params.push_back(u.param);
+    grads.push_back(u.grad);
+    buffers.push_back(o.momentum != 0 ? param_state(u.index)[0] : Tensor());
+  }
+  kernel(static_cast<int64_t>(updates.size()), args.data(), params.data(), grads.data(),
+         buffers.data());
 }
 
 }  // namespace polyak

@@ -31,6 +31,7 @@ class SGD final : public Optimizer {
 
  protected:
   void update(size_t index, const Tensor& param, const Tensor& grad, int64_t t) override;
+  void update_on_device(const std::vector<Update>& updates) override;
 
  private:
   Options options_;
