@@ -228,35 +228,40 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
 
   std::ostringstream os;
   char line[512];
+  auto dims_of = [](const GemmCase& g) {
+    return std::to_string(g.m) + "x" + std::to_string(g.n) + "x" + std::to_string(g.k);
+  };
+  // The step's line up to "of the best", the same on a device and on the CPU.
+  const std::string where = device.is_cpu() ? "kernels " + result.isa : result.device;
+  char step[512];
+  std::snprintf(
+      step, sizeof step,
+      "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch %lld x %lld), "
+      "%s: median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f GFLOP/step, %.1f GFLOP/s = "
+      "%.1f%% of the best ",
+      o.model.c_str(), o.preset.c_str(), static_cast<long long>(config.layers),
+      static_cast<long long>(config.d_model), static_cast<long long>(config.heads),
+      static_cast<long long>(config.resolved_head_dim()),
+      static_cast<long long>(config.resolved_ff_dim()), static_cast<long long>(o.batch),
+      static_cast<long long>(o.length), where.c_str(), result.ms_per_step,
+      static_cast<long long>(o.steps), result.tokens_per_s, result.step_gflop, result.gflops,
+      result.percent_of_gemm);
   if (!device.is_cpu()) {
     std::snprintf(line, sizeof line, "f32 GEMM on %s (matmul), GFLOP/s, best of %lld:\n",
                   result.device.c_str(), static_cast<long long>(options.gemm_reps));
     os << line;
     for (const DeviceGemmResult& g : result.device_gemms) {
-      const std::string dims = std::to_string(g.shape.m) + "x" + std::to_string(g.shape.n) + "x" +
-                               std::to_string(g.shape.k);
-      std::snprintf(line, sizeof line, "  %-17s %20s %8.1f\n", g.shape.name, dims.c_str(),
-                    g.gflops);
+      std::snprintf(line, sizeof line, "  %-17s %20s %8.1f\n", g.shape.name,
+                    dims_of(g.shape).c_str(), g.gflops);
       os << line;
     }
-    std::snprintf(line, sizeof line,
-                  "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch "
-                  "%lld x %lld), %s: median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f "
-                  "GFLOP/step, %.1f GFLOP/s = %.1f%% of the best device GEMM (%.1f)\n",
-                  o.model.c_str(), o.preset.c_str(), static_cast<long long>(config.layers),
-                  static_cast<long long>(config.d_model), static_cast<long long>(config.heads),
-                  static_cast<long long>(config.resolved_head_dim()),
-                  static_cast<long long>(config.resolved_ff_dim()), static_cast<long long>(o.batch),
-                  static_cast<long long>(o.length), result.device.c_str(), result.ms_per_step,
-                  static_cast<long long>(o.steps), result.tokens_per_s, result.step_gflop,
-                  result.gflops, result.percent_of_gemm, result.best_gemm_gflops);
-    os << line;
+    std::snprintf(line, sizeof line, "device GEMM (%.1f)\n", result.best_gemm_gflops);
+    os << step << line;
   } else {
     os << machine_text() << "\n";
     std::snprintf(line, sizeof line,
                   "fma peak: f32 %s multiply-add throughput, %d threads, best of 5: %.1f GFLOP/s "
-                  "(no GEMM can "
-                  "pass it)\n",
+                  "(no GEMM can pass it)\n",
                   result.fma_isa.c_str(), num_threads(), result.fma_gflops);
     os << line;
     std::snprintf(line, sizeof line,
@@ -266,28 +271,15 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
                   "isa", "polyak", "eigen", "ratio", "%fma");
     os << line;
     for (const GemmResult& g : result.gemms) {
-      const std::string dims = std::to_string(g.shape.m) + "x" + std::to_string(g.shape.n) + "x" +
-                               std::to_string(g.shape.k);
       std::snprintf(line, sizeof line, "  %-17s %20s %-8s %8.1f %8.1f %7.3f %6.1f%%\n",
-                    g.shape.name, dims.c_str(), isa_name(g.isa), g.polyak_gflops, g.eigen_gflops,
-                    g.polyak_gflops / g.eigen_gflops, 100 * g.polyak_gflops / result.fma_gflops);
+                    g.shape.name, dims_of(g.shape).c_str(), isa_name(g.isa), g.polyak_gflops,
+                    g.eigen_gflops, g.polyak_gflops / g.eigen_gflops,
+                    100 * g.polyak_gflops / result.fma_gflops);
       os << line;
     }
-    std::snprintf(
-        line, sizeof line,
-        "polyak %s (%s preset: %lld layers, d %lld, %lld heads x %lld, ff %lld, batch %lld x "
-        "%lld), "
-        "kernels %s: median %.1f ms/step over %lld steps, %.0f tokens/s, %.1f GFLOP/step, %.1f "
-        "GFLOP/s = %.1f%% of the best GEMM (%.1f), %.1f%% of the %s fma peak\n",
-        o.model.c_str(), o.preset.c_str(), static_cast<long long>(config.layers),
-        static_cast<long long>(config.d_model), static_cast<long long>(config.heads),
-        static_cast<long long>(config.resolved_head_dim()),
-        static_cast<long long>(config.resolved_ff_dim()), static_cast<long long>(o.batch),
-        static_cast<long long>(o.length), result.isa.c_str(), result.ms_per_step,
-        static_cast<long long>(o.steps), result.tokens_per_s, result.step_gflop, result.gflops,
-        result.percent_of_gemm, result.best_gemm_gflops, result.percent_of_fma_peak,
-        result.fma_isa.c_str());
-    os << line;
+    std::snprintf(line, sizeof line, "GEMM (%.1f), %.1f%% of the %s fma peak\n",
+                  result.best_gemm_gflops, result.percent_of_fma_peak, result.fma_isa.c_str());
+    os << step << line;
   }
   if (report) *report = os.str();
 
