@@ -1,0 +1,152 @@
+// Whole models on a device against the CPU, for every model kind: the logits, the loss and
+// every parameter's gradient after one forward and backward in training mode (dropout on:
+// the device draws the CPU's masks), the losses of ten RAdam steps, and generation in RNN
+// mode equal to the parallel form on the device.
+#include <string>
+#include <vector>
+
+#include "../nn/helpers.h"
+#include "kernel_devices.h"
+#include "polyak/models/transformer.h"
+#include "polyak/nn/kinds.h"
+#include "polyak/ops/nn_ops.h"
+#include "polyak/ops/shape_ops.h"
+#include "polyak/optim/radam.h"
+
+using namespace polyak;
+using namespace polyak::testing;
+
+namespace {
+
+// Kinds whose forward still reaches an op without a device kernel; the test checks that
+// they fail with the op's error, so that one gaining its kernels is moved out of here.
+const std::vector<std::string> kinds_without_device_kernels = {
+    "softmax",     "linear", "momentum",   "momentum-connection", "adaptive",
+    "transnormer", "mega",   "mega-chunk", "performer",           "linformer",
+};
+
+bool without_kernels(const std::string& kind) {
+  for (const std::string& k : kinds_without_device_kernels)
+    if (k == kind) return true;
+  return false;
+}
+
+TransformerConfig device_model(const std::string& kind) {
+  TransformerConfig c;
+  c.vocab = 9;
+  c.max_len = 24;
+  c.d_model = 16;
+  c.heads = 2;
+  c.ff_dim = 24;
+  c.layers = 2;
+  c.dropout = 0.1;
+  c.positions = "learned";
+  c.seed = 5;
+  set_model_kind(c, kind);
+  if (!attention_spec(c.attention).forms.causal) c.causal = false;
+  use_test_sizes(c);
+  return c;
+}
+
+Tensor token_pattern(int64_t B, int64_t N, int64_t V, int64_t shift) {
+  std::vector<int64_t> t(static_cast<size_t>(B * N));
+  for (int64_t i = 0; i < B * N; ++i) t[static_cast<size_t>(i)] = (i * 7 + i / 5 + shift) % V;
+  return ids({B, N}, t);
+}
+
+Tensor loss_of(TransformerLM& model, const Tensor& tokens, const Tensor& targets) {
+  const Tensor logits = model.forward(tokens);
+  return cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
+}
+
+}  // namespace
+
+TEST_CASE("device models: every kind's logits, loss and gradients match the CPU") {
+  for (const Device dev : kernel_devices()) {
+    for (const std::string& kind : model_kinds()) {
+      INFO(kind << " on " << dev);
+      const TransformerConfig c = device_model(kind);
+      TransformerLM on_cpu(c), on_dev(c);
+      on_dev.to(dev);
+      const Tensor tokens = token_pattern(2, 12, c.vocab, 1);
+      const Tensor targets = token_pattern(2, 12, c.vocab, 3);
+      if (without_kernels(kind)) {
+        CHECK_THROWS_WITH_AS(on_dev.forward(tokens.to(dev)),
+                             doctest::Contains("no device kernel yet"), Error);
+        continue;
+      }
+      check_close(on_dev.forward(tokens.to(dev)), on_cpu.forward(tokens).detach(), 1e-4, 256,
+                  kind + " logits");
+      const Tensor l_cpu = loss_of(on_cpu, tokens, targets);
+      const Tensor l_dev = loss_of(on_dev, tokens.to(dev), targets.to(dev));
+      REQUIRE(l_dev.device() == dev);
+      check_close(l_dev, l_cpu.detach(), 1e-5, 64, kind + " loss");
+      l_cpu.backward();
+      l_dev.backward();
+      const NamedTensors p_cpu = on_cpu.named_parameters(), p_dev = on_dev.named_parameters();
+      REQUIRE(p_cpu.size() == p_dev.size());
+      for (size_t i = 0; i < p_cpu.size(); ++i) {
+        REQUIRE(p_dev[i].second.grad().defined());
+        check_close(p_dev[i].second.grad(), p_cpu[i].second.grad(), 1e-4, 1024,
+                    kind + " gradient of " + p_cpu[i].first);
+      }
+    }
+  }
+}
+
+TEST_CASE("device models: ten RAdam steps follow the CPU's losses") {
+  for (const Device dev : kernel_devices()) {
+    for (const std::string& kind : model_kinds()) {
+      if (without_kernels(kind)) continue;
+      INFO(kind << " on " << dev);
+      const TransformerConfig c = device_model(kind);
+      TransformerLM on_cpu(c), on_dev(c);
+      on_dev.to(dev);
+      RAdam opt_cpu(on_cpu.parameters(), {.lr = 3e-3}), opt_dev(on_dev.parameters(), {.lr = 3e-3});
+      std::vector<double> losses_cpu, losses_dev;
+      for (int64_t s = 0; s < 10; ++s) {
+        const Tensor tokens = token_pattern(2, 12, c.vocab, s);
+        const Tensor targets = token_pattern(2, 12, c.vocab, s + 2);
+        opt_cpu.zero_grad();
+        opt_dev.zero_grad();
+        const Tensor l_cpu = loss_of(on_cpu, tokens, targets);
+        const Tensor l_dev = loss_of(on_dev, tokens.to(dev), targets.to(dev));
+        l_cpu.backward();
+        l_dev.backward();
+        opt_cpu.step();
+        opt_dev.step();
+        losses_cpu.push_back(l_cpu.item());
+        losses_dev.push_back(l_dev.cpu().item());
+      }
+      for (size_t s = 0; s < losses_cpu.size(); ++s) {
+        INFO("step " << s);
+        CHECK(losses_dev[s] == doctest::Approx(losses_cpu[s]).epsilon(2e-4));
+      }
+      CHECK(losses_cpu.back() < losses_cpu.front());
+    }
+  }
+}
+
+TEST_CASE("device models: generation in RNN mode equals the parallel form on the device") {
+  for (const Device dev : kernel_devices()) {
+    for (const std::string& kind : model_kinds()) {
+      TransformerConfig c = device_model(kind);
+      if (without_kernels(kind) || !c.causal) continue;
+      INFO(kind << " on " << dev);
+      c.dropout = 0;
+      TransformerLM model(c);
+      model.to(dev);
+      model.eval();
+      const Tensor tokens = token_pattern(2, 10, c.vocab, 4).to(dev);
+      const Tensor parallel = model.forward(tokens);
+      ModelState state = model.initial_state(2);
+      std::vector<Tensor> rows;
+      for (int64_t t = 0; t < 10; ++t) {
+        const Tensor logits = model.step(slice(tokens, 1, t, t + 1).reshape({2}), state);
+        REQUIRE(logits.device() == dev);
+        rows.push_back(logits.reshape({2, 1, c.vocab}));
+      }
+      check_close(concat(rows, 1), parallel.detach().cpu(), 1e-4, 256, kind + " steps");
+    }
+  }
+}
