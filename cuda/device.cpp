@@ -2,7 +2,10 @@
 // use for cuda tensors (core/backend.h). Allocation is plain cudaMalloc/cudaFree; the caching lives
 // in core's allocator in front of it, which calls allocate() only when its free lists have no block
 // of the rounded size, and deallocate() only from empty_cache().
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <mutex>
 
 #include "polyak/cuda/common.h"
 #include "polyak/cuda/cuda.h"
@@ -25,14 +28,32 @@ bool is_available() {
   return device_count() > 0;
 }
 
-// All work of a device runs on the legacy default stream for now: every kernel, copy and
-// cuBLAS call is ordered with every other, with no host synchronisation between them. This
-// ordering is also what makes core's cache safe: a freed block handed at once to the next
-// tensor is written only by kernels queued after the last reader of its old contents.
-// Separate streams (to overlap copies with compute) would change this function and need
-// core's cache to record an event per freed block.
-cudaStream_t stream(int /*index*/) {
-  return nullptr;
+// All work of a device runs on one stream of its own, created on first use with
+// cudaStreamNonBlocking (so it never waits for work other libraries put on the legacy default
+// stream): every kernel, copy and cuBLAS call of the device is ordered with every other, with
+// no host synchronisation between them. That ordering is what makes core's cache safe: a block
+// freed and handed at once to the next tensor is written only by work queued after the last
+// reader of its old contents. Reads to the host wait for this stream alone. More streams (to
+// overlap copies with compute) would need the cache to record an event per freed block.
+// The streams live as long as the process (storages may be freed during static destruction).
+cudaStream_t stream(int index) {
+  static const int count = device_count();
+  static std::atomic<cudaStream_t>* streams =
+      new std::atomic<cudaStream_t>[static_cast<size_t>(std::max(count, 1))]();
+  static std::mutex creating;
+  if (index < 0 || index >= count)
+    fail("cuda::stream: device cuda:", index, " does not exist (", count, " CUDA devices present)");
+  std::atomic<cudaStream_t>& slot = streams[index];
+  cudaStream_t s = slot.load(std::memory_order_acquire);
+  if (s != nullptr) return s;
+  std::lock_guard<std::mutex> lock(creating);
+  s = slot.load(std::memory_order_relaxed);
+  if (s == nullptr) {
+    DeviceGuard guard(index);
+    POLYAK_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    slot.store(s, std::memory_order_release);
+  }
+  return s;
 }
 
 namespace {
@@ -76,11 +97,16 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t byt
   } else if (src_dev.is_cpu()) {
     check_index("cuda::copy", dst_dev.index);
     DeviceGuard guard(dst_dev.index);
-    POLYAK_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    // From pageable memory the call returns once the source has been staged, so the caller
+    // may free it at once; the copy itself is ordered on the stream.
+    POLYAK_CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream(dst_dev.index)));
   } else if (dst_dev.is_cpu()) {
     check_index("cuda::copy", src_dev.index);
     DeviceGuard guard(src_dev.index);
-    POLYAK_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+    POLYAK_CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream(src_dev.index)));
+    POLYAK_CUDA_CHECK(cudaStreamSynchronize(stream(src_dev.index)));
   } else if (dst_dev.index == src_dev.index) {
     check_index("cuda::copy", dst_dev.index);
     DeviceGuard guard(dst_dev.index);
@@ -89,6 +115,8 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t byt
   } else {
     check_index("cuda::copy", dst_dev.index);
     check_index("cuda::copy", src_dev.index);
+    // The source's stream is not ordered with the destination's: wait for its writes first.
+    POLYAK_CUDA_CHECK(cudaStreamSynchronize(stream(src_dev.index)));
     DeviceGuard guard(dst_dev.index);
     POLYAK_CUDA_CHECK(
         cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, bytes, stream(dst_dev.index)));
