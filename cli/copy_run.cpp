@@ -11,6 +11,8 @@
 #include "polyak/core/threads.h"
 #include "polyak/models/checkpoint.h"
 #include "polyak/ops/nn_ops.h"
+#include "polyak/ops/reduce.h"
+#include "polyak/ops/shape_ops.h"
 #include "polyak/optim/clip.h"
 
 namespace polyak::cli {
@@ -145,25 +147,38 @@ std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, in
   double word = 0, reference = 0;
   for (int64_t i = 0; i < batches; ++i) {
     Batch b = task.batch(batch_size).to(model.device());
-    Tensor logits = model(b.tokens);
-    word += copy_accuracy(logits, b);
-    reference += reference_accuracy(logits, b);
+    const Tensor predicted = argmax(model(b.tokens), 2).cpu();  // B·L ids, not the logits
+    word += copy_accuracy_of(predicted, b);
+    reference += reference_accuracy_of(predicted, b);
   }
   model.train(was_training);
   return {word / static_cast<double>(batches), reference / static_cast<double>(batches)};
 }
 
+StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch) {
+  Tensor out = model(batch.tokens);
+  Tensor loss = cross_entropy(out, batch.targets, batch.mask);
+  loss.backward();
+  return {loss.detach(), out.detach()};
+}
+
+double checked_loss(const Tensor& loss, int64_t step, const std::string& diagnosis) {
+  const double value = loss.item();
+  if (!std::isfinite(value))
+    fail("train: the loss is ", value, " at step ", step, "; ", diagnosis,
+         ", expected finite values (lower --lr or check the data)");
+  return value;
+}
+
 double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits) {
   Tensor out = model(batch.tokens);
   Tensor loss = cross_entropy(out, batch.targets, batch.mask);
-  double value = loss.item();
-  if (!std::isfinite(value))
-    fail("train: the loss is ", value, " at step ", step,
-         "; the first non-finite values come from ", first_non_finite(model, batch),
-         ", expected finite values (lower --lr or check the data)");
+  if (!std::isfinite(loss.item()))
+    (void)checked_loss(loss, step,
+                       "the first non-finite values come from " + first_non_finite(model, batch));
   loss.backward();
   if (logits) *logits = out.detach();
-  return value;
+  return loss.item();
 }
 
 CopyOptimizer::CopyOptimizer(TransformerLM& model, const TrainOptions& o)
@@ -206,29 +221,73 @@ TrainResult train_copy(const TrainOptions& o,
   auto since = [](Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
   };
+  // On a device nothing in a step waits for the device: each step's loss and argmax
+  // predictions stay there, and `sync_every` steps' worth are read back at once (always
+  // before an evaluation and at the end), which is when their rows are written and shown.
+  struct Pending {
+    StepRecord record;
+    Tensor loss, predictions;
+    Batch batch;  // on the host: the targets and word lengths the accuracy needs
+  };
+  std::vector<Pending> pending;
+  const int64_t sync_every = o.sync_every > 0 ? o.sync_every : device.is_cpu() ? 1 : 50;
+  // One read of the group's losses and one of its predictions: on a device, two waits.
+  auto read_pending = [&] {
+    if (pending.empty()) return;
+    std::vector<Tensor> losses, predictions;
+    for (const Pending& p : pending) {
+      losses.push_back(p.loss.reshape({1}));
+      predictions.push_back(p.predictions);
+    }
+    const std::vector<double> loss_values = concat(losses, 0).to_vector();
+    const Tensor predicted = concat(predictions, 0).cpu();
+    const int64_t B = pending.front().predictions.size(0);
+    for (size_t i = 0; i < pending.size(); ++i) {
+      Pending& p = pending[i];
+      StepRecord& r = p.record;
+      const int64_t row = static_cast<int64_t>(i) * B;
+      r.loss = checked_loss(Tensor::scalar(loss_values[i]), r.step,
+                            "losses on a device are read every " + std::to_string(sync_every) +
+                                " steps (--device cpu names the first layer with non-finite "
+                                "values)");
+      r.accuracy = copy_accuracy_of(slice(predicted, 0, row, row + B), p.batch);
+      rows.push_back(r);
+      if (on_step) on_step(r);
+    }
+    const bool evaluated = pending.back().record.test_accuracy >= 0;
+    pending.clear();
+    if (evaluated) write_text_file_atomically(result.metrics_path, metrics_csv(rows), "train");
+  };
   const Clock::time_point start = Clock::now();
   double eval_seconds = 0;
   for (int64_t step = 1; step <= o.steps; ++step) {
-    Batch batch = train_task.batch(o.batch).to(device);
+    const Batch host_batch = train_task.batch(o.batch);
+    const Batch batch = host_batch.to(device);
     opt.zero_grad();
-    Tensor logits;
-    StepRecord r;
+    Pending p;
+    StepRecord& r = p.record;
     r.step = step;
-    r.loss = copy_loss_backward(model, batch, step, &logits);
+    StepOutputs out = copy_forward_backward(model, batch);
+    // On the CPU the loss is at hand: a non-finite one stops the run before the update, with
+    // the layer it comes from.
+    if (device.is_cpu() && !std::isfinite(out.loss.item()))
+      (void)checked_loss(out.loss, step,
+                         "the first non-finite values come from " + first_non_finite(model, batch));
     r.lr = opt.step();
-    r.accuracy = copy_accuracy(logits, batch);
+    p.loss = out.loss;
+    p.predictions = argmax(out.logits, 2);
+    p.batch = host_batch;
     r.train_seconds = since(start) - eval_seconds;
-    if (step % o.eval_every == 0 || step == o.steps) {
+    const bool evaluate = step % o.eval_every == 0 || step == o.steps;
+    if (evaluate) {
       const Clock::time_point eval_start = Clock::now();
       std::tie(r.test_accuracy, r.test_reference_accuracy) =
           evaluate_copy(model, test_task, o.eval_batches, o.batch);
       eval_seconds += since(eval_start);
     }
     r.seconds = since(start);
-    rows.push_back(r);
-    if (r.test_accuracy >= 0)
-      write_text_file_atomically(result.metrics_path, metrics_csv(rows), "train");
-    if (on_step) on_step(r);
+    pending.push_back(std::move(p));
+    if (evaluate || static_cast<int64_t>(pending.size()) >= sync_every) read_pending();
   }
   result.train_seconds = rows.back().train_seconds;
   // The final figure uses a larger test sample than the periodic evaluations, drawn after

@@ -54,6 +54,16 @@ uint64_t copy_test_seed(uint64_t seed);
 std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
                                         int64_t batch_size);
 
+// One optimisation step's forward and backward with nothing read back to the host: the loss
+// (a scalar on the model's device) and the logits, both detached.
+struct StepOutputs {
+  Tensor loss, logits;
+};
+StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch);
+// The value of a step's loss; a non-finite one is a polyak::Error naming the step and
+// `diagnosis` (where the non-finite values come from, or why that is not known).
+double checked_loss(const Tensor& loss, int64_t step, const std::string& diagnosis);
+
 // One optimisation step's forward and backward: returns the loss and fills `logits`.
 // Throws polyak::Error naming the step and the first layer with a non-finite output
 // when the loss is not finite.

@@ -114,6 +114,8 @@ void validate(const TrainOptions& o) {
   check_positive("--ff", o.ff);
   check_positive("--eval-every", o.eval_every);
   check_positive("--eval-batches", o.eval_batches);
+  POLYAK_CHECK(o.sync_every >= 0, "polyak: --sync-every is ", o.sync_every,
+               ", expected ≥ 0 (0: 1 on the CPU, 50 on a device)");
   POLYAK_CHECK(o.length >= 8, "polyak: --length is ", o.length,
                ", expected ≥ 8 (the copy task needs room for w 0 w)");
   POLYAK_CHECK(o.d_model % o.heads == 0, "polyak: --d-model ", o.d_model,
@@ -184,6 +186,8 @@ struct TrainFlags {
         "cpu | cuda | cuda:N: where the model, the data and the optimiser state live");
     add(app, "--eval-every", &TrainOptions::eval_every, "steps between test evaluations");
     add(app, "--eval-batches", &TrainOptions::eval_batches, "test batches per evaluation");
+    add(app, "--sync-every", &TrainOptions::sync_every,
+        "steps between reads of the loss from a device (0: 1 on the CPU, 50 on a device)");
     for (const ParamField* f : kind_flag_fields()) add_kind_flag(app, *f);
     add(app, "--out", &TrainOptions::out,
         "run folder for metrics.csv, config.json and model.safetensors");

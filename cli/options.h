@@ -41,6 +41,9 @@ struct TrainOptions {
   std::string device = "cpu";  // cpu | cuda | cuda:N: where the model, the data and the
                                // optimiser state live
   int64_t eval_every = 0;
+  // Steps between reads of the loss and the training accuracy from a device (0: 1 on the
+  // CPU, where a read costs nothing, and 50 on a device); no step waits for the device.
+  int64_t sync_every = 0;
   int64_t eval_batches = 0;
   // The kinds' settings given as flags (--beta, --block-size, …: the fields of nn/kinds.h's
   // tables), by flag. Each applies to every kind whose struct has a field with that flag;

@@ -65,57 +65,92 @@ Batch Batch::to(Device device) const {
 
 namespace {
 
-// Correct argmax predictions over t ∈ [n − lead, 2n − 1] of every row, divided by their
-// count. lead = 0: the copied word; lead = 1: the reference code's window.
-double windowed_accuracy(const char* fn, const Tensor& logits, const Batch& batch, int64_t lead) {
-  check_defined(fn, "logits", logits);
+// Checks batch against predictions of shape [B, L] (or logits [B, L, V] with `vocab_axis`).
+void check_batch(const char* fn, const char* arg, const Tensor& t, const Batch& batch,
+                 bool vocab_axis) {
+  check_defined(fn, arg, t);
   check_defined(fn, "batch.tokens", batch.tokens);
   check_defined(fn, "batch.targets", batch.targets);
   const Shape& ts = batch.tokens.shape();
   POLYAK_CHECK(ts.rank() == 2, fn, ": batch.tokens has shape ", ts, ", expected [B, L]");
   const int64_t B = ts[0], L = ts[1];
-  POLYAK_CHECK(logits.dim() == 3 && logits.size(0) == B && logits.size(1) == L, fn,
-               ": logits has shape ", logits.shape(), ", expected [B, L, V] = [", B, ", ", L,
-               ", V] matching batch.tokens ", ts);
+  const bool fits = vocab_axis ? t.dim() == 3 && t.size(0) == B && t.size(1) == L && t.size(2) >= 1
+                               : t.shape() == ts;
+  POLYAK_CHECK(fits, fn, ": ", arg, " has shape ", t.shape(), ", expected ",
+               vocab_axis ? "[B, L, V] with V >= 1" : "[B, L]", " matching batch.tokens ", ts);
   POLYAK_CHECK(batch.targets.shape() == ts, fn, ": batch.targets has shape ", batch.targets.shape(),
                ", expected ", ts, " as batch.tokens");
   POLYAK_CHECK(static_cast<int64_t>(batch.word_lengths.size()) == B, fn,
                ": batch.word_lengths has ", batch.word_lengths.size(),
                " entries, expected B = ", B);
   POLYAK_CHECK(B >= 1, fn, ": the batch is empty, expected B >= 1");
-  const int64_t V = logits.size(2);
-  POLYAK_CHECK(V >= 1, fn, ": logits has shape ", logits.shape(), ", expected V >= 1");
-  Tensor host = logits.device().is_cpu() ? logits : logits.cpu();
-  const Indices targets = to_indices(fn, "batch.targets", batch.targets);
+}
+
+// Correct predictions over t ∈ [n − lead, 2n − 1] of every row, divided by their count.
+// lead = 0: the copied word; lead = 1: the reference code's window.
+double windowed_accuracy(const char* fn, const Indices& predicted, const Batch& batch,
+                         int64_t lead) {
+  const int64_t B = batch.tokens.size(0), L = batch.tokens.size(1);
+  const Indices targets = to_indices(fn, "batch.targets", batch.targets.cpu());
   int64_t correct = 0, total = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = batch.word_lengths[static_cast<size_t>(b)];
+    POLYAK_CHECK(n >= 1 && 2 * n + 1 <= L, fn, ": batch.word_lengths[", b, "] = ", n,
+                 ", expected 1 <= n and 2n+1 <= L = ", L);
+    for (int64_t t = n - lead; t < 2 * n; ++t) {
+      correct += predicted[b * L + t] == targets[b * L + t] ? 1 : 0;
+      ++total;
+    }
+  }
+  return static_cast<double>(correct) / static_cast<double>(total);
+}
+
+// The first maximum over the vocabulary of each position of logits [B, L, V].
+Indices argmax_rows(const Tensor& logits) {
+  const Tensor host = logits.cpu();
+  const int64_t rows = logits.size(0) * logits.size(1), V = logits.size(2);
+  Indices out{Shape{logits.size(0), logits.size(1)},
+              std::vector<int32_t>(static_cast<size_t>(rows))};
   dispatch(host.dtype(), [&]<class T>() {
     const T* x = host.data<T>();
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t n = batch.word_lengths[static_cast<size_t>(b)];
-      POLYAK_CHECK(n >= 1 && 2 * n + 1 <= L, fn, ": batch.word_lengths[", b, "] = ", n,
-                   ", expected 1 <= n and 2n+1 <= L = ", L);
-      for (int64_t t = n - lead; t < 2 * n; ++t) {
-        const T* row = x + (b * L + t) * V;
-        int64_t best = 0;
-        for (int64_t k = 1; k < V; ++k) {
-          if (row[k] > row[best]) best = k;
-        }
-        correct += best == targets[b * L + t] ? 1 : 0;
-        ++total;
-      }
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = x + r * V;
+      int64_t best = 0;
+      for (int64_t k = 1; k < V; ++k)
+        if (row[k] > row[best]) best = k;
+      out.values[static_cast<size_t>(r)] = static_cast<int32_t>(best);
     }
   });
-  return static_cast<double>(correct) / static_cast<double>(total);
+  return out;
+}
+
+double logits_accuracy(const char* fn, const Tensor& logits, const Batch& batch, int64_t lead) {
+  check_batch(fn, "logits", logits, batch, true);
+  return windowed_accuracy(fn, argmax_rows(logits), batch, lead);
+}
+
+double predictions_accuracy(const char* fn, const Tensor& predictions, const Batch& batch,
+                            int64_t lead) {
+  check_batch(fn, "predictions", predictions, batch, false);
+  return windowed_accuracy(fn, to_indices(fn, "predictions", predictions.cpu()), batch, lead);
 }
 
 }  // namespace
 
 double copy_accuracy(const Tensor& logits, const Batch& batch) {
-  return windowed_accuracy("copy_accuracy", logits, batch, 0);
+  return logits_accuracy("copy_accuracy", logits, batch, 0);
 }
 
 double reference_accuracy(const Tensor& logits, const Batch& batch) {
-  return windowed_accuracy("reference_accuracy", logits, batch, 1);
+  return logits_accuracy("reference_accuracy", logits, batch, 1);
+}
+
+double copy_accuracy_of(const Tensor& predictions, const Batch& batch) {
+  return predictions_accuracy("copy_accuracy_of", predictions, batch, 0);
+}
+
+double reference_accuracy_of(const Tensor& predictions, const Batch& batch) {
+  return predictions_accuracy("reference_accuracy_of", predictions, batch, 1);
 }
 
 }  // namespace polyak

@@ -78,4 +78,11 @@ double copy_accuracy(const Tensor& logits, const Batch& batch);
 // (n is random), so this figure stays below 100%. Reported beside copy_accuracy, labelled.
 double reference_accuracy(const Tensor& logits, const Batch& batch);
 
+// copy_accuracy and reference_accuracy from predictions [B, L] (integer: the argmax of each
+// position's logits, e.g. argmax(logits, 2) on a device), so that a training loop on a device reads
+// back B·L ids when it logs rather than B·L·V logits on every step. Reads the predictions to the
+// host.
+double copy_accuracy_of(const Tensor& predictions, const Batch& batch);
+double reference_accuracy_of(const Tensor& predictions, const Batch& batch);
+
 }  // namespace polyak
