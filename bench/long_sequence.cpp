@@ -15,8 +15,13 @@
 // alternating kinds per N); per kind a last line says whether peak memory grows linearly
 // in N (peak/N about constant across rows).
 //
+// With --device cuda (or cuda:N) q, k, v and dy live on that GPU, the clocks are read after
+// synchronize(device), and the memory columns are the device allocator's peak (the host's RSS
+// says nothing there); the linearity check reads that peak alone. N = 1,048,576 needs about
+// 1 GiB per [1,8,N,32] tensor: bench/device.sh runs it on the GPU, not on the CPU.
+//
 // Usage: bench_long_sequence [--threads T] [--reps R] [--no-feature-map] [--sizes N,N,...]
-//                            [--kinds linear,momentum]
+//                            [--kinds linear,momentum] [--device cpu|cuda|cuda:N]
 #include <unistd.h>
 #include <chrono>
 #include <cstdio>
@@ -45,6 +50,7 @@ struct Options {
   std::string kind;  // child mode: "linear" or "momentum"
   std::vector<int64_t> sizes = {4096, 16384, 65536};
   std::vector<std::string> kinds = kKinds;
+  std::string device = "cpu";
 };
 
 // The flags, checked as they are read: a bad command line exits with status 2.
@@ -64,36 +70,51 @@ Options parse(int argc, char** argv) {
       "attend over q and k as drawn, without elu_feature_map");
   bench::add_integer_list(app, "--sizes", o.sizes, 1, "the sequence lengths N");
   bench::add_name_list(app, "--kinds", o.kinds, kKinds, "the attention kinds");
+  app.add_option("--device", o.device, "cpu | cuda | cuda:N: where the tensors live")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            try {
+              (void)parse_device(text, "--device");
+              return "";
+            } catch (const Error&) {
+              return "'" + text + "', expected cpu, cuda or cuda:N";
+            }
+          },
+          ""));
   bench::add_child_flags(app, o.kind, kKinds, &o.n);
   bench::parse_or_exit(app, argc, argv);
   return o;
 }
 
-// Child mode: one kind and N, one line "n median_ms min_ms rss_mib alloc_mib" on stdout.
-int measure(const Options& o) {
+// Child mode: one kind and N, one line "n median_ms min_ms rss_mib alloc_mib" on stdout
+// (alloc_mib: the allocator peak of the device the tensors are on).
+int measure(const Options& o, Device device) {
   if (o.threads > 0) set_num_threads(o.threads);
   const int64_t N = o.n;
   Generator gen(1);
-  Tensor q = Tensor::randn({kB, kH, N, kD}, gen).requires_grad_();
-  Tensor k = Tensor::randn({kB, kH, N, kD}, gen).requires_grad_();
-  Tensor v = Tensor::randn({kB, kH, N, kDv}, gen).requires_grad_();
-  Tensor dy = Tensor::randn({kB, kH, N, kDv}, gen);
+  // Drawn on the host, then moved: the same numbers on every device.
+  Tensor q = Tensor::randn({kB, kH, N, kD}, gen).to(device).requires_grad_();
+  Tensor k = Tensor::randn({kB, kH, N, kD}, gen).to(device).requires_grad_();
+  Tensor v = Tensor::randn({kB, kH, N, kDv}, gen).to(device).requires_grad_();
+  Tensor dy = Tensor::randn({kB, kH, N, kDv}, gen).to(device);
 
   std::vector<double> ms;
   for (int rep = 0; rep <= o.reps; ++rep) {  // rep 0 warms up
     q.zero_grad();
     k.zero_grad();
     v.zero_grad();
+    synchronize(device);  // a device's clock starts when its queued work has ended
     const auto t0 = std::chrono::steady_clock::now();
     const Tensor fq = o.feature_map ? elu_feature_map(q) : q;
     const Tensor fk = o.feature_map ? elu_feature_map(k) : k;
     Tensor y = o.kind == "momentum" ? causal_momentum_attention(fq, fk, v, kBeta, kGamma)
                                     : causal_linear_attention(fq, fk, v);
     y.backward(dy);
+    synchronize(device);
     const auto t1 = std::chrono::steady_clock::now();
     if (rep > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
-  bench::print_row_line(N, ms);
+  bench::print_row_line(N, ms, device);
   return 0;
 }
 
@@ -105,12 +126,15 @@ bool run_child(const char* self, const Options& o, const std::string& kind, int6
   cmd.append(" --n ").append(std::to_string(n));
   cmd.append(" --reps ").append(std::to_string(o.reps));
   cmd.append(" --threads ").append(std::to_string(o.threads));
+  cmd.append(" --device ").append(o.device);
   if (!o.feature_map) cmd.append(" --no-feature-map");
   return bench::read_row(cmd, kind, n, row);
 }
 
-// Linear growth: peak / N stays about constant from the smallest N to the largest.
-void print_memory_check(const std::string& kind, const std::vector<bench::Row>& rows) {
+// Linear growth: peak / N stays about constant from the smallest N to the largest. On a
+// device only the allocator's peak is read (the host's RSS holds the CUDA context, not N).
+void print_memory_check(const std::string& kind, const std::vector<bench::Row>& rows,
+                        bool on_device) {
   if (rows.size() < 2) return;
   const bench::Row& first = rows.front();
   const bench::Row& last = rows.back();
@@ -118,7 +142,15 @@ void print_memory_check(const std::string& kind, const std::vector<bench::Row>& 
                              (first.alloc_mib / static_cast<double>(first.n));
   const double rss_ratio =
       (last.rss_mib / static_cast<double>(last.n)) / (first.rss_mib / static_cast<double>(first.n));
-  const bool linear = alloc_ratio > 0.8 && alloc_ratio < 1.25 && rss_ratio < 1.25;
+  const bool linear = alloc_ratio > 0.8 && alloc_ratio < 1.25 && (on_device || rss_ratio < 1.25);
+  if (on_device) {
+    std::printf(
+        "memory %s: device allocator peak/N ratio (N=%lld vs N=%lld) %.3f: peak memory %s "
+        "linearly in N\n",
+        kind.c_str(), static_cast<long long>(last.n), static_cast<long long>(first.n), alloc_ratio,
+        linear ? "grows" : "does NOT grow");
+    return;
+  }
   std::printf(
       "memory %s: allocator peak/N ratio (N=%lld vs N=%lld) %.3f, peak RSS/N ratio %.3f: "
       "peak memory %s linearly in N\n",
@@ -130,7 +162,14 @@ void print_memory_check(const std::string& kind, const std::vector<bench::Row>& 
 
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
-  if (o.n > 0) return measure(o);
+  const Device device = parse_device(o.device, "--device");  // checked by parse()
+  try {
+    check_device_available(device, "bench_long_sequence");
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  if (o.n > 0) return measure(o, device);
 
   const std::string self_path = bench::self_path();
   if (self_path.empty()) {
@@ -141,16 +180,21 @@ int main(int argc, char** argv) {
   const char* self = self_path.c_str();
 
   std::printf(
-      "causal attention forward + backward, f32, B=%lld H=%lld D=%lld Dv=%lld, %s\n"
+      "causal attention forward + backward, f32, B=%lld H=%lld D=%lld Dv=%lld, on %s, %s\n"
       "kinds: linear = causal_linear_attention, momentum = causal_momentum_attention "
       "(exact, beta=%g gamma=%g)\n",
       static_cast<long long>(kB), static_cast<long long>(kH), static_cast<long long>(kD),
-      static_cast<long long>(kDv),
+      static_cast<long long>(kDv), device.str().c_str(),
       o.feature_map ? "q, k through elu_feature_map (timed)" : "no feature map", kBeta, kGamma);
   std::printf("threads %d, median of %d repetitions after one warm-up, one process per row\n",
               o.threads > 0 ? o.threads : num_threads(), o.reps);
-  std::printf("%-9s %8s %12s %12s %14s %16s %20s\n", "kind", "N", "median ms", "min ms",
-              "peak RSS MiB", "alloc peak MiB", "per-pos states MiB");
+  const bool on_device = !device.is_cpu();
+  if (on_device)  // bench/fla_attention.py prints its rows in this layout too
+    std::printf("%-9s %8s %12s %12s %16s %20s\n", "kind", "N", "median ms", "min ms",
+                "device peak MiB", "per-pos states MiB");
+  else
+    std::printf("%-9s %8s %12s %12s %14s %16s %20s\n", "kind", "N", "median ms", "min ms",
+                "peak RSS MiB", "alloc peak MiB", "per-pos states MiB");
   std::fflush(stdout);
 
   std::vector<std::vector<bench::Row>> rows(o.kinds.size());
@@ -165,9 +209,14 @@ int main(int argc, char** argv) {
       }
       // What an O(N·D·Dv) implementation would hold: one D×Dv f32 state per position and head.
       const double states_mib = static_cast<double>(kB * kH * n * kD * kDv) * 4 / (1024.0 * 1024.0);
-      std::printf("%-9s %8lld %12.2f %12.2f %14.1f %16.1f %20.1f\n", row.kind.c_str(),
-                  static_cast<long long>(n), row.median_ms, row.min_ms, row.rss_mib, row.alloc_mib,
-                  states_mib);
+      if (on_device)
+        std::printf("%-9s %8lld %12.2f %12.2f %16.1f %20.1f\n", row.kind.c_str(),
+                    static_cast<long long>(n), row.median_ms, row.min_ms, row.alloc_mib,
+                    states_mib);
+      else
+        std::printf("%-9s %8lld %12.2f %12.2f %14.1f %16.1f %20.1f\n", row.kind.c_str(),
+                    static_cast<long long>(n), row.median_ms, row.min_ms, row.rss_mib,
+                    row.alloc_mib, states_mib);
       std::fflush(stdout);
       rows[kind].push_back(row);
       at_n[kind] = &rows[kind].back();
@@ -185,6 +234,6 @@ int main(int argc, char** argv) {
     }
   }
   for (size_t kind = 0; kind < o.kinds.size(); ++kind)
-    print_memory_check(o.kinds[kind], rows[kind]);
+    print_memory_check(o.kinds[kind], rows[kind], on_device);
   return 0;
 }

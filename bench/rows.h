@@ -21,13 +21,14 @@ struct Row {
   double rss_mib = 0, alloc_mib = 0;  // peak resident set; the allocator's peak
 };
 
-// Child side: the row line of `ms` (one time per repetition), with this process's peaks.
-inline void print_row_line(int64_t n, std::vector<double> ms) {
+// Child side: the row line of `ms` (one time per repetition), with this process's peaks: the
+// resident set's and the allocator's of `device` (where the measured tensors live).
+inline void print_row_line(int64_t n, std::vector<double> ms, Device device = Device::cpu()) {
   std::sort(ms.begin(), ms.end());
   const size_t k = ms.size();
   const double median = k % 2 ? ms[k / 2] : 0.5 * (ms[k / 2 - 1] + ms[k / 2]);
   const double alloc_mib =
-      static_cast<double>(allocator_stats().peak_allocated_bytes) / (1024.0 * 1024.0);
+      static_cast<double>(allocator_stats(device).peak_allocated_bytes) / (1024.0 * 1024.0);
   std::printf("%lld %.6f %.6f %.3f %.3f\n", static_cast<long long>(n), median, ms.front(),
               status_mib("VmHWM:"), alloc_mib);
 }

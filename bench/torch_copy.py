@@ -15,6 +15,12 @@ adaptive, with the paper's copy-task values β = 0.1, γ = 0.6, β̃ = γ̃ = 0.
 
 Run with OPENBLAS_CORETYPE=Cooperlake on this machine (Debian's OpenBLAS misdetects the
 CPU and runs several times slower without it; bench/compare_pytorch.sh sets it).
+
+--device cuda (or cuda:N) puts the model, the batch and the optimizer on that GPU (the batch is
+drawn on the host and moved before the clock starts, as `polyak bench --device` does), waits
+for the GPU (torch.cuda.synchronize) before reading the clock, and turns TF32 off so that both
+sides multiply in full f32. --compile times torch.compile(model) instead of eager PyTorch; a
+PyTorch without torch.compile (before 2.0) prints "skipped: ..." and measures nothing.
 """
 import argparse
 import json
@@ -33,10 +39,10 @@ BETA, GAMMA = 0.1, 0.6  # momentum attention (Table 1, copy task)
 CONN_BETA, CONN_GAMMA, DELTA, EPS = 0.99, 0.99, 1e-3, 1e-6  # connections (docs/math.md §4)
 
 
-def momentum_weights(n):
+def momentum_weights(n, device):
     """W_ij = γ (1 − β^{i−j+1}) / (1 − β) for j ≤ i, else 0."""
-    i = torch.arange(n).unsqueeze(1)
-    j = torch.arange(n).unsqueeze(0)
+    i = torch.arange(n, device=device).unsqueeze(1)
+    j = torch.arange(n, device=device).unsqueeze(0)
     w = GAMMA * (1 - BETA ** (i - j + 1).clamp(min=0).double()) / (1 - BETA)
     return (w * (j <= i)).float()
 
@@ -52,7 +58,7 @@ class Attention(nn.Module):
     def forward(self, x):
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        mask = torch.ones(n, n, dtype=torch.bool).tril()
+        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         if self.kind == "linear":
             q, k = F.elu(q) + 1, F.elu(k) + 1
             a = (q @ k.transpose(-1, -2)) * mask
@@ -60,7 +66,7 @@ class Attention(nn.Module):
         elif self.kind == "momentum":
             q, k = F.elu(q) + 1, F.elu(k) + 1
             a = q @ k.transpose(-1, -2)
-            y = ((a * momentum_weights(n)) @ v) / ((a * mask).sum(-1, keepdim=True) + 1e-6)
+            y = ((a * momentum_weights(n, x.device)) @ v) / ((a * mask).sum(-1, keepdim=True) + 1e-6)
         else:
             s = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
             y = s.masked_fill(~mask, float("-inf")).softmax(-1) @ v
@@ -147,19 +153,37 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--polyak-json", help="polyak bench --json output, for the ratio")
     ap.add_argument("--json-out", help="write {model, ms_per_step} here")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    ap.add_argument("--compile", action="store_true", help="time torch.compile(model)")
     args = ap.parse_args()
-    if os.environ.get("OPENBLAS_CORETYPE") is None:
+    device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        if not torch.cuda.is_available():
+            sys.exit(f"torch_copy.py: --device {args.device} was asked for, but no CUDA device is present "
+                     f"(torch {torch.__version__}: torch.cuda.is_available() is False)")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    elif device.type != "cpu":
+        sys.exit(f"torch_copy.py: --device is '{args.device}', expected cpu, cuda or cuda:N")
+    if args.compile and not hasattr(torch, "compile"):
+        print(f"skipped: --compile: torch {torch.__version__} has no torch.compile (PyTorch 2.0 or later)")
+        return
+    if not on_gpu and os.environ.get("OPENBLAS_CORETYPE") is None:
         print("warning: OPENBLAS_CORETYPE is not set; PyTorch's BLAS may run slow here", file=sys.stderr)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = CopyModel(11, args.length, 256, 8, 1024, 4, args.model, args.dropout)
+    model = CopyModel(11, args.length, 256, 8, 1024, 4, args.model, args.dropout).to(device)
     opt = torch.optim.RAdam(model.parameters(), lr=1e-3, weight_decay=0.01)
+    step_model = torch.compile(model) if args.compile else model
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     gen = torch.Generator().manual_seed(0)
     times = []
     for step in range(args.warmup + args.steps):
-        tokens, targets, mask = copy_batch(args.batch, args.length, gen)
+        tokens, targets, mask = (t.to(device) for t in copy_batch(args.batch, args.length, gen))
+        sync()
         t0 = time.perf_counter()
-        logits = model(tokens)
+        logits = step_model(tokens)
         nll = F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1), reduction="none")
         loss = (nll * mask.reshape(-1)).sum() / mask.sum()
         opt.zero_grad()
@@ -167,17 +191,21 @@ def main():
         for p in model.parameters():
             torch.nn.utils.clip_grad_norm_(p, 1.0)
         opt.step()
+        sync()
         if step >= args.warmup:
             times.append(time.perf_counter() - t0)
     ms = 1000 * statistics.median(times)
     with open("/proc/self/maps") as f:
         blas = sorted({line.split()[-1] for line in f if "blas" in line.lower() and "/" in line})
     tokens_per_s = args.batch * args.length / (ms / 1000)
-    print(f"pytorch {torch.__version__} {args.model}: median {ms:.1f} ms/step over {args.steps} steps, "
-          f"{tokens_per_s:.0f} tokens/s, threads {args.threads}, loss {loss.item():.3f}, BLAS {', '.join(blas)}")
+    mode = " compiled" if args.compile else ""
+    where = (f"{device} ({torch.cuda.get_device_name(device)}, TF32 off)" if on_gpu
+             else f"threads {args.threads}")
+    print(f"pytorch {torch.__version__} {args.model}{mode}: median {ms:.1f} ms/step over {args.steps} steps, "
+          f"{tokens_per_s:.0f} tokens/s, {where}, loss {loss.item():.3f}, BLAS {', '.join(blas)}")
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump({"model": args.model, "ms_per_step": ms}, f)
+            json.dump({"model": args.model, "ms_per_step": ms, "device": str(device), "compiled": args.compile}, f)
     if args.polyak_json:
         with open(args.polyak_json) as f:
             ours = json.load(f)

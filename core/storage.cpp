@@ -22,7 +22,8 @@ size_t round_size(size_t bytes) {
   return (bytes + step - 1) / step * step;
 }
 
-// One caching allocator per device.
+// One caching allocator per device type; its blocks and figures (allocator_stats, the peak,
+// empty_cache) are per device index: cuda:1's tensors do not count in cuda:0's.
 class CachingAllocator {
  public:
   explicit CachingAllocator(DeviceType type) : type_(type) {}
@@ -35,7 +36,7 @@ class CachingAllocator {
     if (!bucket.empty()) {
       p = bucket.back();
       bucket.pop_back();
-      stats_.cached_bytes -= *capacity;
+      stats_[index].cached_bytes -= *capacity;
     } else {
       const DeviceBackend& backend = device_backend(type_, "allocate");
       try {
@@ -45,37 +46,33 @@ class CachingAllocator {
         release_cached_locked(index);
         p = backend.allocate(*capacity, index);
       }
-      ++stats_.system_allocations;
+      ++stats_[index].system_allocations;
     }
-    stats_.allocated_bytes += *capacity;
-    stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
+    AllocatorStats& stats = stats_[index];
+    stats.allocated_bytes += *capacity;
+    stats.peak_allocated_bytes = std::max(stats.peak_allocated_bytes, stats.allocated_bytes);
     return p;
   }
 
   void deallocate(void* p, size_t capacity, int index) {
     std::lock_guard<std::mutex> lock(mutex_);
     free_[{index, capacity}].push_back(p);
-    stats_.allocated_bytes -= capacity;
-    stats_.cached_bytes += capacity;
+    stats_[index].allocated_bytes -= capacity;
+    stats_[index].cached_bytes += capacity;
   }
 
-  void empty_cache() {
+  void empty_cache(int index) {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [key, blocks] : free_) {
-      for (void* p : blocks)
-        device_backend(type_, "empty_cache").deallocate(p, key.second, key.first);
-      stats_.cached_bytes -= key.second * blocks.size();
-      blocks.clear();
-    }
+    release_cached_locked(index);
   }
 
-  AllocatorStats stats() {
+  AllocatorStats stats(int index) {
     std::lock_guard<std::mutex> lock(mutex_);
-    return stats_;
+    return stats_[index];
   }
-  void reset_peak() {
+  void reset_peak(int index) {
     std::lock_guard<std::mutex> lock(mutex_);
-    stats_.peak_allocated_bytes = stats_.allocated_bytes;
+    stats_[index].peak_allocated_bytes = stats_[index].allocated_bytes;
   }
 
  private:
@@ -85,7 +82,7 @@ class CachingAllocator {
       if (index >= 0 && key.first != index) continue;
       for (void* p : blocks)
         device_backend(type_, "empty_cache").deallocate(p, key.second, key.first);
-      stats_.cached_bytes -= key.second * blocks.size();
+      stats_[key.first].cached_bytes -= key.second * blocks.size();
       blocks.clear();
     }
   }
@@ -93,7 +90,7 @@ class CachingAllocator {
   DeviceType type_;
   std::mutex mutex_;
   std::map<std::pair<int, size_t>, std::vector<void*>> free_;
-  AllocatorStats stats_;
+  std::map<int, AllocatorStats> stats_;  // by device index
 };
 
 CachingAllocator& allocator(DeviceType type) {
@@ -124,13 +121,13 @@ Storage::~Storage() {
 }
 
 AllocatorStats allocator_stats(Device device) {
-  return allocator(device.type).stats();
+  return allocator(device.type).stats(device.index);
 }
 void reset_peak_allocated(Device device) {
-  allocator(device.type).reset_peak();
+  allocator(device.type).reset_peak(device.index);
 }
 void empty_cache(Device device) {
-  allocator(device.type).empty_cache();
+  allocator(device.type).empty_cache(device.index);
 }
 
 }  // namespace polyak

@@ -72,6 +72,26 @@ TEST_CASE("backend: tensors move to the fake device and back through its memory 
   check_error([&] { (void)x.to(Device::ext(2)); }, {"ext:2", "not present", "2 ext device(s)"});
 }
 
+TEST_CASE("backend: the allocator's figures are per device index") {
+  const Device dev = fake_device(), other = fake_device(1);
+  reset_peak_allocated(dev);
+  reset_peak_allocated(other);
+  const AllocatorStats before = allocator_stats(dev), other_before = allocator_stats(other);
+  {
+    const Tensor big = Tensor::zeros({1 << 16}, DType::f32, other);  // 256 KiB on ext:1 only
+    CHECK(allocator_stats(other).allocated_bytes >= other_before.allocated_bytes + big.nbytes());
+    CHECK(allocator_stats(dev).allocated_bytes == before.allocated_bytes);
+  }
+  CHECK(allocator_stats(other).peak_allocated_bytes >= other_before.allocated_bytes + (1 << 18));
+  CHECK(allocator_stats(dev).peak_allocated_bytes == before.allocated_bytes);
+  // Emptying ext:0's cache leaves ext:1's block parked.
+  empty_cache(dev);
+  CHECK(allocator_stats(dev).cached_bytes == 0);
+  CHECK(allocator_stats(other).cached_bytes >= (1 << 18));
+  empty_cache(other);
+  CHECK(allocator_stats(other).cached_bytes == 0);
+}
+
 TEST_CASE("backend: the engine sums gradients on the device through its kernels") {
   const Device dev = fake_device();
   testing::fake::calls().clear();
