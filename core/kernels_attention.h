@@ -47,6 +47,21 @@ struct SweepStepArgs {
   float c = 1, g = 1, eps = 0;
 };
 
+// Mega's EMA (ops/attention/ema.h): the state is kept where each segment of `segment` positions
+// starts (the backward recomputes the rest); `reverse` runs the recurrence from the last position.
+struct EmaArgs {
+  int64_t segment = 64;
+  bool reverse = false;
+};
+
+// Mega's attention (ops/attention/mega_attention.h) over chunks of W = min(chunk, N) positions,
+// the last one possibly shorter; L is the bias reach (rel_bias [2L − 1], L ≥ W). The softmax
+// scales the scores by 1/√D, laplace by 1/L.
+struct MegaAttentionArgs {
+  int64_t W = 1, L = 1;
+  bool causal = false, laplace = false;
+};
+
 struct AttentionKernels {
   // y [B,H,N,Dv] and, with args.normalize, den [B,H,N] (den_i above, ε included); den is
   // undefined otherwise. Chunked: O(N·(D + Dv + chunk)) scratch, no per-position state.
@@ -68,6 +83,33 @@ struct AttentionKernels {
   // updated in place (b, z may be undefined: none).
   void (*sweep_step)(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& a, Tensor& b,
                      Tensor& z, const SweepStepArgs& args, Tensor& y) = nullptr;
+
+  // ---- Mega (ops/attention/ema.h, ops/attention/mega_attention.h) ---------------------------
+  // x [B,N,C]; g, q, w [C,n] → y [B,N,C]; when ckpt is defined ([B,S,n,C], S = ⌈N/segment⌉)
+  // it receives the state before every segment, for the backward.
+  void (*ema)(const Tensor& x, const Tensor& g, const Tensor& q, const Tensor& w,
+              const EmaArgs& args, Tensor& y, Tensor& ckpt) = nullptr;
+  // Overwrites dx [B,N,C] and dg, dq, dw [C,n] (summed over B in order) from the forward's ckpt.
+  void (*ema_backward)(const Tensor& x, const Tensor& g, const Tensor& q, const Tensor& w,
+                       const Tensor& ckpt, const Tensor& dy, const EmaArgs& args, Tensor& dx,
+                       Tensor& dg, Tensor& dq, Tensor& dw) = nullptr;
+  // x [B,C] → y [B,C]; h [B,C,n] updated in place (h ← g ⊙ x + q ⊙ h).
+  void (*ema_step)(const Tensor& x, Tensor& h, const Tensor& g, const Tensor& q, const Tensor& w,
+                   Tensor& y) = nullptr;
+  // q, k [B,N,D], v [B,N,Dv], rel_bias [2L − 1] → y [B,N,Dv] and saved [B·nC, W, W] (per chunk,
+  // padded to W rows: P for the softmax, the scores for laplace; nC = ⌈N/W⌉).
+  void (*mega_attention)(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rel_bias,
+                         const MegaAttentionArgs& args, Tensor& y, Tensor& saved) = nullptr;
+  // Overwrites dq, dk, dv and db [2L − 1] (summed over the chunks in order).
+  void (*mega_attention_backward)(const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& saved, const Tensor& dy,
+                                  const MegaAttentionArgs& args, Tensor& dq, Tensor& dk, Tensor& dv,
+                                  Tensor& db) = nullptr;
+  // q [B,D]; the caches [B,C,D], [B,C,Dv] hold rows 0 … row (the new one written) → y [B,Dv],
+  // row `row` of the causal form on the chunk the caches hold.
+  void (*mega_attention_step)(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                              int64_t row, const Tensor& rel_bias, const MegaAttentionArgs& args,
+                              Tensor& y) = nullptr;
 };
 
 }  // namespace polyak

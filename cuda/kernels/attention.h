@@ -563,6 +563,12 @@ struct Attention {
   }
 };
 
+}  // namespace polyak::kernels
+
+#include "polyak/cuda/kernels/mega.h"
+
+namespace polyak::kernels {
+
 template <class Exec>
 AttentionKernels attention_kernels() {
   AttentionKernels k;
@@ -571,6 +577,12 @@ AttentionKernels attention_kernels() {
   k.linear_attention = &Attention<Exec>::linear_attention;
   k.linear_attention_backward = &Attention<Exec>::linear_attention_backward;
   k.sweep_step = &Attention<Exec>::sweep_step;
+  k.ema = &Mega<Exec>::ema;
+  k.ema_backward = &Mega<Exec>::ema_backward;
+  k.ema_step = &Mega<Exec>::ema_step;
+  k.mega_attention = &Mega<Exec>::mega_attention;
+  k.mega_attention_backward = &Mega<Exec>::mega_attention_backward;
+  k.mega_attention_step = &Mega<Exec>::mega_attention_step;
   return k;
 }
 

@@ -41,6 +41,8 @@
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/backend.h"
+#include "polyak/core/kernels_attention.h"
 #include "polyak/core/threads.h"
 
 namespace polyak {
@@ -63,7 +65,7 @@ struct EmaDims {
   }
 };
 
-// g, q, w [C,n] with x's dtype and device, on the CPU; C is x's last extent.
+// g, q, w [C,n] with x's dtype and device; C is x's last extent.
 void check_coefficients(const char* fn, const Tensor& x, int64_t C, const Tensor& g,
                         const Tensor& q, const Tensor& w) {
   check_rank(fn, "g", g, 2, "[C,n]");
@@ -81,7 +83,6 @@ void check_coefficients(const char* fn, const Tensor& x, int64_t C, const Tensor
   check_same_device(fn, "x", x, "g", g);
   check_same_device(fn, "x", x, "q", q);
   check_same_device(fn, "x", x, "w", w);
-  check_cpu(fn, "x", x);
 }
 
 // The coefficients transposed to [n, C]: row k holds dimension k of every channel.
@@ -307,6 +308,36 @@ Tensor sum_batch_rows(const Tensor& partial) {
   return out;
 }
 
+// x, g, q, w on one device: the backend's scan (core/kernels_attention.h), forward and backward,
+// with the same checkpoints.
+Tensor ema_on_device(const EmaDims& d, const Tensor& x, const Tensor& g, const Tensor& q,
+                     const Tensor& w, bool reverse) {
+  constexpr const char* fn = "ema";
+  const auto forward = device_kernel(fn, "x", x, &DeviceBackend::attention, &AttentionKernels::ema);
+  const Device dev = x.device();
+  const EmaArgs args{kEmaSegment, reverse};
+  const bool grad = any_requires_grad({x, g, q, w});
+  Tensor y = Tensor::empty(x.shape(), DType::f32, dev);
+  Tensor ckpt = grad ? Tensor::empty({d.B, d.segments(), d.n, d.C}, DType::f32, dev) : Tensor();
+  forward(x, g, q, w, args, y, ckpt);
+  if (!grad) return y;
+
+  const char* node = reverse ? "ReverseEmaBackward" : "EmaBackward";
+  record(y, node, {x, g, q, w},
+         [x, g, q, w, ckpt, d, args, node](const Tensor& dy) -> std::vector<Tensor> {
+           const Device at = dy.device();
+           Tensor dx = Tensor::empty(x.shape(), DType::f32, at);
+           Tensor dg = Tensor::empty(g.shape(), DType::f32, at);
+           Tensor dq = Tensor::empty(g.shape(), DType::f32, at);
+           Tensor dw = Tensor::empty(g.shape(), DType::f32, at);
+           device_kernel(node, "gradient", dy, &DeviceBackend::attention,
+                         &AttentionKernels::ema_backward)(x, g, q, w, ckpt, dy, args, dx, dg, dq,
+                                                          dw);
+           return {dx, dg, dq, dw};
+         });
+  return y;
+}
+
 }  // namespace
 
 Tensor ema(const Tensor& x, const Tensor& g, const Tensor& q, const Tensor& w, bool reverse) {
@@ -314,6 +345,7 @@ Tensor ema(const Tensor& x, const Tensor& g, const Tensor& q, const Tensor& w, b
   check_rank(fn, "x", x, 3, "[B,N,C]");
   check_coefficients(fn, x, x.size(2), g, q, w);
   const EmaDims d{x.size(0), x.size(1), x.size(2), g.size(1)};
+  if (!x.device().is_cpu()) return ema_on_device(d, x, g, q, w, reverse);
   const DType dtype = x.dtype();
   const bool grad = any_requires_grad({x, g, q, w});
   Tensor y = Tensor::empty(x.shape(), dtype);
@@ -348,11 +380,18 @@ Tensor ema_step(const Tensor& x, Tensor& h, const Tensor& g, const Tensor& q, co
   check_coefficients(fn, x, C, g, q, w);
   const int64_t n = g.size(1);
   const Shape expected{B, C, n};
-  if (!h.defined()) h = Tensor::zeros(expected, x.dtype());
+  if (!h.defined()) h = Tensor::zeros(expected, x.dtype(), x.device());
   POLYAK_CHECK(h.shape() == expected, fn, ": h has shape ", h.shape(),
                ", expected [B,C,n] = ", expected, " matching x ", x.shape(), " and g ", g.shape());
   check_same_dtype(fn, "x", x, "h", h);
-  check_cpu(fn, "h", h);
+  check_same_device(fn, "x", x, "h", h);
+  if (!x.device().is_cpu()) {
+    const auto step =
+        device_kernel(fn, "x", x, &DeviceBackend::attention, &AttentionKernels::ema_step);
+    Tensor y = Tensor::empty({B, C}, DType::f32, x.device());
+    step(x, h, g, q, w, y);
+    return y;
+  }
   Tensor y = Tensor::empty({B, C}, x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
     const T* xp = x.data<T>();

@@ -1,5 +1,6 @@
 // Mega's multi-dimensional damped EMA (docs/math.md §6; Ma et al. 2022), the moving
-// average that feeds Mega's gated attention. CPU only.
+// average that feeds Mega's gated attention. On the CPU and on devices
+// (core/kernels_attention.h).
 //
 // Dimension legend: B batch, N positions, C channels, n EMA dimensions per channel.
 // Each channel c carries an n-dimensional state; with the coefficients

@@ -36,6 +36,9 @@
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/backend.h"
+#include "polyak/core/kernels_attention.h"
+#include "polyak/core/kernels_shape.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/attention/attention_checks.h"
 #include "polyak/ops/attention/eigen_maps.h"
@@ -275,6 +278,78 @@ void mega_step(MegaScore score, int64_t B, int64_t C, int64_t D, int64_t Dv, int
   });
 }
 
+// ---- on a device -----------------------------------------------------------------------
+
+MegaAttentionArgs device_args(const MegaDims& d, bool causal, MegaScore score) {
+  return MegaAttentionArgs{d.W, d.L, causal, score == MegaScore::laplace};
+}
+
+// q, k, v, rel_bias on one device: the backend's chunked attention (core/kernels_attention.h),
+// forward and backward; the saved scores are padded to whole chunks there.
+Tensor mega_on_device(const MegaDims& d, const Tensor& q, const Tensor& k, const Tensor& v,
+                      const Tensor& rel_bias, bool causal, MegaScore score) {
+  constexpr const char* fn = "mega_attention";
+  const auto forward =
+      device_kernel(fn, "q", q, &DeviceBackend::attention, &AttentionKernels::mega_attention);
+  const Device dev = q.device();
+  const MegaAttentionArgs args = device_args(d, causal, score);
+  Tensor y = Tensor::empty({d.B, d.N, d.Dv}, DType::f32, dev);
+  Tensor saved = Tensor::empty({d.B * d.chunks(), d.W, d.W}, DType::f32, dev);
+  forward(q, k, v, rel_bias, args, y, saved);
+
+  const char* node =
+      score == MegaScore::softmax ? "MegaSoftmaxAttentionBackward" : "MegaLaplaceAttentionBackward";
+  record(y, node, {q, k, v, rel_bias},
+         [q, k, v, saved, d, args, node](const Tensor& dy) -> std::vector<Tensor> {
+           const Device at = dy.device();
+           Tensor dq = Tensor::empty(q.shape(), DType::f32, at);
+           Tensor dk = Tensor::empty(k.shape(), DType::f32, at);
+           Tensor dv = Tensor::empty(v.shape(), DType::f32, at);
+           Tensor db = Tensor::empty({2 * d.L - 1}, DType::f32, at);
+           device_kernel(node, "gradient", dy, &DeviceBackend::attention,
+                         &AttentionKernels::mega_attention_backward)(q, k, v, saved, dy, args, dq,
+                                                                     dk, dv, db);
+           return {dq, dk, dv, db};
+         });
+  return y;
+}
+
+// The KV caches [B,C,·] grown to `capacity` rows on their device, the first `rows` kept.
+void grow_on_device(const char* fn, const char* arg, Tensor& cache, int64_t capacity,
+                    int64_t rows) {
+  const int64_t B = cache.size(0), C = cache.size(1), W = cache.size(2);
+  Tensor grown = Tensor::zeros({B, capacity, W}, cache.dtype(), cache.device());
+  device_kernel(fn, arg, cache, &DeviceBackend::shape, &ShapeKernels::copy_blocks)(
+      cache, C * W, 0, grown, capacity * W, 0, B, rows * W);
+  cache = grown;
+}
+
+// Row `row` of the cache [B,C,W] = x [B,W], on the device.
+void write_row(const char* fn, const char* arg, const Tensor& x, Tensor& cache, int64_t row) {
+  const int64_t W = x.size(1);
+  device_kernel(fn, arg, cache, &DeviceBackend::shape, &ShapeKernels::copy_blocks)(
+      x, W, 0, cache, cache.size(1) * W, row * W, x.size(0), W);
+}
+
+Tensor mega_step_on_device(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& k_cache,
+                           Tensor& v_cache, int64_t row, const Tensor& rel_bias, MegaScore score,
+                           int64_t L) {
+  constexpr const char* fn = "mega_attention_step";
+  const auto step =
+      device_kernel(fn, "q", q, &DeviceBackend::attention, &AttentionKernels::mega_attention_step);
+  if (row >= k_cache.size(1)) {
+    const int64_t capacity = std::max(2 * k_cache.size(1), kMinCacheCapacity);
+    grow_on_device(fn, "k_cache", k_cache, capacity, row);
+    grow_on_device(fn, "v_cache", v_cache, capacity, row);
+  }
+  write_row(fn, "k_cache", k, k_cache, row);
+  write_row(fn, "v_cache", v, v_cache, row);
+  Tensor y = Tensor::empty({q.size(0), v.size(1)}, DType::f32, q.device());
+  const MegaAttentionArgs args{row + 1, L, true, score == MegaScore::laplace};
+  step(q, k_cache, v_cache, row, rel_bias, args, y);
+  return y;
+}
+
 }  // namespace
 
 const char* to_string(MegaScore score) {
@@ -290,13 +365,15 @@ MegaScore parse_mega_score(const std::string& name) {
 Tensor mega_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rel_bias,
                       int64_t chunk, bool causal, MegaScore score) {
   constexpr const char* fn = "mega_attention";
-  detail::check_rank3_qkv(fn, q, k, v, "[B,N,D]", "[B,N,Dv]", "B,N");
+  detail::check_rank3_qkv(fn, q, k, v, "[B,N,D]", "[B,N,Dv]", "B,N",
+                          /*on_device=*/!q.device().is_cpu());
   const Shape& qs = q.shape();
   const int64_t L = check_rel_bias(fn, rel_bias, q);
   POLYAK_CHECK(chunk > 0, fn, ": chunk = ", chunk, ", expected a positive chunk length");
   const MegaDims d{qs[0], qs[1], qs[2], v.size(2), std::min(chunk, qs[1]), L};
   POLYAK_CHECK(L >= d.W, fn, ": rel_bias has ", 2 * L - 1, " entries (L = ", L, "), expected L ≥ ",
                d.W, " = min(chunk, N) so that every offset inside a chunk has a bias");
+  if (!q.device().is_cpu()) return mega_on_device(d, q, k, v, rel_bias, causal, score);
 
   const DType dtype = q.dtype();
   Tensor y = Tensor::empty({d.B, d.N, d.Dv}, dtype);
@@ -341,7 +418,6 @@ Tensor mega_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Te
   check_same_device(fn, "q", q, "v", v);
   check_same_device(fn, "q", q, "k_cache", k_cache);
   check_same_device(fn, "q", q, "v_cache", v_cache);
-  check_cpu(fn, "q", q);
   const int64_t B = q.size(0), D = q.size(1), Dv = v.size(1), C = k_cache.size(1);
   POLYAK_CHECK(k.shape() == q.shape(), fn, ": k has shape ", k.shape(),
                ", expected [B,D] = ", q.shape(), " matching q");
@@ -359,6 +435,8 @@ Tensor mega_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Te
                "] (the cache capacity)");
   POLYAK_CHECK(row < L, fn, ": row = ", row, ", expected < L = ", L,
                " (rel_bias has offsets down to −(L − 1) only)");
+  if (!q.device().is_cpu())
+    return mega_step_on_device(q, k, v, k_cache, v_cache, row, rel_bias, score, L);
 
   detail::grow_when_full(k_cache, v_cache, row, kMinCacheCapacity);
   const int64_t cap = k_cache.size(1);

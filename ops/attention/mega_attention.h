@@ -1,6 +1,7 @@
 // Mega's attention (docs/math.md §6; facebookresearch/mega MovingAverageGatedAttention): one
 // head, a learned relative position bias, over the whole sequence or only inside
-// consecutive chunks, with a softmax or the laplace attention function. CPU only.
+// consecutive chunks, with a softmax or the laplace attention function. On the CPU and on
+// devices (core/kernels_attention.h).
 //
 // Dimension legend: B batch, N positions, D query/key width, Dv value width, W the window
 // (chunk length, at most N), L the reach of the bias: rel_bias has 2L − 1 entries,
