@@ -563,6 +563,13 @@ struct Attention {
   }
 };
 
+}  // namespace polyak::kernels
+
+// Softmax attention, its step and the sequence projection: their own header, on the helpers above.
+#include "polyak/cuda/kernels/softmax_attention.h"
+
+namespace polyak::kernels {
+
 template <class Exec>
 AttentionKernels attention_kernels() {
   AttentionKernels k;
@@ -571,6 +578,11 @@ AttentionKernels attention_kernels() {
   k.linear_attention = &Attention<Exec>::linear_attention;
   k.linear_attention_backward = &Attention<Exec>::linear_attention_backward;
   k.sweep_step = &Attention<Exec>::sweep_step;
+  k.softmax_attention = &SoftmaxAttention<Exec>::forward;
+  k.softmax_attention_backward = &SoftmaxAttention<Exec>::backward;
+  k.softmax_attention_step = &SoftmaxAttention<Exec>::step;
+  k.sequence_projection = &SoftmaxAttention<Exec>::projection;
+  k.sequence_projection_backward = &SoftmaxAttention<Exec>::projection_backward;
   return k;
 }
 

@@ -5,6 +5,7 @@
 // cuda:0 too: the same test case compares each device's result with the CPU op's.
 #pragma once
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <string>
@@ -42,6 +43,19 @@ inline void check_close(const Tensor& on_device, const Tensor& cpu, double atol,
                             << (first >= 0 ? d[static_cast<size_t>(first)] : 0.0) << ", cpu "
                             << (first >= 0 ? c[static_cast<size_t>(first)] : 0.0));
   CHECK(bad == 0);
+}
+
+inline double max_abs(const Tensor& t) {
+  double m = 0;
+  for (double x : t.to_vector()) m = std::max(m, std::abs(x));
+  return m;
+}
+
+// f32 sums of n terms: |device − cpu| ≤ 4 n eps · max(max|cpu|, floor) + 64 eps |cpu|.
+inline void check_sum_close(const Tensor& on_device, const Tensor& cpu, int64_t n,
+                            const std::string& what, double floor = 0) {
+  const double scale = std::max(max_abs(cpu), floor);
+  check_close(on_device, cpu, 4.0 * static_cast<double>(n) * FLT_EPSILON * scale, 64, what);
 }
 
 // A random non-uniform cotangent of `shape` (f32, on the CPU).

@@ -27,18 +27,6 @@ struct OpCase {
   AttentionOp op;
 };
 
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (double x : t.to_vector()) m = std::max(m, std::abs(x));
-  return m;
-}
-
-// f32 sums of n terms: |device − cpu| ≤ 4 n eps · max|cpu| + 64 eps |cpu|.
-void check_sum_close(const Tensor& on_device, const Tensor& cpu, int64_t n,
-                     const std::string& what) {
-  check_close(on_device, cpu, 4.0 * static_cast<double>(n) * FLT_EPSILON * max_abs(cpu), 64, what);
-}
-
 // q, k feature-mapped (positive, so that normalisers stay away from 0), v and dy signed.
 struct Inputs {
   Tensor q, k, v, dy;
