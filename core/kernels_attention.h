@@ -110,6 +110,26 @@ struct AttentionKernels {
   void (*mega_attention_step)(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                               int64_t row, const Tensor& rel_bias, const MegaAttentionArgs& args,
                               Tensor& y) = nullptr;
+  // ---- softmax attention and Linformer's projection (cuda/kernels/softmax_attention.h) ----
+  // y [B,H,N,Dv] and lse [B,H,N], each row's log Σ_j exp(q_i·k_j/√D) over the keys it sees
+  // (j ≤ i when causal), from which the backward recomputes the probabilities. Tiled by
+  // query blocks: O(B·H·64·M) scratch, never [N, M].
+  void (*softmax_attention)(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                            Tensor& y, Tensor& lse) = nullptr;
+  // Overwrites dq, dk, dv from dy and the forward's y and lse.
+  void (*softmax_attention_backward)(const Tensor& q, const Tensor& k, const Tensor& v,
+                                     const Tensor& y, const Tensor& lse, const Tensor& dy,
+                                     bool causal, Tensor& dq, Tensor& dk, Tensor& dv) = nullptr;
+  // q, k [B,H,D], v [B,H,Dv]: writes k, v into row `length` < C of k_cache [B,H,C,D] and
+  // v_cache [B,H,C,Dv], then y [B,H,Dv] = softmax(q K[0..length]ᵀ/√D) V[0..length].
+  void (*softmax_attention_step)(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& k_cache,
+                                 Tensor& v_cache, int64_t length, Tensor& y) = nullptr;
+  // y [B,H,kp,D] = e[:, 0:N] x per (b, h), for x [B,H,N,D] and e [kp,M].
+  void (*sequence_projection)(const Tensor& x, const Tensor& e, Tensor& y) = nullptr;
+  // Overwrites dx [B,H,N,D] (when defined; needs e) and de [kp,M] (when defined; needs x),
+  // with de[:, N:M] = 0.
+  void (*sequence_projection_backward)(const Tensor& x, const Tensor& e, const Tensor& dy,
+                                       Tensor& dx, Tensor& de) = nullptr;
 };
 
 }  // namespace polyak

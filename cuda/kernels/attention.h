@@ -566,6 +566,8 @@ struct Attention {
 }  // namespace polyak::kernels
 
 #include "polyak/cuda/kernels/mega.h"
+// Softmax attention, its step and the sequence projection: their own header, on the helpers above.
+#include "polyak/cuda/kernels/softmax_attention.h"
 
 namespace polyak::kernels {
 
@@ -583,6 +585,11 @@ AttentionKernels attention_kernels() {
   k.mega_attention = &Mega<Exec>::mega_attention;
   k.mega_attention_backward = &Mega<Exec>::mega_attention_backward;
   k.mega_attention_step = &Mega<Exec>::mega_attention_step;
+  k.softmax_attention = &SoftmaxAttention<Exec>::forward;
+  k.softmax_attention_backward = &SoftmaxAttention<Exec>::backward;
+  k.softmax_attention_step = &SoftmaxAttention<Exec>::step;
+  k.sequence_projection = &SoftmaxAttention<Exec>::projection;
+  k.sequence_projection_backward = &SoftmaxAttention<Exec>::projection_backward;
   return k;
 }
 

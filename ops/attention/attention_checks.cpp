@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "polyak/core/error.h"
+#include "polyak/core/kernels_shape.h"
 
 namespace polyak::detail {
 
@@ -93,7 +94,13 @@ Tensor grow_cache(const Tensor& cache, int64_t capacity, int64_t length) {
   Shape shape = cache.shape();
   const int64_t C = shape[-2], W = shape[-1], leading = shape.numel(0, shape.rank() - 2);
   shape[-2] = capacity;
-  Tensor grown = Tensor::zeros(shape, cache.dtype());
+  Tensor grown = Tensor::zeros(shape, cache.dtype(), cache.device());
+  if (!cache.device().is_cpu()) {  // the rows move on the device
+    device_kernel("KV cache growth", cache.device(), &DeviceBackend::shape,
+                  &ShapeKernels::copy_blocks)(cache, C * W, 0, grown, capacity * W, 0, leading,
+                                              length * W);
+    return grown;
+  }
   const size_t row_bytes = static_cast<size_t>(W) * itemsize(cache.dtype());
   const auto* from = static_cast<const char*>(cache.raw_data());
   auto* to = static_cast<char*>(grown.raw_data());

@@ -22,7 +22,9 @@
 // concatenated along N. Gradients are those of softmax_attention (and of slice/concat):
 //   dV_t = P_tᵀ dY_t,  dS_t = P_t ⊙ (dY_t V_tᵀ − rowsum(P_t ⊙ dY_t V_tᵀ)),
 //   dQ_t = dS_t K_t / √D,  dK_t = dS_tᵀ Q_t / √D
-// Memory: the saved probabilities are [B,H,nb,L,L], O(N·L), never O(N²).
+// Memory: the saved probabilities are [B,H,nb,L,L], O(N·L), never O(N²). On a device the
+// same composition runs softmax_attention's tiled kernels (which save lse [B,H,N] only), and
+// the step keeps its caches on q's device.
 //
 // ---- steps ------------------------------------------------------------------------------
 //   causal_dot_product_step:      s += k vᵀ;  y = sᵀ q                       per (b, h)
@@ -71,7 +73,8 @@ Tensor srms_norm(const Tensor& x, double eps) {
 Tensor block_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t block,
                                bool causal) {
   constexpr const char* fn = "block_softmax_attention";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/true,
+                                                         /*on_device=*/true);
   POLYAK_CHECK(block > 0, fn, ": block = ", block, ", expected a positive integer");
   if (d.N <= block) return softmax_attention(q, k, v, causal);
   const int64_t whole = d.N / block * block, tail = d.N - whole;
@@ -106,7 +109,7 @@ Tensor block_softmax_attention_step(const Tensor& q, const Tensor& k, const Tens
                                     Tensor& k_cache, Tensor& v_cache, int64_t block,
                                     int64_t position) {
   constexpr const char* fn = "block_softmax_attention_step";
-  const StepDims d = check_step_inputs(fn, q, k, v);
+  const StepDims d = check_step_inputs(fn, q, k, v, /*on_device=*/true);
   POLYAK_CHECK(block > 0, fn, ": block = ", block, ", expected a positive integer");
   POLYAK_CHECK(position >= 0, fn, ": position = ", position, ", expected ≥ 0");
   const DType dtype = q.dtype();
@@ -119,11 +122,11 @@ Tensor block_softmax_attention_step(const Tensor& q, const Tensor& k, const Tens
     POLYAK_CHECK(row == 0, fn, ": the caches are undefined at position ", position, " (row ", row,
                  " of a block of ", block,
                  "), expected defined caches holding the block's earlier rows");
-    k_cache = Tensor::zeros(k_expected, dtype);
-    v_cache = Tensor::zeros(v_expected, dtype);
+    k_cache = Tensor::zeros(k_expected, dtype, q.device());
+    v_cache = Tensor::zeros(v_expected, dtype, q.device());
   }
-  check_state(fn, "k_cache", k_cache, k_expected, "[B,H,L,D]", dtype);
-  check_state(fn, "v_cache", v_cache, v_expected, "[B,H,L,Dv]", dtype);
+  check_state(fn, "k_cache", k_cache, k_expected, "[B,H,L,D]", dtype, q.device());
+  check_state(fn, "v_cache", v_cache, v_expected, "[B,H,L,Dv]", dtype, q.device());
   // Filled length `row` < L: the softmax step writes row `row` and never grows the caches.
   int64_t filled = row;
   return softmax_attention_step(q, k, v, k_cache, v_cache, filled);

@@ -12,6 +12,8 @@
 // parallel; de is cut by its rows, each task summing every (b, h) into its own rows, so
 // no partial sums need adding afterwards.
 // Saved for backward: e when x needs a gradient, x when e does.
+// On a device (cuda/kernels/softmax_attention.h): batched gemms on a dense copy of E_N, and
+// de as one gemm over the (b, h) pairs laid side by side, dy' [k, BH·D] · x'ᵀ [BH·D, N].
 #include "polyak/ops/attention/sequence_projection.h"
 
 #include <Eigen/Core>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/kernels_attention.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/attention/eigen_maps.h"
 
@@ -84,7 +87,6 @@ Tensor sequence_projection(const Tensor& x, const Tensor& e) {
   check_rank(fn, "e", e, 2, "[k,M]");
   check_same_dtype(fn, "x", x, "e", e);
   check_same_device(fn, "x", x, "e", e);
-  check_cpu(fn, "x", x);
   const int64_t B = x.size(0), H = x.size(1), N = x.size(2), D = x.size(3);
   const int64_t k = e.size(0), M = e.size(1);
   POLYAK_CHECK(k > 0, fn, ": e has shape ", e.shape(),
@@ -94,13 +96,31 @@ Tensor sequence_projection(const Tensor& x, const Tensor& e) {
 
   const ProjectionDims d{B * H, N, D, k, M};
   const DType dtype = x.dtype();
+  // dx needs e, de needs x: keep only what a requested gradient reads.
+  const Tensor x_saved = e.requires_grad() ? x : Tensor();
+  const Tensor e_saved = x.requires_grad() ? e : Tensor();
+  if (!x.device().is_cpu()) {
+    const Device dev = x.device();
+    Tensor y = Tensor::empty({B, H, k, D}, DType::f32, dev);
+    device_kernel(fn, "x", x, &DeviceBackend::attention, &AttentionKernels::sequence_projection)(
+        x, e, y);
+    record(y, "SequenceProjectionBackward", {x, e},
+           [x_saved, e_saved, x_shape = x.shape(), e_shape = e.shape()](const Tensor& dy) {
+             Tensor dx =
+                 e_saved.defined() ? Tensor::empty(x_shape, DType::f32, dy.device()) : Tensor();
+             Tensor de =
+                 x_saved.defined() ? Tensor::empty(e_shape, DType::f32, dy.device()) : Tensor();
+             device_kernel("SequenceProjectionBackward", "gradient", dy, &DeviceBackend::attention,
+                           &AttentionKernels::sequence_projection_backward)(x_saved, e_saved, dy,
+                                                                            dx, de);
+             return std::vector<Tensor>{dx, de};
+           });
+    return y;
+  }
   Tensor y = Tensor::empty({B, H, k, D}, dtype);
   dispatch(dtype,
            [&]<class T>() { projection_forward<T>(d, x.data<T>(), e.data<T>(), y.data<T>()); });
 
-  // dx needs e, de needs x: keep only what a requested gradient reads.
-  const Tensor x_saved = e.requires_grad() ? x : Tensor();
-  const Tensor e_saved = x.requires_grad() ? e : Tensor();
   record(y, "SequenceProjectionBackward", {x, e},
          [x_saved, e_saved, d, dtype, x_shape = x.shape(),
           e_shape = e.shape()](const Tensor& dy) -> std::vector<Tensor> {

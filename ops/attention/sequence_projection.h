@@ -13,7 +13,7 @@ namespace polyak {
 // y_bh = e[:, 0:N] · x_bh  for every (b, h): x [B,H,N,D], e [k, M] with N ≤ M → [B,H,k,D].
 // One e is shared by every batch row and head; a sequence shorter than M uses the first
 // N columns (and the rest of e gets a zero gradient). Differentiable in x and e.
-// CPU only; f32 or f64.
+// f32 or f64 on the CPU; f32 on a device (x and e on one device).
 Tensor sequence_projection(const Tensor& x, const Tensor& e);
 
 }  // namespace polyak

@@ -21,6 +21,11 @@
 // The recurrent step (eq. 3) with a KV cache: append k, v to the cache; y = Σ_j p_j v_j,
 // p_j = exp(q·k_j/√D − max) / Σ exp(…) over the filled rows. After i steps from an empty
 // cache it equals row i of the causal op. No graph; the caches are written in place.
+//
+// On a device (cuda/kernels/softmax_attention.h) the same products run tiled, flash
+// attention's way: the forward saves each row's log-sum-exp lse_i instead of P, and the
+// backward recomputes P_ij = exp(c q_i·k_j − lse_i) block by block, with
+// Σ_l dP_il P_il = dy_i·y_i. Saved: q, k, v, y and lse [B,H,N]; never [N, M].
 #include "polyak/ops/attention/softmax_attention.h"
 
 #include <Eigen/Core>
@@ -30,6 +35,7 @@
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/kernels_attention.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/attention/attention_checks.h"
 #include "polyak/ops/attention/eigen_maps.h"
@@ -174,11 +180,34 @@ void softmax_step(const StepDims& d, int64_t C, int64_t length, const T* q, cons
   });
 }
 
+Tensor softmax_attention_on_device(const char* fn, const AttentionDims& d, const Tensor& q,
+                                   const Tensor& k, const Tensor& v, bool causal) {
+  const auto kernel =
+      device_kernel(fn, "q", q, &DeviceBackend::attention, &AttentionKernels::softmax_attention);
+  const Device dev = q.device();
+  Tensor y = Tensor::empty({d.B, d.H, d.N, d.Dv}, DType::f32, dev);
+  Tensor lse = Tensor::empty({d.B, d.H, d.N}, DType::f32, dev);
+  kernel(q, k, v, causal, y, lse);
+  const char* node = causal ? "CausalSoftmaxAttentionBackward" : "SoftmaxAttentionBackward";
+  record(y, node, {q, k, v}, [q, k, v, y_saved = y.detach(), lse, causal, node](const Tensor& dy) {
+    Tensor dq = Tensor::empty(q.shape(), DType::f32, dy.device());
+    Tensor dk = Tensor::empty(k.shape(), DType::f32, dy.device());
+    Tensor dv = Tensor::empty(v.shape(), DType::f32, dy.device());
+    device_kernel(node, "gradient", dy, &DeviceBackend::attention,
+                  &AttentionKernels::softmax_attention_backward)(q, k, v, y_saved, lse, dy, causal,
+                                                                 dq, dk, dv);
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+  return y;
+}
+
 }  // namespace
 
 Tensor softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal) {
   constexpr const char* fn = "softmax_attention";
-  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/causal);
+  const AttentionDims d = detail::check_attention_inputs(fn, q, k, v, /*same_length=*/causal,
+                                                         /*on_device=*/true);
+  if (!q.device().is_cpu()) return softmax_attention_on_device(fn, d, q, k, v, causal);
   const DType dtype = q.dtype();
   Tensor y = Tensor::empty({d.B, d.H, d.N, d.Dv}, dtype);
   Tensor P = Tensor::empty({d.B, d.H, d.N, d.M}, dtype);
@@ -204,16 +233,20 @@ Tensor softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool
 Tensor softmax_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& k_cache,
                               Tensor& v_cache, int64_t& length) {
   constexpr const char* fn = "softmax_attention_step";
-  const StepDims d = detail::check_step_inputs(fn, q, k, v);
+  const StepDims d = detail::check_step_inputs(fn, q, k, v, /*on_device=*/true);
   const DType dtype = q.dtype();
+  const Device dev = q.device();
+  const auto device_step = dev.is_cpu() ? nullptr
+                                        : device_kernel(fn, "q", q, &DeviceBackend::attention,
+                                                        &AttentionKernels::softmax_attention_step);
   POLYAK_CHECK(k_cache.defined() == v_cache.defined(), fn, ": k_cache is ",
                k_cache.defined() ? "defined" : "undefined", " but v_cache is ",
                v_cache.defined() ? "defined" : "undefined", ", expected both or neither");
   if (!k_cache.defined()) {
     POLYAK_CHECK(length == 0, fn, ": length is ", length,
                  " with undefined caches, expected 0 (an empty cache)");
-    k_cache = Tensor::zeros({d.B, d.H, kInitialCacheCapacity, d.D}, dtype);
-    v_cache = Tensor::zeros({d.B, d.H, kInitialCacheCapacity, d.Dv}, dtype);
+    k_cache = Tensor::zeros({d.B, d.H, kInitialCacheCapacity, d.D}, dtype, dev);
+    v_cache = Tensor::zeros({d.B, d.H, kInitialCacheCapacity, d.Dv}, dtype, dev);
   }
   check_rank(fn, "k_cache", k_cache, 4, "[B,H,C,D]");
   check_rank(fn, "v_cache", v_cache, 4, "[B,H,C,Dv]");
@@ -227,8 +260,9 @@ Tensor softmax_attention_step(const Tensor& q, const Tensor& k, const Tensor& v,
                dtype, " (q's dtype)");
   POLYAK_CHECK(v_cache.dtype() == dtype, fn, ": v_cache has dtype ", v_cache.dtype(), ", expected ",
                dtype, " (q's dtype)");
-  check_cpu(fn, "k_cache", k_cache);
-  check_cpu(fn, "v_cache", v_cache);
+  for (const Tensor* cache : {&k_cache, &v_cache})
+    POLYAK_CHECK(cache->device() == dev, fn, ": ", cache == &k_cache ? "k_cache" : "v_cache",
+                 " is on ", cache->device(), " but q is on ", dev, ", expected one device");
   POLYAK_CHECK(length >= 0 && length <= C, fn, ": length is ", length, ", expected in [0, ", C,
                "] (the cache capacity)");
   POLYAK_CHECK(!k_cache.shares_storage(v_cache), fn,
@@ -236,6 +270,12 @@ Tensor softmax_attention_step(const Tensor& q, const Tensor& k, const Tensor& v,
 
   detail::grow_when_full(k_cache, v_cache, length, kInitialCacheCapacity);
   const int64_t cap = k_cache.size(2);
+  if (!dev.is_cpu()) {
+    Tensor y = Tensor::empty({d.B, d.H, d.Dv}, DType::f32, dev);
+    device_step(q, k, v, k_cache, v_cache, length, y);
+    ++length;
+    return y;
+  }
   Tensor y = Tensor::empty({d.B, d.H, d.Dv}, dtype);
   dispatch(dtype, [&]<class T>() {
     T* kc = k_cache.data<T>();

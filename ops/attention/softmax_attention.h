@@ -16,8 +16,9 @@ Tensor softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool
 // rows filled so far (≤ C). Appends k, v at row `length` (reallocating both caches with
 // capacity max(2C, 64) when they are full), increments it, and returns
 // softmax(q k_cacheᵀ / √D) v_cache over the filled rows. Undefined caches (both, with
-// length 0) start with capacity 64. No graph is recorded; a cache of the wrong shape or
-// dtype is a polyak::Error naming the step, the tensor, what was seen and expected.
+// length 0) start with capacity 64, on q's device (where the caches must live). No graph is
+// recorded; a cache of the wrong shape or dtype is a polyak::Error naming the step, the tensor,
+// what was seen and expected.
 Tensor softmax_attention_step(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& k_cache,
                               Tensor& v_cache, int64_t& length);
 

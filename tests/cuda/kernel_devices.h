@@ -51,10 +51,11 @@ inline double max_abs(const Tensor& t) {
   return m;
 }
 
-// f32 sums of n terms: |device − cpu| ≤ 4 n eps · max|cpu| + 64 eps |cpu|.
+// f32 sums of n terms: |device − cpu| ≤ 4 n eps · max(max|cpu|, floor) + 64 eps |cpu|.
 inline void check_sum_close(const Tensor& on_device, const Tensor& cpu, int64_t n,
-                            const std::string& what) {
-  check_close(on_device, cpu, 4.0 * static_cast<double>(n) * FLT_EPSILON * max_abs(cpu), 64, what);
+                            const std::string& what, double floor = 0) {
+  const double scale = std::max(max_abs(cpu), floor);
+  check_close(on_device, cpu, 4.0 * static_cast<double>(n) * FLT_EPSILON * scale, 64, what);
 }
 
 // A random non-uniform cotangent of `shape` (f32, on the CPU).
