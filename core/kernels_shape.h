@@ -12,6 +12,16 @@
 
 namespace polyak {
 
+// The axes a broadcasting kernel walks (ops/elementwise.cpp coalesces them): `rank` row-major
+// extents `dims` and, per operand, its element stride along each (0 where it repeats). rank ≤
+// kMaxRank; the whole walk travels by value into the kernel.
+struct StridedAxes {
+  static constexpr int kMaxRank = 16;
+  int rank = 0;
+  int64_t dims[kMaxRank] = {};
+  int64_t stride[2][kMaxRank] = {};  // [0] a (or grad), [1] b
+};
+
 struct ShapeKernels {
   // The most axes a device permute takes (its shape travels by value into the kernel).
   static constexpr int kMaxRank = 8;
@@ -42,6 +52,30 @@ struct ShapeKernels {
   // dx[o, k, i] = g[o, i] where k = arg[o, i], else 0 (max's backward; overwrites dx).
   void (*max_axis_backward)(const Tensor& g, const Tensor& arg, int64_t outer, int64_t n,
                             int64_t inner, Tensor& dx) = nullptr;
+
+  // Broadcasting (ops/elementwise.cpp), f32. out[i] = a[α(i)] op b[β(i)], i walking `axes` (out's
+  // layout) and α, β the offsets along axes.stride[0], [1]: any NumPy broadcast.
+  void (*broadcast_binary)(BinaryOp op, const Tensor& a, const Tensor& b, const StridedAxes& axes,
+                           Tensor& out) = nullptr;
+  // sum_to's reduction: out[j] = Σ grad over the `summed` axes at the j-th point of the `kept`
+  // axes (row-major), both walks' strides in grad ([0]); summed in row-major order, in double.
+  void (*sum_to)(const Tensor& grad, const StridedAxes& kept, const StridedAxes& summed,
+                 Tensor& out) = nullptr;
+
+  // The feature maps (ops/attention/feature_maps.cpp, favor.cpp), f32.
+  // y = elu(x) + 1 = e^min(x,0) + max(x,0); dx = dy ⊙ e^min(x,0) (overwrites dx).
+  void (*elu_feature_map)(const Tensor& x, Tensor& y) = nullptr;
+  void (*elu_feature_map_backward)(const Tensor& x, const Tensor& dy, Tensor& dx) = nullptr;
+  // The same from x [B, N, H·D] to y [B, H, N, D] (split into `heads`), and back for dx.
+  void (*elu_feature_map_heads)(const Tensor& x, int64_t heads, Tensor& y) = nullptr;
+  void (*elu_feature_map_heads_backward)(const Tensor& x, const Tensor& dy, int64_t heads,
+                                         Tensor& dx) = nullptr;
+  // FAVOR+: x viewed as [R, D] rows, omega [m, D] → y [R, m],
+  //   y = exp(c·X Ωᵀ − c²‖x_r‖²/2 − ln(m)/2),  c = D^{−1/4};
+  // the backward overwrites dx [R, D] = c (G Ω − c diag(G 1) X), G = dy ⊙ y.
+  void (*favor_feature_map)(const Tensor& x, const Tensor& omega, Tensor& y) = nullptr;
+  void (*favor_feature_map_backward)(const Tensor& x, const Tensor& omega, const Tensor& y,
+                                     const Tensor& dy, Tensor& dx) = nullptr;
 };
 
 }  // namespace polyak

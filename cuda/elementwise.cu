@@ -15,6 +15,7 @@
 
 #include "polyak/cuda/common.h"
 #include "polyak/cuda/cuda.h"
+#include "polyak/cuda/kernels/broadcast.h"
 
 namespace polyak::cuda {
 
@@ -22,18 +23,8 @@ namespace {
 
 // ---- kernels ---------------------------------------------------------------------------
 
-__device__ inline float apply_binary(BinaryOp op, float a, float b) {
-  switch (op) {
-    case BinaryOp::add:
-      return a + b;
-    case BinaryOp::sub:
-      return a - b;
-    case BinaryOp::mul:
-      return a * b;
-    default:
-      return a / b;
-  }
-}
+// a op b, shared with the broadcasting kernel (cuda/kernels/broadcast.h).
+using kernels::binary_value;
 
 // f(x) when !grad, f'(x) when grad: each derivative beside its function; a and b are the
 // parameters of pow (exponent a), elu (α = a) and clamp ([a, b]).
@@ -86,14 +77,14 @@ __device__ inline float apply_unary(UnaryOp op, float a, float b, float x, bool 
 __global__ void binary_kernel(BinaryOp op, const float* a, const float* b, int64_t nb, float* out,
                               int64_t n) {
   POLYAK_GRID_STRIDE(i, n) {
-    out[i] = apply_binary(op, a[i], b[nb == n ? i : i % nb]);
+    out[i] = binary_value(op, a[i], b[nb == n ? i : i % nb]);
   }
 }
 
 __global__ void binary_scalar_kernel(BinaryOp op, const float* a, float s, bool scalar_first,
                                      float* out, int64_t n) {
   POLYAK_GRID_STRIDE(i, n) {
-    out[i] = scalar_first ? apply_binary(op, s, a[i]) : apply_binary(op, a[i], s);
+    out[i] = scalar_first ? binary_value(op, s, a[i]) : binary_value(op, a[i], s);
   }
 }
 

@@ -33,6 +33,8 @@ void FavorFeatureMap::advance() {
 }
 
 void FavorFeatureMap::redraw() {
+  // Drawn on the host (a QR per block, in f64) from this module's generator, so a model on a
+  // device draws the CPU's numbers; copied to the device once per redraw, not per forward.
   Tensor fresh = orthogonal_random_features(features_, head_dim_, generator, omega.dtype());
   omega = omega.device() == fresh.device() ? fresh : fresh.to(omega.device());
   omega.set_name(path() + "omega");

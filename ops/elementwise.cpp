@@ -15,7 +15,9 @@
 // CPU kernels coalesce the broadcast pattern into as few axes as possible, so that the
 // common layouts (same shape, a scalar, a bias row repeating along leading axes) become
 // one flat loop or one [rows, cols] loop that the compiler vectorises; those loops are in
-// binary_isa.cpp, compiled once per ISA.
+// binary_isa.cpp, compiled once per ISA. A device runs those layouts with its core kernels
+// (binary, sum_rows, sum_all) and any other broadcast or reduction with the shape group's
+// strided ones (broadcast_binary, sum_to: cuda/kernels/broadcast.h).
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "polyak/core/autograd.h"
 #include "polyak/core/backend.h"
 #include "polyak/core/error.h"
+#include "polyak/core/kernels_shape.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/binary_kernels.h"
 #include "polyak/ops/elementwise.h"
@@ -67,6 +70,23 @@ BroadcastPlan make_plan(const Shape& a, const Shape& b, const Shape& out) {
   return p;
 }
 
+// The coalesced axes `dims` and the operands' strides along them as a device kernel's walk;
+// `sb` may be empty (one operand).
+StridedAxes walk(const char* fn, const std::vector<int64_t>& dims, const std::vector<int64_t>& sa,
+                 const std::vector<int64_t>& sb) {
+  const int64_t rank = static_cast<int64_t>(dims.size());
+  POLYAK_CHECK(rank <= StridedAxes::kMaxRank, fn, ": the broadcast coalesces into ", rank,
+               " axes, expected at most ", StridedAxes::kMaxRank, " on a device");
+  StridedAxes axes;
+  axes.rank = static_cast<int>(rank);
+  for (size_t k = 0; k < dims.size(); ++k) {
+    axes.dims[k] = dims[k];
+    axes.stride[0][k] = sa[k];
+    axes.stride[1][k] = sb.empty() ? 0 : sb[k];
+  }
+  return axes;
+}
+
 // True when b's extents (leading 1s dropped) are a suffix of a's: b repeats along a's
 // leading axes (same shape, a bias row, a scalar).
 bool repeats_along_leading(const Shape& a, const Shape& b) {
@@ -90,18 +110,21 @@ Tensor binary_forward(const char* fn, BinaryOp op, const Tensor& a, const Tensor
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   if (!a.device().is_cpu()) {
     const DeviceBackend& kernels = device_kernels(fn, "a", a);
+    if (out.numel() == 0) return out;  // nothing to compute (and no kernel takes an empty b)
     const bool commutes = op == BinaryOp::add || op == BinaryOp::mul;
     const bool b_repeats = a.shape() == shape && repeats_along_leading(shape, b.shape());
     const bool a_repeats =
         commutes && b.shape() == shape && repeats_along_leading(shape, a.shape());
-    POLYAK_CHECK(b_repeats || a_repeats, fn, ": a ", a.shape(), " and b ", b.shape(), " are on ",
-                 a.device(),
-                 ", expected b to repeat along a's leading axes (same shape, a bias row or a "
-                 "scalar): the device kernel has no general broadcasting");
-    if (b_repeats)
+    if (b_repeats) {
       kernels.binary(op, a, b, out);
-    else
+    } else if (a_repeats) {
       kernels.binary(op, b, a, out);
+    } else {
+      const BroadcastPlan plan = make_plan(a.shape(), b.shape(), shape);
+      const auto kernel =
+          device_kernel(fn, "a", a, &DeviceBackend::shape, &ShapeKernels::broadcast_binary);
+      kernel(op, a, b, walk(fn, plan.dims, plan.sa, plan.sb), out);
+    }
     return out;
   }
   BroadcastPlan plan = make_plan(a.shape(), b.shape(), shape);
@@ -349,6 +372,25 @@ void sum_to_general(const T* x, const std::vector<int64_t>& dims, const std::vec
   }
 }
 
+// Any other reduction on a device: grad's coalesced axes split into the kept walk (out's
+// layout) and the summed one, each with its strides in grad.
+void sum_to_on_device(const Tensor& grad, const std::vector<int64_t>& dims,
+                      const std::vector<bool>& kept, Tensor& out) {
+  const auto kernel =
+      device_kernel("sum_to", "grad", grad, &DeviceBackend::shape, &ShapeKernels::sum_to);
+  std::vector<int64_t> kept_dims, kept_strides, summed_dims, summed_strides;
+  int64_t stride = 1;
+  for (size_t k = dims.size(); k-- > 0;) {
+    auto& d = kept[k] ? kept_dims : summed_dims;
+    auto& s = kept[k] ? kept_strides : summed_strides;
+    d.insert(d.begin(), dims[k]);
+    s.insert(s.begin(), stride);
+    stride *= dims[k];
+  }
+  kernel(grad, walk("sum_to", kept_dims, kept_strides, {}),
+         walk("sum_to", summed_dims, summed_strides, {}), out);
+}
+
 }  // namespace
 
 Tensor sum_to(const Tensor& grad, const Shape& shape) {
@@ -384,15 +426,14 @@ Tensor sum_to(const Tensor& grad, const Shape& shape) {
     const DeviceBackend& kernels = device_kernels("sum_to", "grad", grad);
     const bool all = dims.size() == 1 && !kept[0];
     const bool rows = dims.size() == 2 && !kept[0] && kept[1];
-    POLYAK_CHECK(all || rows || dims.empty() || (dims.size() == 1 && kept[0]), "sum_to: grad ", gs,
-                 " → ", shape, " is on ", grad.device(),
-                 ", expected a sum over leading axes (the device kernel sums rows only)");
     if (all)
       kernels.sum_all(grad, out);
     else if (rows)
       kernels.sum_rows(grad, dims[0], dims[1], out);
-    else
+    else if (dims.empty() || (dims.size() == 1 && kept[0]))
       out.copy_(grad.reshape(shape));
+    else
+      sum_to_on_device(grad, dims, kept, out);
   } else if (grad.numel() == 0 || dims.empty()) {
     // Nothing summed over a non-empty axis: either all extents are 1 or there is no data.
     dispatch(grad.dtype(), [&]<class T>() {

@@ -3,12 +3,14 @@
 // compiler for the tests' fake device (tests/fake_device.h). Each body has its CPU
 // reference in ops/.
 //
-//   permute       y[i] = x[offset of i's index under perm]   one body per element
-//   (ops/shape_ops.cpp) copy_blocks   one body per element copied (ops/shape_ops.cpp) sum_axis one
-//   body per (o, i): an ordered loop over k in double   (ops/reduce.cpp) expand_axis   one body per
-//   element of dx                              (ops/reduce.cpp) max_axis      one body per (o, i):
-//   an ordered scan over k             (ops/reduce.cpp) max_axis_backward  one body per element of
-//   dx                         (ops/reduce.cpp)
+//   permute            y[i] = x[offset of i's index under perm]   one body per element
+//   copy_blocks        one body per element copied                 (both ops/shape_ops.cpp)
+//   sum_axis           one body per (o, i): an ordered loop over k in double
+//   expand_axis        one body per element of dx
+//   max_axis           one body per (o, i): an ordered scan over k
+//   max_axis_backward  one body per element of dx                  (all four ops/reduce.cpp)
+//
+// Broadcasting binary ops and sum_to are in broadcast.h, the feature maps in feature_maps.h.
 //
 // The copies are written on the element's bits (uint32_t or uint64_t), so that one body serves
 // f32, i32 and i64.
@@ -18,7 +20,9 @@
 
 #include "polyak/core/kernels_shape.h"
 #include "polyak/core/tensor.h"
+#include "polyak/cuda/kernels/broadcast.h"
 #include "polyak/cuda/kernels/exec.h"
+#include "polyak/cuda/kernels/feature_maps.h"
 
 namespace polyak::kernels {
 
@@ -202,6 +206,14 @@ ShapeKernels shape_kernels() {
   k.expand_axis = &ShapeOps<Exec>::expand_axis;
   k.max_axis = &ShapeOps<Exec>::max_axis;
   k.max_axis_backward = &ShapeOps<Exec>::max_axis_backward;
+  k.broadcast_binary = &BroadcastOps<Exec>::broadcast_binary;
+  k.sum_to = &BroadcastOps<Exec>::sum_to;
+  k.elu_feature_map = &FeatureMapOps<Exec>::elu_feature_map;
+  k.elu_feature_map_backward = &FeatureMapOps<Exec>::elu_feature_map_backward;
+  k.elu_feature_map_heads = &FeatureMapOps<Exec>::elu_feature_map_heads;
+  k.elu_feature_map_heads_backward = &FeatureMapOps<Exec>::elu_feature_map_heads_backward;
+  k.favor_feature_map = &FeatureMapOps<Exec>::favor_feature_map;
+  k.favor_feature_map_backward = &FeatureMapOps<Exec>::favor_feature_map_backward;
   return k;
 }
 

@@ -10,7 +10,8 @@
 // Backward. ∂y_rj/∂x_r = y_rj · c (ω_j − c x_r), so with G = c (dy ⊙ y)   [R,m]:
 //   dx_r = Σ_j G_rj ω_j − c (Σ_j G_rj) x_r   →   dX = G Ω − c diag(G 1) X   [R,D]
 // Ω is not differentiated (see favor.h). Saved for backward: x, Ω and y (the output,
-// without its graph: no copy).
+// without its graph: no copy). A device runs the shape group's kernels
+// (cuda/kernels/feature_maps.h): the two GEMMs and the same f32 passes.
 //
 // orthogonal_random_features: per block, G_b [D,D] standard normal; G_b = Q R (Householder,
 // f64); Q ← Q diag(sign R_ii), which makes Q Haar-distributed on O(D); the block's rows are
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/kernels_shape.h"
 #include "polyak/core/threads.h"
 #include "polyak/ops/attention/eigen_maps.h"
 #include "polyak/ops/gemm_kernel.h"
@@ -104,6 +106,23 @@ void favor_backward(const FavorDims& d, const T* x, const T* omega, const T* y, 
   });
 }
 
+// x, omega on a device (validated): the shape group's kernels, forward and backward.
+Tensor favor_on_device(const Tensor& x, const Tensor& omega, const Shape& out_shape) {
+  constexpr const char* fn = "favor_feature_map";
+  const auto kernel =
+      device_kernel(fn, "x", x, &DeviceBackend::shape, &ShapeKernels::favor_feature_map);
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
+  kernel(x, omega, y);
+  record(y, "FavorFeatureMapBackward", {x},
+         [x, omega, y_saved = y.detach()](const Tensor& dy) -> std::vector<Tensor> {
+           Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+           device_kernel("favor_feature_map (backward)", "gradient", dy, &DeviceBackend::shape,
+                         &ShapeKernels::favor_feature_map_backward)(x, omega, y_saved, dy, dx);
+           return {dx};
+         });
+  return y;
+}
+
 }  // namespace
 
 Tensor favor_feature_map(const Tensor& x, const Tensor& omega) {
@@ -113,7 +132,6 @@ Tensor favor_feature_map(const Tensor& x, const Tensor& omega) {
   check_rank(fn, "omega", omega, 2, "[m, D]");
   check_same_dtype(fn, "x", x, "omega", omega);
   check_same_device(fn, "x", x, "omega", omega);
-  check_cpu(fn, "x", x);
   const int64_t m = omega.size(0), D = omega.size(1);
   POLYAK_CHECK(m > 0 && D > 0, fn, ": omega has shape ", omega.shape(),
                ", expected [m, D] with m ≥ 1 random features and D ≥ 1");
@@ -126,6 +144,7 @@ Tensor favor_feature_map(const Tensor& x, const Tensor& omega) {
   const FavorDims d{x.numel() / D, D, m};
   Shape out_shape = x.shape();
   out_shape[-1] = m;
+  if (!x.device().is_cpu()) return favor_on_device(x, omega, out_shape);
   Tensor y = Tensor::empty(out_shape, x.dtype());
   dispatch(x.dtype(),
            [&]<class T>() { favor_forward<T>(d, x.data<T>(), omega.data<T>(), y.data<T>()); });

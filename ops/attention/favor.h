@@ -31,7 +31,7 @@ namespace polyak {
 // Gradient: dx = D^{−1/4} (G Ω − (Σ_r G_r) x'),  G = dy ⊙ y  [..., m]. Ω gets none: it is a
 // fixed random projection (a buffer, redrawn, never trained), and an omega that requires
 // grad is a polyak::Error rather than a silently missing gradient.
-// CPU only; f32 or f64 (x and omega alike).
+// f32 or f64 (x and omega alike) on the CPU; f32 on a device (x and omega on one device).
 Tensor favor_feature_map(const Tensor& x, const Tensor& omega);
 
 // Ω [m, D] in `dtype`: ⌈m/D⌉ independent blocks, each the D orthonormal directions of a

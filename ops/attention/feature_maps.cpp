@@ -13,12 +13,14 @@
 //
 // Both branches in one vectorisable expression: φ(x) = e^min(x,0) + max(x,0) and
 // φ'(x) = e^min(x,0). The backward saves x only (saving y would tie the output to its own
-// node). The loops are in feature_maps_isa.cpp, compiled once per ISA.
+// node). The loops are in feature_maps_isa.cpp, compiled once per ISA; a device runs the shape
+// group's kernels (cuda/kernels/feature_maps.h), forward and backward.
 #include "polyak/ops/attention/feature_maps.h"
 
 #include <vector>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/kernels_shape.h"
 #include "polyak/ops/attention/feature_map_kernels.h"
 
 namespace polyak {
@@ -26,7 +28,17 @@ namespace polyak {
 Tensor elu_feature_map(const Tensor& x) {
   constexpr const char* fn = "elu_feature_map";
   check_defined(fn, "x", x);
-  check_cpu(fn, "x", x);
+  if (!x.device().is_cpu()) {
+    Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+    device_kernel(fn, "x", x, &DeviceBackend::shape, &ShapeKernels::elu_feature_map)(x, y);
+    record(y, "EluFeatureMapBackward", {x}, [x](const Tensor& dy) -> std::vector<Tensor> {
+      Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+      device_kernel("elu_feature_map (backward)", "gradient", dy, &DeviceBackend::shape,
+                    &ShapeKernels::elu_feature_map_backward)(x, dy, dx);
+      return {dx};
+    });
+    return y;
+  }
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
     with_active_isa([&](auto isa) {
@@ -55,8 +67,20 @@ Tensor elu_feature_map_heads(const Tensor& x, int64_t heads) {
   const int64_t B = x.size(0), N = x.size(1), W = x.size(2);
   POLYAK_CHECK(W % heads == 0, fn, ": x has shape ", x.shape(), " whose width ", W,
                " is not divisible by heads = ", heads, ", expected [B, N, H·D]");
-  check_cpu(fn, "x", x);
   const int64_t H = heads, D = W / heads;
+  if (!x.device().is_cpu()) {
+    Tensor y = Tensor::empty({B, H, N, D}, x.dtype(), x.device());
+    device_kernel(fn, "x", x, &DeviceBackend::shape, &ShapeKernels::elu_feature_map_heads)(x, H, y);
+    record(y, "EluFeatureMapHeadsBackward", {x},
+           [x = x.detach(), H](const Tensor& dy) -> std::vector<Tensor> {
+             Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+             device_kernel("elu_feature_map_heads (backward)", "gradient", dy,
+                           &DeviceBackend::shape,
+                           &ShapeKernels::elu_feature_map_heads_backward)(x, dy, H, dx);
+             return {dx};
+           });
+    return y;
+  }
   Tensor y = Tensor::empty({B, H, N, D}, x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
     with_active_isa([&](auto isa) {

@@ -1,7 +1,7 @@
 // `polyak train --device` end to end on the fake device (tests/fake_device.h: CUDA's kernel
-// bodies run on the host), against the same run on the CPU: every causal kind whose ops all
-// have device kernels trains with the same losses, and the step reads nothing back to the
-// host between the reads that --sync-every asks for.
+// bodies run on the host), against the same run on the CPU: every causal kind trains with the
+// same losses, and the step reads nothing back to the host between the reads that
+// --sync-every asks for.
 #include <unistd.h>
 
 #include <filesystem>
@@ -47,7 +47,7 @@ cli::TrainResult tiny_run(const std::string& kind, const std::string& device,
 
 TEST_CASE("cli: train --device runs the CPU's training on a device, reading it every N steps") {
   (void)testing::fake_device();  // registers the ext backend
-  for (const std::string kind : {"retention"}) {
+  for (const std::string& kind : cli::causal_model_kinds()) {
     INFO(kind);
     const cli::TrainResult cpu = tiny_run(kind, "cpu", "0");
     std::vector<int> reads;

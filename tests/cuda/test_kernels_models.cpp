@@ -21,18 +21,6 @@ using namespace polyak::testing;
 
 namespace {
 
-// Kinds whose forward still reaches an op without a device kernel; the test checks that
-// they fail with the op's error, so that one gaining its kernels is moved out of here.
-const std::vector<std::string> kinds_without_device_kernels = {
-    "linear", "momentum", "momentum-connection", "adaptive", "transnormer", "performer",
-};
-
-bool without_kernels(const std::string& kind) {
-  for (const std::string& k : kinds_without_device_kernels)
-    if (k == kind) return true;
-  return false;
-}
-
 TransformerConfig device_model(const std::string& kind) {
   TransformerConfig c;
   c.vocab = 9;
@@ -72,11 +60,6 @@ TEST_CASE("device models: every kind's logits, loss and gradients match the CPU"
       on_dev.to(dev);
       const Tensor tokens = token_pattern(2, 12, c.vocab, 1);
       const Tensor targets = token_pattern(2, 12, c.vocab, 3);
-      if (without_kernels(kind)) {
-        CHECK_THROWS_WITH_AS(on_dev.forward(tokens.to(dev)),
-                             doctest::Contains("no device kernel yet"), Error);
-        continue;
-      }
       check_close(on_dev.forward(tokens.to(dev)), on_cpu.forward(tokens).detach(), 1e-4, 256,
                   kind + " logits");
       const Tensor l_cpu = loss_of(on_cpu, tokens, targets);
@@ -99,7 +82,6 @@ TEST_CASE("device models: every kind's logits, loss and gradients match the CPU"
 TEST_CASE("device models: ten RAdam steps follow the CPU's losses") {
   for (const Device dev : kernel_devices()) {
     for (const std::string& kind : model_kinds()) {
-      if (without_kernels(kind)) continue;
       INFO(kind << " on " << dev);
       const TransformerConfig c = device_model(kind);
       TransformerLM on_cpu(c), on_dev(c);
@@ -133,7 +115,7 @@ TEST_CASE("device models: generation in RNN mode equals the parallel form on the
   for (const Device dev : kernel_devices()) {
     for (const std::string& kind : model_kinds()) {
       TransformerConfig c = device_model(kind);
-      if (without_kernels(kind) || !c.causal) continue;
+      if (!c.causal) continue;
       INFO(kind << " on " << dev);
       c.dropout = 0;
       TransformerLM model(c);
@@ -156,7 +138,6 @@ TEST_CASE("device models: generation in RNN mode equals the parallel form on the
 TEST_CASE("device models: a training step reads nothing back to the host") {
   const Device dev = fake_device();
   for (const std::string& kind : model_kinds()) {
-    if (without_kernels(kind)) continue;
     INFO(kind);
     const TransformerConfig c = device_model(kind);
     TransformerLM model(c);
