@@ -5,15 +5,17 @@
 namespace polyak {
 
 namespace {
-// Maps every element x of `t` (CPU) to f(x).
+// Maps every element x of `t` to f(x): on the CPU in place; a device tensor through a host
+// copy (initialisation happens once, outside any step).
 template <class F>
 void transform_(Tensor& t, F&& f) {
-  check_cpu("init", "tensor", t);
-  dispatch(t.dtype(), [&]<class T>() {
-    T* p = t.data<T>();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i)
+  Tensor host = t.device().is_cpu() ? t : t.cpu();
+  dispatch(host.dtype(), [&]<class T>() {
+    T* p = host.data<T>();
+    for (int64_t i = 0, n = host.numel(); i < n; ++i)
       p[i] = static_cast<T>(f(static_cast<double>(p[i])));
   });
+  if (!t.device().is_cpu()) t.copy_(host);
 }
 }  // namespace
 

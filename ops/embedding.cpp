@@ -17,7 +17,7 @@ namespace polyak {
 
 Tensor embedding(const Tensor& weight, const Indices& ids) {
   check_rank("embedding", "weight", weight, 2, "[V, C]");
-  check_cpu("embedding", "weight", weight);
+  if (!weight.device().is_cpu()) return embedding(weight, to_tensor(ids).to(weight.device()));
   POLYAK_CHECK(ids.numel() == ids.shape.numel(), "embedding: ids has ", ids.numel(),
                " values, expected ", ids.shape.numel(), " (the numel of its shape ", ids.shape,
                ")");

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernel_devices.h"
+#include "polyak/nn/init.h"
 #include "polyak/ops/attention/norm_attention.h"
 
 using namespace polyak;
@@ -321,5 +322,23 @@ TEST_CASE("device nn ops: bad input names the op and the argument") {
         {"cross_entropy", "mask has shape [3]", "expected [2]"});
     check_error([&] { (void)layer_norm(xd, Tensor::ones({3}).to(dev), Tensor()); },
                 {"layer_norm", "gamma has shape [3]", "expected [C] = [4]"});
+  }
+}
+
+TEST_CASE("device embedding from Indices, and initialisers on a device, as on the CPU") {
+  for (const Device dev : kernel_devices()) {
+    INFO(dev);
+    const Tensor weight = cotangent({5, 3}, 8);
+    const Indices ids(Shape{2, 2}, {4, 0, 2, 4});
+    check_close(embedding(weight.to(dev), ids), embedding(weight, ids), 0, 0, "embedding");
+    Tensor on_cpu = Tensor::zeros({4, 6}), on_dev = Tensor::zeros({4, 6}).to(dev);
+    Generator g_cpu(3), g_dev(3);
+    uniform_(on_cpu, -0.5, 2.0, g_cpu);
+    uniform_(on_dev, -0.5, 2.0, g_dev);
+    REQUIRE(on_dev.device() == dev);
+    check_close(on_dev, on_cpu, 0, 0, "uniform_");
+    normal_(on_cpu, 1.0, 0.25, g_cpu);
+    normal_(on_dev, 1.0, 0.25, g_dev);
+    check_close(on_dev, on_cpu, 0, 0, "normal_");
   }
 }

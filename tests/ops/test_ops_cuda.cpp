@@ -111,7 +111,7 @@ void agree_everywhere(Device d) {
         [](const std::vector<Tensor>& t) { return matmul(t[0], t[1], true, false); });
 }
 
-// The ops without a device kernel name the op, the argument and the device.
+// Bad input on a device names the op, the argument and the device.
 void refuse_everywhere(Device d) {
   const std::string dev = d.str();
   Tensor x = Tensor::zeros({2, 3, 4}).to(d);
@@ -136,7 +136,7 @@ TEST_CASE("device seam: ops on the fake device agree with the CPU") {
   }
 }
 
-TEST_CASE("device seam: ops without a device kernel name the op and the fake device") {
+TEST_CASE("device seam: f64, mixed devices and bad shapes on the fake device name the op") {
   refuse_everywhere(fake_device());
 }
 
@@ -148,7 +148,7 @@ TEST_CASE("cuda seam: elementwise ops and reductions agree with the CPU") {
   agree_everywhere(Device::cuda());
 }
 
-TEST_CASE("cuda seam: ops without a CUDA kernel name the op and the device") {
+TEST_CASE("cuda seam: f64, mixed devices and bad shapes on cuda name the op and the device") {
   if (!have_cuda()) {
     MESSAGE("skipped: no CUDA device");
     return;
