@@ -153,7 +153,9 @@ std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, in
   return {word / static_cast<double>(batches), reference / static_cast<double>(batches)};
 }
 
-double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits) {
+double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits,
+                          Precision precision) {
+  const Autocast scope(precision);  // the optimizer's step, after this, runs in f32
   Tensor out = model(batch.tokens);
   Tensor loss = cross_entropy(out, batch.targets, batch.mask);
   double value = loss.item();
@@ -188,6 +190,7 @@ TrainResult train_copy(const TrainOptions& o,
   TransformerConfig config = o.model_config(train_task.vocab());
   TransformerLM model(config);
   const Device device = device_flag(o.device);
+  const Precision precision = precision_flag(o);
   model.to(device);
   model.train();
 
@@ -214,7 +217,7 @@ TrainResult train_copy(const TrainOptions& o,
     Tensor logits;
     StepRecord r;
     r.step = step;
-    r.loss = copy_loss_backward(model, batch, step, &logits);
+    r.loss = copy_loss_backward(model, batch, step, &logits, precision);
     r.lr = opt.step();
     r.accuracy = copy_accuracy(logits, batch);
     r.train_seconds = since(start) - eval_seconds;

@@ -54,10 +54,11 @@ uint64_t copy_test_seed(uint64_t seed);
 std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
                                         int64_t batch_size);
 
-// One optimisation step's forward and backward: returns the loss and fills `logits`.
-// Throws polyak::Error naming the step and the first layer with a non-finite output
-// when the loss is not finite.
-double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits);
+// One optimisation step's forward and backward, both under Autocast(`precision`)
+// (--precision): returns the loss and fills `logits`. Throws polyak::Error naming the step
+// and the first layer with a non-finite output when the loss is not finite.
+double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits,
+                          Precision precision = Precision::f32);
 
 // The optimiser of every copy-task run (docs/math.md §9): RAdam with decoupled weight decay, the
 // lr × 0.1 from options.decay_step, and per-parameter gradient-norm clipping at options.clip.
