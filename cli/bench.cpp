@@ -181,6 +181,8 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
   const Device device = device_flag(o.device);
   BenchResult result;
   result.device = device.str();
+  const Precision precision = precision_flag(o);
+  result.precision = name(precision);
   CopyTask task({.length = o.length, .seed = o.seed});
   TransformerConfig config = o.model_config(task.vocab());
   const std::vector<GemmCase> cases = gemm_cases(config, o.batch * o.length, options.gemm_size);
@@ -213,7 +215,7 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
     synchronize(device);
     auto t0 = Clock::now();
     opt.zero_grad();
-    losses.push_back(copy_forward_backward(model, batch).loss);
+    losses.push_back(copy_forward_backward(model, batch, precision).loss);
     if (o.clip > 0) (void)clip_grad_norm_per_parameter_tensor(params, o.clip);
     opt.step();
     synchronize(device);  // a device's step has ended when its queued work has
@@ -237,7 +239,8 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
     return std::to_string(g.m) + "x" + std::to_string(g.n) + "x" + std::to_string(g.k);
   };
   // The step's line up to "of the best", the same on a device and on the CPU.
-  const std::string where = device.is_cpu() ? "kernels " + result.isa : result.device;
+  const std::string where =
+      (device.is_cpu() ? "kernels " + result.isa : result.device) + ", " + result.precision;
   char step[512];
   std::snprintf(
       step, sizeof step,
@@ -302,6 +305,7 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
                        {"eigen_gflops", g.eigen_gflops}});
     nlohmann::json j = {{"model", o.model},
                         {"device", result.device},
+                        {"precision", result.precision},
                         {"preset", o.preset},
                         {"threads", num_threads()},
                         {"isa", result.isa},

@@ -33,6 +33,7 @@ struct DeviceGemmResult {
 
 struct BenchResult {
   std::string device = "cpu";                  // where the step ran (--device)
+  std::string precision = "f32";               // its GEMMs' operands (--precision)
   std::vector<DeviceGemmResult> device_gemms;  // on a device: its products, instead of gemms
   std::string isa;                             // the kernels' ISA in use
   std::vector<GemmResult> gemms;               // every product on every ISA the CPU supports

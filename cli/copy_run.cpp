@@ -155,7 +155,8 @@ std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, in
   return {word / static_cast<double>(batches), reference / static_cast<double>(batches)};
 }
 
-StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch) {
+StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch, Precision precision) {
+  const Autocast scope(precision);  // the optimizer's step, after this, runs in f32
   Tensor out = model(batch.tokens);
   Tensor loss = cross_entropy(out, batch.targets, batch.mask);
   loss.backward();
@@ -170,7 +171,9 @@ double checked_loss(const Tensor& loss, int64_t step, const std::string& diagnos
   return value;
 }
 
-double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits) {
+double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits,
+                          Precision precision) {
+  const Autocast scope(precision);  // the optimizer's step, after this, runs in f32
   Tensor out = model(batch.tokens);
   Tensor loss = cross_entropy(out, batch.targets, batch.mask);
   if (!std::isfinite(loss.item()))
@@ -203,6 +206,7 @@ TrainResult train_copy(const TrainOptions& o,
   TransformerConfig config = o.model_config(train_task.vocab());
   TransformerLM model(config);
   const Device device = device_flag(o.device);
+  const Precision precision = precision_flag(o);
   model.to(device);
   model.train();
 
@@ -267,7 +271,7 @@ TrainResult train_copy(const TrainOptions& o,
     Pending p;
     StepRecord& r = p.record;
     r.step = step;
-    StepOutputs out = copy_forward_backward(model, batch);
+    StepOutputs out = copy_forward_backward(model, batch, precision);
     // On the CPU the loss is at hand: a non-finite one stops the run before the update, with
     // the layer it comes from.
     if (device.is_cpu() && !std::isfinite(out.loss.item()))

@@ -54,20 +54,23 @@ uint64_t copy_test_seed(uint64_t seed);
 std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
                                         int64_t batch_size);
 
-// One optimisation step's forward and backward with nothing read back to the host: the loss
-// (a scalar on the model's device) and the logits, both detached.
+// One optimisation step's forward and backward under Autocast(`precision`) (--precision)
+// with nothing read back to the host: the loss (a scalar on the model's device) and the
+// logits, both detached.
 struct StepOutputs {
   Tensor loss, logits;
 };
-StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch);
+StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch,
+                                  Precision precision = Precision::f32);
 // The value of a step's loss; a non-finite one is a polyak::Error naming the step and
 // `diagnosis` (where the non-finite values come from, or why that is not known).
 double checked_loss(const Tensor& loss, int64_t step, const std::string& diagnosis);
 
-// One optimisation step's forward and backward: returns the loss and fills `logits`.
-// Throws polyak::Error naming the step and the first layer with a non-finite output
-// when the loss is not finite.
-double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits);
+// One optimisation step's forward and backward, both under Autocast(`precision`): returns
+// the loss and fills `logits`. Throws polyak::Error naming the step and the first layer with
+// a non-finite output when the loss is not finite.
+double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits,
+                          Precision precision = Precision::f32);
 
 // The optimiser of every copy-task run (docs/math.md §9): RAdam with decoupled weight decay, the
 // lr × 0.1 from options.decay_step, and per-parameter gradient-norm clipping at options.clip.

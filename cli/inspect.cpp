@@ -95,6 +95,7 @@ void train_and_record(Prepared& p, const InspectOptions& options, const InspectC
   const TrainOptions& o = run.options;
   TransformerLM& model = *p.model;
   model.to(device_flag(o.device));
+  const Precision precision = precision_flag(o);
   std::vector<Attention*> attentions;
   for (size_t i = 0; i < model.layers->size(); ++i)
     attentions.push_back((*model.layers)[i]->attention.get());
@@ -118,7 +119,7 @@ void train_and_record(Prepared& p, const InspectOptions& options, const InspectC
       Tensor logits;
       StepRecord r;
       r.step = step;
-      r.loss = copy_loss_backward(model, batch, step, &logits);
+      r.loss = copy_loss_backward(model, batch, step, &logits, precision);
       losses.push_back(r.loss);
       for (size_t i = 0; record && i < attentions.size(); ++i) {
         const AttentionGradNorms& g = attentions[i]->gradient_norms();

@@ -129,6 +129,7 @@ void validate(const TrainOptions& o) {
   POLYAK_CHECK(o.threads >= 0, "polyak: --threads is ", o.threads,
                ", expected ≥ 0 (0 uses every core)");
   device_flag(o.device);
+  precision_flag(o);
   validate_model(o);
 }
 
@@ -184,6 +185,9 @@ struct TrainFlags {
     add(app, "--threads", &TrainOptions::threads, "CPU threads (0: all cores)");
     add(app, "--device", &TrainOptions::device,
         "cpu | cuda | cuda:N: where the model, the data and the optimiser state live");
+    add(app, "--precision", &TrainOptions::precision,
+        "f32 | bf16: bf16 rounds the device GEMMs' operands (f32 accumulation, f32 weights); "
+        "not with --device cpu");
     add(app, "--eval-every", &TrainOptions::eval_every, "steps between test evaluations");
     add(app, "--eval-batches", &TrainOptions::eval_batches, "test batches per evaluation");
     add(app, "--sync-every", &TrainOptions::sync_every,
@@ -373,6 +377,16 @@ Device device_flag(const std::string& value) {
   const Device device = parse_device(value, "polyak: --device");
   check_device_available(device, "polyak: --device");
   return device;
+}
+
+Precision precision_flag(const TrainOptions& o) {
+  POLYAK_CHECK(o.precision == "f32" || o.precision == "bf16", "polyak: --precision is '",
+               o.precision, "', expected f32 or bf16");
+  if (o.precision == "f32") return Precision::f32;
+  POLYAK_CHECK(!parse_device(o.device, "polyak: --device").is_cpu(),
+               "polyak: --precision bf16 with --device ", o.device,
+               ", expected a GPU device (cuda, cuda:N): the CPU's GEMMs are f32 only");
+  return Precision::bf16;
 }
 
 std::string default_plot_script(const std::string& name) {

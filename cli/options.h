@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "polyak/core/autocast.h"
 #include "polyak/models/transformer.h"
 
 namespace polyak::cli {
@@ -37,9 +38,10 @@ struct TrainOptions {
   double weight_decay = 0.01;
   double clip = 1.0;  // per-parameter gradient-norm clip (0: off)
   uint64_t seed = 0;
-  int threads = 0;             // 0: all cores
-  std::string device = "cpu";  // cpu | cuda | cuda:N: where the model, the data and the
-                               // optimiser state live
+  int threads = 0;                // 0: all cores
+  std::string device = "cpu";     // cpu | cuda | cuda:N: where the model, the data and the
+                                  // optimiser state live
+  std::string precision = "f32";  // f32 | bf16: the device GEMMs' operands (core/autocast.h)
   int64_t eval_every = 0;
   // Steps between reads of the loss and the training accuracy from a device (0: 1 on the
   // CPU, where a read costs nothing, and 50 on a device); no step waits for the device.
@@ -131,6 +133,10 @@ Command parse_command_line(const std::vector<std::string>& args);
 // The device a --device value names, checked to be present here (a polyak::Error naming
 // the flag otherwise: not a device, a build without CUDA, no GPU, no such index).
 Device device_flag(const std::string& value);
+
+// The precision --precision names: f32, or bf16 on a device (a polyak::Error naming the
+// flag otherwise: not a precision, bf16 with --device cpu, where autocast does nothing).
+Precision precision_flag(const TrainOptions& options);
 
 // scripts/<name> of the source tree the program was built from: plot_runs.py (compare,
 // ablate), plot_grads.py (inspect-grads).

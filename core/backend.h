@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 
+#include "polyak/core/autocast.h"
 #include "polyak/core/dtype.h"
 
 namespace polyak {
@@ -52,13 +53,22 @@ struct UnaryParams {
 //   out[i] = alpha · op(a[i]) · op(b[i]) + beta · out[i]   for i < batch
 // a[i] [m,k] (stored [k,m] when trans_a), b[i] [k,n] (stored [n,k] when trans_b), out[i]
 // [m,n]; the strides are in elements between batch entries; b_stride = 0 shares b across
-// the batch; beta = 0 overwrites out (even where it holds NaN).
+// the batch; beta = 0 overwrites out (even where it holds NaN). Under Precision::bf16 the
+// product reads a and b rounded to bf16 and accumulates and writes in f32 (core/autocast.h).
 struct GemmArgs {
   int64_t batch, m, n, k;
   bool trans_a, trans_b;
   int64_t a_stride, b_stride, out_stride;
   float alpha = 1.0f, beta = 0.0f;
+  Precision precision = Precision::f32;
 };
+
+// `args` in this thread's autocast precision where that is bf16: what the ops and the
+// executors do to every GEMM they send to a device.
+inline GemmArgs autocast(GemmArgs args) {
+  if (autocast_precision() == Precision::bf16) args.precision = Precision::bf16;
+  return args;
+}
 
 // Kernel groups beyond the elementwise core below: each group's table is declared in its own
 // header (core/kernels_<group>.h) and filled by the backend. A group, or an entry of one,

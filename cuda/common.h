@@ -43,8 +43,13 @@ inline unsigned grid_for(int64_t n) {
 // where x holds NaN): the K = 0 case of gemm. Defined in elementwise.cu.
 void scale_batched(float* x, int64_t batch, int64_t count, int64_t stride, float beta, int index);
 
-// cuBLAS SGEMM on raw pointers of device `index`, as core's GemmArgs describes it; the caller
-// has checked the sizes (gemm.cpp). CudaExec::gemm (launch.cuh) and cuda::gemm run it.
+// y[i] = the bits of x[i] rounded to bf16 (core/bf16.h) for i < count, on device `index`'s
+// stream. Defined in precision.cu.
+void to_bf16(const float* x, uint16_t* y, int64_t count, int index);
+
+// cuBLAS SGEMM on raw pointers of device `index`, as core's GemmArgs describes it (bf16
+// operands under Precision::bf16); the caller has checked the sizes (gemm.cpp).
+// CudaExec::gemm (launch.cuh) and cuda::gemm run it.
 void gemm_raw(int index, const float* a, const float* b, float* out, const GemmArgs& args);
 
 // Throws naming `fn` and `arg` unless `t` is a defined f32 tensor on a cuda device.

@@ -6,9 +6,17 @@
 // by passing B first, A second, with each operand's own transpose flag and leading dimension
 // (its row length in row-major): ldb = trans_b ? K : N, lda = trans_a ? M : K, ldc = N.
 //
-// One cuBLAS handle per device, created on first use and bound to that device's stream. The
-// handle keeps cuBLAS's default math mode (true f32, no TF32), so results match the CPU
-// GEMM to f32 rounding.
+// Under Precision::bf16 (core/autocast.h) A and B are first rounded to bf16 into scratch
+// from the caching allocator (to_bf16, precision.cu: the same rounding as core/bf16.h) and
+// the product is cublasGemmEx with bf16 inputs, f32 output and CUBLAS_COMPUTE_32F: f32
+// accumulation, bf16 tensor cores. The scratch goes back to the cache when this returns,
+// while the product may still be queued; that is safe because every kernel of a device runs
+// on its one stream, in order.
+//
+// One cuBLAS handle per device, created on first use and bound to that device's stream. Its
+// math mode is set to CUBLAS_DEFAULT_MATH explicitly: f32 products stay true f32, never TF32
+// (which CUBLAS_TF32_TENSOR_OP_MATH would allow), so they match the CPU GEMM to f32
+// rounding; bf16 is only ever asked for, through autocast.
 #include <climits>
 #include <mutex>
 #include <vector>
@@ -31,6 +39,7 @@ cublasHandle_t handle(int index) {
   if (h == nullptr) {
     POLYAK_CUDA_CHECK(cublasCreate(&h));
     POLYAK_CUDA_CHECK(cublasSetStream(h, stream(index)));
+    POLYAK_CUDA_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
   }
   return h;
 }
@@ -42,6 +51,14 @@ void check_operand(const char* arg, const Tensor& t, int64_t batch, int64_t stri
     fail("cuda::gemm: ", arg, " has shape ", t.shape(), " (", t.numel(),
          " elements), expected at least ", need, " for batch ", batch, " of [", rows, ",", cols,
          "] with stride ", stride);
+}
+
+// The first `count` elements of device `index`'s `x` rounded to bf16, in scratch that lives
+// as long as the returned tensor (f32 elements, two bf16 each).
+Tensor bf16_copy(const float* x, int64_t count, int index) {
+  Tensor scratch = Tensor::empty({(count + 1) / 2}, DType::f32, Device::cuda(index));
+  to_bf16(x, static_cast<uint16_t*>(scratch.raw_data()), count, index);
+  return scratch;
 }
 
 }  // namespace
@@ -63,6 +80,23 @@ void gemm_raw(int index, const float* a, const float* b, float* out, const GemmA
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const int ldb = trans_b ? K : N;
   const int lda = trans_a ? M : K;
+  if (args.precision == Precision::bf16) {
+    const Tensor a16 = bf16_copy(a, (batch - 1) * a_stride + m * k, index);
+    const Tensor b16 = bf16_copy(b, (batch - 1) * b_stride + k * n, index);
+    const void* a_in = a16.raw_data();
+    const void* b_in = b16.raw_data();
+    if (batch == 1) {
+      POLYAK_CUDA_CHECK(cublasGemmEx(h, op_b, op_a, N, M, K, &alpha, b_in, CUDA_R_16BF, ldb, a_in,
+                                     CUDA_R_16BF, lda, &beta, out, CUDA_R_32F, N,
+                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    } else {
+      POLYAK_CUDA_CHECK(cublasGemmStridedBatchedEx(
+          h, op_b, op_a, N, M, K, &alpha, b_in, CUDA_R_16BF, ldb, b_stride, a_in, CUDA_R_16BF, lda,
+          a_stride, &beta, out, CUDA_R_32F, N, out_stride, static_cast<int>(batch),
+          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    return;
+  }
   if (batch == 1) {
     POLYAK_CUDA_CHECK(cublasSgemm(h, op_b, op_a, N, M, K, &alpha, b, ldb, a, lda, &beta, out, N));
   } else {

@@ -27,7 +27,7 @@ class CudaExec {
   }
 
   void gemm(const float* a, const float* b, float* out, const GemmArgs& args) const {
-    gemm_raw(index_, a, b, out, args);
+    gemm_raw(index_, a, b, out, autocast(args));  // a driver's GEMMs follow the scope's precision
   }
 
  private:

@@ -21,7 +21,8 @@
 // transposes); f64 products (the gradchecks) are Eigen GEMMs on row-major maps. A large
 // product is cut into one panel per thread; many small matrices (attention heads) run one
 // single-threaded GEMM per batch entry, in parallel. Gradients are written straight into
-// fresh buffers, never summed afterwards.
+// fresh buffers, never summed afterwards. A device's products follow the autocast scope
+// (core/autocast.h: bf16 operands under Precision::bf16); the CPU's are always f32.
 #include "polyak/ops/matmul.h"
 
 #include <Eigen/Core>
@@ -296,11 +297,11 @@ void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& s)
         GemmArgs one{1, s.m, s.n, s.k, s.trans_a, s.trans_b, 0, 0, 0};
         one.beta = i > 0 ? 1.0f : 0.0f;
         kernels.gemm(flat_view(a, i * s.a_stride, a_size), flat_view(b, i * s.b_stride, b_size),
-                     out, one);
+                     out, autocast(one));
       }
       return;
     }
-    kernels.gemm(a, b, out, s);
+    kernels.gemm(a, b, out, autocast(s));
     return;
   }
   dispatch(out.dtype(),
@@ -463,7 +464,7 @@ Tensor linear_node(const char* fn, const Tensor& x, const Tensor& weight, const 
 
   if (!x.device().is_cpu()) {
     const DeviceBackend& kernels = device_kernels(fn, "x", x);
-    kernels.gemm(x, weight, out, {1, rows, out_features, in, false, true, 0, 0, 0});
+    kernels.gemm(x, weight, out, autocast({1, rows, out_features, in, false, true, 0, 0, 0}));
     if (bias.defined()) kernels.binary(BinaryOp::add, out, bias, out);
   } else {
     dispatch(x.dtype(), [&]<class T>() {

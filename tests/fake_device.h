@@ -17,10 +17,12 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <span>
 #include <string>
 
 #include "host_exec.h"
 #include "polyak/core/backend.h"
+#include "polyak/core/bf16.h"
 #include "polyak/core/error.h"
 #include "polyak/core/tensor.h"
 #include "polyak/cuda/kernels/attention.h"
@@ -186,12 +188,23 @@ inline void sum_all(const Tensor& x, Tensor& out) {
   store(out, sum(host(x)));
 }
 
+// A GEMM operand's CPU copy, flat; rounded to bf16 (as the CUDA side does) when `bf16`.
+inline Tensor host_operand(const Tensor& t, bool bf16) {
+  Tensor h = host(t).reshape({t.numel()});
+  if (bf16)
+    for (float& v : std::span(h.data<float>(), static_cast<size_t>(h.numel()))) v = round_bf16(v);
+  return h;
+}
+
+// Under bf16 the CPU's f32 matmul of the rounded operands: what cuBLAS computes from bf16
+// inputs with f32 accumulation, up to the order of the sums.
 inline void gemm(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& g) {
   count("gemm");
   check("fake::gemm", "a", a, a);
   check("fake::gemm", "b", b, a);
   check("fake::gemm", "out", out, a);
-  const Tensor ha = host(a).reshape({a.numel()}), hb = host(b).reshape({b.numel()});
+  const bool bf16 = g.precision == Precision::bf16;
+  const Tensor ha = host_operand(a, bf16), hb = host_operand(b, bf16);
   Tensor ho = host(out).reshape({out.numel()});
   for (int64_t i = 0; i < g.batch; ++i) {
     const Tensor ai = ha.narrow0(i * g.a_stride, i * g.a_stride + g.m * g.k)

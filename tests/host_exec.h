@@ -2,13 +2,15 @@
 // host, on host memory — what the fake device (fake_device.h) computes with. for_each visits
 // the indices in a scrambled order (a stride coprime with n), so a body that depends on the
 // order of the others, or writes what another body reads, shows up as a wrong result rather
-// than passing by luck; gemm is a plain triple loop in double.
+// than passing by luck; gemm is a plain triple loop in double, on operands rounded to bf16
+// under autocast (core/autocast.h).
 #pragma once
 
 #include <cstdint>
 #include <numeric>
 
 #include "polyak/core/backend.h"
+#include "polyak/core/bf16.h"
 #include "polyak/cuda/kernels/exec.h"
 
 namespace polyak::testing {
@@ -26,7 +28,10 @@ class HostExec {
     for (int64_t count = 0; count < n; ++count, i = (i + stride) % n) f(i);
   }
 
-  void gemm(const float* a, const float* b, float* out, const GemmArgs& g) const {
+  void gemm(const float* a, const float* b, float* out, const GemmArgs& args) const {
+    const GemmArgs g = autocast(args);
+    // bf16: each operand rounded as the CUDA side rounds it before cuBLAS reads it.
+    auto in = [&](float v) { return g.precision == Precision::bf16 ? round_bf16(v) : v; };
     for (int64_t e = 0; e < g.batch; ++e) {
       const float* ae = a + e * g.a_stride;
       const float* be = b + e * g.b_stride;
@@ -35,8 +40,8 @@ class HostExec {
         for (int64_t j = 0; j < g.n; ++j) {
           double s = 0;
           for (int64_t p = 0; p < g.k; ++p) {
-            const float av = g.trans_a ? ae[p * g.m + i] : ae[i * g.k + p];
-            const float bv = g.trans_b ? be[j * g.k + p] : be[p * g.n + j];
+            const float av = in(g.trans_a ? ae[p * g.m + i] : ae[i * g.k + p]);
+            const float bv = in(g.trans_b ? be[j * g.k + p] : be[p * g.n + j]);
             s += static_cast<double>(av) * bv;
           }
           float& o = oe[i * g.n + j];

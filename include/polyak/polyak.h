@@ -1,6 +1,7 @@
 // polyak: one include for the whole public API.
 #pragma once
 
+#include "polyak/core/autocast.h"
 #include "polyak/core/autograd.h"
 #include "polyak/core/backend.h"
 #include "polyak/core/cpu.h"

@@ -286,3 +286,34 @@ TEST_CASE("cli: --device names a device that is present, on every command that t
         {"--device", "cuda:1"});
   }
 }
+
+TEST_CASE("cli: --precision is f32 or bf16, and bf16 needs a GPU device") {
+  for (const char* command : {"train", "bench", "compare"}) {
+    INFO(command);
+    const cli::Command f32 = parse_cli({command, "--precision", "f32"});
+    CHECK(cli::precision_flag(command == std::string("train") ? f32.train
+                              : command == std::string("bench")
+                                  ? f32.bench.train
+                                  : f32.experiment.train) == Precision::f32);
+    check_error(
+        [&] {
+          parse_cli({command, "--precision", "fp16"});
+        },
+        {"--precision", "'fp16'", "f32 or bf16"});
+    check_error(
+        [&] {
+          parse_cli({command, "--precision", "bf16"});
+        },
+        {"--precision bf16", "--device cpu", "GPU"});
+    check_error(
+        [&] {
+          parse_cli({command, "--precision", "bf16", "--device", "cpu"});
+        },
+        {"--precision bf16", "--device cpu"});
+  }
+  CHECK(parse_cli({"train"}).train.precision == "f32");
+  cli::TrainOptions on_gpu;
+  on_gpu.device = "cuda:0";
+  on_gpu.precision = "bf16";
+  CHECK(cli::precision_flag(on_gpu) == Precision::bf16);  // the flag alone; not the GPU's presence
+}
