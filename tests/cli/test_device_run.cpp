@@ -22,7 +22,8 @@ namespace {
 // Trains a tiny model; `reads` gets, for each step's record, the number of reads to the host
 // made before the record was delivered.
 cli::TrainResult tiny_run(const std::string& kind, const std::string& device,
-                          const std::string& sync_every, std::vector<int>* reads = nullptr) {
+                          const std::string& sync_every, std::vector<int>* reads = nullptr,
+                          const std::string& precision = "f32") {
   const std::filesystem::path out =
       std::filesystem::temp_directory_path() /
       ("polyak-test-device-" + kind + "-" + device + "-" + std::to_string(getpid()));
@@ -33,7 +34,7 @@ cli::TrainResult tiny_run(const std::string& kind, const std::string& device,
                  "2",     "--d-model", "16",         "--ff",         "32",       "--lr",
                  "3e-3",  "--dropout", "0.1",        "--eval-every", "5",        "--eval-batches",
                  "2",     "--device",  device,       "--sync-every", sync_every, "--threads",
-                 "1",     "--out",     out.string(), "--quiet"})
+                 "1",     "--out",     out.string(), "--precision",  precision,  "--quiet"})
           .train;
   testing::fake::calls().erase("to_host");
   cli::TrainResult r = cli::train_copy(o, [&](const cli::StepRecord&) {
@@ -68,5 +69,23 @@ TEST_CASE("cli: train --device runs the CPU's training on a device, reading it e
     for (size_t i = 0; i < 4; ++i) CHECK(reads[i] == 2);
     CHECK(reads[4] > reads[3] + 2);
     for (size_t i = 5; i < 9; ++i) CHECK(reads[i] == reads[4] + 2);
+  }
+}
+
+TEST_CASE("cli: train --precision bf16 on a device stays near the f32 run") {
+  (void)testing::fake_device();
+  for (const std::string kind : {"momentum", "softmax"}) {
+    INFO(kind);
+    const cli::TrainResult f32 = tiny_run(kind, "ext:0", "0");
+    const cli::TrainResult bf16 = tiny_run(kind, "ext:0", "0", nullptr, "bf16");
+    REQUIRE(bf16.records.size() == f32.records.size());
+    bool differs = false;
+    for (size_t i = 0; i < f32.records.size(); ++i) {
+      INFO("step " << f32.records[i].step);
+      // GEMM inputs rounded to 8 significant bits, f32 accumulation: docs/design.md, "Precision".
+      CHECK(bf16.records[i].loss == doctest::Approx(f32.records[i].loss).epsilon(1e-2));
+      differs = differs || bf16.records[i].loss != f32.records[i].loss;
+    }
+    CHECK(differs);
   }
 }
