@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "../nn/helpers.h"
+#include "device_models.h"
 #include "kernel_devices.h"
 #include "polyak/models/transformer.h"
 #include "polyak/nn/kinds.h"
@@ -20,29 +20,6 @@ using namespace polyak;
 using namespace polyak::testing;
 
 namespace {
-
-TransformerConfig device_model(const std::string& kind) {
-  TransformerConfig c;
-  c.vocab = 9;
-  c.max_len = 24;
-  c.d_model = 16;
-  c.heads = 2;
-  c.ff_dim = 24;
-  c.layers = 2;
-  c.dropout = 0.1;
-  c.positions = "learned";
-  c.seed = 5;
-  set_model_kind(c, kind);
-  if (!attention_spec(c.attention).forms.causal) c.causal = false;
-  use_test_sizes(c);
-  return c;
-}
-
-Tensor token_pattern(int64_t B, int64_t N, int64_t V, int64_t shift) {
-  std::vector<int64_t> t(static_cast<size_t>(B * N));
-  for (int64_t i = 0; i < B * N; ++i) t[static_cast<size_t>(i)] = (i * 7 + i / 5 + shift) % V;
-  return ids({B, N}, t);
-}
 
 Tensor loss_of(TransformerLM& model, const Tensor& tokens, const Tensor& targets) {
   const Tensor logits = model.forward(tokens);

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "../nn/helpers.h"
+#include "device_models.h"
 #include "kernel_devices.h"
 #include "polyak/core/bf16.h"
 #include "polyak/models/transformer.h"
@@ -245,22 +245,6 @@ TEST_CASE("precision: an executor's gemm (the attention drivers') follows the sc
 
 namespace {
 
-TransformerConfig retention_model() {
-  TransformerConfig c;
-  c.vocab = 9;
-  c.max_len = 24;
-  c.d_model = 16;
-  c.heads = 2;
-  c.ff_dim = 24;
-  c.layers = 2;
-  c.dropout = 0;
-  c.positions = "learned";
-  c.seed = 5;
-  set_model_kind(c, "retention");
-  use_test_sizes(c);
-  return c;
-}
-
 Tensor step_tokens(int64_t step, int64_t shift, int64_t vocab) {
   std::vector<int64_t> t(24);
   for (int64_t i = 0; i < 24; ++i)
@@ -277,7 +261,7 @@ constexpr double kLossRelTol = 2e-3;
 TEST_CASE("precision: a retention model trained under bf16 follows its f32 run") {
   for (const Device dev : kernel_devices()) {
     INFO(dev);
-    const TransformerConfig c = retention_model();
+    const TransformerConfig c = device_model("retention", 0);
     TransformerLM f32(c), bf16(c);
     f32.to(dev);
     bf16.to(dev);
