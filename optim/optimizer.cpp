@@ -2,6 +2,7 @@
 #include "polyak/optim/optimizer.h"
 
 #include <cmath>
+#include <string>
 #include <utility>
 
 #include "polyak/core/autograd.h"
@@ -19,20 +20,25 @@ Optimizer::Optimizer(std::string name, std::vector<Tensor> params, double lr,
   check_option(std::isfinite(lr) && lr >= 0, "lr", lr, "a finite value >= 0");
   POLYAK_CHECK(!params_.empty(), name_,
                ": parameters is empty, expected at least one parameter tensor");
+  // "parameter 3 (layers.0.attention.qkv.weight)", or "parameter 3" for an unnamed tensor.
+  auto label = [](size_t i, const Tensor& t) {
+    std::string s = "parameter " + std::to_string(i);
+    return t.name().empty() ? s : s + " (" + t.name() + ")";
+  };
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     POLYAK_CHECK(p.defined(), name_, ": parameter ", i, " is undefined, expected a tensor");
-    POLYAK_CHECK(p.is_leaf(), name_, ": parameter ", i, " (", p.name(), ", shape ", p.shape(),
-                 ") is not a leaf (it has grad_fn ", p.grad_fn() ? p.grad_fn()->name() : "",
+    POLYAK_CHECK(p.is_leaf(), name_, ": ", label(i, p), " of shape ", p.shape(),
+                 " is not a leaf (it has grad_fn ", p.grad_fn() ? p.grad_fn()->name() : "",
                  "), expected a leaf tensor such as a module parameter");
     for (size_t j = 0; j < i; ++j) {
-      POLYAK_CHECK(!params_[j].is_same(p), name_, ": parameter ", i, " (", p.name(),
-                   ") is the same tensor as parameter ", j,
+      POLYAK_CHECK(!params_[j].is_same(p), name_, ": ", label(i, p),
+                   " is the same tensor as parameter ", j,
                    ", expected each parameter once (it would be updated twice)");
     }
-    POLYAK_CHECK(p.device() == params_[0].device(), name_, ": parameter ", i, " (", p.name(),
-                 ") is on ", p.device(), " but parameter 0 (", params_[0].name(), ") is on ",
-                 params_[0].device(), ", expected every parameter on one device");
+    POLYAK_CHECK(p.device() == params_[0].device(), name_, ": ", label(i, p), " is on ", p.device(),
+                 " but ", label(0, params_[0]), " is on ", params_[0].device(),
+                 ", expected every parameter on one device");
   }
   state_.resize(params_.size());
   param_steps_.assign(params_.size(), 0);
