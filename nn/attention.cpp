@@ -138,7 +138,9 @@ const Tensor& Attention::probe(const char* which, const Tensor& t) {
   const bool counts = slot == &AttentionGradNorms::out;
   t.register_hook([this, slot, counts](const Tensor& grad) {
     NoGradGuard no_grad;
-    grad_norms_.*slot = std::sqrt(sum(square(grad.to(DType::f64))).item());
+    // A diagnostic: on a device the gradient is read to the host (in f64 there, as on the CPU).
+    const Tensor g = grad.device().is_cpu() ? grad : grad.cpu();
+    grad_norms_.*slot = std::sqrt(sum(square(g.to(DType::f64))).item());
     if (counts) ++grad_norms_.backwards;
     return Tensor();
   });

@@ -141,3 +141,26 @@ TEST_CASE("device models: a training step reads nothing back to the host") {
     CHECK(fake::calls()["to_host"] == 1);  // the read just above is seen
   }
 }
+
+TEST_CASE("device models: gradient inspection gives the CPU's norms") {
+  const Device dev = fake_device();
+  for (const std::string kind : {"momentum", "softmax"}) {
+    INFO(kind);
+    const TransformerConfig c = device_model(kind, 0);
+    TransformerLM on_cpu(c), on_dev(c);
+    on_dev.to(dev);
+    const Tensor tokens = token_pattern(2, 12, c.vocab, 1);
+    const Tensor targets = token_pattern(2, 12, c.vocab, 3);
+    for (TransformerLM* m : {&on_cpu, &on_dev}) (*m->layers)[0]->attention->inspect_gradients(true);
+    loss_of(on_cpu, tokens, targets).backward();
+    loss_of(on_dev, tokens.to(dev), targets.to(dev)).backward();
+    const AttentionGradNorms& n_cpu = (*on_cpu.layers)[0]->attention->gradient_norms();
+    const AttentionGradNorms& n_dev = (*on_dev.layers)[0]->attention->gradient_norms();
+    CHECK(n_cpu.q > 0);
+    CHECK(n_dev.backwards == n_cpu.backwards);
+    CHECK(n_dev.q == doctest::Approx(n_cpu.q).epsilon(1e-4));
+    CHECK(n_dev.k == doctest::Approx(n_cpu.k).epsilon(1e-4));
+    CHECK(n_dev.v == doctest::Approx(n_cpu.v).epsilon(1e-4));
+    CHECK(n_dev.out == doctest::Approx(n_cpu.out).epsilon(1e-4));
+  }
+}
