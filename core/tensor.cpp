@@ -89,7 +89,16 @@ Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
   check_shape("Tensor::full", shape);
-  if (!device.is_cpu()) return full(shape, value, dtype).to(device);
+  if (!device.is_cpu()) {
+    // In the kernels' dtype, filled on the device (zeros, then + value): no copy from the
+    // host, so that a step (the loss's seed gradient is a full()) never waits on one.
+    const DeviceBackend& backend = device_backend(device.type, "Tensor::full");
+    if (dtype != backend.kernel_dtype || !backend.binary_scalar)
+      return full(shape, value, dtype).to(device);
+    Tensor t = zeros(shape, dtype, device);
+    if (value != 0 && t.numel() > 0) backend.binary_scalar(BinaryOp::add, t, value, false, t);
+    return t;
+  }
   Tensor t = empty(shape, dtype, device);
   t.fill_(value);
   return t;

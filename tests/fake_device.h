@@ -231,6 +231,7 @@ inline void deallocate(void* p, size_t, int) {
 // device's queued work, so a test can check that a training step makes none.
 inline void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
   if (dst_dev.is_cpu() && !src_dev.is_cpu()) count("to_host");
+  if (!dst_dev.is_cpu() && src_dev.is_cpu()) count("from_host");
   if (bytes > 0) std::memcpy(dst, src, bytes);
 }
 inline void memset_zero(void* p, size_t bytes, int) {

@@ -1,6 +1,7 @@
 // The shape kernels (cuda/kernels/shape.h) through the ops' device branches, against the CPU
 // ops, on every device of kernel_devices(): forward, and backward with a random cotangent. The
 // copies and max move elements unchanged, so device and CPU agree exactly; sums to a rounding.
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -186,5 +187,24 @@ TEST_CASE("device reductions: bad input is named on the host") {
           (void)max(Tensor::ones({2, 0}).to(dev), 1);
         },
         {"max", "x has shape", "at least one element"});
+  }
+}
+
+TEST_CASE("device Tensor::full: filled on the device in f32, through the host for integers") {
+  for (const Device dev : kernel_devices()) {
+    INFO(dev);
+    fake::calls().erase("from_host");
+    const Tensor x = Tensor::full({3, 5}, -2.5, DType::f32, dev);
+    const Tensor nan = Tensor::full({2}, std::nan(""), DType::f32, dev);
+    const Tensor empty = Tensor::full({0, 4}, 7.0, DType::f32, dev);
+    const Tensor ones = Tensor::ones({4}, DType::f32, dev);
+    if (dev == fake_device()) CHECK(fake::calls()["from_host"] == 0);
+    check_close(x, Tensor::full({3, 5}, -2.5), 0, 0, "full");
+    check_close(ones, Tensor::ones({4}), 0, 0, "ones");
+    CHECK(empty.shape() == Shape({0, 4}));
+    for (double v : nan.cpu().to_vector()) CHECK(std::isnan(v));
+    const Tensor ids = Tensor::full({3}, 4.0, DType::i64, dev);
+    CHECK(ids.dtype() == DType::i64);
+    CHECK(ids.cpu().to_vector() == std::vector<double>{4, 4, 4});
   }
 }
