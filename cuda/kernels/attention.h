@@ -54,14 +54,29 @@ POLYAK_HD inline float power(float x, int64_t n) {
   return ::powf(x, static_cast<float>(n));
 }
 
+// λ_h (or β_h) of head bh % H. Up to kInline heads travel inside the bodies themselves, so
+// that a launch needs no copy from the host (and a step can be captured); more heads read an
+// array uploaded to the device.
+struct HeadDecays {
+  static constexpr int64_t kInline = 32;
+  float values[kInline];
+  const float* device;  // [H] on the device when H > kInline, else null
+  int64_t H;            // 0: λ = 1 for every head
+
+  POLYAK_HD float operator()(int64_t bh) const {
+    if (H == 0) return 1.0f;
+    const int64_t h = bh % H;
+    return device ? device[h] : values[h];
+  }
+};
+
 // W, σ, ε and the state transitions above for head bh % H.
 struct ChunkWeights {
-  const float* decays;  // [H] λ_h or β_h; null: λ = 1
-  int64_t H;
+  HeadDecays decays;
   bool momentum;
   float gamma;
 
-  POLYAK_HD float decay(int64_t bh) const { return decays ? decays[bh % H] : 1.0f; }
+  POLYAK_HD float decay(int64_t bh) const { return decays(bh); }
   POLYAK_HD float intra(int64_t bh, int64_t d) const {
     return momentum ? gamma * geometric_sum(decay(bh), d + 1) : power(decay(bh), d);
   }
@@ -286,12 +301,12 @@ struct StepStates {
   float* b;
   const float* k;
   const float* v;
-  const float* decays;
-  int64_t H, D, Dv;
+  HeadDecays decays;
+  int64_t D, Dv;
   float c, g;
   POLYAK_HD void operator()(int64_t e) const {
     const int64_t col = e % Dv, r = (e / Dv) % D, bh = e / (D * Dv);
-    const float lambda = decays ? decays[bh % H] : 1.0f;
+    const float lambda = decays(bh);
     a[e] = lambda * a[e] + c * k[bh * D + r] * v[bh * Dv + col];
     if (b) b[e] += g * a[e];
   }
@@ -351,6 +366,20 @@ inline const float* floats_or_null(const Tensor& t) {
 inline Tensor upload(const std::vector<float>& values, Device device) {
   if (values.empty()) return Tensor();
   return Tensor::from(values, Shape{static_cast<int64_t>(values.size())}).to(device);
+}
+
+// The decays of one head each (empty: λ = 1) for the bodies: inline up to kInline heads,
+// else uploaded into `kept`, which must outlive the launches.
+inline HeadDecays head_decays(const std::vector<float>& decays, Device device, Tensor& kept) {
+  HeadDecays d{};
+  d.H = static_cast<int64_t>(decays.size());
+  if (d.H > HeadDecays::kInline) {
+    kept = upload(decays, device);
+    d.device = floats(kept);
+  } else {
+    for (int64_t h = 0; h < d.H; ++h) d.values[h] = decays[static_cast<size_t>(h)];
+  }
+  return d;
 }
 
 // One operand of the product: [BH, N, width] rows (null: ones), each scaled by row_w [N].
@@ -422,12 +451,12 @@ struct ChunkedProduct {
 
 template <class Exec>
 struct Attention {
-  // W and U of the sweep (core/kernels_attention.h) on `decays` uploaded to the device.
-  static ChunkWeights numerator(const CausalSweepArgs& args, const Tensor& decays, int64_t H) {
-    return ChunkWeights{floats_or_null(decays), H, args.momentum, args.gamma};
+  // W and U of the sweep (core/kernels_attention.h).
+  static ChunkWeights numerator(const CausalSweepArgs& args, const HeadDecays& decays) {
+    return ChunkWeights{decays, args.momentum, args.gamma};
   }
-  static ChunkWeights normaliser(const CausalSweepArgs& args, const Tensor& decays, int64_t H) {
-    return ChunkWeights{args.momentum ? nullptr : floats_or_null(decays), H, false, 1.0f};
+  static ChunkWeights normaliser(const CausalSweepArgs& args, const HeadDecays& decays) {
+    return ChunkWeights{args.momentum ? HeadDecays{} : decays, false, 1.0f};
   }
 
   static void causal_sweep(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -435,15 +464,16 @@ struct Attention {
     const Device dev = q.device();
     Exec ex(dev);
     const int64_t H = q.size(1), BH = q.size(0) * H, N = q.size(2), D = q.size(3), Dv = v.size(3);
-    const Tensor decays = upload(args.decays, dev), weights = upload(args.weights, dev);
+    Tensor kept;
+    const HeadDecays decays = head_decays(args.decays, dev, kept);
+    const Tensor weights = upload(args.weights, dev);
     const ChunkedProduct<Exec> product{ex, dev, BH, N};
     const float* omega = floats_or_null(weights);
-    product.run(numerator(args, decays, H), Rows{floats(q), D, nullptr}, Rows{floats(k), D, omega},
+    product.run(numerator(args, decays), Rows{floats(q), D, nullptr}, Rows{floats(k), D, omega},
                 Rows{floats(v), Dv, nullptr}, false, floats(y), nullptr, false);
     if (!args.normalize) return;
-    product.run(normaliser(args, decays, H), Rows{floats(q), D, nullptr},
-                Rows{floats(k), D, nullptr}, Rows{nullptr, 1, nullptr}, false, floats(den), nullptr,
-                false);
+    product.run(normaliser(args, decays), Rows{floats(q), D, nullptr}, Rows{floats(k), D, nullptr},
+                Rows{nullptr, 1, nullptr}, false, floats(den), nullptr, false);
     ex.for_each(y.numel(), DivideRows{floats(y), floats(den), args.eps, Dv});
     ex.for_each(den.numel(), AddScalar{floats(den), args.eps});
   }
@@ -455,9 +485,11 @@ struct Attention {
     const Device dev = q.device();
     Exec ex(dev);
     const int64_t H = q.size(1), BH = q.size(0) * H, N = q.size(2), D = q.size(3), Dv = v.size(3);
-    const Tensor decays = upload(args.decays, dev), weights = upload(args.weights, dev);
+    Tensor kept;
+    const HeadDecays decays = head_decays(args.decays, dev, kept);
+    const Tensor weights = upload(args.weights, dev);
     const ChunkedProduct<Exec> product{ex, dev, BH, N};
-    const ChunkWeights w = numerator(args, decays, H);
+    const ChunkWeights w = numerator(args, decays);
     const float* omega = floats_or_null(weights);
 
     const float* dout = floats(dy);
@@ -475,7 +507,7 @@ struct Attention {
     product.run(w, vr, dor, qr, true, floats(dk), omega, false);
     product.run(w, wk, qr, dor, true, floats(dv), nullptr, false);
     if (!args.normalize) return;
-    const ChunkWeights u = normaliser(args, decays, H);
+    const ChunkWeights u = normaliser(args, decays);
     const Rows ones{nullptr, 1, nullptr}, ddr{floats(dden), 1, nullptr};
     product.run(u, ddr, ones, kr, false, floats(dq), nullptr, true);
     product.run(u, ones, ddr, qr, true, floats(dk), nullptr, true);
@@ -552,10 +584,11 @@ struct Attention {
     const Device dev = q.device();
     Exec ex(dev);
     const int64_t H = q.size(1), BH = q.size(0) * H, D = q.size(2), Dv = v.size(2);
-    const Tensor decays = upload(args.decays, dev);
+    Tensor kept;
+    const HeadDecays decays = head_decays(args.decays, dev, kept);
     float* bp = b.defined() ? floats(b) : nullptr;
-    ex.for_each(a.numel(), StepStates{floats(a), bp, floats(k), floats(v), floats_or_null(decays),
-                                      H, D, Dv, args.c, args.g});
+    ex.for_each(a.numel(),
+                StepStates{floats(a), bp, floats(k), floats(v), decays, D, Dv, args.c, args.g});
     Tensor den = Tensor::empty(Shape{BH}, DType::f32, dev);
     ex.for_each(BH, StepNormaliser{z.defined() ? floats(z) : nullptr, floats(q), floats(k),
                                    floats(den), D, args.eps});

@@ -153,9 +153,10 @@ namespace {
 using StepOp =
     std::function<Tensor(const Tensor&, const Tensor&, const Tensor&, std::vector<Tensor>&)>;
 
-void check_steps(const std::string& name, const StepOp& step, size_t states, Device dev) {
+void check_steps(const std::string& name, const StepOp& step, size_t states, Device dev,
+                 int64_t H = 3) {
   INFO(name);
-  const int64_t B = 2, H = 3, D = 4, Dv = 3, steps = 6;
+  const int64_t B = 2, D = 4, Dv = 3, steps = 6;
   Generator gen(17);
   std::vector<Tensor> on_cpu(states), on_device(states);
   for (int64_t t = 0; t < steps; ++t) {
@@ -205,5 +206,29 @@ TEST_CASE("device recurrent steps: linear, decayed and momentum attention agains
     const Tensor q = Tensor::ones({1, 2, 3}).to(dev), v = Tensor::ones({1, 2, 2}).to(dev);
     check_error([&] { (void)linear_attention_step(q, q, v, s, z); },
                 {"linear_attention_step", "s is on cpu", "q is on", "expected one device"});
+  }
+}
+
+TEST_CASE("device causal sweeps: more heads than the kernels carry inline, and their steps") {
+  // Up to kernels::HeadDecays::kInline heads' decays travel in the launch arguments; more are
+  // uploaded. 40 distinct decays, so a wrong head shows.
+  const int64_t H = kernels::HeadDecays::kInline + 8;
+  std::vector<double> decays;
+  for (int64_t h = 0; h < H; ++h) decays.push_back(0.5 + 0.5 * static_cast<double>(h) / H);
+  const Inputs in = make_inputs(1, H, 9, 9, 3, 2, 31);
+  const std::vector<OpCase> cases = {
+      {"decayed_causal_dot_product (40 heads)",
+       [&](auto& q, auto& k, auto& v) { return decayed_causal_dot_product(q, k, v, decays); }},
+      {"causal_momentum_attention (40 heads)",
+       [](auto& q, auto& k, auto& v) { return causal_momentum_attention(q, k, v, 0.7, 0.5); }},
+  };
+  for (const Device dev : kernel_devices()) {
+    for (const OpCase& c : cases) check_op(c, in, dev);
+    check_steps(
+        "decayed_attention_step (40 heads)",
+        [&](auto& q, auto& k, auto& v, auto& st) {
+          return decayed_attention_step(q, k, v, st[0], decays);
+        },
+        1, dev, H);
   }
 }

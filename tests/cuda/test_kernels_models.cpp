@@ -132,11 +132,9 @@ TEST_CASE("device models: a training step reads nothing back to the host") {
       const Tensor logits = model.forward(tokens);
       const Tensor loss = cross_entropy(logits, targets, mask);
       loss.backward();
-      // The decays of the momentum and decayed sweeps travel to the device as one small
-      // copy per call (two layers, forward and backward); nothing else comes from the host.
-      const bool decays = kind == "momentum" || kind == "momentum-connection" ||
-                          kind == "adaptive" || kind == "retention";
-      CHECK(fake::calls()["from_host"] == (decays ? 4 : 0));
+      // Nothing comes from the host either (a copy from pageable memory could not be
+      // captured in a CUDA graph): the heads' decays travel inside the kernels' arguments.
+      CHECK(fake::calls()["from_host"] == 0);
       (void)clip_grad_norm_per_parameter_tensor(params, 1.0);
       opt.step();
       losses.push_back(loss.detach());
