@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include "polyak/nn/kinds.h"
 #include "polyak/ops/gemm_kernel.h"
 #include "polyak/ops/matmul.h"
+#include "polyak/ops/shape_ops.h"
 #include "polyak/optim/clip.h"
 #include "polyak/optim/radam.h"
 
@@ -221,10 +223,13 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
     synchronize(device);  // a device's step has ended when its queued work has
     if (step > options.warmup) times.push_back(seconds_since(t0));
   }
-  for (size_t i = 0; i < losses.size(); ++i)
-    (void)checked_loss(
-        losses[i], static_cast<int64_t>(i) + 1,
-        "polyak train with these flags names the first layer with non-finite values");
+  for (Tensor& l : losses) l = l.reshape({1});
+  const std::vector<double> values = concat(losses, 0).to_vector();  // one read
+  for (size_t i = 0; i < values.size(); ++i)
+    if (!std::isfinite(values[i]))
+      fail_non_finite_loss(
+          values[i], static_cast<int64_t>(i) + 1,
+          "polyak train with these flags names the first layer with non-finite values");
   double step_s = median(times);
   result.ms_per_step = 1000 * step_s;
   result.tokens_per_s = static_cast<double>(o.batch * o.length) / step_s;

@@ -42,6 +42,14 @@ std::string first_non_finite(TransformerLM& model, const Batch& batch) {
   return "the head or the loss";
 }
 
+// A non-finite loss stops the run before the update, naming the step and the layer its
+// non-finite values come from (the model has not moved since `batch`'s forward).
+void stop_unless_finite(TransformerLM& model, const Batch& batch, double loss, int64_t step) {
+  if (!std::isfinite(loss))
+    fail_non_finite_loss(loss, step,
+                         "the first non-finite values come from " + first_non_finite(model, batch));
+}
+
 nlohmann::json config_json(const TrainOptions& o, const TransformerConfig& c) {
   return {{"task", "copy"},
           {"preset", o.preset},
@@ -146,8 +154,8 @@ std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, in
   model.eval();
   double word = 0, reference = 0;
   for (int64_t i = 0; i < batches; ++i) {
-    Batch b = task.batch(batch_size).to(model.device());
-    const Tensor predicted = argmax(model(b.tokens), 2).cpu();  // B·L ids, not the logits
+    const Batch b = task.batch(batch_size);  // on the host: only the tokens go to the model
+    const Tensor predicted = argmax(model(b.tokens.to(model.device())), 2).cpu();  // B·L ids
     word += copy_accuracy_of(predicted, b);
     reference += reference_accuracy_of(predicted, b);
   }
@@ -163,25 +171,18 @@ StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch, Prec
   return {loss.detach(), out.detach()};
 }
 
-double checked_loss(const Tensor& loss, int64_t step, const std::string& diagnosis) {
-  const double value = loss.item();
-  if (!std::isfinite(value))
-    fail("train: the loss is ", value, " at step ", step, "; ", diagnosis,
-         ", expected finite values (lower --lr or check the data)");
-  return value;
+void fail_non_finite_loss(double value, int64_t step, const std::string& diagnosis) {
+  fail("train: the loss is ", value, " at step ", step, "; ", diagnosis,
+       ", expected finite values (lower --lr or check the data)");
 }
 
 double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits,
                           Precision precision) {
-  const Autocast scope(precision);  // the optimizer's step, after this, runs in f32
-  Tensor out = model(batch.tokens);
-  Tensor loss = cross_entropy(out, batch.targets, batch.mask);
-  if (!std::isfinite(loss.item()))
-    (void)checked_loss(loss, step,
-                       "the first non-finite values come from " + first_non_finite(model, batch));
-  loss.backward();
-  if (logits) *logits = out.detach();
-  return loss.item();
+  const StepOutputs out = copy_forward_backward(model, batch, precision);
+  const double value = out.loss.item();
+  stop_unless_finite(model, batch, value, step);
+  if (logits) *logits = out.logits;
+  return value;
 }
 
 CopyOptimizer::CopyOptimizer(TransformerLM& model, const TrainOptions& o)
@@ -250,10 +251,12 @@ TrainResult train_copy(const TrainOptions& o,
       Pending& p = pending[i];
       StepRecord& r = p.record;
       const int64_t row = static_cast<int64_t>(i) * B;
-      r.loss = checked_loss(Tensor::scalar(loss_values[i]), r.step,
-                            "losses on a device are read every " + std::to_string(sync_every) +
-                                " steps (--device cpu names the first layer with non-finite "
-                                "values)");
+      r.loss = loss_values[i];
+      if (!std::isfinite(r.loss))
+        fail_non_finite_loss(r.loss, r.step,
+                             "losses on a device are read every " + std::to_string(sync_every) +
+                                 " steps (--device cpu names the first layer with non-finite "
+                                 "values)");
       r.accuracy = copy_accuracy_of(slice(predicted, 0, row, row + B), p.batch);
       rows.push_back(r);
       if (on_step) on_step(r);
@@ -272,11 +275,8 @@ TrainResult train_copy(const TrainOptions& o,
     StepRecord& r = p.record;
     r.step = step;
     StepOutputs out = copy_forward_backward(model, batch, precision);
-    // On the CPU the loss is at hand: a non-finite one stops the run before the update, with
-    // the layer it comes from.
-    if (device.is_cpu() && !std::isfinite(out.loss.item()))
-      (void)checked_loss(out.loss, step,
-                         "the first non-finite values come from " + first_non_finite(model, batch));
+    // On the CPU the loss is at hand: a non-finite one stops the run before the update.
+    if (device.is_cpu()) stop_unless_finite(model, batch, out.loss.item(), step);
     r.lr = opt.step();
     p.loss = out.loss;
     p.predictions = argmax(out.logits, 2);

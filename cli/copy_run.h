@@ -62,9 +62,9 @@ struct StepOutputs {
 };
 StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch,
                                   Precision precision = Precision::f32);
-// The value of a step's loss; a non-finite one is a polyak::Error naming the step and
-// `diagnosis` (where the non-finite values come from, or why that is not known).
-double checked_loss(const Tensor& loss, int64_t step, const std::string& diagnosis);
+// The polyak::Error of a non-finite loss `value` at `step`, with `diagnosis`: where the
+// non-finite values come from, or why that is not known.
+[[noreturn]] void fail_non_finite_loss(double value, int64_t step, const std::string& diagnosis);
 
 // One optimisation step's forward and backward, both under Autocast(`precision`): returns
 // the loss and fills `logits`. Throws polyak::Error naming the step and the first layer with
