@@ -314,16 +314,6 @@ Tensor mega_on_device(const MegaDims& d, const Tensor& q, const Tensor& k, const
   return y;
 }
 
-// The KV caches [B,C,·] grown to `capacity` rows on their device, the first `rows` kept.
-void grow_on_device(const char* fn, const char* arg, Tensor& cache, int64_t capacity,
-                    int64_t rows) {
-  const int64_t B = cache.size(0), C = cache.size(1), W = cache.size(2);
-  Tensor grown = Tensor::zeros({B, capacity, W}, cache.dtype(), cache.device());
-  device_kernel(fn, arg, cache, &DeviceBackend::shape, &ShapeKernels::copy_blocks)(
-      cache, C * W, 0, grown, capacity * W, 0, B, rows * W);
-  cache = grown;
-}
-
 // Row `row` of the cache [B,C,W] = x [B,W], on the device.
 void write_row(const char* fn, const char* arg, const Tensor& x, Tensor& cache, int64_t row) {
   const int64_t W = x.size(1);
@@ -337,11 +327,7 @@ Tensor mega_step_on_device(const Tensor& q, const Tensor& k, const Tensor& v, Te
   constexpr const char* fn = "mega_attention_step";
   const auto step =
       device_kernel(fn, "q", q, &DeviceBackend::attention, &AttentionKernels::mega_attention_step);
-  if (row >= k_cache.size(1)) {
-    const int64_t capacity = std::max(2 * k_cache.size(1), kMinCacheCapacity);
-    grow_on_device(fn, "k_cache", k_cache, capacity, row);
-    grow_on_device(fn, "v_cache", v_cache, capacity, row);
-  }
+  detail::grow_when_full(k_cache, v_cache, row, kMinCacheCapacity);  // on the device
   write_row(fn, "k_cache", k, k_cache, row);
   write_row(fn, "v_cache", v, v_cache, row);
   Tensor y = Tensor::empty({q.size(0), v.size(1)}, DType::f32, q.device());
