@@ -122,6 +122,16 @@ struct DeviceBackend {
   const ShapeKernels* shape = nullptr;
   const AttentionKernels* attention = nullptr;
   const OptimKernels* optim = nullptr;
+
+  // ---- graphs (null: the backend cannot capture; core/graph.h) ----------------------------
+  // From capture_begin to capture_end, the work queued on device `index` is recorded, not
+  // run. capture_end returns the replayable graph, or discards the record and returns null
+  // when `discard` (a capture that failed); graph_launch queues one replay on the device;
+  // graph_destroy frees the graph.
+  void (*capture_begin)(int index) = nullptr;
+  void* (*capture_end)(int index, bool discard) = nullptr;
+  void (*graph_launch)(void* graph, int index) = nullptr;
+  void (*graph_destroy)(void* graph, int index) = nullptr;
 };
 
 // Registers the backend of `type` (not the CPU's), replacing any earlier one; every field

@@ -17,18 +17,23 @@ namespace polyak {
 //   g ← g + l2·p;  m ← β1 m + (1 − β1) g;  v ← β2 v + (1 − β2) g²
 //   p ← shrink·p − step_size·m / (sqrt(v)·inv_sqrt_bc2 + eps)   (rectified)
 //   p ← shrink·p − step_size·m                                  (not: RAdam's early steps)
-// Adam and AdamW are always rectified; RAdam passes inv_sqrt_bc2 = 1.
+// Adam and AdamW are always rectified; RAdam passes inv_sqrt_bc2 = 1. Inside a graph
+// (core/graph.h) the update reads its arguments from device memory at `from` instead, which
+// each replay refreshes with that step's values.
 struct AdamStepArgs {
   float beta1, beta2, step_size, inv_sqrt_bc2, eps, l2, shrink;
   bool rectified;
+  const AdamStepArgs* from = nullptr;
 };
 
 // SGD's update of one element (optim/sgd.cpp):
 //   d ← g + wd·p;  b ← d (first) or μ b + keep·d;  d ← d + μ b (nesterov) or b;  p ← p − lr·d
 // without a momentum buffer: p ← p − lr·d.
+// As AdamStepArgs, `from` is the device copy a graph's replay reads.
 struct SgdStepArgs {
   float lr, momentum, keep, weight_decay;
   bool first, nesterov;
+  const SgdStepArgs* from = nullptr;
 };
 
 struct OptimKernels {

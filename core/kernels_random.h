@@ -14,10 +14,13 @@ namespace polyak {
 
 // Which 16-bit draws a dropout keeps (ops/dropout.cpp): element i takes half i mod 2 (low
 // first) of word (i / 2) mod 4 of Philox block first + i / 8 of the stream of `seed`, and is
-// kept when that half is ≥ threshold (< 2¹⁶). Kept elements are multiplied by scale.
+// kept when that half is ≥ threshold (< 2¹⁶). Kept elements are multiplied by scale. Inside a
+// graph (core/graph.h) the stream starts at block *base + first instead: base is the device
+// word that each replay refreshes with the generator's offset.
 struct DropoutDraw {
   uint64_t seed = 0;
   uint64_t first = 0;
+  const uint64_t* base = nullptr;
   uint32_t threshold = 0;
   float scale = 1;
 };

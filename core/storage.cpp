@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 namespace polyak {
@@ -31,7 +32,9 @@ class CachingAllocator {
   void* allocate(size_t bytes, int index, size_t* capacity) {
     *capacity = round_size(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
-    auto& bucket = free_[{index, *capacity}];
+    const auto capturing = capturing_.find(index);
+    const int pool = capturing == capturing_.end() ? 0 : capturing->second;
+    auto& bucket = pool != 0 ? pools_[pool][*capacity] : free_[{index, *capacity}];
     void* p;
     if (!bucket.empty()) {
       p = bucket.back();
@@ -42,12 +45,15 @@ class CachingAllocator {
       try {
         p = backend.allocate(*capacity, index);
       } catch (const Error&) {
-        // Out of memory with blocks parked in the cache: return them and try once more.
+        // Out of memory with blocks parked in the cache: return them and try once more (not
+        // while capturing a graph, where freeing device memory is not allowed).
+        if (pool != 0) throw;
         release_cached_locked(index);
         p = backend.allocate(*capacity, index);
       }
       ++stats_[index].system_allocations;
     }
+    if (pool != 0) pool_of_[p] = pool;
     AllocatorStats& stats = stats_[index];
     stats.allocated_bytes += *capacity;
     stats.peak_allocated_bytes = std::max(stats.peak_allocated_bytes, stats.allocated_bytes);
@@ -56,7 +62,14 @@ class CachingAllocator {
 
   void deallocate(void* p, size_t capacity, int index) {
     std::lock_guard<std::mutex> lock(mutex_);
-    free_[{index, capacity}].push_back(p);
+    const auto owner = pool_of_.empty() ? pool_of_.end() : pool_of_.find(p);
+    const auto pool = owner == pool_of_.end() ? pools_.end() : pools_.find(owner->second);
+    if (pool != pools_.end()) {
+      pool->second[capacity].push_back(p);
+    } else {
+      if (owner != pool_of_.end()) pool_of_.erase(owner);  // its pool was released
+      free_[{index, capacity}].push_back(p);
+    }
     stats_[index].allocated_bytes -= capacity;
     stats_[index].cached_bytes += capacity;
   }
@@ -70,6 +83,30 @@ class CachingAllocator {
     std::lock_guard<std::mutex> lock(mutex_);
     return stats_[index];
   }
+  int begin_pool(int index) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const int pool = next_pool_++;
+    pools_[pool];
+    capturing_[index] = pool;
+    return pool;
+  }
+  void end_pool(int index) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    capturing_.erase(index);
+  }
+  void release_pool(int index, int pool) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = pools_.find(pool);
+    if (it == pools_.end()) return;
+    for (auto& [capacity, blocks] : it->second) {
+      for (void* p : blocks) {
+        pool_of_.erase(p);
+        free_[{index, capacity}].push_back(p);
+      }
+    }
+    pools_.erase(it);
+  }
+
   void reset_peak(int index) {
     std::lock_guard<std::mutex> lock(mutex_);
     stats_[index].peak_allocated_bytes = stats_[index].allocated_bytes;
@@ -91,6 +128,12 @@ class CachingAllocator {
   std::mutex mutex_;
   std::map<std::pair<int, size_t>, std::vector<void*>> free_;
   std::map<int, AllocatorStats> stats_;  // by device index
+  // Graph pools: each one's free blocks by size, the pool of every block allocated in one,
+  // and the pool that takes a capturing device's allocations.
+  std::map<int, std::map<size_t, std::vector<void*>>> pools_;
+  std::unordered_map<void*, int> pool_of_;
+  std::map<int, int> capturing_;  // device index → pool
+  int next_pool_ = 1;
 };
 
 CachingAllocator& allocator(DeviceType type) {
@@ -129,5 +172,17 @@ void reset_peak_allocated(Device device) {
 void empty_cache(Device device) {
   allocator(device.type).empty_cache(device.index);
 }
+
+namespace detail {
+int begin_graph_pool(Device device) {
+  return allocator(device.type).begin_pool(device.index);
+}
+void end_graph_pool(Device device) {
+  allocator(device.type).end_pool(device.index);
+}
+void release_graph_pool(Device device, int pool) {
+  allocator(device.type).release_pool(device.index, pool);
+}
+}  // namespace detail
 
 }  // namespace polyak

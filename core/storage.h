@@ -45,4 +45,14 @@ void reset_peak_allocated(Device device = Device::cpu());
 // Returns every cached block of `device` to the system.
 void empty_cache(Device device = Device::cpu());
 
+namespace detail {
+// The caching allocator's graph pools (core/graph.h). begin_graph_pool routes every later
+// allocation on `device` to a new pool of its own, whose freed blocks go back to that pool
+// only, until end_graph_pool; release_graph_pool returns the pool's free blocks to the
+// shared cache, and its blocks still in use go there when they are freed.
+int begin_graph_pool(Device device);
+void end_graph_pool(Device device);
+void release_graph_pool(Device device, int pool);
+}  // namespace detail
+
 }  // namespace polyak

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/graph.h"
 #include "polyak/core/rng.h"
 #include "polyak/core/tensor_impl.h"
 
@@ -51,6 +52,10 @@ void copy_bytes(const char* fn, void* dst, Device dst_dev, const void* src, Devi
     return;
   }
   const Device side = dst_dev.is_cpu() ? src_dev : dst_dev;
+  if ((dst_dev.is_cpu() || src_dev.is_cpu()) && is_capturing(side))
+    fail(fn, ": copying ", bytes, " bytes from ", src_dev, " to ", dst_dev, " while ", side,
+         " is capturing a graph, expected no copy between the host and the device inside a "
+         "capture (write inputs into the graph's buffers before replay(), read outputs after)");
   device_backend(side.type, fn).copy(dst, dst_dev, src, src_dev, bytes);
 }
 

@@ -136,6 +136,41 @@ void synchronize(int index) {
   POLYAK_CUDA_CHECK(cudaStreamSynchronize(stream(index)));
 }
 
+// Graphs: the device's stream captured in relaxed mode (cudaMalloc stays allowed, for the
+// allocator's graph pool), the graph instantiated once and launched on the same stream.
+void capture_begin(int index) {
+  check_index("cuda::capture_begin", index);
+  DeviceGuard guard(index);
+  POLYAK_CUDA_CHECK(cudaStreamBeginCapture(stream(index), cudaStreamCaptureModeRelaxed));
+}
+
+void* capture_end(int index, bool discard) {
+  DeviceGuard guard(index);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream(index), &graph);
+  if (discard) {
+    (void)cudaGetLastError();  // the capture failed already; its error is the one reported
+    if (graph) (void)cudaGraphDestroy(graph);
+    return nullptr;
+  }
+  POLYAK_CUDA_CHECK(ended);
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+  (void)cudaGraphDestroy(graph);
+  POLYAK_CUDA_CHECK(made);
+  return exec;
+}
+
+void graph_launch(void* graph, int index) {
+  DeviceGuard guard(index);
+  POLYAK_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), stream(index)));
+}
+
+void graph_destroy(void* graph, int index) {
+  DeviceGuard guard(index);
+  (void)cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph));
+}
+
 }  // namespace
 
 const DeviceBackend& device_backend() {
@@ -158,7 +193,11 @@ const DeviceBackend& device_backend() {
                                      .random = &random_kernels(),
                                      .shape = &shape_kernels(),
                                      .attention = &attention_kernels(),
-                                     .optim = &optim_kernels()};
+                                     .optim = &optim_kernels(),
+                                     .capture_begin = &capture_begin,
+                                     .capture_end = &capture_end,
+                                     .graph_launch = &graph_launch,
+                                     .graph_destroy = &graph_destroy};
   return backend;
 }
 

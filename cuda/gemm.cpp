@@ -28,6 +28,8 @@ namespace polyak::cuda {
 
 namespace {
 
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // 32 MiB, what Hopper's cuBLAS asks for
+
 // Never destroyed: cublasDestroy after the CUDA runtime has shut down (static destruction
 // at exit) can fail; the driver reclaims everything when the process ends.
 cublasHandle_t handle(int index) {
@@ -40,6 +42,11 @@ cublasHandle_t handle(int index) {
     POLYAK_CUDA_CHECK(cublasCreate(&h));
     POLYAK_CUDA_CHECK(cublasSetStream(h, stream(index)));
     POLYAK_CUDA_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+    // A workspace of its own, allocated once, so that a GEMM captured in a graph never asks
+    // cuBLAS to allocate (its default pool would, on the captured stream).
+    void* workspace = nullptr;
+    POLYAK_CUDA_CHECK(cudaMalloc(&workspace, kWorkspaceBytes));
+    POLYAK_CUDA_CHECK(cublasSetWorkspace(h, workspace, kWorkspaceBytes));
   }
   return h;
 }

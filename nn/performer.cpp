@@ -1,5 +1,6 @@
 #include "polyak/nn/performer.h"
 
+#include "polyak/core/graph.h"
 #include "polyak/nn/init.h"
 #include "polyak/nn/kinds.h"
 #include "polyak/ops/attention/favor.h"
@@ -26,9 +27,26 @@ Tensor FavorFeatureMap::forward(const Tensor& x) const {
 }
 
 void FavorFeatureMap::advance() {
+  const Device device = omega.device();
+  if (is_capturing(device)) {
+    // In a graph's capture the forward runs at each replay: it is counted then, and a due
+    // redraw is copied into Ω's memory, which the graph reads, before the replay starts.
+    before_replay(device, [this] { count_forward(/*in_place=*/true); });
+    return;
+  }
+  count_forward(/*in_place=*/false);
+}
+
+void FavorFeatureMap::count_forward(bool in_place) {
   // Each Ω serves exactly redraw_interval training forwards: a run whose length is a
   // multiple of the interval ends on features it trained with, not on fresh ones.
-  if (redraw_interval_ > 0 && advances_ > 0 && advances_ % redraw_interval_ == 0) redraw();
+  if (redraw_interval_ > 0 && advances_ > 0 && advances_ % redraw_interval_ == 0) {
+    if (in_place) {
+      omega.copy_(orthogonal_random_features(features_, head_dim_, generator, omega.dtype()));
+    } else {
+      redraw();
+    }
+  }
   ++advances_;
 }
 

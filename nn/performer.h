@@ -44,6 +44,9 @@ class FavorFeatureMap final : public FeatureMap {
   Tensor omega;  // [m, D], buffer "omega"
 
  private:
+  // advance()'s count, and its redraw when one is due: into Ω's memory when `in_place`.
+  void count_forward(bool in_place);
+
   int64_t head_dim_, features_, redraw_interval_;
   // advance() calls so far. Not in checkpoints: a resumed run restarts the schedule (Ω
   // and the generator it draws from are restored).

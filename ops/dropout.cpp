@@ -31,6 +31,7 @@
 #include <cmath>
 
 #include "polyak/core/autograd.h"
+#include "polyak/core/graph.h"
 #include "polyak/core/kernels_random.h"
 #include "polyak/ops/dropout_kernels.h"
 #include "polyak/ops/elementwise.h"
@@ -70,10 +71,12 @@ Draw draw(const Tensor& x, double p, Generator& gen) {
 
 // ---- on a device: the backend's random kernels draw the CPU's mask from the same blocks ----
 
-DropoutDraw device_draw(const Generator& gen, const Draw& d) {
+// Inside a graph's capture the blocks are counted from the generator's offset at each
+// replay (core/graph.h: replay_offset).
+DropoutDraw device_draw(Device device, Generator& gen, const Draw& d) {
   DropoutDraw k;
   k.seed = gen.seed();
-  k.first = d.first;
+  k.base = replay_offset(device, gen, d.first, &k.first);
   k.threshold = d.threshold;
   k.scale = static_cast<float>(d.scale);  // the CPU's float scale
   return k;
@@ -89,7 +92,7 @@ auto dropout_kernel(const char* fn, const Tensor& x) {
 Tensor dropout_on_device(const char* fn, const Tensor& x, const Tensor& residual, double p,
                          bool relu, Generator& gen) {
   const auto kernel = dropout_kernel(fn, x);
-  const DropoutDraw d = device_draw(gen, draw(x, p, gen));
+  const DropoutDraw d = device_draw(x.device(), gen, draw(x, p, gen));
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   kernel(x, residual, d, relu, out);
   if (relu) {

@@ -73,13 +73,25 @@ void Optimizer::step() {
     if (g.device() != p.device()) g = g.to(p.device());
     updates.push_back({i, p, g, param_steps_[i] + 1});
   }
-  if (params_[0].device().is_cpu()) {
+  const Device device = params_[0].device();
+  if (device.is_cpu()) {
     for (const Update& u : updates) update(u.index, u.param, u.grad, u.t);
   } else if (!updates.empty()) {
     update_on_device(updates);
   }
-  for (const Update& u : updates) ++param_steps_[u.index];
-  ++step_count_;
+  std::vector<size_t> updated;
+  for (const Update& u : updates) updated.push_back(u.index);
+  auto advance = [this, updated] {
+    for (const size_t i : updated) ++param_steps_[i];
+    ++step_count_;
+  };
+  // Captured in a graph, the step runs at each replay: the counts advance then, after the
+  // replay's arguments were made from them.
+  if (is_capturing(device)) {
+    before_replay(device, advance);
+  } else {
+    advance();
+  }
 }
 
 void Optimizer::update_on_device(const std::vector<Update>& updates) {
@@ -119,13 +131,17 @@ void Optimizer::adam_update_on_device(const std::vector<Update>& updates, double
   const auto kernel = device_step(updates[0].param, &OptimKernels::adam_steps);
   std::vector<AdamStepArgs> args;
   std::vector<Tensor> params, grads, exp_avg, exp_avg_sq;
+  const std::function<AdamStepArgs(int64_t)> make = [=](int64_t t) {
+    const AdamScalars s = scalars(t);
+    return AdamStepArgs{static_cast<float>(beta1),       static_cast<float>(beta2),
+                        static_cast<float>(s.step_size), static_cast<float>(s.inv_sqrt_bc2),
+                        static_cast<float>(eps),         static_cast<float>(s.l2),
+                        static_cast<float>(s.shrink),    s.rectified};
+  };
   for (size_t k = 0; k < updates.size(); ++k) {
-    const AdamScalars s = scalars(updates[k].t);
     (void)device_step(updates[k].param, &OptimKernels::adam_steps);  // f32, like the first
-    args.push_back({static_cast<float>(beta1), static_cast<float>(beta2),
-                    static_cast<float>(s.step_size), static_cast<float>(s.inv_sqrt_bc2),
-                    static_cast<float>(eps), static_cast<float>(s.l2), static_cast<float>(s.shrink),
-                    s.rectified});
+    args.push_back(make(updates[k].t));
+    args.back().from = replay_args(updates[k], make);
     params.push_back(updates[k].param);
     grads.push_back(updates[k].grad);
     exp_avg.push_back(state_[updates[k].index][0]);

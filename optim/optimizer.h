@@ -23,11 +23,13 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "polyak/core/graph.h"
 #include "polyak/core/kernels_optim.h"
 #include "polyak/core/tensor.h"
 
@@ -94,6 +96,20 @@ class Optimizer {
   Fn device_step(const Tensor& param, Fn OptimKernels::*entry) const {
     const std::string fn = name_ + ".step";
     return device_kernel(fn.c_str(), "param", param, &DeviceBackend::optim, entry);
+  }
+
+  // Inside a graph's capture on u.param's device (core/graph.h): the device copy of update u's
+  // kernel arguments, which each replay refreshes with make(t) for the step t it runs (the
+  // learning rate is read then too); null outside a capture.
+  template <class Args>
+  const Args* replay_args(const Update& u, std::function<Args(int64_t)> make) const {
+    const Device device = u.param.device();
+    if (!is_capturing(device)) return nullptr;
+    return static_cast<const Args*>(replay_value(
+        device, sizeof(Args), [this, index = u.index, make = std::move(make)](void* host) {
+          const Args args = make(param_steps_[index] + 1);
+          std::memcpy(host, &args, sizeof args);
+        }));
   }
 
   // The Adam family's scalars of one update (AdamStepArgs in core/kernels_optim.h), in double:

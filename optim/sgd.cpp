@@ -63,11 +63,18 @@ void SGD::update_on_device(const std::vector<Update>& updates) {
   const auto kernel = device_step(updates[0].param, &OptimKernels::sgd_steps);
   std::vector<SgdStepArgs> args;
   std::vector<Tensor> params, grads, buffers;
+  const std::function<SgdStepArgs(int64_t)> make = [this](int64_t t) {
+    return SgdStepArgs{static_cast<float>(lr()),
+                       static_cast<float>(options_.momentum),
+                       static_cast<float>(1 - options_.dampening),
+                       static_cast<float>(options_.weight_decay),
+                       /*first=*/t == 1,
+                       options_.nesterov};
+  };
   for (const Update& u : updates) {
     (void)device_step(u.param, &OptimKernels::sgd_steps);  // f32, like the first
-    args.push_back({static_cast<float>(lr()), static_cast<float>(o.momentum),
-                    static_cast<float>(1 - o.dampening), static_cast<float>(o.weight_decay),
-                    /*first=*/u.t == 1, o.nesterov});
+    args.push_back(make(u.t));
+    args.back().from = replay_args(u, make);
     params.push_back(u.param);
     grads.push_back(u.grad);
     buffers.push_back(o.momentum != 0 ? param_state(u.index)[0] : Tensor());

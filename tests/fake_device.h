@@ -125,37 +125,41 @@ inline void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   const int64_t n = a.numel(), nb = b.numel();
   POLYAK_CHECK(nb > 0 && n % nb == 0, "fake::binary: b has shape ", b.shape(),
                ", expected a trailing part of a's shape ", a.shape());
-  store(out, apply(op, host(a).reshape({n / nb, nb}), host(b).reshape({nb})));
+  run_or_record(a.device().index, [=]() mutable {
+    store(out, apply(op, host(a).reshape({n / nb, nb}), host(b).reshape({nb})));
+  });
 }
 
 inline void binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_first, Tensor& out) {
   count("binary_scalar");
   check("fake::binary_scalar", "a", a, a);
   check("fake::binary_scalar", "out", out, a);
-  const Tensor h = host(a);
-  Tensor r;
-  switch (op) {
-    case BinaryOp::add:
-      r = add(h, s);
-      break;
-    case BinaryOp::mul:
-      r = mul(h, s);
-      break;
-    case BinaryOp::sub:
-      r = scalar_first ? rsub(s, h) : add(h, -s);
-      break;
-    case BinaryOp::div:
-      r = scalar_first ? rdiv(s, h) : div(h, Tensor::scalar(s));
-      break;
-  }
-  store(out, r);
+  run_or_record(a.device().index, [=]() mutable {
+    const Tensor h = host(a);
+    Tensor r;
+    switch (op) {
+      case BinaryOp::add:
+        r = add(h, s);
+        break;
+      case BinaryOp::mul:
+        r = mul(h, s);
+        break;
+      case BinaryOp::sub:
+        r = scalar_first ? rsub(s, h) : add(h, -s);
+        break;
+      case BinaryOp::div:
+        r = scalar_first ? rdiv(s, h) : div(h, Tensor::scalar(s));
+        break;
+    }
+    store(out, r);
+  });
 }
 
 inline void unary(UnaryOp op, UnaryParams p, const Tensor& x, Tensor& out) {
   count("unary");
   check("fake::unary", "x", x, x);
   check("fake::unary", "out", out, x);
-  store(out, apply(op, p, host(x)));
+  run_or_record(x.device().index, [=]() mutable { store(out, apply(op, p, host(x))); });
 }
 
 // dx = dy · f'(x) through the CPU op's own backward (kernels run under the engine's no-grad
@@ -166,26 +170,30 @@ inline void unary_backward(UnaryOp op, UnaryParams p, const Tensor& x, const Ten
   check("fake::unary_backward", "x", x, x);
   check("fake::unary_backward", "dy", dy, x);
   check("fake::unary_backward", "dx", dx, x);
-  const bool was = GradMode::enabled();
-  GradMode::set_enabled(true);
-  Tensor leaf = host(x).requires_grad_();
-  apply(op, p, leaf).backward(host(dy));
-  GradMode::set_enabled(was);
-  store(dx, leaf.grad());
+  run_or_record(x.device().index, [=]() mutable {
+    const bool was = GradMode::enabled();
+    GradMode::set_enabled(true);
+    Tensor leaf = host(x).requires_grad_();
+    apply(op, p, leaf).backward(host(dy));
+    GradMode::set_enabled(was);
+    store(dx, leaf.grad());
+  });
 }
 
 inline void sum_rows(const Tensor& x, int64_t rows, int64_t cols, Tensor& out) {
   count("sum_rows");
   check("fake::sum_rows", "x", x, x);
   check("fake::sum_rows", "out", out, x);
-  store(out, sum(host(x).reshape({rows, cols}), 0));
+  run_or_record(x.device().index, [=]() mutable {
+    store(out, sum(host(x).reshape({rows, cols}), 0));
+  });
 }
 
 inline void sum_all(const Tensor& x, Tensor& out) {
   count("sum_all");
   check("fake::sum_all", "x", x, x);
   check("fake::sum_all", "out", out, x);
-  store(out, sum(host(x)));
+  run_or_record(x.device().index, [=]() mutable { store(out, sum(host(x))); });
 }
 
 // A GEMM operand's CPU copy, flat; rounded to bf16 (as the CUDA side does) when `bf16`.
@@ -196,6 +204,7 @@ inline Tensor host_operand(const Tensor& t, bool bf16) {
   return h;
 }
 
+inline void gemm_now(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& g);
 // Under bf16 the CPU's f32 matmul of the rounded operands: what cuBLAS computes from bf16
 // inputs with f32 accumulation, up to the order of the sums.
 inline void gemm(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& g) {
@@ -203,6 +212,9 @@ inline void gemm(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& 
   check("fake::gemm", "a", a, a);
   check("fake::gemm", "b", b, a);
   check("fake::gemm", "out", out, a);
+  run_or_record(a.device().index, [=]() mutable { gemm_now(a, b, out, g); });
+}
+inline void gemm_now(const Tensor& a, const Tensor& b, Tensor& out, const GemmArgs& g) {
   const bool bf16 = g.precision == Precision::bf16;
   const Tensor ha = host_operand(a, bf16), hb = host_operand(b, bf16);
   Tensor ho = host(out).reshape({out.numel()});
@@ -232,10 +244,42 @@ inline void deallocate(void* p, size_t, int) {
 inline void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
   if (dst_dev.is_cpu() && !src_dev.is_cpu()) count("to_host");
   if (!dst_dev.is_cpu() && src_dev.is_cpu()) count("from_host");
-  if (bytes > 0) std::memcpy(dst, src, bytes);
+  if (bytes == 0) return;
+  if (!dst_dev.is_cpu() && !src_dev.is_cpu()) {  // between device buffers: a capture records it
+    run_or_record(dst_dev.index, [=] { std::memcpy(dst, src, bytes); });
+  } else {
+    std::memcpy(dst, src, bytes);
+  }
 }
-inline void memset_zero(void* p, size_t bytes, int) {
-  if (bytes > 0) std::memset(p, 0, bytes);
+inline void memset_zero(void* p, size_t bytes, int index) {
+  if (bytes > 0) run_or_record(index, [=] { std::memset(p, 0, bytes); });
+}
+
+// Graphs: the launches recorded between capture_begin and capture_end (host_exec.h).
+inline void capture_begin(int index) {
+  count("capture_begin");
+  std::lock_guard<std::mutex> lock(recording_mutex());
+  POLYAK_CHECK(!recording().contains(index), "fake::capture_begin: ext:", index,
+               " is capturing already");
+  recording()[index] = new Launches();
+}
+inline void* capture_end(int index, bool discard) {
+  Launches* launches;
+  {
+    std::lock_guard<std::mutex> lock(recording_mutex());
+    launches = recording().at(index);
+    recording().erase(index);
+  }
+  if (!discard) return launches;
+  delete launches;
+  return nullptr;
+}
+inline void graph_launch(void* graph, int) {
+  count("graph_launch");
+  for (const auto& launch : *static_cast<Launches*>(graph)) launch();
+}
+inline void graph_destroy(void* graph, int) {
+  delete static_cast<Launches*>(graph);
 }
 inline int device_count() {
   return 2;
@@ -272,7 +316,11 @@ inline Device fake_device(int index = 0) {
                                      .random = &fake::random_table,
                                      .shape = &fake::shape_table,
                                      .attention = &fake::attention_table,
-                                     .optim = &fake::optim_table};
+                                     .optim = &fake::optim_table,
+                                     .capture_begin = fake::capture_begin,
+                                     .capture_end = fake::capture_end,
+                                     .graph_launch = fake::graph_launch,
+                                     .graph_destroy = fake::graph_destroy};
   static const bool registered = (register_device_backend(DeviceType::ext, &backend), true);
   (void)registered;
   return Device::ext(index);

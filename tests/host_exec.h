@@ -7,7 +7,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <numeric>
+#include <vector>
 
 #include "polyak/core/backend.h"
 #include "polyak/core/bf16.h"
@@ -15,12 +19,50 @@
 
 namespace polyak::testing {
 
+// The fake device's graph capture (core/graph.h): while fake device `index` captures, its
+// launches are recorded as host functions, in order, instead of run; a replay runs the
+// record. The bodies keep the raw pointers they were launched with, as a captured CUDA
+// kernel does, so a replay that reads freed memory, or arguments that should have changed,
+// computes something else than the eager steps.
+using Launches = std::vector<std::function<void()>>;
+inline std::map<int, Launches*>& recording() {
+  static std::map<int, Launches*> launches;
+  return launches;
+}
+inline std::mutex& recording_mutex() {
+  static std::mutex m;
+  return m;
+}
+// Runs `launch` now, or records it when fake device `index` is capturing.
+inline void run_or_record(int index, std::function<void()> launch) {
+  {
+    std::lock_guard<std::mutex> lock(recording_mutex());
+    const auto it = recording().find(index);
+    if (it != recording().end()) {
+      it->second->push_back(std::move(launch));
+      return;
+    }
+  }
+  launch();
+}
+
 class HostExec {
  public:
-  explicit HostExec(Device) {}
+  explicit HostExec(Device device) : index_(device.index) {}
 
   template <class F>
   void for_each(int64_t n, const F& f) const {
+    run_or_record(index_, [n, f] { run(n, f); });
+  }
+
+  void gemm(const float* a, const float* b, float* out, const GemmArgs& args) const {
+    const GemmArgs g = autocast(args);  // the precision of the launch, not of the replay
+    run_or_record(index_, [a, b, out, g] { product(a, b, out, g); });
+  }
+
+ private:
+  template <class F>
+  static void run(int64_t n, const F& f) {
     if (n <= 0) return;
     int64_t stride = n / 2 + 1;  // coprime with n: every index exactly once
     while (std::gcd(stride, n) != 1) ++stride;
@@ -28,8 +70,7 @@ class HostExec {
     for (int64_t count = 0; count < n; ++count, i = (i + stride) % n) f(i);
   }
 
-  void gemm(const float* a, const float* b, float* out, const GemmArgs& args) const {
-    const GemmArgs g = autocast(args);
+  static void product(const float* a, const float* b, float* out, const GemmArgs& g) {
     // bf16: each operand rounded as the CUDA side rounds it before cuBLAS reads it.
     auto in = [&](float v) { return g.precision == Precision::bf16 ? round_bf16(v) : v; };
     for (int64_t e = 0; e < g.batch; ++e) {
@@ -49,6 +90,8 @@ class HostExec {
         }
     }
   }
+
+  int index_;
 };
 
 }  // namespace polyak::testing

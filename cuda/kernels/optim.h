@@ -36,12 +36,13 @@ constexpr int kTensorsPerLaunch = 32;
 // ---- bodies ----------------------------------------------------------------------------
 
 struct AdamStep {
-  AdamStepArgs a;
+  AdamStepArgs args;
   float* p;
   const float* g;
   float* m;
   float* v;
   POLYAK_HD void operator()(int64_t i) const {
+    const AdamStepArgs& a = args.from ? *args.from : args;
     const float gi = g[i] + a.l2 * p[i];
     m[i] = a.beta1 * m[i] + (1 - a.beta1) * gi;
     v[i] = a.beta2 * v[i] + (1 - a.beta2) * gi * gi;
@@ -52,11 +53,12 @@ struct AdamStep {
 };
 
 struct SgdStep {
-  SgdStepArgs a;
+  SgdStepArgs args;
   float* p;
   const float* g;
   float* b;  // null without momentum
   POLYAK_HD void operator()(int64_t i) const {
+    const SgdStepArgs& a = args.from ? *args.from : args;
     float d = g[i];
     if (a.weight_decay != 0.0f) d += a.weight_decay * p[i];
     if (b) {

@@ -27,12 +27,13 @@ struct DropoutBlock {
   float* out;
   int64_t n;
   uint64_t seed, first;
+  const uint64_t* base;  // null: none (DropoutDraw)
   int32_t threshold;
   float scale;
   bool relu;
   POLYAK_HD void operator()(int64_t b) const {
     uint32_t w[4];
-    philox_block(seed, first + static_cast<uint64_t>(b), w);
+    philox_block(seed, (base ? *base : 0) + first + static_cast<uint64_t>(b), w);
     const int64_t i0 = 8 * b;
     const int64_t count = n - i0 < 8 ? n - i0 : 8;
     for (int64_t j = 0; j < count; ++j) {
@@ -70,7 +71,7 @@ struct Random {
         (n + 7) / 8,
         DropoutBlock{static_cast<const float*>(x.raw_data()),
                      addend.defined() ? static_cast<const float*>(addend.raw_data()) : nullptr,
-                     static_cast<float*>(out.raw_data()), n, d.seed, d.first,
+                     static_cast<float*>(out.raw_data()), n, d.seed, d.first, d.base,
                      static_cast<int32_t>(d.threshold), d.scale, relu});
   }
 
