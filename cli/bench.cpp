@@ -207,19 +207,16 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
   TransformerLM model(config);
   model.to(device);
   model.train();
-  std::vector<Tensor> params = model.parameters();
-  RAdam opt(params, {.lr = o.lr, .weight_decay = o.weight_decay});
+  CopyOptimizer opt(model, o);
+  CopyStepper stepper(model, opt, device, precision, o.graph);
   std::vector<double> times;
   std::vector<Tensor> losses;  // read after the timing: reading one waits for the device
   for (int64_t step = 1; step <= options.warmup + o.steps; ++step) {
     // The batch is drawn and moved outside the timed region, as in bench/torch_copy.py.
-    Batch batch = task.batch(o.batch).to(device);
+    stepper.load(task.batch(o.batch));
     synchronize(device);
     auto t0 = Clock::now();
-    opt.zero_grad();
-    losses.push_back(copy_forward_backward(model, batch, precision).loss);
-    if (o.clip > 0) (void)clip_grad_norm_per_parameter_tensor(params, o.clip);
-    opt.step();
+    losses.push_back(stepper.step(step).loss);
     synchronize(device);  // a device's step has ended when its queued work has
     if (step > options.warmup) times.push_back(seconds_since(t0));
   }
@@ -244,8 +241,8 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
     return std::to_string(g.m) + "x" + std::to_string(g.n) + "x" + std::to_string(g.k);
   };
   // The step's line up to "of the best", the same on a device and on the CPU.
-  const std::string where =
-      (device.is_cpu() ? "kernels " + result.isa : result.device) + ", " + result.precision;
+  const std::string where = (device.is_cpu() ? "kernels " + result.isa : result.device) + ", " +
+                            result.precision + (o.graph ? ", graph" : "");
   char step[512];
   std::snprintf(
       step, sizeof step,

@@ -191,11 +191,61 @@ CopyOptimizer::CopyOptimizer(TransformerLM& model, const TrainOptions& o)
       schedule_(decay_options(o)),
       clip_(o.clip) {}
 
-double CopyOptimizer::step() {
+double CopyOptimizer::schedule() {
+  return schedule_.apply(opt_);
+}
+
+void CopyOptimizer::update() {
   if (clip_ > 0) (void)clip_grad_norm_per_parameter_tensor(params_, clip_);  // no host read
-  const double lr = schedule_.apply(opt_);
   opt_.step();
-  return lr;
+}
+
+CopyStepper::CopyStepper(TransformerLM& model, CopyOptimizer& opt, Device device,
+                         Precision precision, bool graph)
+    : model_(model), opt_(opt), device_(device), precision_(precision), use_graph_(graph) {
+  POLYAK_CHECK(!graph || !device.is_cpu(),
+               "polyak: --graph captures a device's step, expected --device cuda or cuda:N "
+               "(the CPU runs its steps directly)");
+}
+
+void CopyStepper::load(const Batch& host_batch) {
+  if (use_graph_ && inputs_.tokens.defined()) {
+    // The buffers a captured step reads: written, never replaced.
+    inputs_.tokens.copy_(host_batch.tokens);
+    inputs_.targets.copy_(host_batch.targets);
+    inputs_.mask.copy_(host_batch.mask);
+    inputs_.word_lengths = host_batch.word_lengths;
+  } else {
+    inputs_ = host_batch.to(device_);
+  }
+}
+
+CopyStepper::Outputs CopyStepper::step(int64_t step) {
+  Outputs o;
+  if (!use_graph_ || steps_++ == 0) {
+    opt_.zero_grad();
+    const StepOutputs out = copy_forward_backward(model_, inputs_, precision_);
+    // On the CPU the loss is at hand: a non-finite one stops the run before the update.
+    if (device_.is_cpu()) stop_unless_finite(model_, inputs_, out.loss.item(), step);
+    o.lr = opt_.step();
+    o.loss = out.loss;
+    o.predictions = argmax(out.logits, 2);
+    return o;
+  }
+  o.lr = opt_.schedule();  // read by the replay's optimiser arguments
+  if (!graph_.defined()) {
+    graph_ = DeviceGraph::capture(device_, [&] {
+      opt_.zero_grad();
+      const StepOutputs out = copy_forward_backward(model_, inputs_, precision_);
+      opt_.update();
+      graph_loss_ = out.loss;
+      graph_predictions_ = argmax(out.logits, 2);
+    });
+  }
+  graph_.replay();
+  o.loss = graph_loss_.clone();
+  o.predictions = graph_predictions_.clone();
+  return o;
 }
 
 TrainResult train_copy(const TrainOptions& o,
@@ -267,19 +317,17 @@ TrainResult train_copy(const TrainOptions& o,
   };
   const Clock::time_point start = Clock::now();
   double eval_seconds = 0;
+  CopyStepper stepper(model, opt, device, precision, o.graph);
   for (int64_t step = 1; step <= o.steps; ++step) {
     const Batch host_batch = train_task.batch(o.batch);
-    const Batch batch = host_batch.to(device);
-    opt.zero_grad();
+    stepper.load(host_batch);
     Pending p;
     StepRecord& r = p.record;
     r.step = step;
-    StepOutputs out = copy_forward_backward(model, batch, precision);
-    // On the CPU the loss is at hand: a non-finite one stops the run before the update.
-    if (device.is_cpu()) stop_unless_finite(model, batch, out.loss.item(), step);
-    r.lr = opt.step();
+    const CopyStepper::Outputs out = stepper.step(step);
+    r.lr = out.lr;
     p.loss = out.loss;
-    p.predictions = argmax(out.logits, 2);
+    p.predictions = out.predictions;
     p.batch = host_batch;
     r.train_seconds = since(start) - eval_seconds;
     const bool evaluate = step % o.eval_every == 0 || step == o.steps;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/options.h"
+#include "polyak/core/graph.h"
 #include "polyak/data/copy_task.h"
 #include "polyak/models/transformer.h"
 #include "polyak/optim/radam.h"
@@ -79,13 +80,57 @@ class CopyOptimizer {
   CopyOptimizer(TransformerLM& model, const TrainOptions& options);
   void zero_grad() { opt_.zero_grad(); }
   // Clips the gradients, sets this step's lr and updates the parameters; returns the lr.
-  double step();
+  double step() {
+    const double lr = schedule();
+    update();
+    return lr;
+  }
+  // step() in its two parts: the host's (sets and returns this step's lr) and the device's
+  // (clipping and the update, which a graph captures).
+  double schedule();
+  void update();
 
  private:
   std::vector<Tensor> params_;
   RAdam opt_;
   StepDecay schedule_;
   double clip_;
+};
+
+// The training steps of train_copy and run_bench: the batch on the device, forward, masked
+// loss, backward, clipping and the update, with nothing read back to the host (on the CPU a
+// non-finite loss stops the step before the update, naming the layer).
+//
+// With `graph` (--graph, a device only) the first step runs eagerly — it allocates the
+// optimiser's state and warms the device's libraries — the second is captured in a
+// DeviceGraph (core/graph.h), and every later step replays it: load() writes the batch into
+// the buffers the capture read, and the loss and predictions are copied out of the graph's.
+class CopyStepper {
+ public:
+  CopyStepper(TransformerLM& model, CopyOptimizer& opt, Device device, Precision precision,
+              bool graph);
+  // Puts `host_batch` where the next step reads it.
+  void load(const Batch& host_batch);
+  struct Outputs {
+    Tensor loss;         // [] on the device
+    Tensor predictions;  // [B, L] argmax ids on the device
+    double lr = 0;
+  };
+  // Step `step` (1-based, for the error of a non-finite loss) on the loaded batch.
+  Outputs step(int64_t step);
+  // Whether the steps are replays of a captured graph now.
+  bool replaying() const { return graph_.defined(); }
+
+ private:
+  TransformerLM& model_;
+  CopyOptimizer& opt_;
+  Device device_;
+  Precision precision_;
+  bool use_graph_;
+  Batch inputs_;
+  int64_t steps_ = 0;
+  DeviceGraph graph_;
+  Tensor graph_loss_, graph_predictions_;  // written by each replay
 };
 
 // Trains per `options`, writing metrics.csv and config.json under options.out (metrics

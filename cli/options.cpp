@@ -114,6 +114,10 @@ void validate(const TrainOptions& o) {
   check_positive("--ff", o.ff);
   check_positive("--eval-every", o.eval_every);
   check_positive("--eval-batches", o.eval_batches);
+  POLYAK_CHECK(!o.graph || !parse_device(o.device, "polyak: --device").is_cpu(),
+               "polyak: --graph with --device ", o.device,
+               ", expected --device cuda or cuda:N (a graph captures a device's step; the CPU "
+               "runs its steps directly)");
   POLYAK_CHECK(o.sync_every >= 0, "polyak: --sync-every is ", o.sync_every,
                ", expected ≥ 0 (0: 1 on the CPU, 50 on a device)");
   POLYAK_CHECK(o.length >= 8, "polyak: --length is ", o.length,
@@ -195,6 +199,9 @@ struct TrainFlags {
     for (const ParamField* f : kind_flag_fields()) add_kind_flag(app, *f);
     add(app, "--out", &TrainOptions::out,
         "run folder for metrics.csv, config.json and model.safetensors");
+    app.add_flag("--graph", raw.graph,
+                 "capture the training step as a device graph once and replay it (a device "
+                 "only; the second step is captured, later ones replay it)");
     app.add_flag("--quiet", raw.quiet, "no progress line");
   }
 
@@ -210,6 +217,7 @@ struct TrainFlags {
       if (opt->count() > 0) copy(o);
     for (const auto& [flag, value] : kind_raw) o.kind_flags[flag] = value;
     o.quiet = raw.quiet;
+    o.graph = raw.graph;
     if (o.out.empty()) o.out = default_out.empty() ? "runs/copy-" + o.model : default_out;
     validate(o);
     return o;

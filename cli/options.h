@@ -46,6 +46,9 @@ struct TrainOptions {
   // Steps between reads of the loss and the training accuracy from a device (0: 1 on the
   // CPU, where a read costs nothing, and 50 on a device); no step waits for the device.
   int64_t sync_every = 0;
+  // Capture the training step in a device graph and replay it from the third step on
+  // (cli/copy_run.h: CopyStepper); a device only.
+  bool graph = false;
   int64_t eval_batches = 0;
   // The kinds' settings given as flags (--beta, --block-size, …: the fields of nn/kinds.h's
   // tables), by flag. Each applies to every kind whose struct has a field with that flag;

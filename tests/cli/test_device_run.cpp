@@ -23,19 +23,20 @@ namespace {
 // made before the record was delivered.
 cli::TrainResult tiny_run(const std::string& kind, const std::string& device,
                           const std::string& sync_every, std::vector<int>* reads = nullptr,
-                          const std::string& precision = "f32") {
+                          const std::string& precision = "f32", bool graph = false) {
   const std::filesystem::path out =
       std::filesystem::temp_directory_path() /
       ("polyak-test-device-" + kind + "-" + device + "-" + std::to_string(getpid()));
   std::filesystem::remove_all(out);
-  cli::TrainOptions o =
-      parse_cli({"train", "--model",   kind,         "--length",     "16",       "--steps",
-                 "12",    "--batch",   "4",          "--layers",     "2",        "--heads",
-                 "2",     "--d-model", "16",         "--ff",         "32",       "--lr",
-                 "3e-3",  "--dropout", "0.1",        "--eval-every", "5",        "--eval-batches",
-                 "2",     "--device",  device,       "--sync-every", sync_every, "--threads",
-                 "1",     "--out",     out.string(), "--precision",  precision,  "--quiet"})
-          .train;
+  std::vector<std::string> args = {
+      "train", "--model",   kind,         "--length",     "16",       "--steps",
+      "12",    "--batch",   "4",          "--layers",     "2",        "--heads",
+      "2",     "--d-model", "16",         "--ff",         "32",       "--lr",
+      "3e-3",  "--dropout", "0.1",        "--eval-every", "5",        "--eval-batches",
+      "2",     "--device",  device,       "--sync-every", sync_every, "--threads",
+      "1",     "--out",     out.string(), "--precision",  precision,  "--quiet"};
+  if (graph) args.push_back("--graph");
+  cli::TrainOptions o = parse_cli(args).train;
   testing::fake::calls().erase("to_host");
   cli::TrainResult r = cli::train_copy(o, [&](const cli::StepRecord&) {
     if (reads) reads->push_back(testing::fake::calls()["to_host"]);
@@ -88,4 +89,37 @@ TEST_CASE("cli: train --precision bf16 on a device stays near the f32 run") {
     }
     CHECK(differs);
   }
+}
+
+TEST_CASE("cli: train --graph replays the captured step with the eager run's losses") {
+  (void)testing::fake_device();
+  for (const std::string& kind : cli::causal_model_kinds()) {
+    INFO(kind);
+    const cli::TrainResult eager = tiny_run(kind, "ext:0", "4");
+    testing::fake::calls().erase("graph_launch");
+    testing::fake::calls().erase("capture_begin");
+    std::vector<int> reads;
+    const cli::TrainResult graph = tiny_run(kind, "ext:0", "4", &reads, "f32", true);
+    // Step 1 eager, step 2 captured, and every step from 2 on a replay of the one capture.
+    CHECK(testing::fake::calls()["capture_begin"] == 1);
+    CHECK(testing::fake::calls()["graph_launch"] == 11);
+    REQUIRE(graph.records.size() == eager.records.size());
+    for (size_t i = 0; i < eager.records.size(); ++i) {
+      INFO("step " << eager.records[i].step);
+      CHECK(graph.records[i].loss == eager.records[i].loss);  // the same launches
+      CHECK(graph.records[i].lr == eager.records[i].lr);
+      CHECK(graph.records[i].accuracy == eager.records[i].accuracy);
+      CHECK(graph.records[i].test_accuracy == eager.records[i].test_accuracy);
+    }
+    CHECK(graph.test_accuracy == eager.test_accuracy);
+    // The replays read nothing back either: the same reads as the eager run.
+    REQUIRE(reads.size() == 12);
+    for (size_t i = 0; i < 4; ++i) CHECK(reads[i] == 2);
+  }
+}
+
+TEST_CASE("cli: train --graph on the CPU is an error naming the flags") {
+  CHECK_THROWS_WITH_AS(
+      parse_cli({"train", "--graph", "--device", "cpu", "--quiet"}),
+      doctest::Contains("--graph with --device cpu, expected --device cuda or cuda:N"), Error);
 }
