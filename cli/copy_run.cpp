@@ -6,6 +6,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <algorithm>
+#include <csignal>
+
+#include "cli/run_dir.h"
+#include "cli/training_checkpoint.h"
 #include "polyak/core/autograd.h"
 #include "polyak/core/files.h"
 #include "polyak/core/threads.h"
@@ -248,6 +253,57 @@ CopyStepper::Outputs CopyStepper::step(int64_t step) {
   return o;
 }
 
+namespace {
+
+// SIGINT and SIGTERM while a run trains: the first one is noted, and the run saves a
+// checkpoint after the step in progress and returns; the handler then goes back to the
+// default, so a second signal ends the process at once.
+volatile std::sig_atomic_t g_signal = 0;
+extern "C" void note_signal(int signal) {
+  g_signal = signal;
+  std::signal(signal, SIG_DFL);
+}
+
+}  // namespace
+
+SignalScope::SignalScope() {
+  g_signal = 0;
+  previous_int_ = std::signal(SIGINT, note_signal);
+  previous_term_ = std::signal(SIGTERM, note_signal);
+}
+SignalScope::~SignalScope() {
+  std::signal(SIGINT, previous_int_);
+  std::signal(SIGTERM, previous_term_);
+}
+int SignalScope::received() {
+  return g_signal;
+}
+
+void keep_checkpoints(const std::filesystem::path& dir, int64_t step, int64_t keep) {
+  namespace fs = std::filesystem;
+  const fs::path latest = dir / "checkpoint.safetensors";
+  const fs::path named = dir / ("checkpoint-" + std::to_string(step) + ".safetensors");
+  std::error_code ec;
+  fs::remove(named, ec);
+  fs::create_hard_link(latest, named, ec);
+  if (ec) fs::copy_file(latest, named, fs::copy_options::overwrite_existing);
+  std::vector<std::pair<int64_t, fs::path>> kept;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    const std::string prefix = "checkpoint-", suffix = ".safetensors";
+    if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string digits =
+        name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    kept.emplace_back(std::stoll(digits), e.path());
+  }
+  std::sort(kept.begin(), kept.end());
+  for (size_t i = 0; i + static_cast<size_t>(keep) < kept.size(); ++i)
+    fs::remove(kept[i].second, ec);
+}
+
 TrainResult train_copy(const TrainOptions& o,
                        const std::function<void(const StepRecord&)>& on_step) {
   set_num_threads(o.threads);
@@ -261,16 +317,35 @@ TrainResult train_copy(const TrainOptions& o,
   model.to(device);
   model.train();
 
-  std::filesystem::create_directories(o.out);
+  // The run directory: locked for this run; another run's files refused (or replaced with
+  // --force, or continued with --resume).
+  const RunDirectory dir(o.out,
+                         o.resume  ? RunDirectory::Mode::resume
+                         : o.force ? RunDirectory::Mode::force
+                                   : RunDirectory::Mode::fresh,
+                         "polyak train");
+  const std::filesystem::path out_dir(o.out);
   TrainResult result;
-  result.config_path = (std::filesystem::path(o.out) / "config.json").string();
-  result.metrics_path = (std::filesystem::path(o.out) / "metrics.csv").string();
-  result.model_path = (std::filesystem::path(o.out) / "model.safetensors").string();
-  write_text_file_atomically(result.config_path, config_json(o, config).dump(2) + "\n", "train");
+  result.config_path = (out_dir / "config.json").string();
+  result.metrics_path = (out_dir / "metrics.csv").string();
+  result.model_path = (out_dir / "model.safetensors").string();
+  result.checkpoint_path = (out_dir / "checkpoint.safetensors").string();
+  const std::string options_json = train_options_json(o);
 
   CopyOptimizer opt(model, o);
+  TrainingProgress resumed;
+  if (o.resume) {
+    resumed = load_training_checkpoint(result.checkpoint_path, model, opt.optimizer());
+    POLYAK_CHECK(o.steps >= resumed.step, "polyak train --resume: --steps is ", o.steps,
+                 " but the run in ", o.out, " has done ", resumed.step,
+                 " steps, expected --steps ≥ ", resumed.step);
+    train_task.generator().set_offset(resumed.train_data);
+    test_task.generator().set_offset(resumed.test_data);
+  }
+  write_text_file_atomically(result.config_path, config_json(o, config).dump(2) + "\n", "train");
 
   std::vector<StepRecord>& rows = result.records;
+  rows = resumed.rows;
   rows.reserve(static_cast<size_t>(o.steps));
   using Clock = std::chrono::steady_clock;
   auto since = [](Clock::time_point t) {
@@ -316,9 +391,33 @@ TrainResult train_copy(const TrainOptions& o,
     if (evaluated) write_text_file_atomically(result.metrics_path, metrics_csv(rows), "train");
   };
   const Clock::time_point start = Clock::now();
-  double eval_seconds = 0;
+  double eval_seconds = resumed.eval_seconds;
+  auto elapsed = [&] { return resumed.seconds + since(start); };
+  // The run after `done` steps into checkpoint.safetensors, and its rows into metrics.csv.
+  // `test_data` is the offset of the test stream to continue from; without
+  // `keep_last_eval` the last row's evaluation is left out: it came only because the run
+  // ended at that step, and a run that goes on does not make it.
+  auto save_checkpoint = [&](int64_t done, uint64_t test_data, bool keep_last_eval) {
+    read_pending();
+    TrainingProgress progress;
+    progress.step = done;
+    progress.seconds = elapsed();
+    progress.eval_seconds = eval_seconds;
+    progress.rows = rows;
+    if (!keep_last_eval && !progress.rows.empty())
+      progress.rows.back().test_accuracy = progress.rows.back().test_reference_accuracy = -1;
+    progress.train_data = train_task.generator().offset();
+    progress.test_data = test_data;
+    save_training_checkpoint(result.checkpoint_path, model, opt.optimizer(), progress,
+                             options_json);
+    write_text_file_atomically(result.metrics_path, metrics_csv(rows), "train");
+    if (o.keep_checkpoints > 1) keep_checkpoints(out_dir, done, o.keep_checkpoints);
+  };
+  const SignalScope signals;
   CopyStepper stepper(model, opt, device, precision, o.graph);
-  for (int64_t step = 1; step <= o.steps; ++step) {
+  uint64_t end_test_data = test_task.generator().offset();
+  bool end_eval_kept = true;
+  for (int64_t step = resumed.step + 1; step <= o.steps; ++step) {
     const Batch host_batch = train_task.batch(o.batch);
     stepper.load(host_batch);
     Pending p;
@@ -329,24 +428,41 @@ TrainResult train_copy(const TrainOptions& o,
     p.loss = out.loss;
     p.predictions = out.predictions;
     p.batch = host_batch;
-    r.train_seconds = since(start) - eval_seconds;
-    const bool evaluate = step % o.eval_every == 0 || step == o.steps;
+    r.train_seconds = elapsed() - eval_seconds;
+    const bool regular_eval = step % o.eval_every == 0;
+    const bool evaluate = regular_eval || step == o.steps;
+    end_test_data = test_task.generator().offset();
+    end_eval_kept = regular_eval;
     if (evaluate) {
       const Clock::time_point eval_start = Clock::now();
       std::tie(r.test_accuracy, r.test_reference_accuracy) =
           evaluate_copy(model, test_task, o.eval_batches, o.batch);
       eval_seconds += since(eval_start);
     }
-    r.seconds = since(start);
+    r.seconds = elapsed();
     pending.push_back(std::move(p));
     if (evaluate || static_cast<int64_t>(pending.size()) >= sync_every) read_pending();
+    if (step == o.steps) break;
+    if (const int signal = SignalScope::received()) {
+      save_checkpoint(step, test_task.generator().offset(), true);
+      result.stopped_by = signal;
+      result.steps_done = step;
+      return result;
+    }
+    if (o.save_every > 0 && step % o.save_every == 0)
+      save_checkpoint(step, test_task.generator().offset(), true);
   }
-  result.train_seconds = rows.back().train_seconds;
+  // The checkpoint of the finished run, before the final evaluation draws from the test
+  // stream: a later --resume with more --steps continues as if the run had never stopped.
+  save_checkpoint(o.steps, end_eval_kept ? test_task.generator().offset() : end_test_data,
+                  end_eval_kept);
+  result.steps_done = o.steps;
+  result.train_seconds = rows.empty() ? 0 : rows.back().train_seconds;
   // The final figure uses a larger test sample than the periodic evaluations, drawn after
   // them; the checkpoint records where the test split starts, for `polyak generate --copy`.
   std::tie(result.test_accuracy, result.test_reference_accuracy) =
       evaluate_copy(model, test_task, std::max<int64_t>(o.eval_batches, 32), o.batch);
-  result.seconds = since(start);
+  result.seconds = elapsed();
 
   std::map<std::string, std::string> metadata = copy_task_metadata(test_task, test_seed);
   metadata["train.kind"] = o.model;

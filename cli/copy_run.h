@@ -2,6 +2,7 @@
 // ablate` and `polyak bench`, and the optimiser and loss step `polyak inspect-grads` shares.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -34,7 +35,10 @@ struct TrainResult {
   double train_seconds = 0;            // without the evaluations
   std::string metrics_path;
   std::string config_path;
-  std::string model_path;           // model.safetensors: the model and the metadata below
+  std::string model_path;       // model.safetensors: the model and the metadata below
+  std::string checkpoint_path;  // checkpoint.safetensors: the whole run, for --resume
+  int stopped_by = 0;           // SIGINT or SIGTERM when a signal stopped the run
+  int64_t steps_done = 0;
   std::vector<StepRecord> records;  // every step, as in metrics.csv
 };
 
@@ -85,6 +89,7 @@ class CopyOptimizer {
     update();
     return lr;
   }
+  RAdam& optimizer() { return opt_; }
   // step() in its two parts: the host's (sets and returns this step's lr) and the device's
   // (clipping and the update, which a graph captures).
   double schedule();
@@ -132,6 +137,25 @@ class CopyStepper {
   DeviceGraph graph_;
   Tensor graph_loss_, graph_predictions_;  // written by each replay
 };
+
+// Notes SIGINT and SIGTERM while it lives (the previous handlers come back after):
+// train_copy checks received() after each step and stops with a checkpoint.
+class SignalScope {
+ public:
+  SignalScope();
+  ~SignalScope();
+  SignalScope(const SignalScope&) = delete;
+  SignalScope& operator=(const SignalScope&) = delete;
+  static int received();  // the signal, or 0
+
+ private:
+  void (*previous_int_)(int);
+  void (*previous_term_)(int);
+};
+
+// With --keep-checkpoints K > 1: checkpoint-<step>.safetensors beside checkpoint.safetensors
+// (a hard link, or a copy), and only the K latest of them.
+void keep_checkpoints(const std::filesystem::path& dir, int64_t step, int64_t keep);
 
 // Trains per `options`, writing metrics.csv and config.json under options.out (metrics
 // at every evaluation, so an interrupted run keeps its curve) and model.safetensors at the

@@ -209,8 +209,22 @@ ExperimentResult run_experiment(const ExperimentOptions& e, const ExperimentCall
   for (size_t i = 0; i < runs.size(); ++i) {
     if (cb.on_run_start) cb.on_run_start(runs[i], i, runs.size());
     RunSummary s;
+    // --resume: a run with a checkpoint continues from it (a finished one only evaluates
+    // again), one without starts afresh over whatever it left.
+    TrainOptions& o = runs[i].options;
+    if (e.resume) {
+      const bool saved =
+          std::filesystem::exists(std::filesystem::path(o.out) / "checkpoint.safetensors");
+      o.resume = saved;
+      o.force = !saved;
+    }
     try {
-      s = summarize(runs[i], train_copy(runs[i].options, cb.on_step));
+      const TrainResult trained = train_copy(o, cb.on_step);
+      if (trained.stopped_by != 0) {
+        result.stopped_by = trained.stopped_by;
+        break;
+      }
+      s = summarize(runs[i], trained);
     } catch (const Error& err) {
       s.name = runs[i].name;
       s.label = runs[i].label;

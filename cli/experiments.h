@@ -77,6 +77,7 @@ struct ExperimentResult {
   std::string png_path;
   PlotResult plot;
   int64_t failed_runs = 0;
+  int stopped_by = 0;  // SIGINT or SIGTERM: the experiment stopped in a run, saved
 };
 
 // Trains every run of experiment_runs(options) in order, writes summary.csv after each and

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -78,6 +79,15 @@ int train_command(const TrainOptions& o) {
   Progress progress(o, "");
   polyak::cli::TrainResult result =
       polyak::cli::train_copy(o, [&](const StepRecord& r) { progress(r); });
+  if (result.stopped_by != 0) {
+    std::fprintf(stderr,
+                 "\npolyak train: stopped by %s after step %lld of %lld; the run is saved in %s\n"
+                 "continue it with: polyak train --resume %s\n",
+                 result.stopped_by == SIGINT ? "SIGINT" : "SIGTERM",
+                 static_cast<long long>(result.steps_done), static_cast<long long>(o.steps),
+                 result.checkpoint_path.c_str(), o.out.c_str());
+    return 128 + result.stopped_by;
+  }
   std::printf(
       "test accuracy on the copied word: %.2f%% (reference-code definition, counting the "
       "separator: %.2f%%) after %lld steps in %s\n",
@@ -162,6 +172,14 @@ int experiment_command(const polyak::cli::ExperimentOptions& e) {
     std::fflush(stdout);
   };
   polyak::cli::ExperimentResult result = polyak::cli::run_experiment(e, cb);
+  if (result.stopped_by != 0) {
+    std::fprintf(stderr,
+                 "\npolyak %s: stopped by %s; the finished runs and the stopped one are saved "
+                 "in %s\ncontinue with the same command and --resume\n",
+                 command.c_str(), result.stopped_by == SIGINT ? "SIGINT" : "SIGTERM",
+                 e.train.out.c_str());
+    return 128 + result.stopped_by;
+  }
 
   std::printf("\n%-22s %12s %10s %12s %10s %10s\n", "run", "train loss", "test acc", "s/100 steps",
               "total s", "step@90%");

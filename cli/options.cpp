@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
 #include "cli/bench.h"
+#include "cli/training_checkpoint.h"
 #include "polyak/core/error.h"
 #include "polyak/data/copy_task.h"
 #include "polyak/nn/kinds.h"
@@ -118,6 +120,13 @@ void validate(const TrainOptions& o) {
                "polyak: --graph with --device ", o.device,
                ", expected --device cuda or cuda:N (a graph captures a device's step; the CPU "
                "runs its steps directly)");
+  POLYAK_CHECK(o.save_every >= 0, "polyak: --save-every is ", o.save_every,
+               ", expected ≥ 0 (0: a checkpoint only at the end and when interrupted)");
+  POLYAK_CHECK(o.keep_checkpoints >= 1, "polyak: --keep-checkpoints is ", o.keep_checkpoints,
+               ", expected ≥ 1");
+  POLYAK_CHECK(!(o.force && o.resume),
+               "polyak: --force and --resume given together, expected "
+               "one of them (--force replaces the run, --resume continues it)");
   POLYAK_CHECK(o.sync_every >= 0, "polyak: --sync-every is ", o.sync_every,
                ", expected ≥ 0 (0: 1 on the CPU, 50 on a device)");
   POLYAK_CHECK(o.length >= 8, "polyak: --length is ", o.length,
@@ -196,6 +205,12 @@ struct TrainFlags {
     add(app, "--eval-batches", &TrainOptions::eval_batches, "test batches per evaluation");
     add(app, "--sync-every", &TrainOptions::sync_every,
         "steps between reads of the loss from a device (0: 1 on the CPU, 50 on a device)");
+    add(app, "--save-every", &TrainOptions::save_every,
+        "steps between checkpoints of the whole run, for --resume (0: at the end and on "
+        "SIGINT/SIGTERM only)");
+    add(app, "--keep-checkpoints", &TrainOptions::keep_checkpoints,
+        "checkpoints kept: the last one, and checkpoint-<step>.safetensors for more than 1");
+    app.add_flag("--force", raw.force, "replace the run already in --out");
     for (const ParamField* f : kind_flag_fields()) add_kind_flag(app, *f);
     add(app, "--out", &TrainOptions::out,
         "run folder for metrics.csv, config.json and model.safetensors");
@@ -218,7 +233,43 @@ struct TrainFlags {
     for (const auto& [flag, value] : kind_raw) o.kind_flags[flag] = value;
     o.quiet = raw.quiet;
     o.graph = raw.graph;
+    o.force = raw.force;
     if (o.out.empty()) o.out = default_out.empty() ? "runs/copy-" + o.model : default_out;
+    validate(o);
+    return o;
+  }
+
+  // `polyak train --resume DIR`: the options of the run in DIR, with the flags of
+  // resume_flags() given on the command line over them; any other flag is an error.
+  TrainOptions resume(const CLI::App& app, const std::string& dir) const {
+    const std::string path = (std::filesystem::path(dir) / "checkpoint.safetensors").string();
+    POLYAK_CHECK(std::filesystem::exists(path), "polyak train --resume: ", dir,
+                 " has no checkpoint.safetensors, expected the directory of a run trained with "
+                 "this version (every run saves one at its end, on SIGINT/SIGTERM and every "
+                 "--save-every steps)");
+    TrainOptions o =
+        train_options_from_json(training_checkpoint_options(path, "polyak train --resume"),
+                                path + " (metadata train.options)");
+    const std::vector<std::string>& allowed = resume_flags();
+    for (const auto& [opt, copy] : given) {
+      if (opt->count() == 0) continue;
+      const std::string flag = opt->get_name();
+      POLYAK_CHECK(contains(allowed, flag), "polyak train --resume: ", flag,
+                   " cannot change when a run resumes (it comes from ", path, "), expected only ",
+                   join(allowed));
+      copy(o);
+    }
+    POLYAK_CHECK(kind_raw.empty(), "polyak train --resume: ", kind_raw.begin()->first,
+                 " cannot change when a run resumes (the model comes from ", path, ")");
+    POLYAK_CHECK(app.count("--preset") == 0,
+                 "polyak train --resume: --preset cannot change when a run resumes");
+    POLYAK_CHECK(!raw.force,
+                 "polyak: --force and --resume given together, expected one of "
+                 "them (--force replaces the run, --resume continues it)");
+    o.quiet = raw.quiet;
+    o.graph = raw.graph;
+    o.out = dir;
+    o.resume = true;
     validate(o);
     return o;
   }
@@ -463,6 +514,11 @@ Command parse_command_line(const std::vector<std::string>& args) {
       app.add_subcommand("train", "train a copy-task model and report its test accuracy");
   TrainFlags train_flags;
   train_flags.add_all(*train, true);
+  std::string resume_dir;
+  CLI::Option* resume_flag =
+      train->add_option("--resume", resume_dir,
+                        "continue the run in DIR from its checkpoint.safetensors, to --steps "
+                        "(bit-identical on the CPU with the same threads)");
 
   CLI::App* bench = app.add_subcommand(
       "bench", "time training steps of a copy model against the machine's f32 GEMM peak");
@@ -499,6 +555,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
   auto add_experiment_flags = [](CLI::App& cmd, ExperimentOptions& e) {
     cmd.add_option("--python", e.python, "the Python that draws the PNG (needs matplotlib)");
     cmd.add_option("--plot-script", e.plot_script, "the plot script (default: in scripts/)");
+    cmd.add_flag("--resume", e.resume,
+                 "continue the experiment stopped in --out: each run continues from its "
+                 "checkpoint (a finished run only evaluates again); the others start");
   };
   CLI::App* compare = app.add_subcommand(
       "compare",
@@ -594,7 +653,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
   Command cmd;
   if (train->parsed()) {
     cmd.name = "train";
-    cmd.train = train_flags.resolve();
+    cmd.train =
+        resume_flag->count() > 0 ? train_flags.resume(*train, resume_dir) : train_flags.resolve();
   } else if (bench->parsed()) {
     cmd.name = "bench";
     BenchOptions b = bench_raw;
@@ -697,6 +757,117 @@ Command parse_command_line(const std::vector<std::string>& args) {
                  "polyak: --python is empty, expected the path of a Python 3 interpreter");
   }
   return cmd;
+}
+
+}  // namespace polyak::cli
+
+namespace polyak::cli {
+
+const std::vector<std::string>& resume_flags() {
+  static const std::vector<std::string> flags = {
+      "--steps",      "--threads",          "--device", "--sync-every",
+      "--save-every", "--keep-checkpoints", "--quiet",  "--graph"};
+  return flags;
+}
+
+std::string train_options_json(const TrainOptions& o) {
+  nlohmann::json kind = nlohmann::json::object();
+  for (const auto& [flag, value] : o.kind_flags)
+    std::visit([&](const auto& v) { kind[flag] = v; }, value);
+  const nlohmann::json j = {{"preset", o.preset},
+                            {"model", o.model},
+                            {"steps", o.steps},
+                            {"batch", o.batch},
+                            {"length", o.length},
+                            {"layers", o.layers},
+                            {"heads", o.heads},
+                            {"d_model", o.d_model},
+                            {"ff", o.ff},
+                            {"dropout", o.dropout},
+                            {"lr", o.lr},
+                            {"decay_step", o.decay_step},
+                            {"weight_decay", o.weight_decay},
+                            {"clip", o.clip},
+                            {"seed", o.seed},
+                            {"threads", o.threads},
+                            {"device", o.device},
+                            {"precision", o.precision},
+                            {"eval_every", o.eval_every},
+                            {"sync_every", o.sync_every},
+                            {"graph", o.graph},
+                            {"eval_batches", o.eval_batches},
+                            {"save_every", o.save_every},
+                            {"keep_checkpoints", o.keep_checkpoints},
+                            {"kind_flags", kind}};
+  return j.dump();
+}
+
+namespace {
+template <class T>
+void read_field(const nlohmann::json& j, const char* key, T& out, const std::string& source) {
+  POLYAK_CHECK(j.contains(key), source, ": the options have no \"", key, "\"");
+  const nlohmann::json& v = j.at(key);
+  bool ok;
+  if constexpr (std::is_same_v<T, bool>)
+    ok = v.is_boolean();
+  else if constexpr (std::is_same_v<T, std::string>)
+    ok = v.is_string();
+  else if constexpr (std::is_integral_v<T>)
+    ok = v.is_number_integer() && (std::is_signed_v<T> || v.get<int64_t>() >= 0);
+  else
+    ok = v.is_number();
+  POLYAK_CHECK(ok, source, ": option \"", key, "\" is ", v.dump(),
+               ", expected a value of its type");
+  out = v.get<T>();
+}
+}  // namespace
+
+TrainOptions train_options_from_json(const std::string& text, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(source, ": the options are not JSON (", e.what(), ")");
+  }
+  POLYAK_CHECK(j.is_object(), source, ": the options are ", j.type_name(), ", expected an object");
+  TrainOptions o;
+  read_field(j, "preset", o.preset, source);
+  read_field(j, "model", o.model, source);
+  read_field(j, "steps", o.steps, source);
+  read_field(j, "batch", o.batch, source);
+  read_field(j, "length", o.length, source);
+  read_field(j, "layers", o.layers, source);
+  read_field(j, "heads", o.heads, source);
+  read_field(j, "d_model", o.d_model, source);
+  read_field(j, "ff", o.ff, source);
+  read_field(j, "dropout", o.dropout, source);
+  read_field(j, "lr", o.lr, source);
+  read_field(j, "decay_step", o.decay_step, source);
+  read_field(j, "weight_decay", o.weight_decay, source);
+  read_field(j, "clip", o.clip, source);
+  read_field(j, "seed", o.seed, source);
+  read_field(j, "threads", o.threads, source);
+  read_field(j, "device", o.device, source);
+  read_field(j, "precision", o.precision, source);
+  read_field(j, "eval_every", o.eval_every, source);
+  read_field(j, "sync_every", o.sync_every, source);
+  read_field(j, "graph", o.graph, source);
+  read_field(j, "eval_batches", o.eval_batches, source);
+  read_field(j, "save_every", o.save_every, source);
+  read_field(j, "keep_checkpoints", o.keep_checkpoints, source);
+  POLYAK_CHECK(j.contains("kind_flags") && j["kind_flags"].is_object(), source,
+               ": the options have no object \"kind_flags\"");
+  for (const auto& [flag, v] : j["kind_flags"].items()) {
+    if (v.is_number_integer())
+      o.kind_flags[flag] = v.get<int64_t>();
+    else if (v.is_number())
+      o.kind_flags[flag] = v.get<double>();
+    else if (v.is_string())
+      o.kind_flags[flag] = v.get<std::string>();
+    else
+      fail(source, ": kind flag \"", flag, "\" is ", v.dump(), ", expected a number or a string");
+  }
+  return o;
 }
 
 }  // namespace polyak::cli

@@ -50,6 +50,13 @@ struct TrainOptions {
   // (cli/copy_run.h: CopyStepper); a device only.
   bool graph = false;
   int64_t eval_batches = 0;
+  // Checkpoints (cli/training_checkpoint.h): every `save_every` steps (0: only at the end and
+  // on SIGINT/SIGTERM), keeping the last `keep_checkpoints` (checkpoint-<step>.safetensors
+  // beside checkpoint.safetensors when more than 1).
+  int64_t save_every = 0;
+  int64_t keep_checkpoints = 1;
+  bool force = false;   // --force: replace the run in `out`
+  bool resume = false;  // --resume: continue the run in `out` from its checkpoint
   // The kinds' settings given as flags (--beta, --block-size, …: the fields of nn/kinds.h's
   // tables), by flag. Each applies to every kind whose struct has a field with that flag;
   // the others keep the kind's defaults.
@@ -60,6 +67,15 @@ struct TrainOptions {
   // The model these options describe.
   TransformerConfig model_config(int64_t vocab) const;
 };
+
+// The options a checkpoint stores (JSON; without out, quiet, force and resume), and back: a
+// missing or mistyped key is a polyak::Error naming `source` and the key.
+std::string train_options_json(const TrainOptions& options);
+TrainOptions train_options_from_json(const std::string& json, const std::string& source);
+
+// The flags that may be given with `polyak train --resume DIR` (the others come from the
+// run's checkpoint).
+const std::vector<std::string>& resume_flags();
 
 // The settings of the model's kind in one line, for the line `polyak train` prints under
 // the model's shape ("" for kinds without any: softmax), from the kinds' tables, e.g.
@@ -100,6 +116,9 @@ struct ExperimentOptions {
   std::vector<double> values;      // ablate: β (beta) or β̃ (connection) values, in order
   std::string python = "/usr/bin/python3";
   std::string plot_script;  // default: scripts/plot_runs.py of this source tree
+  // Continue an experiment stopped part-way in train.out: its runs with a checkpoint resume
+  // from it, the others start afresh.
+  bool resume = false;
 };
 
 // `polyak inspect-grads`: copy-task runs that record, every `every` steps, the norms of the

@@ -17,7 +17,7 @@ void Module::check_new_name(const char* fn, const std::string& name) const {
       if (entry.first == name) return true;
     return false;
   };
-  bool used = taken(generators_) || taken(children_);
+  bool used = taken(generators_) || taken(counters_) || taken(children_);
   for (const TensorSlot& s : params_) used = used || s.name == name;
   for (const TensorSlot& s : buffers_) used = used || s.name == name;
   POLYAK_CHECK(!used, fn, ": name '", path_, name, "' is already registered");
@@ -41,6 +41,11 @@ void Module::register_buffer(const std::string& name, Tensor& slot, bool persist
 void Module::register_generator(const std::string& name, Generator& slot) {
   check_new_name("register_generator", name);
   generators_.emplace_back(name, &slot);
+}
+
+void Module::register_counter(const std::string& name, int64_t& slot) {
+  check_new_name("register_counter", name);
+  counters_.emplace_back(name, &slot);
 }
 
 void Module::add_child(const std::string& name, std::shared_ptr<Module> child) {
@@ -93,6 +98,14 @@ std::vector<std::pair<std::string, Generator*>> Module::named_generators() {
   std::vector<std::pair<std::string, Generator*>> out = generators_;
   for (auto& [name, child] : children_)
     for (auto& [sub, gen] : child->named_generators()) out.emplace_back(name + "." + sub, gen);
+  return out;
+}
+
+std::vector<std::pair<std::string, int64_t*>> Module::named_counters() {
+  std::vector<std::pair<std::string, int64_t*>> out = counters_;
+  for (auto& [name, child] : children_)
+    for (auto& [sub, counter] : child->named_counters())
+      out.emplace_back(name + "." + sub, counter);
   return out;
 }
 

@@ -50,6 +50,9 @@ class Module {
   // Every generator below this module (dropout masks), by dotted path: what a checkpoint
   // saves so that a resumed run draws the same masks.
   std::vector<std::pair<std::string, Generator*>> named_generators();
+  // Every counter below this module (Performer's training forwards), by dotted path: host
+  // state that a resumed run restores with the generators.
+  std::vector<std::pair<std::string, int64_t*>> named_counters();
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
   int64_t num_parameters() const;
 
@@ -96,6 +99,8 @@ class Module {
   void register_buffer(const std::string& name, Tensor& slot, bool persistent = true);
   // A random stream owned by this module (e.g. dropout's).
   void register_generator(const std::string& name, Generator& slot);
+  // A count this module keeps across forwards (e.g. the training forwards between redraws).
+  void register_counter(const std::string& name, int64_t& slot);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     add_child(name, module);
@@ -123,6 +128,7 @@ class Module {
   std::vector<TensorSlot> params_;
   std::vector<TensorSlot> buffers_;
   std::vector<std::pair<std::string, Generator*>> generators_;
+  std::vector<std::pair<std::string, int64_t*>> counters_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   std::string path_;  // dotted prefix of this module ("layers.0."), empty at the root
   bool training_ = true;

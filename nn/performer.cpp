@@ -18,6 +18,7 @@ FavorFeatureMap::FavorFeatureMap(int64_t head_dim, int64_t features, int64_t red
                ", expected ≥ 0 (0: redraw only on request)");
   generator = fork(gen);
   register_generator("generator", generator);
+  register_counter("forwards", advances_);
   omega = orthogonal_random_features(features_, head_dim_, generator);
   register_buffer("omega", omega);
 }

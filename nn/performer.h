@@ -48,8 +48,8 @@ class FavorFeatureMap final : public FeatureMap {
   void count_forward(bool in_place);
 
   int64_t head_dim_, features_, redraw_interval_;
-  // advance() calls so far. Not in checkpoints: a resumed run restarts the schedule (Ω
-  // and the generator it draws from are restored).
+  // advance() calls so far: counter "forwards", which a training checkpoint restores (a
+  // model checkpoint does not: a model loaded to train afresh restarts the schedule).
   int64_t advances_ = 0;
 };
 

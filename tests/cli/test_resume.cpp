@@ -1,0 +1,271 @@
+// Runs that survive: `polyak train --resume` continues a run bit for bit (the same metrics
+// rows apart from wall-clock columns, the same final tensors) after a run that ended, a
+// SIGINT, or periodic checkpoints; run directories hold one run, locked; and the errors of
+// what cannot resume.
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "cli/copy_run.h"
+#include "cli/options.h"
+#include "cli/run_dir.h"
+#include "helpers.h"
+#include "polyak/core/safetensors.h"
+#include "testing.h"
+
+using namespace polyak;
+using polyak::testing::parse_cli;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("polyak-resume-" + name + "-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  return dir;
+}
+
+// A small model of `kind` for `steps` steps into `out`, with `extra` flags; dropout on, and
+// evaluations every 7 steps (so a run that ends at step 10 evaluates there only because it
+// ends there).
+std::vector<std::string> run_args(const std::string& kind, int64_t steps, const fs::path& out,
+                                  std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"train",        kind,  "--steps",        std::to_string(steps),
+                                   "--length",     "16",  "--batch",        "4",
+                                   "--layers",     "2",   "--heads",        "2",
+                                   "--d-model",    "16",  "--ff",           "32",
+                                   "--dropout",    "0.1", "--lr",           "3e-3",
+                                   "--eval-every", "7",   "--eval-batches", "1",
+                                   "--threads",    "1",   "--quiet",        "--out",
+                                   out.string()};
+  args.insert(args.begin() + 1, "--model");
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+cli::TrainResult train(const std::vector<std::string>& args,
+                       const std::function<void(const cli::StepRecord&)>& on_step = {}) {
+  return cli::train_copy(
+      parse_cli(args).train, on_step ? on_step : [](const cli::StepRecord&) {});
+}
+
+// The same rows but for the wall clock.
+void check_same_rows(const std::vector<cli::StepRecord>& a, const std::vector<cli::StepRecord>& b) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("row " << i);
+    CHECK(a[i].step == b[i].step);
+    CHECK(a[i].loss == b[i].loss);
+    CHECK(a[i].accuracy == b[i].accuracy);
+    CHECK(a[i].lr == b[i].lr);
+    CHECK(a[i].test_accuracy == b[i].test_accuracy);
+    CHECK(a[i].test_reference_accuracy == b[i].test_reference_accuracy);
+  }
+}
+
+// Every tensor of two safetensors files, bit for bit.
+void check_same_tensors(const fs::path& a, const fs::path& b) {
+  const SafetensorsFile fa = load_safetensors(a.string()), fb = load_safetensors(b.string());
+  REQUIRE(fa.tensors.size() == fb.tensors.size());
+  for (size_t i = 0; i < fa.tensors.size(); ++i) {
+    INFO(fa.tensors[i].first);
+    CHECK(fa.tensors[i].first == fb.tensors[i].first);
+    CHECK(fa.tensors[i].second.to_vector() == fb.tensors[i].second.to_vector());
+  }
+}
+
+// metrics.csv without the two wall-clock columns.
+std::string metrics_without_clock(const fs::path& csv) {
+  std::ifstream in(csv);
+  std::string text, line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    size_t start = 0;
+    for (size_t at; (at = line.find(',', start)) != std::string::npos; start = at + 1)
+      cells.push_back(line.substr(start, at - start));
+    cells.push_back(line.substr(start));
+    for (size_t c = 0; c < cells.size(); ++c)
+      if (c != 4 && c != 5) text += cells[c] + ",";
+    text += "\n";
+  }
+  return text;
+}
+
+// A resumed run in `parts` against the run that never stopped in `whole`: the same rows, test
+// accuracy, model, checkpoint and metrics.csv but for the wall clock. Removes both folders.
+void check_same_run(const cli::TrainResult& resumed, const cli::TrainResult& uninterrupted,
+                    const fs::path& parts, const fs::path& whole) {
+  check_same_rows(resumed.records, uninterrupted.records);
+  CHECK(resumed.test_accuracy == uninterrupted.test_accuracy);
+  check_same_tensors(parts / "model.safetensors", whole / "model.safetensors");
+  check_same_tensors(parts / "checkpoint.safetensors", whole / "checkpoint.safetensors");
+  CHECK(metrics_without_clock(parts / "metrics.csv") ==
+        metrics_without_clock(whole / "metrics.csv"));
+  fs::remove_all(whole);
+  fs::remove_all(parts);
+}
+
+}  // namespace
+
+TEST_CASE("resume: a run continued from its end equals the run that never stopped") {
+  for (const std::string kind : {"momentum", "performer", "mega-chunk", "adaptive"}) {
+    INFO(kind);
+    const std::vector<std::string> performer = kind == "performer"
+                                                   ? std::vector<std::string>{"--redraw", "3"}
+                                                   : std::vector<std::string>{};
+    const fs::path whole = scratch("whole-" + kind), parts = scratch("parts-" + kind);
+    const cli::TrainResult uninterrupted = train(run_args(kind, 20, whole, performer));
+    const cli::TrainResult first = train(run_args(kind, 10, parts, performer));
+    CHECK(first.records.back().test_accuracy >= 0);  // evaluated at its last step
+    std::vector<std::string> resume = {"train",   "--resume", parts.string(),
+                                       "--steps", "20",       "--quiet"};
+    const cli::TrainResult resumed = train(resume);
+    check_same_run(resumed, uninterrupted, parts, whole);
+  }
+}
+
+TEST_CASE("resume: SIGINT saves a checkpoint after the step, and the run continues from it") {
+  const fs::path whole = scratch("sig-whole"), parts = scratch("sig-parts");
+  const cli::TrainResult uninterrupted = train(run_args("momentum", 16, whole));
+  const cli::TrainResult stopped =
+      train(run_args("momentum", 16, parts), [](const cli::StepRecord& r) {
+        if (r.step == 5) std::raise(SIGINT);  // as Ctrl-C would, in the middle of the run
+      });
+  CHECK(stopped.stopped_by == SIGINT);
+  CHECK(stopped.steps_done == 5);
+  CHECK(fs::exists(parts / "checkpoint.safetensors"));
+  CHECK(!fs::exists(parts / "model.safetensors"));
+  const cli::TrainResult resumed = train({"train", "--resume", parts.string(), "--quiet"});
+  CHECK(resumed.stopped_by == 0);
+  check_same_rows(resumed.records, uninterrupted.records);
+  check_same_tensors(parts / "model.safetensors", whole / "model.safetensors");
+  fs::remove_all(whole);
+  fs::remove_all(parts);
+}
+
+TEST_CASE("resume: --save-every writes checkpoints as the run goes, keeping the last K") {
+  const fs::path out = scratch("every");
+  const fs::path whole = scratch("every-whole");
+  const cli::TrainResult uninterrupted = train(run_args("linear", 17, whole));
+  std::vector<int64_t> saved_steps;
+  (void)train(run_args("linear", 17, out, {"--save-every", "4", "--keep-checkpoints", "2"}),
+              [&](const cli::StepRecord& r) {
+                if (r.step == 9) {
+                  // The checkpoint of step 8 is on disk: resume a copy of the directory from it.
+                  const fs::path copy = scratch("every-copy");
+                  fs::create_directories(copy);
+                  for (const char* f : {"checkpoint.safetensors", "config.json", "metrics.csv"})
+                    fs::copy_file(out / f, copy / f);
+                  const cli::TrainResult resumed =
+                      train({"train", "--resume", copy.string(), "--steps", "17", "--quiet"});
+                  check_same_rows(resumed.records, uninterrupted.records);
+                  check_same_tensors(copy / "model.safetensors", whole / "model.safetensors");
+                  fs::remove_all(copy);
+                  saved_steps.push_back(r.step);
+                }
+              });
+  CHECK(saved_steps.size() == 1);
+  // Saves at 4, 8, 12, 16 and the end (17): the last two are kept by name.
+  CHECK(!fs::exists(out / "checkpoint-4.safetensors"));
+  CHECK(!fs::exists(out / "checkpoint-12.safetensors"));
+  CHECK(fs::exists(out / "checkpoint-16.safetensors"));
+  CHECK(fs::exists(out / "checkpoint-17.safetensors"));
+  check_same_tensors(out / "checkpoint-17.safetensors", out / "checkpoint.safetensors");
+  fs::remove_all(out);
+  fs::remove_all(whole);
+}
+
+TEST_CASE("run directories: one run at a time, one run's files, stale temporaries removed") {
+  const fs::path out = scratch("dir");
+  (void)train(run_args("linear", 3, out));
+  // Another run into the same directory would mix the two runs' files.
+  CHECK_THROWS_WITH_AS(train(run_args("linear", 3, out)),
+                       doctest::Contains((out.string() + " holds another run (config.json, "
+                                                         "metrics.csv, model.safetensors, "
+                                                         "checkpoint.safetensors), expected a "
+                                                         "new or empty directory; continue "
+                                                         "that run with --resume")
+                                             .c_str()),
+                       Error);
+  // --force replaces it; a killed save's temporary file goes at the next start.
+  std::ofstream(out / "model.safetensors.tmp.12345.0") << "half a file";
+  const cli::TrainResult forced = train(run_args("linear", 4, out, {"--force"}));
+  CHECK(forced.records.size() == 4);
+  CHECK(!fs::exists(out / "model.safetensors.tmp.12345.0"));
+  {
+    // A run holding the directory's lock keeps a second one out.
+    const cli::RunDirectory holder((out / "busy").string(), cli::RunDirectory::Mode::fresh, "test");
+    CHECK_THROWS_WITH_AS(
+        train(run_args("linear", 3, out / "busy")),
+        doctest::Contains(("is in use by another run (pid " + std::to_string(getpid())).c_str()),
+        Error);
+  }
+  (void)train(run_args("linear", 2, out / "busy"));  // free again
+  fs::remove_all(out);
+}
+
+TEST_CASE("resume: what cannot resume is an error naming the directory and the flag") {
+  const fs::path out = scratch("bad");
+  CHECK_THROWS_WITH_AS(parse_cli({"train", "--resume", out.string()}),
+                       doctest::Contains("has no checkpoint.safetensors"), Error);
+  (void)train(run_args("linear", 6, out));
+  CHECK_THROWS_WITH_AS(parse_cli({"train", "--resume", out.string(), "--lr", "0.1"}),
+                       doctest::Contains("--lr cannot change when a run resumes"), Error);
+  CHECK_THROWS_WITH_AS(parse_cli({"train", "--resume", out.string(), "--beta", "0.5"}),
+                       doctest::Contains("--beta cannot change when a run resumes"), Error);
+  CHECK_THROWS_WITH_AS(parse_cli({"train", "--resume", out.string(), "--force"}),
+                       doctest::Contains("--force and --resume given together"), Error);
+  CHECK_THROWS_WITH_AS(train({"train", "--resume", out.string(), "--steps", "3", "--quiet"}),
+                       doctest::Contains(("--steps is 3 but the run in " + out.string() +
+                                          " has done 6 steps, expected --steps ≥ 6")
+                                             .c_str()),
+                       Error);
+  // A damaged checkpoint: a NaN in the optimizer's moments.
+  SafetensorsFile file = load_safetensors((out / "checkpoint.safetensors").string());
+  for (auto& [name, t] : file.tensors)
+    if (name == "optim.0.exp_avg") t.data<float>()[0] = NAN;
+  save_safetensors((out / "checkpoint.safetensors").string(), file.tensors, file.metadata);
+  CHECK_THROWS_WITH_AS(train({"train", "--resume", out.string(), "--steps", "8", "--quiet"}),
+                       doctest::Contains("tensor 'optim.0.exp_avg' holds nan at element 0, "
+                                         "expected finite values"),
+                       Error);
+  fs::remove_all(out);
+}
+
+TEST_CASE("resume: the options round-trip through the checkpoint's JSON") {
+  cli::TrainOptions o = parse_cli({"train", "--model", "momentum", "--beta", "0.3", "--steps", "7",
+                                   "--lr", "0.002", "--save-every", "3", "--quiet"})
+                            .train;
+  const cli::TrainOptions back = cli::train_options_from_json(cli::train_options_json(o), "test");
+  CHECK(back.model == "momentum");
+  CHECK(back.steps == 7);
+  CHECK(back.lr == 0.002);
+  CHECK(back.save_every == 3);
+  CHECK(back.kind_flags == o.kind_flags);
+  CHECK(cli::train_options_json(back) == cli::train_options_json(o));
+  CHECK_THROWS_WITH_AS(cli::train_options_from_json("{\"model\": 3}", "here"),
+                       doctest::Contains("here: the options have no \"preset\""), Error);
+}
+
+TEST_CASE("resume: the default model, 2000 steps straight against 1000 and a resume to 2000") {
+  // The acceptance run of the default preset (a linear model, L 32, batch 32), on two threads
+  // both times: every tensor of the final model and of the checkpoint (the optimizer's moments
+  // and steps, the generators) and every metrics row but the wall clock agree bit for bit.
+  const fs::path whole = scratch("default-whole"), parts = scratch("default-parts");
+  auto args = [](const fs::path& out, const char* steps) {
+    return std::vector<std::string>{"train", "--steps", steps,        "--threads",
+                                    "2",     "--out",   out.string(), "--quiet"};
+  };
+  const cli::TrainResult uninterrupted = train(args(whole, "2000"));
+  (void)train(args(parts, "1000"));
+  const cli::TrainResult resumed =
+      train({"train", "--resume", parts.string(), "--steps", "2000", "--quiet"});
+  REQUIRE(resumed.records.size() == 2000);
+  check_same_run(resumed, uninterrupted, parts, whole);
+}
