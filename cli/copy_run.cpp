@@ -152,20 +152,22 @@ CopyTask::Options copy_task_from_metadata(const std::map<std::string, std::strin
   return o;
 }
 
-std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
-                                        int64_t batch_size) {
+CopyScores evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
+                         int64_t batch_size) {
   NoGradGuard no_grad;
   bool was_training = model.is_training();
   model.eval();
-  double word = 0, reference = 0;
+  CopyScores s;
   for (int64_t i = 0; i < batches; ++i) {
     const Batch b = task.batch(batch_size);  // on the host: only the tokens go to the model
     const Tensor predicted = argmax(model(b.tokens.to(model.device())), 2).cpu();  // B·L ids
-    word += copy_accuracy_of(predicted, b);
-    reference += reference_accuracy_of(predicted, b);
+    s.tokens += copy_accuracy_of(predicted, b);
+    s.reference += reference_accuracy_of(predicted, b);
+    s.words += copied_words_of(predicted, b);
   }
   model.train(was_training);
-  return {word / static_cast<double>(batches), reference / static_cast<double>(batches)};
+  const double n = static_cast<double>(batches);
+  return {s.tokens / n, s.reference / n, s.words / n};
 }
 
 StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch, Precision precision) {
@@ -435,8 +437,9 @@ TrainResult train_copy(const TrainOptions& o,
     end_eval_kept = regular_eval;
     if (evaluate) {
       const Clock::time_point eval_start = Clock::now();
-      std::tie(r.test_accuracy, r.test_reference_accuracy) =
-          evaluate_copy(model, test_task, o.eval_batches, o.batch);
+      const CopyScores scores = evaluate_copy(model, test_task, o.eval_batches, o.batch);
+      r.test_accuracy = scores.tokens;
+      r.test_reference_accuracy = scores.reference;
       eval_seconds += since(eval_start);
     }
     r.seconds = elapsed();
@@ -460,8 +463,11 @@ TrainResult train_copy(const TrainOptions& o,
   result.train_seconds = rows.empty() ? 0 : rows.back().train_seconds;
   // The final figure uses a larger test sample than the periodic evaluations, drawn after
   // them; the checkpoint records where the test split starts, for `polyak generate --copy`.
-  std::tie(result.test_accuracy, result.test_reference_accuracy) =
+  const CopyScores final_scores =
       evaluate_copy(model, test_task, std::max<int64_t>(o.eval_batches, 32), o.batch);
+  result.test_accuracy = final_scores.tokens;
+  result.test_reference_accuracy = final_scores.reference;
+  result.test_word_accuracy = final_scores.words;
   result.seconds = elapsed();
 
   std::map<std::string, std::string> metadata = copy_task_metadata(test_task, test_seed);

@@ -31,6 +31,7 @@ struct StepRecord {
 struct TrainResult {
   double test_accuracy = 0;            // word accuracy (docs/math.md §10)
   double test_reference_accuracy = 0;  // the reference code's definition, for comparison
+  double test_word_accuracy = 0;       // per word: the words copied whole
   double seconds = 0;                  // wall clock of the whole run, evaluations included
   double train_seconds = 0;            // without the evaluations
   std::string metrics_path;
@@ -55,9 +56,13 @@ CopyTask::Options copy_task_from_metadata(const std::map<std::string, std::strin
 // The test split's seed for a run seeded with `seed`: an independent stream of words.
 uint64_t copy_test_seed(uint64_t seed);
 
-// Test-split word accuracy of `model` over `batches` batches of `batch_size` (eval mode).
-std::pair<double, double> evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
-                                        int64_t batch_size);
+// Test-split accuracies of `model` over `batches` batches of `batch_size` (eval mode): per
+// token (copy_accuracy_of, what the runs report), the reference code's window, and per word
+// (copied_words_of: every token of the word right).
+struct CopyScores {
+  double tokens = 0, reference = 0, words = 0;
+};
+CopyScores evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches, int64_t batch_size);
 
 // One optimisation step's forward and backward under Autocast(`precision`) (--precision)
 // with nothing read back to the host: the loss (a scalar on the model's device) and the

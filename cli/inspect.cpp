@@ -135,7 +135,7 @@ void train_and_record(Prepared& p, const InspectOptions& options, const InspectC
       r.seconds = r.train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
       if (cb.on_step) cb.on_step(r);
     }
-    run.test_accuracy = evaluate_copy(model, test_task, o.eval_batches, o.batch).first;
+    run.test_accuracy = evaluate_copy(model, test_task, o.eval_batches, o.batch).tokens;
   } catch (const Error& e) {
     run.ok = false;
     run.error = e.what();

@@ -89,10 +89,12 @@ int train_command(const TrainOptions& o) {
     return 128 + result.stopped_by;
   }
   std::printf(
-      "test accuracy on the copied word: %.2f%% (reference-code definition, counting the "
-      "separator: %.2f%%) after %lld steps in %s\n",
-      100 * result.test_accuracy, 100 * result.test_reference_accuracy,
-      static_cast<long long>(o.steps), clock_text(result.seconds).c_str());
+      "test accuracy: %.2f%% per token of the copied words, %.2f%% per word (words copied "
+      "whole); the reference code's per-token figure, counting the separator: %.2f%%; after "
+      "%lld steps in %s\n",
+      100 * result.test_accuracy, 100 * result.test_word_accuracy,
+      100 * result.test_reference_accuracy, static_cast<long long>(o.steps),
+      clock_text(result.seconds).c_str());
   std::printf("metrics: %s\nconfig:  %s\nmodel:   %s\n", result.metrics_path.c_str(),
               result.config_path.c_str(), result.model_path.c_str());
   return 0;

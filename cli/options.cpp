@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "cli/bench.h"
 #include "cli/training_checkpoint.h"
@@ -81,6 +82,28 @@ void check_positive(const char* flag, int64_t value) {
   POLYAK_CHECK(value >= 1, "polyak: ", flag, " is ", value, ", expected an integer ≥ 1");
 }
 
+// --threads: 0 (every core) up to four threads per hardware thread; more only slows the
+// kernels down and is most likely a typo.
+void check_threads(int threads) {
+  const int hardware = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int most = 4 * hardware;
+  POLYAK_CHECK(threads >= 0 && threads <= most, "polyak: --threads is ", threads,
+               ", expected 0 (every core) to ", most, " (4 × the ", hardware,
+               " hardware threads here)");
+}
+
+// A validator for unsigned flags (--seed): CLI11 would wrap "-1" round to 2⁶⁴ − 1.
+CLI::Validator non_negative(const char* flag) {
+  return CLI::Validator(
+      [flag](std::string& text) -> std::string {
+        const size_t first = text.find_first_not_of(" \t");
+        if (first != std::string::npos && text[first] == '-')
+          return std::string("polyak: ") + flag + " is " + text + ", expected an integer ≥ 0";
+        return "";
+      },
+      "INT ≥ 0");
+}
+
 // `where` begins the message: "--model is", "--kinds has".
 void check_causal_kind(const std::string& where, const std::string& kind) {
   POLYAK_CHECK(contains(causal_model_kinds(), kind), "polyak: ", where, " '", kind,
@@ -139,8 +162,8 @@ void validate(const TrainOptions& o) {
   POLYAK_CHECK(o.decay_step >= 0, "polyak: --decay-step is ", o.decay_step, ", expected ≥ 0");
   POLYAK_CHECK(o.weight_decay >= 0, "polyak: --weight-decay is ", o.weight_decay, ", expected ≥ 0");
   POLYAK_CHECK(o.clip >= 0, "polyak: --clip is ", o.clip, ", expected ≥ 0 (0 turns clipping off)");
-  POLYAK_CHECK(o.threads >= 0, "polyak: --threads is ", o.threads,
-               ", expected ≥ 0 (0 uses every core)");
+  check_threads(o.threads);
+  POLYAK_CHECK(!o.out.empty(), "polyak: --out is empty, expected a directory for the run");
   device_flag(o.device);
   precision_flag(o);
   validate_model(o);
@@ -152,6 +175,7 @@ struct TrainFlags {
   TrainOptions raw;
   std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> given;
   CLI::Option* model_flag = nullptr;
+  CLI::Option* out_flag = nullptr;
   std::map<std::string, ParamValue> kind_raw;  // the kind flags given, by flag
 
   // A kind flag of the tables (nn/kinds.h), typed as its field.
@@ -194,7 +218,8 @@ struct TrainFlags {
         "multiply the lr by 0.1 from this step (0: never)");
     add(app, "--weight-decay", &TrainOptions::weight_decay, "decoupled weight decay");
     add(app, "--clip", &TrainOptions::clip, "per-parameter gradient-norm clip (0: off)");
-    add(app, "--seed", &TrainOptions::seed, "seed of the model and the data");
+    add(app, "--seed", &TrainOptions::seed, "seed of the model and the data")
+        ->check(non_negative("--seed"));
     add(app, "--threads", &TrainOptions::threads, "CPU threads (0: all cores)");
     add(app, "--device", &TrainOptions::device,
         "cpu | cuda | cuda:N: where the model, the data and the optimiser state live");
@@ -212,8 +237,8 @@ struct TrainFlags {
         "checkpoints kept: the last one, and checkpoint-<step>.safetensors for more than 1");
     app.add_flag("--force", raw.force, "replace the run already in --out");
     for (const ParamField* f : kind_flag_fields()) add_kind_flag(app, *f);
-    add(app, "--out", &TrainOptions::out,
-        "run folder for metrics.csv, config.json and model.safetensors");
+    out_flag = add(app, "--out", &TrainOptions::out,
+                   "run folder for metrics.csv, config.json and model.safetensors");
     app.add_flag("--graph", raw.graph,
                  "capture the training step as a device graph once and replay it (a device "
                  "only; the second step is captured, later ones replay it)");
@@ -234,7 +259,9 @@ struct TrainFlags {
     o.quiet = raw.quiet;
     o.graph = raw.graph;
     o.force = raw.force;
-    if (o.out.empty()) o.out = default_out.empty() ? "runs/copy-" + o.model : default_out;
+    // --out "" given is an error (validate); not given, the default folder.
+    if (o.out.empty() && out_flag->count() == 0)
+      o.out = default_out.empty() ? "runs/copy-" + o.model : default_out;
     validate(o);
     return o;
   }
@@ -546,7 +573,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
       "--copy", gen_raw.copy,
       "instead of --prompt: K test words of the checkpoint's copy task, prompted with 'w 0'");
   gen->add_option("--temperature", gen_raw.temperature, "0: greedy; > 0: sample");
-  gen->add_option("--seed", gen_raw.seed, "sampling seed");
+  gen->add_option("--seed", gen_raw.seed, "sampling seed")->check(non_negative("--seed"));
   gen->add_option("--stop", gen_raw.stop, "stop after generating this token (-1: never)");
   gen->add_option("--threads", gen_raw.threads, "CPU threads (0: all cores)");
   gen->add_option("--device", gen_raw.device, "cpu | cuda | cuda:N: where the model runs");
@@ -689,8 +716,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
                  g.temperature, ", expected ≥ 0 (0: greedy)");
     POLYAK_CHECK(g.stop >= -1, "polyak: --stop is ", g.stop,
                  ", expected a token id or -1 (never stop)");
-    POLYAK_CHECK(g.threads >= 0, "polyak: --threads is ", g.threads,
-                 ", expected ≥ 0 (0 uses every core)");
+    check_threads(g.threads);
     device_flag(g.device);
     cmd.generate = g;
   } else if (compare->parsed()) {

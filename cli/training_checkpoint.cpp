@@ -90,15 +90,6 @@ uint64_t member(const nlohmann::json& object, const std::string& key, const std:
   return v.get<uint64_t>();
 }
 
-void check_finite(const Tensor& t, const std::string& name, const std::string& path) {
-  if (t.dtype() != DType::f32 && t.dtype() != DType::f64) return;
-  const std::vector<double> values = t.to_vector();
-  for (size_t i = 0; i < values.size(); ++i)
-    if (!std::isfinite(values[i]))
-      bad(path, "tensor '" + name + "' holds " + std::to_string(values[i]) + " at element " +
-                    std::to_string(i) + ", expected finite values (the file is damaged)");
-}
-
 SafetensorsFile open_checkpoint(const std::string& path, const char* command) {
   SafetensorsFile file = load_safetensors(path);
   const auto format = file.metadata.find("polyak.format");
@@ -161,7 +152,7 @@ TrainingProgress load_training_checkpoint(const std::string& path, TransformerLM
   NamedTensors state;
   std::set<std::string> used;
   for (const auto& [name, t] : file.tensors) {
-    check_finite(t, name, path);
+    check_finite_tensor("polyak train --resume", path, name, t);
     if (name.rfind("model.", 0) == 0) {
       state.emplace_back(name.substr(6), t);
       used.insert(name);

@@ -87,9 +87,10 @@ void check_batch(const char* fn, const char* arg, const Tensor& t, const Batch& 
 }
 
 // Correct predictions over t ∈ [n − lead, 2n − 1] of every row, divided by their count.
-// lead = 0: the copied word; lead = 1: the reference code's window.
-double windowed_accuracy(const char* fn, const Indices& predicted, const Batch& batch,
-                         int64_t lead) {
+// lead = 0: the copied word; lead = 1: the reference code's window. With `whole`, the share
+// of rows whose window is right at every position instead.
+double windowed_accuracy(const char* fn, const Indices& predicted, const Batch& batch, int64_t lead,
+                         bool whole = false) {
   const int64_t B = batch.tokens.size(0), L = batch.tokens.size(1);
   const Indices targets = to_indices(fn, "batch.targets", batch.targets.cpu());
   int64_t correct = 0, total = 0;
@@ -97,10 +98,10 @@ double windowed_accuracy(const char* fn, const Indices& predicted, const Batch& 
     const int64_t n = batch.word_lengths[static_cast<size_t>(b)];
     POLYAK_CHECK(n >= 1 && 2 * n + 1 <= L, fn, ": batch.word_lengths[", b, "] = ", n,
                  ", expected 1 <= n and 2n+1 <= L = ", L);
-    for (int64_t t = n - lead; t < 2 * n; ++t) {
-      correct += predicted[b * L + t] == targets[b * L + t] ? 1 : 0;
-      ++total;
-    }
+    int64_t row = 0;
+    for (int64_t t = n - lead; t < 2 * n; ++t) row += predicted[b * L + t] == targets[b * L + t];
+    correct += whole ? (row == n + lead ? 1 : 0) : row;
+    total += whole ? 1 : n + lead;
   }
   return static_cast<double>(correct) / static_cast<double>(total);
 }
@@ -130,9 +131,10 @@ double logits_accuracy(const char* fn, const Tensor& logits, const Batch& batch,
 }
 
 double predictions_accuracy(const char* fn, const Tensor& predictions, const Batch& batch,
-                            int64_t lead) {
+                            int64_t lead, bool whole = false) {
   check_batch(fn, "predictions", predictions, batch, false);
-  return windowed_accuracy(fn, to_indices(fn, "predictions", predictions.cpu()), batch, lead);
+  return windowed_accuracy(fn, to_indices(fn, "predictions", predictions.cpu()), batch, lead,
+                           whole);
 }
 
 }  // namespace
@@ -151,6 +153,10 @@ double copy_accuracy_of(const Tensor& predictions, const Batch& batch) {
 
 double reference_accuracy_of(const Tensor& predictions, const Batch& batch) {
   return predictions_accuracy("reference_accuracy_of", predictions, batch, 1);
+}
+
+double copied_words_of(const Tensor& predictions, const Batch& batch) {
+  return predictions_accuracy("copied_words_of", predictions, batch, 0, /*whole=*/true);
 }
 
 }  // namespace polyak

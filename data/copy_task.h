@@ -84,5 +84,8 @@ double reference_accuracy(const Tensor& logits, const Batch& batch);
 // host.
 double copy_accuracy_of(const Tensor& predictions, const Batch& batch);
 double reference_accuracy_of(const Tensor& predictions, const Batch& batch);
+// Per word: the share of rows whose whole copied word is right (every one of its n tokens),
+// as `polyak generate --copy` counts; copy_accuracy_of is per token.
+double copied_words_of(const Tensor& predictions, const Batch& batch);
 
 }  // namespace polyak

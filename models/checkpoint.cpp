@@ -310,6 +310,19 @@ void save_model(const TransformerLM& model, const std::string& path,
   save_safetensors(path, tensors, header);
 }
 
+void check_finite_tensor(const char* fn, const std::string& path, const std::string& name,
+                         const Tensor& t) {
+  if (t.dtype() != DType::f32 && t.dtype() != DType::f64) return;
+  dispatch(t.dtype(), [&]<class T>() {
+    const T* x = t.data<T>();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      POLYAK_CHECK(std::isfinite(x[i]), fn, ": ", path, ": tensor '", name, "' holds ",
+                   static_cast<double>(x[i]), " at element ", i,
+                   ", expected finite values (the file is damaged, or was written from a run "
+                   "that diverged)");
+  });
+}
+
 std::shared_ptr<TransformerLM> load_model(const std::string& path,
                                           std::map<std::string, std::string>* metadata) {
   const char* fn = "load_model";
@@ -331,6 +344,7 @@ std::shared_ptr<TransformerLM> load_model(const std::string& path,
   // One dtype for the whole file: the model is converted to it before loading.
   std::optional<DType> dtype;
   for (const auto& [name, t] : file.tensors) {
+    check_finite_tensor(fn, path, name, t);
     if (!dtype) dtype = t.dtype();
     POLYAK_CHECK(t.dtype() == *dtype, fn, ": ", path, ": tensor '", name, "' is ", t.dtype(),
                  " but '", file.tensors.front().first, "' is ", *dtype,

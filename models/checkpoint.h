@@ -24,12 +24,18 @@ TransformerConfig config_from_json(const std::string& json, const std::string& s
 void save_model(const TransformerLM& model, const std::string& path,
                 const std::map<std::string, std::string>& metadata = {});
 
+// Throws naming `fn`, `path` and tensor `name` when `t` (on the CPU) holds a NaN or an
+// infinity: a checkpoint is written from finite weights, so one that holds another value is
+// damaged, and a model built from it would only produce garbage.
+void check_finite_tensor(const char* fn, const std::string& path, const std::string& name,
+                         const Tensor& t);
+
 // Builds the model the file's config describes (f32, or f64 when the file holds f64; on the
 // CPU, in training mode) and loads its tensors. A missing, truncated or corrupt file, a file
-// that is not a polyak checkpoint, or tensors that do not match the config (every missing,
-// unexpected or misshapen tensor is named) are a polyak::Error naming the path and what is
-// wrong. `metadata`, when given, is replaced by the header's entries that do not start
-// with "polyak.".
+// that is not a polyak checkpoint, tensors that do not match the config (every missing,
+// unexpected or misshapen tensor is named) or a tensor with a non-finite value are a
+// polyak::Error naming the path and what is wrong. `metadata`, when given, is replaced by the
+// header's entries that do not start with "polyak.".
 std::shared_ptr<TransformerLM> load_model(const std::string& path,
                                           std::map<std::string, std::string>* metadata = nullptr);
 

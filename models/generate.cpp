@@ -69,10 +69,11 @@ std::vector<int32_t> generate(TransformerLM& model, const std::vector<int32_t>& 
   // Every position fed to the model: the prompt and all generated tokens but the last.
   const int64_t positions =
       static_cast<int64_t>(prompt.size()) + std::max<int64_t>(options.max_new_tokens - 1, 0);
-  POLYAK_CHECK(c.positions == "sinusoidal" || positions <= c.max_len, fn, ": a prompt of ",
-               prompt.size(), " tokens and max_new_tokens = ", options.max_new_tokens, " need ",
-               positions, " positions, expected at most max_len = ", c.max_len,
-               " (learned positions)");
+  // Refused before anything is generated: a limit met part-way would lose the tokens so far.
+  const int64_t limit = model.step_limit();
+  POLYAK_CHECK(limit == 0 || positions <= limit, fn, ": a prompt of ", prompt.size(),
+               " tokens and max_new_tokens = ", options.max_new_tokens, " need ", positions,
+               " positions, expected at most ", limit, " (", model.step_limit_reason(), ")");
 
   ModeGuard mode(model);
   model.eval();

@@ -234,4 +234,21 @@ Tensor TransformerLM::step(const Tensor& tokens, ModelState& state) {
   return head->forward(x).reshape({B, config_.vocab});
 }
 
+int64_t TransformerLM::step_limit() const {
+  int64_t limit = config_.positions == "sinusoidal" ? 0 : config_.max_len;
+  for (const auto& layer : *layers) {
+    const int64_t own = layer->attention->step_limit();
+    if (own > 0 && (limit == 0 || own < limit)) limit = own;
+  }
+  return limit;
+}
+
+std::string TransformerLM::step_limit_reason() const {
+  const int64_t limit = step_limit();
+  for (const auto& layer : *layers)
+    if (layer->attention->step_limit() == limit && limit > 0)
+      return config_.attention + " attention over max_len = " + std::to_string(limit);
+  return "learned positions up to max_len = " + std::to_string(limit);
+}
+
 }  // namespace polyak

@@ -114,6 +114,11 @@ class TransformerLM : public Module {
   // Records no graph. A state from another model (kind, layers, batch, widths) is a
   // polyak::Error naming what differs.
   Tensor step(const Tensor& tokens, ModelState& state);
+  // The positions step() can take from a fresh state (0: no limit): max_len with learned
+  // positions, and the least limit of the layers' attentions (whole-sequence Mega's max_len).
+  int64_t step_limit() const;
+  // Why step_limit() is what it is, for errors ("learned positions", "mega attention").
+  std::string step_limit_reason() const;
 
   const TransformerConfig& config() const { return config_; }
 

@@ -173,6 +173,9 @@ class Attention : public Module {
   // A fresh state for `batch` sequences, in this module's dtype. Throws polyak::Error for a
   // non-causal module or a kind without a recurrent form.
   virtual AttentionState initial_state(int64_t batch) const;
+  // The positions the recurrent form can step through from a fresh state (0: no limit):
+  // whole-sequence Mega's relative bias covers max_len.
+  virtual int64_t step_limit() const { return 0; }
   // x [B, 1, d], the next position of each sequence → [B, 1, d]; updates `state`. Equals
   // row `state.position` of forward() on the whole prefix (tested). Runs without recording
   // a graph. A state made by another kind, batch size, width or dtype is a polyak::Error.

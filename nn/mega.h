@@ -75,6 +75,7 @@ class MegaAttention final : public Attention {
   Tensor sublayer(const Tensor& x) override;
   // x [B, 1, d] → [B, 1, d]: row state.position of forward() on the whole prefix.
   Tensor step(const Tensor& x, AttentionState& state) override;
+  int64_t step_limit() const override { return chunked_ ? 0 : config_.max_len; }
 
   // EMA coefficients per direction (forward; then reverse when not causal): [K, d, n].
   Tensor ema_delta;                 // p = σ(δ)

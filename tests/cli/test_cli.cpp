@@ -317,3 +317,33 @@ TEST_CASE("cli: --precision is f32 or bf16, and bf16 needs a GPU device") {
   on_gpu.precision = "bf16";
   CHECK(cli::precision_flag(on_gpu) == Precision::bf16);  // the flag alone; not the GPU's presence
 }
+
+TEST_CASE("cli: a negative seed, too many threads and an empty --out are errors") {
+  check_error(
+      [] {
+        parse_cli({"train", "--seed", "-1"});
+      },
+      {"--seed is -1, expected an integer ≥ 0"});
+  check_error(
+      [] {
+        parse_cli({"generate", "--checkpoint", "m", "--copy", "1", "--seed", "-5"});
+      },
+      {"--seed is -5, expected an integer ≥ 0"});
+  CHECK(parse_cli({"train", "--seed", "18446744073709551615"}).train.seed == UINT64_MAX);
+  check_error(
+      [] {
+        parse_cli({"train", "--threads", "1000"});
+      },
+      {"--threads is 1000, expected 0 (every core) to", "hardware threads here"});
+  check_error(
+      [] {
+        parse_cli({"generate", "--checkpoint", "m", "--copy", "1", "--threads", "-2"});
+      },
+      {"--threads is -2"});
+  check_error(
+      [] {
+        parse_cli({"train", "--out", ""});
+      },
+      {"polyak: --out is empty, expected a directory for the run"});
+  CHECK(parse_cli({"train"}).train.out == "runs/copy-linear");
+}

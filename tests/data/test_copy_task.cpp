@@ -247,3 +247,33 @@ TEST_CASE("CopyTask and the accuracies: bad options and arguments throw") {
       {"reference_accuracy", "logits"});
   check_error([&] { copy_accuracy(Tensor(), b); }, {"copy_accuracy", "logits"});
 }
+
+TEST_CASE("copied_words_of counts the words copied whole, per row") {
+  CopyTask task({.length = 12, .min_word = 2, .max_word = 5, .seed = 3});
+  const Batch b = task.batch(5);
+  const int64_t B = 5, L = 12;
+  const Indices targets = host_ids(b.targets);
+  std::vector<int64_t> pred(static_cast<size_t>(B * L));
+  for (int64_t i = 0; i < B * L; ++i) pred[static_cast<size_t>(i)] = targets[i];
+  CHECK(copied_words_of(ids(Shape{B, L}, pred), b) == 1.0);
+  // One wrong token in row 0's word, two in row 3's, one on row 1's separator (outside the
+  // word): three of five words stay whole, while per token far fewer are lost.
+  auto wrong = [&](int64_t r, int64_t t) {
+    pred[static_cast<size_t>(r * L + t)] = (targets[r * L + t] % 9) + 1;
+  };
+  const int64_t n0 = b.word_lengths[0], n1 = b.word_lengths[1], n3 = b.word_lengths[3];
+  wrong(0, n0);
+  wrong(3, n3);
+  wrong(3, 2 * n3 - 1);
+  wrong(1, n1 - 1);
+  const Tensor predicted = ids(Shape{B, L}, pred);
+  CHECK(copied_words_of(predicted, b) == doctest::Approx(3.0 / 5.0));
+  int64_t total_n = 0;
+  for (int n : b.word_lengths) total_n += n;
+  CHECK(copy_accuracy_of(predicted, b) ==
+        doctest::Approx(static_cast<double>(total_n - 3) / static_cast<double>(total_n)));
+  CHECK_THROWS_WITH_AS(
+      copied_words_of(ids(Shape{B, L - 1}, std::vector<int64_t>(static_cast<size_t>(B * (L - 1)))),
+                      b),
+      doctest::Contains("copied_words_of: predictions"), Error);
+}

@@ -474,3 +474,17 @@ TEST_CASE("load_model: tensors that do not match the config are each named") {
       [&] { load_model(path); },
       {path, "tensor 'head.bias' is f64 but 'embedding.weight' is f32", "expected one dtype"});
 }
+
+TEST_CASE("load_model: a non-finite weight is an error naming the tensor") {
+  TempDir dir("polyak-test-checkpoint-nan");
+  TransformerLM model(small());
+  const std::string path = dir.file("nan.safetensors");
+  for (const double bad : {std::nan(""), static_cast<double>(INFINITY)}) {
+    save_edited(model, path, [&](NamedTensors& t, std::map<std::string, std::string>&) {
+      for (auto& [name, tensor] : t)
+        if (name == "head.weight") tensor.data<float>()[5] = static_cast<float>(bad);
+    });
+    check_error([&] { load_model(path); }, {"load_model", path, "tensor 'head.weight' holds",
+                                            "at element 5", "expected finite values"});
+  }
+}

@@ -373,3 +373,34 @@ TEST_CASE("generate: bad prompts and options") {
       {"generate", "need 11 positions", "max_len = 10"});
   CHECK(generate(model, {1, 2, 3}, {.max_new_tokens = 8}).size() == 8);  // exactly 10 positions
 }
+
+TEST_CASE("generate: whole-sequence Mega past its max_len is refused before any token") {
+  // Mega without chunks attends through a relative bias over max_len positions: with
+  // sinusoidal positions nothing else bounds the sequence, and a run that met the bound
+  // part-way would lose what it had generated.
+  TransformerConfig c = small_model("mega");
+  c.positions = "sinusoidal";
+  TransformerLM model(c);
+  CHECK(model.step_limit() == 10);
+  int generated = 0;
+  GenerateOptions o{.max_new_tokens = 12};
+  o.on_token = [&](int32_t) {
+    ++generated;
+    return true;
+  };
+  check_error(
+      [&] {
+        generate(model, {1, 2}, o);
+      },
+      {"generate", "need 13 positions",
+       "expected at most 10 (mega attention over "
+       "max_len = 10)"});
+  CHECK(generated == 0);
+  o.max_new_tokens = 9;  // exactly 10 positions
+  CHECK(generate(model, {1, 2}, o).size() == 9);
+  // Chunked Mega and the other kinds step without a bound of their own.
+  CHECK(TransformerLM(small_model("mega-chunk")).step_limit() == 10);  // learned positions
+  TransformerConfig linear = small_model("linear");
+  linear.positions = "sinusoidal";
+  CHECK(TransformerLM(linear).step_limit() == 0);
+}
