@@ -106,8 +106,7 @@ json parse_header(const std::string& text,
   return json::parse(text, cb);
 }
 
-Entry parse_entry(const std::string& path, const std::string& name, const json& v) {
-  const char* fn = "load_safetensors";
+Entry parse_entry(const char* fn, const std::string& path, const std::string& name, const json& v) {
   const std::string where = "tensor " + in_quotes(name);
   POLYAK_CHECK(v.is_object(), fn, ": ", path, ": ", where, " is a JSON ", v.type_name(),
                ", expected an object with dtype, shape and data_offsets");
@@ -228,28 +227,16 @@ void save_safetensors(const std::string& path,
 
 // ---- load --------------------------------------------------------------------------------
 
-SafetensorsFile load_safetensors(const std::string& path) {
-  const char* fn = "load_safetensors";
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::file_status status = fs::status(path, ec);
-  POLYAK_CHECK(fs::exists(status), fn, ": ", path, ": no such file");
-  POLYAK_CHECK(fs::is_regular_file(status), fn, ": ", path, ": not a regular file");
-  std::ifstream f(path, std::ios::binary);
-  POLYAK_CHECK(f.is_open(), fn, ": ", path, ": cannot open for reading");
-  f.seekg(0, std::ios::end);
-  const std::streamoff end_pos = f.tellg();
-  POLYAK_CHECK(end_pos >= 0, fn, ": ", path, ": cannot determine the file size");
-  const uint64_t file_size = static_cast<uint64_t>(end_pos);
-  f.seekg(0, std::ios::beg);
+namespace {
 
+// Validates and reads a whole safetensors file held in `bytes`; errors name `fn` and `source`.
+SafetensorsFile parse(std::string_view bytes, const std::string& source, const char* fn) {
+  const std::string& path = source;
+  const uint64_t file_size = bytes.size();
   POLYAK_CHECK(file_size >= 8, fn, ": ", path, ": file is ", file_size,
                " bytes, expected at least 8 (the header size)");
-  char size_bytes[8];
-  f.read(size_bytes, 8);
-  POLYAK_CHECK(f.gcount() == 8, fn, ": ", path, ": reading the header size failed");
   uint64_t header_size = 0;
-  std::memcpy(&header_size, size_bytes, 8);
+  std::memcpy(&header_size, bytes.data(), 8);  // little-endian host (asserted above)
   POLYAK_CHECK(header_size <= kMaxHeaderBytes, fn, ": ", path, ": header size is ", header_size,
                " bytes, expected at most ", kMaxHeaderBytes, " (not a safetensors file?)");
   POLYAK_CHECK(header_size <= file_size - 8, fn, ": ", path, ": header size is ", header_size,
@@ -257,11 +244,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
                " bytes follow it (truncated, or not a safetensors file)");
   POLYAK_CHECK(header_size >= 2, fn, ": ", path, ": header size is ", header_size,
                " bytes, expected at least 2 (a JSON object)");
-
-  std::string text(header_size, '\0');
-  f.read(text.data(), static_cast<std::streamsize>(header_size));
-  POLYAK_CHECK(static_cast<uint64_t>(f.gcount()) == header_size, fn, ": ", path,
-               ": reading the header failed");
+  const std::string text(bytes.substr(8, header_size));
 
   std::optional<std::pair<std::string, size_t>> duplicate;
   json header;
@@ -293,11 +276,12 @@ SafetensorsFile load_safetensors(const std::string& path) {
       }
       continue;
     }
-    entries.push_back(parse_entry(path, name, value));
+    entries.push_back(parse_entry(fn, path, name, value));
   }
 
   // The tensors must tile the data section exactly.
-  const uint64_t data_size = file_size - 8 - header_size;
+  const std::string_view data = bytes.substr(8 + header_size);
+  const uint64_t data_size = data.size();
   std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
@@ -325,21 +309,40 @@ SafetensorsFile load_safetensors(const std::string& path) {
                expected_begin, " but the data section has ", data_size, " bytes (",
                data_size - expected_begin, " trailing bytes)");
 
-  // Everything is consistent: read the data straight into the tensors.
+  // Everything is consistent: copy the data into the tensors.
   out.tensors.reserve(entries.size());
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
-    const uint64_t bytes = e.end - e.begin;
-    if (bytes > 0) {
-      f.seekg(static_cast<std::streamoff>(8 + header_size + e.begin), std::ios::beg);
-      f.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(bytes));
-      POLYAK_CHECK(f.good() && static_cast<uint64_t>(f.gcount()) == bytes, fn, ": ", path,
-                   ": reading tensor ", in_quotes(e.name),
-                   " failed (the file changed while reading?)");
-    }
+    if (e.end > e.begin) std::memcpy(t.raw_data(), data.data() + e.begin, e.end - e.begin);
     out.tensors.emplace_back(e.name, std::move(t));
   }
   return out;
+}
+
+}  // namespace
+
+SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source) {
+  return parse(bytes, source, "parse_safetensors");
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  const char* fn = "load_safetensors";
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::file_status status = fs::status(path, ec);
+  POLYAK_CHECK(fs::exists(status), fn, ": ", path, ": no such file");
+  POLYAK_CHECK(fs::is_regular_file(status), fn, ": ", path, ": not a regular file");
+  std::ifstream f(path, std::ios::binary);
+  POLYAK_CHECK(f.is_open(), fn, ": ", path, ": cannot open for reading");
+  f.seekg(0, std::ios::end);
+  const std::streamoff end_pos = f.tellg();
+  POLYAK_CHECK(end_pos >= 0, fn, ": ", path, ": cannot determine the file size");
+  f.seekg(0, std::ios::beg);
+  std::string bytes(static_cast<size_t>(end_pos), '\0');
+  f.read(bytes.data(), end_pos);
+  POLYAK_CHECK(f.gcount() == end_pos, fn, ": ", path, ": reading ", end_pos,
+               " bytes failed (the file changed while reading?)");
+  return parse(bytes, path, fn);
 }
 
 }  // namespace polyak

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -33,5 +34,9 @@ void save_safetensors(const std::string& path,
 // bytes, or a size that disagrees with the shape is a polyak::Error naming the path and the
 // fault. The tensors come back in data-offset order, on the CPU, not requiring grad.
 SafetensorsFile load_safetensors(const std::string& path);
+
+// The same for a whole file already in memory: load_safetensors reads the file and parses it
+// here. Errors name parse_safetensors and `source` (a path, or what the bytes are).
+SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source);
 
 }  // namespace polyak
