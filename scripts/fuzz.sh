@@ -2,8 +2,9 @@
 # Builds polyak's libFuzzer targets (fuzz/) with clang in build/fuzz and runs them.
 #   scripts/fuzz.sh TARGET|all [SECONDS]    TARGET: safetensors, config or cli; default 60 s
 # Each target runs for SECONDS over build/fuzz/corpus/TARGET, a copy of the seed corpus
-# fuzz/corpus/TARGET to which libFuzzer adds the inputs that reach new code; crash, leak
-# and timeout reproducers go to build/fuzz/artifacts/TARGET/. `all` runs the targets one
+# fuzz/corpus/TARGET to which libFuzzer adds the inputs that reach new code, with the
+# dictionary fuzz/TARGET.dict (the format's keywords); crash, leak and timeout reproducers
+# go to build/fuzz/artifacts/TARGET/. `all` runs the targets one
 # after the other. Extra libFuzzer flags can be given in POLYAK_FUZZ_FLAGS (e.g. -jobs=2).
 # Installs clang 16 (Debian 12's clang 14 cannot capture structured bindings in lambdas, a
 # C++20 feature polyak uses), its libFuzzer runtime and OpenMP through apt when missing.
@@ -56,8 +57,9 @@ for t in "${targets[@]}"; do
   # libFuzzer exits non-zero on a finding; report it after the statistics.
   status=0
   # shellcheck disable=SC2086  # POLYAK_FUZZ_FLAGS is a list of flags
-  "$build/fuzz_$t" "$corpus" -max_total_time="$seconds" -print_final_stats=1 \
-    -artifact_prefix="$artifacts/" -timeout=10 -rss_limit_mb=4096 ${POLYAK_FUZZ_FLAGS:-} \
+  "$build/fuzz_$t" "$corpus" -dict="fuzz/$t.dict" -max_total_time="$seconds" \
+    -print_final_stats=1 -artifact_prefix="$artifacts/" -timeout=10 -rss_limit_mb=4096 \
+    ${POLYAK_FUZZ_FLAGS:-} \
     >"$log" 2>&1 || status=$?
   grep -E "^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)" \
     "$log" || true
