@@ -42,6 +42,8 @@ constexpr const char* kMetadataKey = "__metadata__";
 // The Python library refuses larger headers; a size beyond this is a corrupt file.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr uint64_t kMaxIndex = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+// A header nests 3 deep (the header, a tensor's fields, its shape); far deeper is corrupt.
+constexpr int kMaxNesting = 64;
 
 // polyak's dtypes and their names in the format.
 constexpr std::pair<DType, const char*> kDTypes[] = {
@@ -87,11 +89,20 @@ std::string in_quotes(const std::string& s) {
 
 // Parses `text`, recording the first key that repeats within one object (a JSON parser
 // otherwise keeps one of the two values silently). Returns the key and its depth (1: top
-// level) through `duplicate`.
-json parse_header(const std::string& text,
-                  std::optional<std::pair<std::string, size_t>>& duplicate) {
+// level) through `duplicate`. Arrays and objects nested deeper than kMaxNesting are dropped
+// unread and `too_deep` set: such a value would overflow the stack of the recursive copy
+// and dump (of an error message) that a JSON value goes through.
+json parse_header(const std::string& text, std::optional<std::pair<std::string, size_t>>& duplicate,
+                  bool& too_deep) {
   std::vector<std::set<std::string>> open_objects;
-  json::parser_callback_t cb = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+  json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (too_deep) return false;
+    const bool opens =
+        event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
+    if (opens && depth >= kMaxNesting) {
+      too_deep = true;
+      return false;
+    }
     if (event == json::parse_event_t::object_start) {
       open_objects.emplace_back();
     } else if (event == json::parse_event_t::object_end) {
@@ -247,12 +258,15 @@ SafetensorsFile parse(std::string_view bytes, const std::string& source, const c
   const std::string text(bytes.substr(8, header_size));
 
   std::optional<std::pair<std::string, size_t>> duplicate;
+  bool too_deep = false;
   json header;
   try {
-    header = parse_header(text, duplicate);
+    header = parse_header(text, duplicate, too_deep);
   } catch (const json::exception& e) {
     fail(fn, ": ", path, ": the header is not valid JSON (", e.what(), ")");
   }
+  POLYAK_CHECK(!too_deep, fn, ": ", path, ": the header nests arrays and objects more than ",
+               kMaxNesting, " deep, expected 3 (the header, a tensor's fields, its shape)");
   POLYAK_CHECK(header.is_object(), fn, ": ", path, ": the header is a JSON ", header.type_name(),
                ", expected an object");
   if (duplicate) {
