@@ -63,7 +63,7 @@ for t in "${targets[@]}"; do
     >"$log" 2>&1 || status=$?
   grep -E "^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)" \
     "$log" || true
-  tail -n 1 "$log" | grep -E "^(#[0-9]+|Done)" || true
+  grep -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -n 1 || true
   echo "fuzz: $t: corpus $(find "$corpus" -type f | wc -l) files, exit status $status"
   if ((status != 0)); then
     echo "fuzz: $t found a problem; the reproducer is in $artifacts/ and the report in $log" >&2
