@@ -240,14 +240,9 @@ void save_safetensors(const std::string& path,
 
 namespace {
 
-// Validates and reads a whole safetensors file held in `bytes`; errors name `fn` and `source`.
-SafetensorsFile parse(std::string_view bytes, const std::string& source, const char* fn) {
-  const std::string& path = source;
-  const uint64_t file_size = bytes.size();
-  POLYAK_CHECK(file_size >= 8, fn, ": ", path, ": file is ", file_size,
-               " bytes, expected at least 8 (the header size)");
-  uint64_t header_size = 0;
-  std::memcpy(&header_size, bytes.data(), 8);  // little-endian host (asserted above)
+// Checks the header size read from the first 8 bytes of a file of `file_size` bytes.
+void check_header_size(uint64_t file_size, uint64_t header_size, const std::string& path,
+                       const char* fn) {
   POLYAK_CHECK(header_size <= kMaxHeaderBytes, fn, ": ", path, ": header size is ", header_size,
                " bytes, expected at most ", kMaxHeaderBytes, " (not a safetensors file?)");
   POLYAK_CHECK(header_size <= file_size - 8, fn, ": ", path, ": header size is ", header_size,
@@ -255,8 +250,12 @@ SafetensorsFile parse(std::string_view bytes, const std::string& source, const c
                " bytes follow it (truncated, or not a safetensors file)");
   POLYAK_CHECK(header_size >= 2, fn, ": ", path, ": header size is ", header_size,
                " bytes, expected at least 2 (a JSON object)");
-  const std::string text(bytes.substr(8, header_size));
+}
 
+// Validates the header `text` against a data section of `data_size` bytes: the metadata go
+// to `out`, and the tensors come back in data-offset order, tiling the data section.
+std::vector<Entry> parse_layout(const std::string& text, uint64_t data_size, SafetensorsFile& out,
+                                const std::string& path, const char* fn) {
   std::optional<std::pair<std::string, size_t>> duplicate;
   bool too_deep = false;
   json header;
@@ -277,7 +276,6 @@ SafetensorsFile parse(std::string_view bytes, const std::string& source, const c
          " appears twice in one object of the ", "header");
   }
 
-  SafetensorsFile out;
   std::vector<Entry> entries;
   for (const auto& [name, value] : header.items()) {
     if (name == kMetadataKey) {
@@ -294,8 +292,6 @@ SafetensorsFile parse(std::string_view bytes, const std::string& source, const c
   }
 
   // The tensors must tile the data section exactly.
-  const std::string_view data = bytes.substr(8 + header_size);
-  const uint64_t data_size = data.size();
   std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
@@ -322,8 +318,23 @@ SafetensorsFile parse(std::string_view bytes, const std::string& source, const c
   POLYAK_CHECK(expected_begin == data_size, fn, ": ", path, ": the tensors end at data offset ",
                expected_begin, " but the data section has ", data_size, " bytes (",
                data_size - expected_begin, " trailing bytes)");
+  return entries;
+}
 
-  // Everything is consistent: copy the data into the tensors.
+}  // namespace
+
+SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source) {
+  const char* fn = "parse_safetensors";
+  const uint64_t size = bytes.size();
+  POLYAK_CHECK(size >= 8, fn, ": ", source, ": file is ", size,
+               " bytes, expected at least 8 (the header size)");
+  uint64_t header_size = 0;
+  std::memcpy(&header_size, bytes.data(), 8);  // little-endian host (asserted above)
+  check_header_size(size, header_size, source, fn);
+  const std::string_view data = bytes.substr(8 + header_size);
+  SafetensorsFile out;
+  const std::vector<Entry> entries =
+      parse_layout(std::string(bytes.substr(8, header_size)), data.size(), out, source, fn);
   out.tensors.reserve(entries.size());
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
@@ -331,12 +342,6 @@ SafetensorsFile parse(std::string_view bytes, const std::string& source, const c
     out.tensors.emplace_back(e.name, std::move(t));
   }
   return out;
-}
-
-}  // namespace
-
-SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source) {
-  return parse(bytes, source, "parse_safetensors");
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
@@ -351,12 +356,40 @@ SafetensorsFile load_safetensors(const std::string& path) {
   f.seekg(0, std::ios::end);
   const std::streamoff end_pos = f.tellg();
   POLYAK_CHECK(end_pos >= 0, fn, ": ", path, ": cannot determine the file size");
+  const uint64_t file_size = static_cast<uint64_t>(end_pos);
   f.seekg(0, std::ios::beg);
-  std::string bytes(static_cast<size_t>(end_pos), '\0');
-  f.read(bytes.data(), end_pos);
-  POLYAK_CHECK(f.gcount() == end_pos, fn, ": ", path, ": reading ", end_pos,
-               " bytes failed (the file changed while reading?)");
-  return parse(bytes, path, fn);
+
+  POLYAK_CHECK(file_size >= 8, fn, ": ", path, ": file is ", file_size,
+               " bytes, expected at least 8 (the header size)");
+  char size_bytes[8];
+  f.read(size_bytes, 8);
+  POLYAK_CHECK(f.gcount() == 8, fn, ": ", path, ": reading the header size failed");
+  uint64_t header_size = 0;
+  std::memcpy(&header_size, size_bytes, 8);
+  check_header_size(file_size, header_size, path, fn);
+
+  std::string text(header_size, '\0');
+  f.read(text.data(), static_cast<std::streamsize>(header_size));
+  POLYAK_CHECK(static_cast<uint64_t>(f.gcount()) == header_size, fn, ": ", path,
+               ": reading the header failed");
+  SafetensorsFile out;
+  const std::vector<Entry> entries = parse_layout(text, file_size - 8 - header_size, out, path, fn);
+
+  // Everything is consistent: read the data straight into the tensors.
+  out.tensors.reserve(entries.size());
+  for (const Entry& e : entries) {
+    Tensor t = Tensor::empty(e.shape, e.dtype);
+    const uint64_t bytes = e.end - e.begin;
+    if (bytes > 0) {
+      f.seekg(static_cast<std::streamoff>(8 + header_size + e.begin), std::ios::beg);
+      f.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(bytes));
+      POLYAK_CHECK(f.good() && static_cast<uint64_t>(f.gcount()) == bytes, fn, ": ", path,
+                   ": reading tensor ", in_quotes(e.name),
+                   " failed (the file changed while reading?)");
+    }
+    out.tensors.emplace_back(e.name, std::move(t));
+  }
+  return out;
 }
 
 }  // namespace polyak

@@ -36,8 +36,9 @@ void save_safetensors(const std::string& path,
 // data-offset order, on the CPU, not requiring grad.
 SafetensorsFile load_safetensors(const std::string& path);
 
-// The same for a whole file already in memory: load_safetensors reads the file and parses it
-// here. Errors name parse_safetensors and `source` (a path, or what the bytes are).
+// The same checks and result for a whole file already in memory (load_safetensors shares
+// them, and reads the tensors' data straight from the file). Errors name parse_safetensors
+// and `source` (a path, or what the bytes are).
 SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source);
 
 }  // namespace polyak
