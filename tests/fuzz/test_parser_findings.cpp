@@ -28,7 +28,9 @@ std::string nested_arrays(size_t depth) {
 
 }  // namespace
 
-TEST_CASE("parse_safetensors: arrays nested a million deep are an error, not a stack overflow") {
+TEST_CASE(
+    "fuzz findings: parse_safetensors: arrays nested a million deep are an error, not a stack "
+    "overflow") {
   const std::string bytes = safetensors_bytes(
       R"({"a":{"dtype":"F32","shape":)" + nested_arrays(1'000'000) + R"(,"data_offsets":[0,0]}})");
   check_error([&] { parse_safetensors(bytes, "deep.safetensors"); },
@@ -53,7 +55,7 @@ TEST_CASE("parse_safetensors: arrays nested a million deep are an error, not a s
       {"shallow", "tensor 'a'", "has dimension 0", "expected a non-negative integer"});
 }
 
-TEST_CASE("parse_safetensors: reads what save_safetensors writes, as load_safetensors does") {
+TEST_CASE("fuzz: parse_safetensors reads tensors and metadata from bytes in memory") {
   const std::string bytes =
       safetensors_bytes(
           R"({"__metadata__":{"k":"v"},"b":{"dtype":"I64","shape":[1],"data_offsets":[4,12]},)"
@@ -70,7 +72,9 @@ TEST_CASE("parse_safetensors: reads what save_safetensors writes, as load_safete
               {"parse_safetensors", "in memory", "run past the data section"});
 }
 
-TEST_CASE("config_from_json: arrays nested a million deep are an error, not a stack overflow") {
+TEST_CASE(
+    "fuzz findings: config_from_json: arrays nested a million deep are an error, not a stack "
+    "overflow") {
   const std::string text = config_to_json(TransformerConfig{});
   const std::string vocab = R"("vocab":11)";
   REQUIRE(text.find(vocab) != std::string::npos);
