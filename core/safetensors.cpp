@@ -42,6 +42,8 @@ constexpr const char* kMetadataKey = "__metadata__";
 // The Python library refuses larger headers; a size beyond this is a corrupt file.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr uint64_t kMaxIndex = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+// A header nests 3 deep (the header, a tensor's fields, its shape); far deeper is corrupt.
+constexpr int kMaxNesting = 64;
 
 // polyak's dtypes and their names in the format.
 constexpr std::pair<DType, const char*> kDTypes[] = {
@@ -87,11 +89,20 @@ std::string in_quotes(const std::string& s) {
 
 // Parses `text`, recording the first key that repeats within one object (a JSON parser
 // otherwise keeps one of the two values silently). Returns the key and its depth (1: top
-// level) through `duplicate`.
-json parse_header(const std::string& text,
-                  std::optional<std::pair<std::string, size_t>>& duplicate) {
+// level) through `duplicate`. Arrays and objects nested deeper than kMaxNesting are dropped
+// unread and `too_deep` set: such a value would overflow the stack of the recursive copy
+// and dump (of an error message) that a JSON value goes through.
+json parse_header(const std::string& text, std::optional<std::pair<std::string, size_t>>& duplicate,
+                  bool& too_deep) {
   std::vector<std::set<std::string>> open_objects;
-  json::parser_callback_t cb = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+  json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (too_deep) return false;
+    const bool opens =
+        event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
+    if (opens && depth >= kMaxNesting) {
+      too_deep = true;
+      return false;
+    }
     if (event == json::parse_event_t::object_start) {
       open_objects.emplace_back();
     } else if (event == json::parse_event_t::object_end) {
@@ -106,8 +117,7 @@ json parse_header(const std::string& text,
   return json::parse(text, cb);
 }
 
-Entry parse_entry(const std::string& path, const std::string& name, const json& v) {
-  const char* fn = "load_safetensors";
+Entry parse_entry(const char* fn, const std::string& path, const std::string& name, const json& v) {
   const std::string where = "tensor " + in_quotes(name);
   POLYAK_CHECK(v.is_object(), fn, ": ", path, ": ", where, " is a JSON ", v.type_name(),
                ", expected an object with dtype, shape and data_offsets");
@@ -228,28 +238,11 @@ void save_safetensors(const std::string& path,
 
 // ---- load --------------------------------------------------------------------------------
 
-SafetensorsFile load_safetensors(const std::string& path) {
-  const char* fn = "load_safetensors";
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::file_status status = fs::status(path, ec);
-  POLYAK_CHECK(fs::exists(status), fn, ": ", path, ": no such file");
-  POLYAK_CHECK(fs::is_regular_file(status), fn, ": ", path, ": not a regular file");
-  std::ifstream f(path, std::ios::binary);
-  POLYAK_CHECK(f.is_open(), fn, ": ", path, ": cannot open for reading");
-  f.seekg(0, std::ios::end);
-  const std::streamoff end_pos = f.tellg();
-  POLYAK_CHECK(end_pos >= 0, fn, ": ", path, ": cannot determine the file size");
-  const uint64_t file_size = static_cast<uint64_t>(end_pos);
-  f.seekg(0, std::ios::beg);
+namespace {
 
-  POLYAK_CHECK(file_size >= 8, fn, ": ", path, ": file is ", file_size,
-               " bytes, expected at least 8 (the header size)");
-  char size_bytes[8];
-  f.read(size_bytes, 8);
-  POLYAK_CHECK(f.gcount() == 8, fn, ": ", path, ": reading the header size failed");
-  uint64_t header_size = 0;
-  std::memcpy(&header_size, size_bytes, 8);
+// Checks the header size read from the first 8 bytes of a file of `file_size` bytes.
+void check_header_size(uint64_t file_size, uint64_t header_size, const std::string& path,
+                       const char* fn) {
   POLYAK_CHECK(header_size <= kMaxHeaderBytes, fn, ": ", path, ": header size is ", header_size,
                " bytes, expected at most ", kMaxHeaderBytes, " (not a safetensors file?)");
   POLYAK_CHECK(header_size <= file_size - 8, fn, ": ", path, ": header size is ", header_size,
@@ -257,19 +250,22 @@ SafetensorsFile load_safetensors(const std::string& path) {
                " bytes follow it (truncated, or not a safetensors file)");
   POLYAK_CHECK(header_size >= 2, fn, ": ", path, ": header size is ", header_size,
                " bytes, expected at least 2 (a JSON object)");
+}
 
-  std::string text(header_size, '\0');
-  f.read(text.data(), static_cast<std::streamsize>(header_size));
-  POLYAK_CHECK(static_cast<uint64_t>(f.gcount()) == header_size, fn, ": ", path,
-               ": reading the header failed");
-
+// Validates the header `text` against a data section of `data_size` bytes: the metadata go
+// to `out`, and the tensors come back in data-offset order, tiling the data section.
+std::vector<Entry> parse_layout(const std::string& text, uint64_t data_size, SafetensorsFile& out,
+                                const std::string& path, const char* fn) {
   std::optional<std::pair<std::string, size_t>> duplicate;
+  bool too_deep = false;
   json header;
   try {
-    header = parse_header(text, duplicate);
+    header = parse_header(text, duplicate, too_deep);
   } catch (const json::exception& e) {
     fail(fn, ": ", path, ": the header is not valid JSON (", e.what(), ")");
   }
+  POLYAK_CHECK(!too_deep, fn, ": ", path, ": the header nests arrays and objects more than ",
+               kMaxNesting, " deep, expected 3 (the header, a tensor's fields, its shape)");
   POLYAK_CHECK(header.is_object(), fn, ": ", path, ": the header is a JSON ", header.type_name(),
                ", expected an object");
   if (duplicate) {
@@ -280,7 +276,6 @@ SafetensorsFile load_safetensors(const std::string& path) {
          " appears twice in one object of the ", "header");
   }
 
-  SafetensorsFile out;
   std::vector<Entry> entries;
   for (const auto& [name, value] : header.items()) {
     if (name == kMetadataKey) {
@@ -293,11 +288,10 @@ SafetensorsFile load_safetensors(const std::string& path) {
       }
       continue;
     }
-    entries.push_back(parse_entry(path, name, value));
+    entries.push_back(parse_entry(fn, path, name, value));
   }
 
   // The tensors must tile the data section exactly.
-  const uint64_t data_size = file_size - 8 - header_size;
   std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
@@ -324,6 +318,62 @@ SafetensorsFile load_safetensors(const std::string& path) {
   POLYAK_CHECK(expected_begin == data_size, fn, ": ", path, ": the tensors end at data offset ",
                expected_begin, " but the data section has ", data_size, " bytes (",
                data_size - expected_begin, " trailing bytes)");
+  return entries;
+}
+
+}  // namespace
+
+SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source) {
+  const char* fn = "parse_safetensors";
+  const uint64_t size = bytes.size();
+  POLYAK_CHECK(size >= 8, fn, ": ", source, ": file is ", size,
+               " bytes, expected at least 8 (the header size)");
+  uint64_t header_size = 0;
+  std::memcpy(&header_size, bytes.data(), 8);  // little-endian host (asserted above)
+  check_header_size(size, header_size, source, fn);
+  const std::string_view data = bytes.substr(8 + header_size);
+  SafetensorsFile out;
+  const std::vector<Entry> entries =
+      parse_layout(std::string(bytes.substr(8, header_size)), data.size(), out, source, fn);
+  out.tensors.reserve(entries.size());
+  for (const Entry& e : entries) {
+    Tensor t = Tensor::empty(e.shape, e.dtype);
+    if (e.end > e.begin) std::memcpy(t.raw_data(), data.data() + e.begin, e.end - e.begin);
+    out.tensors.emplace_back(e.name, std::move(t));
+  }
+  return out;
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  const char* fn = "load_safetensors";
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::file_status status = fs::status(path, ec);
+  POLYAK_CHECK(fs::exists(status), fn, ": ", path, ": no such file");
+  POLYAK_CHECK(fs::is_regular_file(status), fn, ": ", path, ": not a regular file");
+  std::ifstream f(path, std::ios::binary);
+  POLYAK_CHECK(f.is_open(), fn, ": ", path, ": cannot open for reading");
+  f.seekg(0, std::ios::end);
+  const std::streamoff end_pos = f.tellg();
+  POLYAK_CHECK(end_pos >= 0, fn, ": ", path, ": cannot determine the file size");
+  const uint64_t file_size = static_cast<uint64_t>(end_pos);
+  f.seekg(0, std::ios::beg);
+
+  POLYAK_CHECK(file_size >= 8, fn, ": ", path, ": file is ", file_size,
+               " bytes, expected at least 8 (the header size)");
+  char size_bytes[8];
+  f.read(size_bytes, 8);
+  POLYAK_CHECK(f.gcount() == 8, fn, ": ", path, ": reading the header size failed");
+  uint64_t header_size = 0;
+  std::memcpy(&header_size, size_bytes, 8);
+  check_header_size(file_size, header_size, path, fn);
+
+  std::string text(header_size, '\0');
+  f.read(text.data(), static_cast<std::streamsize>(header_size));
+  POLYAK_CHECK(static_cast<uint64_t>(f.gcount()) == header_size, fn, ": ", path,
+               ": reading the header failed");
+  SafetensorsFile out;
+  const std::vector<Entry> entries = parse_layout(text, file_size - 8 - header_size, out, path, fn);
 
   // Everything is consistent: read the data straight into the tensors.
   out.tensors.reserve(entries.size());

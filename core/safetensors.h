@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -28,10 +29,16 @@ void save_safetensors(const std::string& path,
                       const std::map<std::string, std::string>& metadata = {});
 
 // Reads and validates the whole file before creating any tensor: a missing file, a
-// truncated file, a header that is not the JSON described above (including repeated keys),
-// an unsupported dtype, offsets out of bounds, overlapping or leaving gaps or trailing
-// bytes, or a size that disagrees with the shape is a polyak::Error naming the path and the
-// fault. The tensors come back in data-offset order, on the CPU, not requiring grad.
+// truncated file, a header that is not the JSON described above (including repeated keys
+// and arrays or objects nested more than 64 deep), an unsupported dtype, offsets out of
+// bounds, overlapping or leaving gaps or trailing bytes, or a size that disagrees with the
+// shape is a polyak::Error naming the path and the fault. The tensors come back in
+// data-offset order, on the CPU, not requiring grad.
 SafetensorsFile load_safetensors(const std::string& path);
+
+// The same checks and result for a whole file already in memory (load_safetensors shares
+// them, and reads the tensors' data straight from the file). Errors name parse_safetensors
+// and `source` (a path, or what the bytes are).
+SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source);
 
 }  // namespace polyak
