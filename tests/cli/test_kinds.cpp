@@ -353,13 +353,14 @@ TEST_CASE("cli: inspect-grads trains on from checkpoints, and a failing run leav
           .train,
       nullptr);
 
-  // The same model with a NaN weight in its second layer: its loss is not finite at step 1.
+  // The same model with a huge (finite: a checkpoint with a NaN does not load) weight in its
+  // second layer: its activations overflow, and its loss is not finite at step 1.
   std::map<std::string, std::string> metadata;
   std::shared_ptr<TransformerLM> model = load_model(trained.model_path, &metadata);
   {
     NoGradGuard no_grad;
-    model->parameter("layers.1.feed_forward.linear1.weight").data<float>()[0] =
-        std::numeric_limits<float>::quiet_NaN();
+    float* w = model->parameter("layers.1.feed_forward.linear1.weight").data<float>();
+    for (int i = 0; i < 64; ++i) w[i] = std::numeric_limits<float>::max();
   }
   fs::create_directories(dir.path / "broken");
   const std::string broken = (dir.path / "broken" / "model.safetensors").string();
