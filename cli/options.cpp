@@ -12,6 +12,7 @@
 #include "cli/bench.h"
 #include "cli/training_checkpoint.h"
 #include "polyak/core/error.h"
+#include "polyak/core/json_parse.h"
 #include "polyak/data/copy_task.h"
 #include "polyak/nn/kinds.h"
 
@@ -849,12 +850,17 @@ void read_field(const nlohmann::json& j, const char* key, T& out, const std::str
 }  // namespace
 
 TrainOptions train_options_from_json(const std::string& text, const std::string& source) {
-  nlohmann::json j;
+  detail::StrictJson parsed;
   try {
-    j = nlohmann::json::parse(text);
+    parsed = detail::parse_strict_json(text);
   } catch (const nlohmann::json::exception& e) {
     fail(source, ": the options are not JSON (", e.what(), ")");
   }
+  POLYAK_CHECK(!parsed.too_deep, source, ": the options nest arrays and objects more than ",
+               detail::kMaxJsonNesting, " deep, expected 2 (the options, the kind flags)");
+  POLYAK_CHECK(!parsed.duplicate, source, ": option \"",
+               parsed.duplicate ? parsed.duplicate->first : "", "\" appears twice");
+  const nlohmann::json& j = parsed.value;
   POLYAK_CHECK(j.is_object(), source, ": the options are ", j.type_name(), ", expected an object");
   TrainOptions o;
   read_field(j, "preset", o.preset, source);

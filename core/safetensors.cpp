@@ -28,6 +28,7 @@
 #include <system_error>
 
 #include "polyak/core/files.h"
+#include "polyak/core/json_parse.h"
 
 namespace polyak {
 namespace {
@@ -42,8 +43,6 @@ constexpr const char* kMetadataKey = "__metadata__";
 // The Python library refuses larger headers; a size beyond this is a corrupt file.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr uint64_t kMaxIndex = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
-// A header nests 3 deep (the header, a tensor's fields, its shape); far deeper is corrupt.
-constexpr int kMaxNesting = 64;
 
 // polyak's dtypes and their names in the format.
 constexpr std::pair<DType, const char*> kDTypes[] = {
@@ -85,36 +84,6 @@ std::optional<uint64_t> as_index(const json& v) {
 
 std::string in_quotes(const std::string& s) {
   return "'" + s + "'";
-}
-
-// Parses `text`, recording the first key that repeats within one object (a JSON parser
-// otherwise keeps one of the two values silently). Returns the key and its depth (1: top
-// level) through `duplicate`. Arrays and objects nested deeper than kMaxNesting are dropped
-// unread and `too_deep` set: such a value would overflow the stack of the recursive copy
-// and dump (of an error message) that a JSON value goes through.
-json parse_header(const std::string& text, std::optional<std::pair<std::string, size_t>>& duplicate,
-                  bool& too_deep) {
-  std::vector<std::set<std::string>> open_objects;
-  json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (too_deep) return false;
-    const bool opens =
-        event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
-    if (opens && depth >= kMaxNesting) {
-      too_deep = true;
-      return false;
-    }
-    if (event == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end) {
-      if (!open_objects.empty()) open_objects.pop_back();
-    } else if (event == json::parse_event_t::key && !open_objects.empty()) {
-      const std::string& key = parsed.get_ref<const std::string&>();
-      if (!open_objects.back().insert(key).second && !duplicate)
-        duplicate.emplace(key, open_objects.size());
-    }
-    return true;
-  };
-  return json::parse(text, cb);
 }
 
 Entry parse_entry(const char* fn, const std::string& path, const std::string& name, const json& v) {
@@ -256,16 +225,17 @@ void check_header_size(uint64_t file_size, uint64_t header_size, const std::stri
 // to `out`, and the tensors come back in data-offset order, tiling the data section.
 std::vector<Entry> parse_layout(const std::string& text, uint64_t data_size, SafetensorsFile& out,
                                 const std::string& path, const char* fn) {
-  std::optional<std::pair<std::string, size_t>> duplicate;
-  bool too_deep = false;
-  json header;
+  detail::StrictJson parsed;
   try {
-    header = parse_header(text, duplicate, too_deep);
+    parsed = detail::parse_strict_json(text);
   } catch (const json::exception& e) {
     fail(fn, ": ", path, ": the header is not valid JSON (", e.what(), ")");
   }
-  POLYAK_CHECK(!too_deep, fn, ": ", path, ": the header nests arrays and objects more than ",
-               kMaxNesting, " deep, expected 3 (the header, a tensor's fields, its shape)");
+  POLYAK_CHECK(!parsed.too_deep, fn, ": ", path, ": the header nests arrays and objects more than ",
+               detail::kMaxJsonNesting,
+               " deep, expected 3 (the header, a tensor's fields, its shape)");
+  const json& header = parsed.value;
+  const auto& duplicate = parsed.duplicate;
   POLYAK_CHECK(header.is_object(), fn, ": ", path, ": the header is a JSON ", header.type_name(),
                ", expected an object");
   if (duplicate) {

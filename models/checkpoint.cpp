@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "polyak/core/json_parse.h"
 #include "polyak/core/safetensors.h"
 #include "polyak/nn/kinds.h"
 
@@ -178,48 +179,23 @@ void read_field(TransformerConfig& config, T TransformerConfig::*member, const j
   }
 }
 
-// A config nests 2 deep (the config, a kind's settings); far deeper is corrupt.
-constexpr int kMaxNesting = 64;
-
-// Parses `text`, throwing when a key repeats within one object (a JSON parser otherwise
-// keeps one of the two values silently) or when arrays and objects nest deeper than
-// kMaxNesting: such a value would overflow the stack of the recursive copy and dump (of an
-// error message) that a JSON value goes through, so it is dropped unread.
+// Parses `text`, throwing when a key repeats within one object or arrays and objects nest
+// far deeper than a config's 2 (the config, a kind's settings): core/json_parse.h.
 json parse_config(const std::string& text, const std::string& source) {
   const char* fn = "config_from_json";
-  std::vector<std::set<std::string>> open_objects;
-  std::optional<std::string> duplicate;
-  bool too_deep = false;
-  json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (too_deep) return false;
-    const bool opens =
-        event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
-    if (opens && depth >= kMaxNesting) {
-      too_deep = true;
-      return false;
-    }
-    if (event == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end) {
-      if (!open_objects.empty()) open_objects.pop_back();
-    } else if (event == json::parse_event_t::key && !open_objects.empty()) {
-      const std::string& key = parsed.get_ref<const std::string&>();
-      if (!open_objects.back().insert(key).second && !duplicate) duplicate = key;
-    }
-    return true;
-  };
-  json j;
+  detail::StrictJson parsed;
   try {
-    j = json::parse(text, cb);
+    parsed = detail::parse_strict_json(text);
   } catch (const json::exception& e) {
     fail(fn, ": ", source, ": not valid JSON (", e.what(), ")");
   }
-  POLYAK_CHECK(!too_deep, fn, ": ", source, ": arrays and objects nest more than ", kMaxNesting,
-               " deep, expected 2 (the config, a kind's settings)");
-  POLYAK_CHECK(j.is_object(), fn, ": ", source, ": the config is a JSON ", j.type_name(),
-               ", expected an object");
-  POLYAK_CHECK(!duplicate, fn, ": ", source, ": key '", duplicate.value_or(""), "' appears twice");
-  return j;
+  POLYAK_CHECK(!parsed.too_deep, fn, ": ", source, ": arrays and objects nest more than ",
+               detail::kMaxJsonNesting, " deep, expected 2 (the config, a kind's settings)");
+  POLYAK_CHECK(parsed.value.is_object(), fn, ": ", source, ": the config is a JSON ",
+               parsed.value.type_name(), ", expected an object");
+  POLYAK_CHECK(!parsed.duplicate, fn, ": ", source, ": key '",
+               parsed.duplicate ? parsed.duplicate->first : "", "' appears twice");
+  return std::move(parsed.value);
 }
 
 }  // namespace

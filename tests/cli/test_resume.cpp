@@ -251,6 +251,12 @@ TEST_CASE("resume: the options round-trip through the checkpoint's JSON") {
   CHECK(cli::train_options_json(back) == cli::train_options_json(o));
   CHECK_THROWS_WITH_AS(cli::train_options_from_json("{\"model\": 3}", "here"),
                        doctest::Contains("here: the options have no \"preset\""), Error);
+  CHECK_THROWS_WITH_AS(
+      cli::train_options_from_json(std::string(100000, '[') + std::string(100000, ']'), "deep"),
+      doctest::Contains("deep: the options nest arrays and objects more than 64"), Error);
+  CHECK_THROWS_WITH_AS(
+      cli::train_options_from_json("{\"model\": \"a\", \"model\": \"b\"}", "twice"),
+      doctest::Contains("twice: option \"model\" appears twice"), Error);
 }
 
 TEST_CASE("resume: the default model, 2000 steps straight against 1000 and a resume to 2000") {
