@@ -96,6 +96,9 @@ struct DeviceBackend {
   // Waits until every kernel and copy queued on device `index` has finished (timing; the
   // ops never need it: reading a tensor back to the host waits by itself).
   void (*synchronize)(int index);
+  // The free and total memory of device `index` in bytes (null: the backend cannot tell;
+  // available_memory() in core/storage.h then has no figure for it).
+  void (*memory_info)(int index, size_t* free, size_t* total) = nullptr;
 
   // ---- kernels --------------------------------------------------------------------------
   // Every tensor on one device of this backend, in kernel_dtype; the kernels validate that

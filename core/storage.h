@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "polyak/core/backend.h"
 #include "polyak/core/dtype.h"
@@ -41,6 +42,11 @@ struct AllocatorStats {
 };
 
 AllocatorStats allocator_stats(Device device = Device::cpu());
+// The bytes new tensors on `device` can count on: the cache's parked blocks plus, for the
+// CPU, the least of the kernel's MemAvailable, the cgroup's limit less its usage and the
+// address-space limit less the address space in use; for a device, the free memory its
+// backend reports. Empty when none of these can be read.
+std::optional<size_t> available_memory(Device device = Device::cpu());
 void reset_peak_allocated(Device device = Device::cpu());
 // Returns every cached block of `device` to the system.
 void empty_cache(Device device = Device::cpu());
@@ -49,7 +55,7 @@ namespace detail {
 // The caching allocator's graph pools (core/graph.h). begin_graph_pool routes every later
 // allocation on `device` to a new pool of its own, whose freed blocks go back to that pool
 // only, until end_graph_pool; release_graph_pool returns the pool's free blocks to the
-// shared cache, and its blocks still in use go there when they are freed.
+// system, and its blocks still in use go to the shared cache when they are freed.
 int begin_graph_pool(Device device);
 void end_graph_pool(Device device);
 void release_graph_pool(Device device, int pool);

@@ -130,6 +130,12 @@ void memset_zero(void* ptr, size_t bytes, int index) {
   POLYAK_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream(index)));
 }
 
+void memory_info(int index, size_t* free, size_t* total) {
+  check_index("cuda::memory_info", index);
+  DeviceGuard guard(index);
+  POLYAK_CUDA_CHECK(cudaMemGetInfo(free, total));
+}
+
 void synchronize(int index) {
   check_index("cuda::synchronize", index);
   DeviceGuard guard(index);
@@ -182,6 +188,7 @@ const DeviceBackend& device_backend() {
                                      .memset_zero = &memset_zero,
                                      .device_count = &polyak::cuda::device_count,
                                      .synchronize = &synchronize,
+                                     .memory_info = &memory_info,
                                      .binary = &binary,
                                      .binary_scalar = &binary_scalar,
                                      .unary = &unary,
