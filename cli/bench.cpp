@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/copy_run.h"
+#include "cli/memory_check.h"
 #include "cli/probes.h"
 #include "polyak/core/autograd.h"
 #include "polyak/core/cpu.h"
@@ -187,6 +188,7 @@ BenchResult run_bench(const BenchOptions& options, std::string* report) {
   result.precision = name(precision);
   CopyTask task({.length = o.length, .seed = o.seed});
   TransformerConfig config = o.model_config(task.vocab());
+  check_training_memory(o, config, device);
   const std::vector<GemmCase> cases = gemm_cases(config, o.batch * o.length, options.gemm_size);
   if (device.is_cpu()) {
     result.isa = isa_name(active_isa());

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <csignal>
 
+#include "cli/memory_check.h"
 #include "cli/run_dir.h"
 #include "cli/training_checkpoint.h"
 #include "polyak/core/autograd.h"
@@ -313,8 +314,9 @@ TrainResult train_copy(const TrainOptions& o,
   const uint64_t test_seed = copy_test_seed(o.seed);
   CopyTask test_task({.length = o.length, .seed = test_seed});
   TransformerConfig config = o.model_config(train_task.vocab());
-  TransformerLM model(config);
   const Device device = device_flag(o.device);
+  check_training_memory(o, config, device);
+  TransformerLM model(config);
   const Precision precision = precision_flag(o);
   model.to(device);
   model.train();
@@ -347,8 +349,7 @@ TrainResult train_copy(const TrainOptions& o,
   write_text_file_atomically(result.config_path, config_json(o, config).dump(2) + "\n", "train");
 
   std::vector<StepRecord>& rows = result.records;
-  rows = resumed.rows;
-  rows.reserve(static_cast<size_t>(o.steps));
+  rows = resumed.rows;  // grows with the steps (no reservation sized by --steps)
   using Clock = std::chrono::steady_clock;
   auto since = [](Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();

@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 
+#include "cli/memory_check.h"
 #include "polyak/core/error.h"
 #include "polyak/core/files.h"
 #include "polyak/core/threads.h"
@@ -50,8 +51,9 @@ Prepared fresh_run(const InspectOptions& options, const std::string& name,
   p.run.options.model = kind;
   p.train_task = {.length = options.train.length, .seed = options.train.seed};
   p.test_task = {.length = options.train.length, .seed = copy_test_seed(options.train.seed)};
-  p.model =
-      std::make_shared<TransformerLM>(p.run.options.model_config(CopyTask(p.train_task).vocab()));
+  const TransformerConfig config = p.run.options.model_config(CopyTask(p.train_task).vocab());
+  check_training_memory(p.run.options, config, Device::cpu());
+  p.model = std::make_shared<TransformerLM>(config);
   return p;
 }
 

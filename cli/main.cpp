@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <new>
 
 #include "cli/bench.h"
 #include "cli/copy_run.h"
@@ -292,6 +293,12 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const polyak::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    // Past the memory check (an estimate, or --max-memory over the machine's memory).
+    std::cerr << "error: polyak: out of memory: the run needs more than this machine (or its "
+                 "memory limit) can give; make the model, the batch or the sequences smaller, "
+                 "or lower --max-memory to what the machine has\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

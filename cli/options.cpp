@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/bench.h"
+#include "cli/memory_check.h"
 #include "cli/training_checkpoint.h"
 #include "polyak/core/error.h"
 #include "polyak/core/json_parse.h"
@@ -164,6 +165,7 @@ void validate(const TrainOptions& o) {
   POLYAK_CHECK(o.weight_decay >= 0, "polyak: --weight-decay is ", o.weight_decay, ", expected ≥ 0");
   POLYAK_CHECK(o.clip >= 0, "polyak: --clip is ", o.clip, ", expected ≥ 0 (0 turns clipping off)");
   check_threads(o.threads);
+  max_memory_bytes(o);
   POLYAK_CHECK(!o.out.empty(), "polyak: --out is empty, expected a directory for the run");
   device_flag(o.device);
   precision_flag(o);
@@ -236,6 +238,9 @@ struct TrainFlags {
         "SIGINT/SIGTERM only)");
     add(app, "--keep-checkpoints", &TrainOptions::keep_checkpoints,
         "checkpoints kept: the last one, and checkpoint-<step>.safetensors for more than 1");
+    add(app, "--max-memory", &TrainOptions::max_memory,
+        "memory the run may use, e.g. 8G or 512MiB (default: what the device has available); "
+        "a run estimated to need more is refused before it starts");
     app.add_flag("--force", raw.force, "replace the run already in --out");
     for (const ParamField* f : kind_flag_fields()) add_kind_flag(app, *f);
     out_flag = add(app, "--out", &TrainOptions::out,
@@ -792,8 +797,8 @@ namespace polyak::cli {
 
 const std::vector<std::string>& resume_flags() {
   static const std::vector<std::string> flags = {
-      "--steps",      "--threads",          "--device", "--sync-every",
-      "--save-every", "--keep-checkpoints", "--quiet",  "--graph"};
+      "--steps", "--threads", "--device",    "--sync-every", "--save-every", "--keep-checkpoints",
+      "--quiet", "--graph",   "--max-memory"};
   return flags;
 }
 

@@ -55,6 +55,10 @@ struct TrainOptions {
   // beside checkpoint.safetensors when more than 1).
   int64_t save_every = 0;
   int64_t keep_checkpoints = 1;
+  // The memory the run may use ("8G", "512MiB", bytes; "": what the machine has available):
+  // a run whose estimate (models/memory.h) needs more is refused before anything is built.
+  // Not stored in checkpoints: it belongs to the machine, and may be given with --resume.
+  std::string max_memory;
   bool force = false;   // --force: replace the run in `out`
   bool resume = false;  // --resume: continue the run in `out` from its checkpoint
   // The kinds' settings given as flags (--beta, --block-size, …: the fields of nn/kinds.h's
@@ -68,7 +72,8 @@ struct TrainOptions {
   TransformerConfig model_config(int64_t vocab) const;
 };
 
-// The options a checkpoint stores (JSON; without out, quiet, force and resume), and back: a
+// The options a checkpoint stores (JSON; without out, quiet, force, resume and max_memory),
+// and back: a
 // missing or mistyped key is a polyak::Error naming `source` and the key.
 std::string train_options_json(const TrainOptions& options);
 TrainOptions train_options_from_json(const std::string& json, const std::string& source);

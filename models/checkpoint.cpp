@@ -14,6 +14,7 @@
 
 #include "polyak/core/json_parse.h"
 #include "polyak/core/safetensors.h"
+#include "polyak/models/memory.h"
 #include "polyak/nn/kinds.h"
 
 namespace polyak {
@@ -341,6 +342,22 @@ std::shared_ptr<TransformerLM> load_model(const std::string& path,
                  " but '", file.tensors.front().first, "' is ", *dtype,
                  ", expected one dtype for the whole model");
   }
+
+  // The model's memory before anything is built: a config that describes a model bigger
+  // than the machine ("layers": 1000000 in a file of a few KB) is refused here, where
+  // building it would run out of memory first; a smaller mismatch is named tensor by tensor
+  // below.
+  double held = 0;
+  for (const auto& [name, t] : file.tensors) held += static_cast<double>(t.numel());
+  MemoryEstimate weights;
+  weights.parameters = parameter_count(config);
+  weights.weight_bytes = weights.parameters * static_cast<double>(dtype ? itemsize(*dtype) : 4);
+  check_memory(fn, weights, Device::cpu(), std::nullopt,
+               detail::concat(path, ": its config (layers = ", config.layers, ", d_model = ",
+                              config.d_model, ", ff_dim = ", config.resolved_ff_dim(),
+                              ", vocab = ", config.vocab, ", max_len = ", config.max_len,
+                              ", where the file holds ", held, " tensor elements)"),
+               "check that the file is the checkpoint you meant");
 
   auto model = std::make_shared<TransformerLM>(config);
   std::map<std::string, const Tensor*> given;

@@ -389,6 +389,7 @@ const AttentionSpec& softmax_attention_spec() {
       const double dh = static_cast<double>(c.resolved_head_dim());
       return projection_flops(c) + h * 4 * dh * keys_seen(c, static_cast<double>(n));
     };
+    s.parameters = projection_parameters;
     s.kept_bytes = [](const AttentionConfig& c, int64_t n) {
       return static_cast<double>(c.heads) * static_cast<double>(n) * static_cast<double>(n) * 4;
     };
@@ -409,6 +410,7 @@ const AttentionSpec& linear_attention_spec() {
     s.flops = [](const AttentionConfig& c, int64_t) {
       return projection_flops(c) + linear_mix_flops(c);
     };
+    s.parameters = projection_parameters;
     s.kept_bytes = [](const AttentionConfig&, int64_t) { return 0.0; };
     return s;
   }();
@@ -430,6 +432,7 @@ const AttentionSpec& momentum_attention_spec() {
       const double dh = static_cast<double>(c.resolved_head_dim());
       return projection_flops(c) + linear_mix_flops(c) + h * 4 * dh * dh;
     };
+    s.parameters = projection_parameters;
     s.kept_bytes = [](const AttentionConfig&, int64_t) { return 0.0; };
     return s;
   }();

@@ -114,6 +114,12 @@ double projection_flops(const AttentionConfig& c) {
   return 2 * d * 3 * inner + 2 * inner * d;  // q, k, v, then the output projection
 }
 
+double projection_parameters(const AttentionConfig& c) {
+  const double d = static_cast<double>(c.d_model);
+  const double inner = static_cast<double>(c.heads * c.resolved_head_dim());
+  return d * 3 * inner + 3 * inner + inner * d + d;
+}
+
 double linear_mix_flops(const AttentionConfig& c) {
   const double h = static_cast<double>(c.heads), dh = static_cast<double>(c.resolved_head_dim());
   return h * (2 * dh * dh + 2 * dh * dh + 4 * dh);

@@ -47,6 +47,14 @@ struct AttentionSpec {
   // Bytes (f32, one sequence of n positions) that the mixing keeps for the backward beyond
   // q, k, v and its output: the attention weights of the softmax kinds; 0 for the linear ones.
   std::function<double(const AttentionConfig&, int64_t n)> kept_bytes;
+  // Trainable elements of the whole block (projections included), known before it is built
+  // (models/memory.h estimates from them); unset for stack kinds, whose layers' kinds count.
+  std::function<double(const AttentionConfig&)> parameters;
+  // f32 elements per token that the block's backward keeps beyond those of the standard
+  // block (models/memory.h), and the elements of its buffers; unset: none. Mega's gates,
+  // Performer's random features and its Ω.
+  std::function<double(const AttentionConfig&)> extra_activations;
+  std::function<double(const AttentionConfig&)> buffers;
 };
 
 struct ConnectionSpec {
@@ -107,6 +115,9 @@ ParamField block_size_field() {
 
 // The FLOPs of the standard block's projections (q, k, v and the output), per token.
 double projection_flops(const AttentionConfig& config);
+// The standard block's projection parameters: the fused q, k, v weight and the output
+// projection, with their biases.
+double projection_parameters(const AttentionConfig& config);
 // Linear attention's FLOPs per token beyond the projections: the state's update, the
 // readout and the normaliser.
 double linear_mix_flops(const AttentionConfig& config);

@@ -66,6 +66,10 @@ const AttentionSpec& linformer_attention_spec() {
       return static_cast<double>(c.heads) * static_cast<double>(n) *
              static_cast<double>(c.params.as<LinformerParams>().k) * 4;
     };
+    s.parameters = [](const AttentionConfig& c) {
+      const double k = static_cast<double>(c.params.as<LinformerParams>().k);
+      return projection_parameters(c) + 2 * k * static_cast<double>(c.max_len);  // E and F
+    };
     return s;
   }();
   return spec;

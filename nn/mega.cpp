@@ -205,6 +205,27 @@ double chunk_window(const AttentionConfig& c, int64_t n) {
   return static_cast<double>(std::min(c.params.as<MegaChunkParams>().block_size, n));
 }
 
+// The block's parameters for a relative bias over `window` positions: the EMA's δ, α, β, η
+// (one set per direction) and ω; V, the gate projection and W_h with their biases; the
+// shared query/key scale and offset; the bias.
+// The gates, the EMA's output and the attention's z-wide queries and keys beyond the
+// standard block's activations (measured at z = 64: about 5 d + 5 z per token).
+double mega_extra_activations(const AttentionConfig& c) {
+  const MegaParams p = mega_params(c);
+  const double d = static_cast<double>(c.d_model);
+  const double v = p.v_dim > 0 ? static_cast<double>(p.v_dim) : d;
+  return 3 * d + 2 * v + 5 * static_cast<double>(p.z_dim);
+}
+
+double mega_parameters(const AttentionConfig& c, double window) {
+  const MegaParams p = mega_params(c);
+  const double d = static_cast<double>(c.d_model), z = static_cast<double>(p.z_dim);
+  const double ema = static_cast<double>(p.ema_dim), directions = c.causal ? 1 : 2;
+  const double v = p.v_dim > 0 ? static_cast<double>(p.v_dim) : d;
+  return 4 * directions * d * ema + d + (d * v + v) + (d * (2 * d + z + v) + 2 * d + z + v) +
+         (v * d + d) + 4 * z + (2 * window - 1);
+}
+
 }  // namespace
 
 const ParamSchema& MegaParams::schema() {
@@ -241,6 +262,10 @@ const AttentionSpec& mega_attention_spec() {
     s.kept_bytes = [](const AttentionConfig&, int64_t n) {
       return static_cast<double>(n) * static_cast<double>(n) * 4;
     };
+    s.parameters = [](const AttentionConfig& c) {
+      return mega_parameters(c, static_cast<double>(c.max_len));
+    };
+    s.extra_activations = mega_extra_activations;
     return s;
   }();
   return spec;
@@ -259,6 +284,10 @@ const AttentionSpec& mega_chunk_spec() {
     s.kept_bytes = [](const AttentionConfig& c, int64_t n) {
       return static_cast<double>(n) * chunk_window(c, n) * 4;
     };
+    s.parameters = [](const AttentionConfig& c) {
+      return mega_parameters(c, static_cast<double>(c.params.as<MegaChunkParams>().block_size));
+    };
+    s.extra_activations = mega_extra_activations;
     return s;
   }();
   return spec;

@@ -94,7 +94,15 @@ const AttentionSpec& performer_attention_spec() {
       const double m = static_cast<double>(c.params.as<PerformerParams>().features);
       return projection_flops(c) + h * (2 * 2 * dh * m + 2 * m * dh + 2 * m * dh + 4 * m);
     };
+    s.parameters = projection_parameters;
     s.kept_bytes = [](const AttentionConfig&, int64_t) { return 0.0; };
+    s.extra_activations = [](const AttentionConfig& c) {
+      // φ(q) and φ(k), m wide per head (measured: 1 to 2 h·m per token).
+      return 2 * static_cast<double>(c.heads * c.params.as<PerformerParams>().features);
+    };
+    s.buffers = [](const AttentionConfig& c) {
+      return static_cast<double>(c.params.as<PerformerParams>().features * c.resolved_head_dim());
+    };
     return s;
   }();
   return spec;

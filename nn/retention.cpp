@@ -108,6 +108,13 @@ const AttentionSpec& retention_spec() {
       return projection_flops(c) + linear_mix_flops(c) + gate + 8 * inner;
     };
     s.kept_bytes = [](const AttentionConfig&, int64_t) { return 0.0; };
+    s.parameters = [](const AttentionConfig& c) {
+      // The gate's projection and the output norm's weight and bias.
+      const double d = static_cast<double>(c.d_model);
+      const double inner = static_cast<double>(c.heads * c.resolved_head_dim());
+      const bool gated = c.params.as<RetentionParams>().gate == "swish";
+      return projection_parameters(c) + (gated ? d * inner + inner : 0.0) + 2 * inner;
+    };
     return s;
   }();
   return spec;

@@ -124,6 +124,7 @@ const AttentionSpec& norm_attention_spec() {
     s.flops = [](const AttentionConfig& c, int64_t) {
       return projection_flops(c) + linear_mix_flops(c);
     };
+    s.parameters = projection_parameters;
     s.kept_bytes = [](const AttentionConfig&, int64_t) { return 0.0; };
     return s;
   }();
@@ -145,6 +146,7 @@ const AttentionSpec& diag_attention_spec() {
       const double dh = static_cast<double>(c.resolved_head_dim());
       return projection_flops(c) + h * 4 * dh * keys_seen(c, diag_window(c, n));
     };
+    s.parameters = projection_parameters;
     s.kept_bytes = [](const AttentionConfig& c, int64_t n) {
       return static_cast<double>(c.heads) * static_cast<double>(n) * diag_window(c, n) * 4;
     };

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/copy_run.h"
+#include "cli/memory_check.h"
 #include "cli/options.h"
 #include "cli/run_dir.h"
 #include "helpers.h"
@@ -274,4 +275,51 @@ TEST_CASE("resume: the default model, 2000 steps straight against 1000 and a res
       train({"train", "--resume", parts.string(), "--steps", "2000", "--quiet"});
   REQUIRE(resumed.records.size() == 2000);
   check_same_run(resumed, uninterrupted, parts, whole);
+}
+
+TEST_CASE("memory: a run that cannot fit is refused before anything is built") {
+  const fs::path out = scratch("memory");
+  // Each size that grew towards the out-of-memory killer, with the flags that ask for it.
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{{"--layers", "1000000"},
+                                             {"--batch", "100000000"},
+                                             {"--length", "100000000"},
+                                             {"--d-model", "100000000", "--heads", "1"},
+                                             {"--model", "performer", "--features", "100000000"}}) {
+    std::vector<std::string> args = {"train", "--quiet", "--out", out.string()};
+    args.insert(args.end(), flags.begin(), flags.end());
+    INFO(flags[0]);
+    const auto refused = [&] { (void)train(args); };
+    CHECK_THROWS_WITH_AS(refused(), doctest::Contains((flags[0] + " " + flags[1]).c_str()), Error);
+    CHECK_THROWS_WITH_AS(refused(), doctest::Contains("available on cpu"), Error);
+    CHECK_THROWS_WITH_AS(refused(), doctest::Contains("--max-memory"), Error);
+    CHECK(!fs::exists(out / "config.json"));  // refused before the run directory was touched
+  }
+  // --max-memory: a limit below the estimate refuses a small run; a malformed size is an error.
+  const std::vector<std::string> small = run_args("linear", 2, out, {"--max-memory", "64K"});
+  CHECK_THROWS_WITH_AS(train(small), doctest::Contains("more than the limit of 64.0 KiB"), Error);
+  CHECK_THROWS_WITH_AS(parse_cli(run_args("linear", 2, out, {"--max-memory", "lots"})),
+                       doctest::Contains("--max-memory is 'lots', expected a positive size"),
+                       Error);
+  CHECK(cli::parse_bytes("--max-memory", "8G") == 8.0 * 1024 * 1024 * 1024);
+  CHECK(cli::parse_bytes("--max-memory", "1.5MiB") == 1.5 * 1024 * 1024);
+  CHECK(cli::parse_bytes("--max-memory", "4096") == 4096);
+  for (const char* bad : {"", "-1G", "0", "8X", "G", "nan"})
+    CHECK_THROWS_AS(cli::parse_bytes("--max-memory", bad), Error);
+  CHECK(train(run_args("linear", 2, out, {"--max-memory", "2G"})).steps_done == 2);
+  fs::remove_all(out);
+}
+
+TEST_CASE("resume: --steps far beyond the run reserves nothing by the step count") {
+  // 10^9 steps used to reserve a metrics row per step up front (std::bad_alloc); the run
+  // now starts at once, and Ctrl-C stops it with a checkpoint as usual.
+  const fs::path out = scratch("many-steps");
+  const cli::TrainResult stopped =
+      train(run_args("linear", 1000000000, out), [](const cli::StepRecord& r) {
+        if (r.step == 3) std::raise(SIGINT);
+      });
+  CHECK(stopped.stopped_by == SIGINT);
+  CHECK(stopped.steps_done == 3);
+  CHECK(fs::exists(out / "checkpoint.safetensors"));
+  fs::remove_all(out);
 }

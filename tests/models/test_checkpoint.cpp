@@ -422,6 +422,17 @@ TEST_CASE("load_model: a wrong format tag or config") {
     m["polyak.config"] = "not json";
   });
   check_error([&] { load_model(path); }, {path, "not valid JSON"});
+
+  // A config that describes a model bigger than the machine, in a file of a few KB: refused
+  // before the model is built (it used to grow towards the out-of-memory killer).
+  TransformerConfig deep = small();
+  deep.layers = 1000000000;
+  save_edited(model, path, [&](NamedTensors&, std::map<std::string, std::string>& m) {
+    m["polyak.config"] = config_to_json(deep);
+  });
+  check_error([&] { load_model(path); },
+              {"load_model", path, "its config (layers = 1000000000", "tensor elements)",
+               "needs about", "available on cpu", "check that the file is the checkpoint"});
 }
 
 TEST_CASE("load_model: tensors that do not match the config are each named") {
