@@ -1,6 +1,5 @@
 #include "cli/training_checkpoint.h"
 
-#include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -14,25 +13,53 @@
 namespace polyak::cli {
 namespace {
 
-constexpr const char* kFormat = "training-checkpoint/1";
+// 2: the metrics rows are the tensor train.rows. 1 (still read): they were CSV text in the
+// metadata, which a header's 100 MB limit cut off after about a million steps.
+constexpr const char* kFormat = "training-checkpoint/2";
+constexpr const char* kFormatV1 = "training-checkpoint/1";
+constexpr int64_t kRowColumns = 8;
 
-// The rows with every digit, so that a resumed run writes the same metrics.csv.
-std::string rows_text(const std::vector<StepRecord>& rows) {
-  std::string text;
-  char line[512];
+// The rows as f64 [rows, 8] (every digit, so that a resumed run writes the same
+// metrics.csv): step, loss, accuracy, lr, seconds, train_seconds, test_accuracy,
+// test_reference_accuracy.
+Tensor rows_tensor(const std::vector<StepRecord>& rows) {
+  Tensor t = Tensor::empty({static_cast<int64_t>(rows.size()), kRowColumns}, DType::f64);
+  double* out = t.data<double>();
   for (const StepRecord& r : rows) {
-    std::snprintf(line, sizeof line, "%" PRId64 ",%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n",
-                  r.step, r.loss, r.accuracy, r.lr, r.seconds, r.train_seconds, r.test_accuracy,
-                  r.test_reference_accuracy);
-    text += line;
+    for (const double v : {static_cast<double>(r.step), r.loss, r.accuracy, r.lr, r.seconds,
+                           r.train_seconds, r.test_accuracy, r.test_reference_accuracy})
+      *out++ = v;
   }
-  return text;
+  return t;
 }
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   fail("polyak train --resume: ", path, ": ", what);
 }
 
+std::vector<StepRecord> rows_of_tensor(const Tensor& t, const std::string& path) {
+  if (t.dtype() != DType::f64 || t.dim() != 2 || t.size(1) != kRowColumns)
+    bad(path, detail::concat("tensor 'train.rows' is ", t.dtype(), " ", t.shape(),
+                             ", expected f64 [steps, ", kRowColumns, "]"));
+  std::vector<StepRecord> rows(static_cast<size_t>(t.size(0)));
+  const double* in = t.data<double>();
+  for (StepRecord& r : rows) {
+    if (in[0] != std::floor(in[0]) || in[0] < 1)
+      bad(path, detail::concat("tensor 'train.rows' holds step ", in[0], ", expected a step ≥ 1"));
+    r.step = static_cast<int64_t>(in[0]);
+    r.loss = in[1];
+    r.accuracy = in[2];
+    r.lr = in[3];
+    r.seconds = in[4];
+    r.train_seconds = in[5];
+    r.test_accuracy = in[6];
+    r.test_reference_accuracy = in[7];
+    in += kRowColumns;
+  }
+  return rows;
+}
+
+// Format 1's rows: CSV text in the metadata.
 std::vector<StepRecord> parse_rows(const std::string& text, const std::string& path) {
   std::vector<StepRecord> rows;
   std::istringstream in(text);
@@ -93,10 +120,10 @@ uint64_t member(const nlohmann::json& object, const std::string& key, const std:
 SafetensorsFile open_checkpoint(const std::string& path, const char* command) {
   SafetensorsFile file = load_safetensors(path);
   const auto format = file.metadata.find("polyak.format");
-  POLYAK_CHECK(format != file.metadata.end() && format->second == kFormat, command, ": ", path,
-               " is not a training checkpoint (polyak.format is \"",
-               format == file.metadata.end() ? "" : format->second, "\", expected \"", kFormat,
-               "\")");
+  POLYAK_CHECK(
+      format != file.metadata.end() && (format->second == kFormat || format->second == kFormatV1),
+      command, ": ", path, " is not a training checkpoint (polyak.format is \"",
+      format == file.metadata.end() ? "" : format->second, "\", expected \"", kFormat, "\")");
   return file;
 }
 
@@ -120,6 +147,7 @@ void save_training_checkpoint(const std::string& path, TransformerLM& model, con
   nlohmann::json counters = nlohmann::json::object();
   for (const auto& [name, value] : model.named_counters()) counters[name] = *value;
 
+  tensors.emplace_back("train.rows", rows_tensor(progress.rows));
   std::map<std::string, std::string> metadata = {
       {"polyak.format", kFormat},
       {"polyak.config", config_to_json(model.config())},
@@ -127,7 +155,6 @@ void save_training_checkpoint(const std::string& path, TransformerLM& model, con
       {"train.step", std::to_string(progress.step)},
       {"train.seconds", nlohmann::json(progress.seconds).dump()},
       {"train.eval_seconds", nlohmann::json(progress.eval_seconds).dump()},
-      {"train.rows", rows_text(progress.rows)},
       {"optim.name", opt.name()},
       {"optim.step_count", std::to_string(opt.step_count())},
       {"optim.parameter_steps", steps.dump()},
@@ -157,6 +184,13 @@ TrainingProgress load_training_checkpoint(const std::string& path, TransformerLM
       state.emplace_back(name.substr(6), t);
       used.insert(name);
     }
+  }
+  const Tensor* rows = nullptr;
+  if (file.metadata.at("polyak.format") == kFormat) {
+    for (const auto& [name, t] : file.tensors)
+      if (name == "train.rows") rows = &t;
+    if (!rows) bad(path, "the tensor 'train.rows' (the metrics rows) is missing");
+    used.insert("train.rows");
   }
   model.load_state_dict(state);
 
@@ -204,7 +238,7 @@ TrainingProgress load_training_checkpoint(const std::string& path, TransformerLM
   p.step = meta_int(file, "train.step", path);
   p.seconds = meta_double(file, "train.seconds", path);
   p.eval_seconds = meta_double(file, "train.eval_seconds", path);
-  p.rows = parse_rows(meta(file, "train.rows", path), path);
+  p.rows = rows ? rows_of_tensor(*rows, path) : parse_rows(meta(file, "train.rows", path), path);
   if (static_cast<int64_t>(p.rows.size()) != p.step)
     bad(path, "metadata train.rows has " + std::to_string(p.rows.size()) + " rows, expected " +
                   std::to_string(p.step) + " (one a step)");

@@ -4,12 +4,13 @@
 //
 //   tensors   model.<name>            the model's state dict (parameters and buffers: Ω)
 //             optim.<i>.<state>       the optimizer's state of parameter i (exp_avg, …)
-//   metadata  polyak.format           "training-checkpoint/1"
+//             train.rows              the metrics rows so far, f64 [steps, 8] (every digit)
+//   metadata  polyak.format           "training-checkpoint/2" (/1, still read, held the rows
+//                                     as CSV text in the metadata "train.rows")
 //             polyak.config           the model's config (models/checkpoint.h)
 //             train.options           the run's options, JSON (cli/options.h)
 //             train.step              steps done
 //             train.seconds, train.eval_seconds   wall clock so far
-//             train.rows              the metrics rows so far, CSV with every digit
 //             optim.step_count, optim.parameter_steps (JSON list)
 //             rng                     JSON {name: offset}: every generator of the model
 //                                     (dropout masks, Performer's Ω) and "data.train",
