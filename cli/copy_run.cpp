@@ -330,6 +330,7 @@ TrainResult train_copy(const TrainOptions& o,
                          "polyak train");
   const std::filesystem::path out_dir(o.out);
   TrainResult result;
+  result.removed_temporaries = dir.removed_temporaries();
   result.config_path = (out_dir / "config.json").string();
   result.metrics_path = (out_dir / "metrics.csv").string();
   result.model_path = (out_dir / "model.safetensors").string();

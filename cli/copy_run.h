@@ -41,6 +41,8 @@ struct TrainResult {
   int stopped_by = 0;           // SIGINT or SIGTERM when a signal stopped the run
   int64_t steps_done = 0;
   std::vector<StepRecord> records;  // every step, as in metrics.csv
+  // Temporary files of saves killed half-way that the run removed from its directory.
+  std::vector<std::string> removed_temporaries;
 };
 
 // Checkpoint metadata that train_copy writes beside the model, so that `polyak generate

@@ -80,6 +80,9 @@ int train_command(const TrainOptions& o) {
   Progress progress(o, "");
   polyak::cli::TrainResult result =
       polyak::cli::train_copy(o, [&](const StepRecord& r) { progress(r); });
+  for (const std::string& file : result.removed_temporaries)
+    std::fprintf(stderr, "polyak train: removed %s, left by a save that was killed half-way\n",
+                 file.c_str());
   if (result.stopped_by != 0) {
     std::fprintf(stderr,
                  "\npolyak train: stopped by %s after step %lld of %lld; the run is saved in %s\n"

@@ -680,6 +680,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
     if (what.empty()) what = e.get_name();
     if (const std::string unknown = unknown_flag_message(app, args); !unknown.empty())
       fail(unknown);
+    // A validator's own message ("--seed: polyak: --seed is -1, …") without CLI11's prefix.
+    if (const size_t own = what.find("polyak: "); own != std::string::npos) fail(what.substr(own));
     fail("polyak: ", what);
   }
 

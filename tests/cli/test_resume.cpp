@@ -212,6 +212,8 @@ TEST_CASE("run directories: one run at a time, one run's files, stale temporarie
   const cli::TrainResult forced = train(run_args("linear", 4, out, {"--force"}));
   CHECK(forced.records.size() == 4);
   CHECK(!fs::exists(out / "model.safetensors.tmp.12345.0"));
+  CHECK(forced.removed_temporaries ==
+        std::vector<std::string>{(out / "model.safetensors.tmp.12345.0").string()});
   {
     // A run holding the directory's lock keeps a second one out.
     const cli::RunDirectory holder((out / "busy").string(), cli::RunDirectory::Mode::fresh, "test");
