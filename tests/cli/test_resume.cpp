@@ -339,7 +339,7 @@ TEST_CASE("resume: --steps far beyond the run reserves nothing by the step count
   fs::remove_all(out);
 }
 
-TEST_CASE("resume: the metrics rows are a tensor; checkpoints of the first format still resume") {
+TEST_CASE("resume: the metrics rows are a tensor, checkpoints of the first format still resume") {
   const fs::path whole = scratch("v1-whole"), parts = scratch("v1-parts");
   const cli::TrainResult uninterrupted = train(run_args("momentum", 12, whole));
   (void)train(run_args("momentum", 6, parts));

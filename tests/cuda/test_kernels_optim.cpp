@@ -55,7 +55,7 @@ std::vector<Tensor> random_params(Device device, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("device optimizers: fused updates follow the CPU trajectory; no grad, no update") {
+TEST_CASE("device optimizers: fused updates follow the CPU trajectory, no grad, no update") {
   for (const Device dev : kernel_devices()) {
     for (const auto& [label, make_opt] : optimizers()) {
       INFO(label);

@@ -348,7 +348,7 @@ TEST_CASE("save_model / load_model: an f64 model loads as f64 with identical log
   CHECK(f.tensors.front().second.dtype() == DType::f64);
 }
 
-TEST_CASE("save_model: reserved metadata keys; a failed save keeps the old checkpoint") {
+TEST_CASE("save_model: reserved metadata keys, a failed save keeps the old checkpoint") {
   TempDir dir("polyak-test-checkpoint");
   TransformerLM model(small());
   const std::string path = dir.file("ckpt.safetensors");

@@ -184,7 +184,7 @@ TEST_CASE("TransformerLayer: with dropout, the fused residual joins equal the co
     }
 }
 
-TEST_CASE("attention: every kind maps [B,N,d] to [B,N,d]; head_dim may differ from d/H") {
+TEST_CASE("attention: every kind maps [B,N,d] to [B,N,d], head_dim may differ from d/H") {
   for (const std::string& kind : attention_kinds()) {
     for (bool causal : {true, false}) {
       if (!has_form(kind, causal)) continue;

@@ -29,7 +29,7 @@ AttentionConfig linformer_config(int64_t k, int64_t max_len) {
 
 // ---- LinformerAttention ------------------------------------------------------------------
 
-TEST_CASE("linformer: E, F [k, max_len] parameters, N(0, 1/k) at start; output shape") {
+TEST_CASE("linformer: E, F [k, max_len] parameters, N(0, 1/k) at start, output shape") {
   Generator gen(33);
   auto attn = make_attention(linformer_config(16, 256), gen);
   const Tensor e = attn->parameter("proj_k"), f = attn->parameter("proj_v");
@@ -82,7 +82,7 @@ TEST_CASE("linformer: with k = N and E = F = identity it is softmax attention") 
   }
 }
 
-TEST_CASE("linformer: gradcheck w.r.t. the input and E, F; E's unused columns get zeros") {
+TEST_CASE("linformer: gradcheck w.r.t. the input and E, F, E's unused columns get zeros") {
   Generator gen(37);
   auto attn = make_attention(linformer_config(3, 7), gen);
   attn->to(DType::f64);

@@ -71,7 +71,7 @@ TEST_CASE("module: dotted paths, deterministic order, tensor names") {
   CHECK(gens[1].first == "blocks.0.drop.generator");
 }
 
-TEST_CASE("module: same seed, same parameters; another seed, others") {
+TEST_CASE("module: same seed, same parameters, another seed, others") {
   Root a(7), b(7), c(8);
   auto pa = a.parameters(), pb = b.parameters(), pc = c.parameters();
   CHECK(max_abs_diff(pa[1], pb[1]) == 0.0);

@@ -217,7 +217,7 @@ TEST_CASE("performer: training forwards drive the redraw schedule, eval forwards
   CHECK(favor.omega.to_vector() == prev);
 }
 
-TEST_CASE("performer: state_dict carries feature_map.omega; loading reproduces the outputs") {
+TEST_CASE("performer: state_dict carries feature_map.omega, loading reproduces the outputs") {
   Generator g1(18), g2(19);
   auto a = make_attention(performer_config(8), g1);
   auto b = make_attention(performer_config(8), g2);

@@ -145,7 +145,7 @@ TEST_CASE("sgemm: the tile of each ISA's microkernel") {
   }
 }
 
-TEST_CASE("sgemm: a bias starts every row; k = 0 leaves the bias, zeros, or C") {
+TEST_CASE("sgemm: a bias starts every row, k = 0 leaves the bias, zeros, or C") {
   std::mt19937 rng(9);
   for (bool ta : {false, true})
     for (bool tb : {false, true})

@@ -39,7 +39,7 @@ double dot_rows(const std::vector<double>& w, int64_t D, int64_t i, int64_t j) {
 
 }  // namespace
 
-TEST_CASE("favor_feature_map equals its formula, any leading axes; f32 agrees with f64") {
+TEST_CASE("favor_feature_map equals its formula, any leading axes, f32 agrees with f64") {
   Generator gen(11);
   struct Case {
     Shape x;
