@@ -33,8 +33,9 @@ double parse_bytes(const char* flag, const std::string& text) {
     scale = 1024.0 * 1024 * 1024;
   else if (unit == "T")
     scale = 1024.0 * 1024 * 1024 * 1024;
-  POLYAK_CHECK(end != begin && scale > 0 && std::isfinite(number) && number > 0, "polyak: ", flag,
-               " is '", text, "', expected a positive size such as 8G, 512MiB or 1073741824");
+  POLYAK_CHECK(end != begin && scale > 0 && number > 0 && std::isfinite(number * scale),
+               "polyak: ", flag, " is '", text,
+               "', expected a positive size such as 8G, 512MiB or 1073741824");
   return number * scale;
 }
 

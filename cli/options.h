@@ -73,8 +73,7 @@ struct TrainOptions {
 };
 
 // The options a checkpoint stores (JSON; without out, quiet, force, resume and max_memory),
-// and back: a
-// missing or mistyped key is a polyak::Error naming `source` and the key.
+// and back: a missing or mistyped key is a polyak::Error naming `source` and the key.
 std::string train_options_json(const TrainOptions& options);
 TrainOptions train_options_from_json(const std::string& json, const std::string& source);
 

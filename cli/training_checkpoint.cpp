@@ -240,7 +240,7 @@ TrainingProgress load_training_checkpoint(const std::string& path, TransformerLM
   p.eval_seconds = meta_double(file, "train.eval_seconds", path);
   p.rows = rows ? rows_of_tensor(*rows, path) : parse_rows(meta(file, "train.rows", path), path);
   if (static_cast<int64_t>(p.rows.size()) != p.step)
-    bad(path, "metadata train.rows has " + std::to_string(p.rows.size()) + " rows, expected " +
+    bad(path, "train.rows has " + std::to_string(p.rows.size()) + " rows, expected " +
                   std::to_string(p.step) + " (one a step)");
   p.train_data = member(rng.contains("data.train") ? rng["data.train"] : nlohmann::json(), "rng",
                         "offset", path);

@@ -5,11 +5,12 @@
 //   parameters   the kinds' own counts (AttentionSpec::parameters), the embedding, learned
 //                positions, norms, feed-forwards and the head: exact (tested against the
 //                built model)
-//   training     f32 weights, their gradients and the optimizer's moments, plus what one
-//                batch's backward keeps: per token and layer a multiple of d, the heads'
-//                width and the feed-forward's, the kind's kept attention weights
-//                (AttentionSpec::kept_bytes), and the logits (calibrated against the
-//                allocator's peak; docs/design.md "Memory estimates")
+//   training     f32 weights and buffers (AttentionSpec::buffers: Performer's Ω), their
+//                gradients and the optimizer's moments, plus what one batch's backward
+//                keeps: per token and layer a multiple of d, the heads' width and the
+//                feed-forward's, the kind's extra_activations and kept attention weights
+//                (kept_bytes), and the logits (calibrated against the allocator's peak;
+//                docs/design.md "Training runs that survive")
 #pragma once
 
 #include <cstdint>

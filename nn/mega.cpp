@@ -189,6 +189,11 @@ std::vector<ParamField> mega_fields() {
             "Mega's attention function: softmax | laplace", one_of({"softmax", "laplace"}))};
 }
 
+// The value width v (v_dim, or d_model when 0), as MegaAttention::v_dim() has it.
+double value_width(const AttentionConfig& c, const MegaParams& p) {
+  return static_cast<double>(p.v_dim > 0 ? p.v_dim : c.d_model);
+}
+
 // The block's FLOPs per token, keys seen in a window of `window` positions: V, the
 // [2d + z + v] gate projection, W_h, the EMA (n dimensions per channel, a multiply-add each
 // way) and one head of attention.
@@ -196,7 +201,7 @@ double mega_flops(const AttentionConfig& c, double window) {
   const MegaParams p = mega_params(c);
   const double d = static_cast<double>(c.d_model), z = static_cast<double>(p.z_dim);
   const double ema = static_cast<double>(p.ema_dim);
-  const double v = p.v_dim > 0 ? static_cast<double>(p.v_dim) : d;
+  const double v = value_width(c, p);
   return 2 * d * v + 2 * d * (2 * d + z + v) + 2 * v * d + 4 * d * ema +
          (2 * z + 2 * v) * keys_seen(c, window);
 }
@@ -213,7 +218,7 @@ double chunk_window(const AttentionConfig& c, int64_t n) {
 double mega_extra_activations(const AttentionConfig& c) {
   const MegaParams p = mega_params(c);
   const double d = static_cast<double>(c.d_model);
-  const double v = p.v_dim > 0 ? static_cast<double>(p.v_dim) : d;
+  const double v = value_width(c, p);
   return 3 * d + 2 * v + 5 * static_cast<double>(p.z_dim);
 }
 
@@ -221,7 +226,7 @@ double mega_parameters(const AttentionConfig& c, double window) {
   const MegaParams p = mega_params(c);
   const double d = static_cast<double>(c.d_model), z = static_cast<double>(p.z_dim);
   const double ema = static_cast<double>(p.ema_dim), directions = c.causal ? 1 : 2;
-  const double v = p.v_dim > 0 ? static_cast<double>(p.v_dim) : d;
+  const double v = value_width(c, p);
   return 4 * directions * d * ema + d + (d * v + v) + (d * (2 * d + z + v) + 2 * d + z + v) +
          (v * d + d) + 4 * z + (2 * window - 1);
 }

@@ -325,7 +325,7 @@ TEST_CASE("memory: a run that cannot fit is refused before anything is built") {
   CHECK(cli::parse_bytes("--max-memory", "8G") == 8.0 * 1024 * 1024 * 1024);
   CHECK(cli::parse_bytes("--max-memory", "1.5MiB") == 1.5 * 1024 * 1024);
   CHECK(cli::parse_bytes("--max-memory", "4096") == 4096);
-  for (const char* bad : {"", "-1G", "0", "8X", "G", "nan"})
+  for (const char* bad : {"", "-1G", "0", "8X", "G", "nan", "1e308T"})
     CHECK_THROWS_AS(cli::parse_bytes("--max-memory", bad), Error);
   CHECK(train(run_args("linear", 2, out, {"--max-memory", "2G"})).steps_done == 2);
   fs::remove_all(out);
