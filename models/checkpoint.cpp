@@ -37,6 +37,8 @@ using Member = std::variant<int64_t TransformerConfig::*, uint64_t TransformerCo
 struct Field {
   const char* name;
   Member member;
+  // Added after files were written without it: a missing key keeps the default.
+  bool optional = false;
 };
 
 // The fields of both formats, in the order they are written; the kinds' settings follow as
@@ -44,12 +46,29 @@ struct Field {
 const std::vector<Field>& config_fields() {
   using C = TransformerConfig;
   static const std::vector<Field> fields = {
-      {"vocab", &C::vocab},           {"max_len", &C::max_len},   {"d_model", &C::d_model},
-      {"heads", &C::heads},           {"head_dim", &C::head_dim}, {"ff_dim", &C::ff_dim},
-      {"layers", &C::layers},         {"dropout", &C::dropout},   {"attention", &C::attention},
-      {"causal", &C::causal},         {"pre_norm", &C::pre_norm}, {"positions", &C::positions},
-      {"activation", &C::activation}, {"norm", &C::norm},         {"final_norm", &C::final_norm},
-      {"connection", &C::connection}, {"norm_eps", &C::norm_eps}, {"seed", &C::seed},
+      {"vocab", &C::vocab},
+      {"max_len", &C::max_len},
+      {"d_model", &C::d_model},
+      {"heads", &C::heads},
+      {"head_dim", &C::head_dim},
+      {"ff_dim", &C::ff_dim},
+      {"layers", &C::layers},
+      {"dropout", &C::dropout},
+      {"attention", &C::attention},
+      {"causal", &C::causal},
+      {"pre_norm", &C::pre_norm},
+      {"positions", &C::positions},
+      {"activation", &C::activation},
+      {"norm", &C::norm},
+      {"final_norm", &C::final_norm},
+      {"connection", &C::connection},
+      {"norm_eps", &C::norm_eps},
+      {"seed", &C::seed},
+      {"head", &C::head, true},
+      {"classes", &C::classes, true},
+      {"pooling", &C::pooling, true},
+      {"head_hidden", &C::head_hidden, true},
+      {"mixtures", &C::mixtures, true},
   };
   return fields;
 }
@@ -240,8 +259,12 @@ TransformerConfig config_from_json(const std::string& text, const std::string& s
   std::vector<std::string> unknown, missing;
   for (const auto& [key, value] : j.items())
     if (std::find(known.begin(), known.end(), key) == known.end()) unknown.push_back(key);
-  for (const std::string& key : known)
-    if (!j.contains(key)) missing.push_back(key);
+  for (const std::string& key : known) {
+    const auto field = std::find_if(config_fields().begin(), config_fields().end(),
+                                    [&](const Field& f) { return key == f.name; });
+    const bool optional = field != config_fields().end() && field->optional;
+    if (!optional && !j.contains(key)) missing.push_back(key);
+  }
   POLYAK_CHECK(unknown.empty(), fn, ": ", source, ": unknown key", unknown.size() > 1 ? "s " : " ",
                join(unknown), ", expected only: ", comma_list(known));
   POLYAK_CHECK(missing.empty(), fn, ": ", source, ": missing key", missing.size() > 1 ? "s " : " ",
@@ -249,8 +272,9 @@ TransformerConfig config_from_json(const std::string& text, const std::string& s
 
   TransformerConfig config;
   for (const Field& f : config_fields())
-    std::visit([&](auto member) { read_field(config, member, j[f.name], source, f.name); },
-               f.member);
+    if (j.contains(f.name))
+      std::visit([&](auto member) { read_field(config, member, j[f.name], source, f.name); },
+                 f.member);
   auto kind_params = [&](bool attention) {
     const std::string& kind = attention ? config.attention : config.connection;
     const char* field = attention ? "attention" : "connection";

@@ -59,7 +59,14 @@ double parameter_count(const TransformerConfig& c) {
   if (c.positions == "learned") n += static_cast<double>(c.max_len) * d;  // positions
   n += over_layers(c, layer_parameters);                                  // layers
   if (c.final_norm) n += c.norm == "rmsnorm" ? d : 2 * d;                 // final norm
-  n += d * vocab + vocab;                                                 // head
+  double head_in = d;
+  if (c.head == "classes" && c.head_hidden > 0) {  // the ReLU layer
+    head_in = static_cast<double>(c.head_hidden);
+    n += d * head_in + head_in;
+  }
+  const double out = static_cast<double>(c.head_outputs());
+  n += head_in * out + out;                               // head
+  if (c.head == "classes" && c.pooling == "cls") n += d;  // the CLS vector
   return n;
 }
 
@@ -79,9 +86,10 @@ MemoryEstimate estimate_training_memory(const TransformerConfig& c, int64_t batc
   e.gradient_bytes = 4 * e.parameters;
   e.optimizer_bytes = 4 * e.parameters * optimizer_states;
   const double tokens = static_cast<double>(batch) * static_cast<double>(length);
-  const double model = 4 * tokens *
-                       (kModelPerD * d + kModelPerFF * static_cast<double>(c.resolved_ff_dim()) +
-                        kModelPerVocab * static_cast<double>(c.vocab));
+  const double model =
+      4 * tokens *
+      (kModelPerD * d + kModelPerFF * static_cast<double>(c.resolved_ff_dim()) +
+       kModelPerVocab * static_cast<double>(c.head == "classes" ? 0 : c.head_outputs()));
   const double layers = over_layers(c, [&](const TransformerLayerConfig& layer) {
     return layer_activation_bytes(layer, length);
   });

@@ -5,7 +5,11 @@
 #include <cmath>
 #include <utility>
 
+#include "polyak/nn/init.h"
 #include "polyak/nn/kinds.h"
+#include "polyak/ops/elementwise.h"
+#include "polyak/ops/reduce.h"
+#include "polyak/ops/shape_ops.h"
 
 namespace polyak {
 
@@ -38,11 +42,43 @@ void TransformerConfig::validate() const {
                  connection)
       .validate(std::string(fn) + ": connection_params");
   POLYAK_CHECK(norm_eps > 0.0, fn, ": norm_eps = ", norm_eps, ", expected positive");
+  check_choice(fn, "head", head, head_kinds());
+  check_choice(fn, "pooling", pooling, pooling_kinds());
+  if (head == "classes") {
+    POLYAK_CHECK(classes >= 2, fn, ": classes = ", classes,
+                 ", expected at least 2 for head = 'classes'");
+    POLYAK_CHECK(head_hidden >= 0, fn, ": head_hidden = ", head_hidden,
+                 ", expected a positive width (or 0: no hidden layer)");
+    POLYAK_CHECK(pooling != "cls" || positions == "sinusoidal" || max_len >= 2, fn,
+                 ": max_len = ", max_len,
+                 ", expected at least 2 with pooling = 'cls' (the CLS vector takes a position)");
+  }
+  if (head == "mixture") {
+    POLYAK_CHECK(mixtures >= 1, fn, ": mixtures = ", mixtures, ", expected at least 1");
+    POLYAK_CHECK(vocab == 256, fn, ": vocab = ", vocab,
+                 ", expected 256 for head = 'mixture' (it models 8-bit intensities 0..255)");
+  }
   check_form(spec, causal, fn, "attention");
   // Anything left (a kind's own rules) is checked where it lands, once per distinct layer
   // configuration.
   layer_config(0).validate();
   if (layers > 1) layer_config(layers - 1).validate();
+}
+
+const std::vector<std::string>& head_kinds() {
+  static const std::vector<std::string> kinds = {"tokens", "classes", "mixture"};
+  return kinds;
+}
+
+const std::vector<std::string>& pooling_kinds() {
+  static const std::vector<std::string> kinds = {"mean", "cls"};
+  return kinds;
+}
+
+int64_t TransformerConfig::head_outputs() const {
+  if (head == "classes") return classes;
+  if (head == "mixture") return 3 * mixtures;
+  return vocab;
 }
 
 const std::vector<std::string>& stack_attention_kinds() {
@@ -142,7 +178,18 @@ TransformerLM::TransformerLM(const TransformerConfig& config) : config_(config) 
     layers->push_back(std::make_shared<TransformerLayer>(config_.layer_config(i), gen));
   if (config_.final_norm)
     final_norm = register_module("final_norm", make_norm(config_.norm, d, config_.norm_eps));
-  head = register_module("head", std::make_shared<Linear>(d, config_.vocab, gen));
+  int64_t head_in = d;
+  if (config_.head == "classes" && config_.head_hidden > 0) {
+    head_hidden =
+        register_module("head_hidden", std::make_shared<Linear>(d, config_.head_hidden, gen));
+    head_in = config_.head_hidden;
+  }
+  head = register_module("head", std::make_shared<Linear>(head_in, config_.head_outputs(), gen));
+  if (config_.head == "classes" && config_.pooling == "cls") {
+    cls = Tensor::empty(Shape{d});
+    normal_(cls, 0.0, 0.02, gen);
+    register_parameter("cls", cls);
+  }
 }
 
 void TransformerLM::check_tokens(const char* fn, const Tensor& tokens, int64_t rank) const {
@@ -168,20 +215,59 @@ void TransformerLM::check_tokens(const char* fn, const Tensor& tokens, int64_t r
   }
 }
 
-Tensor TransformerLM::features(const Tensor& tokens) {
+Tensor TransformerLM::features(const Tensor& tokens, const std::vector<int64_t>& lengths) {
   const char* fn = "TransformerLM::forward";
   check_tokens(fn, tokens, 2);
-  const int64_t N = tokens.size(1);
-  POLYAK_CHECK(config_.positions == "sinusoidal" || N <= config_.max_len, fn, ": tokens has ", N,
-               " positions, expected at most max_len = ", config_.max_len, " (learned positions)");
-  Tensor x = dropout->forward(positions->forward(embedding->forward(tokens)));
+  const int64_t B = tokens.size(0), N = tokens.size(1);
+  is_padded(fn, lengths, B, N);
+  const int64_t positions_needed = config_.positions_for(N);
+  POLYAK_CHECK(config_.positions == "sinusoidal" || positions_needed <= config_.max_len, fn,
+               ": tokens has ", N, " positions",
+               positions_needed > N ? " (and the CLS vector one more)" : "",
+               ", expected at most max_len = ", config_.max_len, " (learned positions)");
+  Tensor x = embedding->forward(tokens);
+  std::vector<int64_t> layer_lengths = lengths;
+  if (cls.defined()) {  // the CLS vector first: every row one position longer
+    const int64_t d = config_.d_model;
+    Tensor first = cls.reshape({1, 1, d});
+    if (B > 1) first = concat(std::vector<Tensor>(static_cast<size_t>(B), first), 0);
+    x = concat({first.to(x.dtype()), x}, 1);
+    for (int64_t& n : layer_lengths) ++n;
+  }
+  x = dropout->forward(positions->forward(x));
   LayerCarry carry;
-  for (const auto& layer : *layers) x = layer->forward(x, carry);
+  for (const auto& layer : *layers) x = layer->forward(x, carry, layer_lengths);
   return final_norm ? final_norm->forward(x) : x;
 }
 
+Tensor TransformerLM::pool(const Tensor& states, const std::vector<int64_t>& lengths) const {
+  const char* fn = "TransformerLM::pool";
+  check_rank(fn, "states", states, 3, "[B, N, d]");
+  const int64_t B = states.size(0), N = states.size(1), d = states.size(2);
+  if (config_.pooling == "cls") return slice(states, 1, 0, 1).reshape({B, d});
+  if (!is_padded(fn, lengths, B, N)) return mean(states, 1);
+  // Σ over the real positions / n: the mask zeroes the padding's states.
+  const Tensor mask = padding_mask(lengths, B, N, states.dtype(), states.device());
+  std::vector<double> inverse(static_cast<size_t>(B));
+  for (size_t b = 0; b < inverse.size(); ++b) inverse[b] = 1.0 / static_cast<double>(lengths[b]);
+  Tensor scale = Tensor::from(inverse, Shape{B, 1}, states.dtype());
+  if (!states.device().is_cpu()) scale = scale.to(states.device());
+  return sum(states * mask.reshape({B, N, 1}), 1) * scale;
+}
+
+Tensor TransformerLM::forward(const Tensor& tokens, const std::vector<int64_t>& lengths) {
+  Tensor h = features(tokens, lengths);
+  if (config_.head != "classes") return head->forward(h);
+  std::vector<int64_t> layer_lengths = lengths;
+  if (cls.defined())
+    for (int64_t& n : layer_lengths) ++n;
+  h = pool(h, layer_lengths);
+  if (head_hidden) h = relu(head_hidden->forward(h));
+  return head->forward(h);
+}
+
 Tensor TransformerLM::forward(const Tensor& tokens) {
-  return head->forward(features(tokens));
+  return forward(tokens, {});
 }
 
 // ---- the recurrent form ----------------------------------------------------------------
@@ -191,6 +277,9 @@ ModelState TransformerLM::initial_state(int64_t batch) const {
   POLYAK_CHECK(config_.causal, fn,
                ": the model is not causal (causal = false), expected a causal model: only a "
                "causal model runs recurrently");
+  POLYAK_CHECK(config_.head != "classes", fn,
+               ": the model has a class head (head = 'classes'), expected a token or mixture "
+               "head: a classifier sees the whole sequence and has no recurrent form");
   POLYAK_CHECK(batch > 0, fn, ": batch = ", batch, ", expected a positive integer");
   ModelState state;
   state.batch = batch;
@@ -231,7 +320,7 @@ Tensor TransformerLM::step(const Tensor& tokens, ModelState& state) {
   for (size_t i = 0; i < layers->size(); ++i) x = (*layers)[i]->step(x, state.layers[i], carry);
   if (final_norm) x = final_norm->forward(x);
   ++state.position;
-  return head->forward(x).reshape({B, config_.vocab});
+  return head->forward(x).reshape({B, config_.head_outputs()});
 }
 
 int64_t TransformerLM::step_limit() const {

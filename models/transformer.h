@@ -52,16 +52,40 @@ struct TransformerConfig {
   Params connection_params;             // the connection's settings; empty: its defaults
   double norm_eps = 1e-5;
   uint64_t seed = 0;  // initialisation and dropout streams
+  // The head on the final hidden states (docs/math.md §10):
+  //   "tokens"   a linear map to the vocabulary at every position → [B, N, vocab]
+  //   "classes"  the states pooled over each row's real positions, then (with head_hidden)
+  //              a ReLU layer, then a linear map to the classes → [B, classes]
+  //   "mixture"  PixelCNN++'s discretized logistic mixture over 256 levels: per position
+  //              and component a logit, a mean and a log-scale → [B, N, 3 · mixtures]
+  //              (models/pixels.h reads them)
+  std::string head = "tokens";  // head_kinds()
+  int64_t classes = 0;          // "classes": how many (≥ 2)
+  // "classes": "mean" (the mean of the real positions' states) or "cls" (a learned vector
+  // put before the first token; its final state — the sequence then takes N + 1 positions).
+  std::string pooling = "mean";  // pooling_kinds()
+  int64_t head_hidden = 0;       // "classes": the ReLU layer's width (0: none)
+  int64_t mixtures = 10;         // "mixture": the components K
 
   // Throws polyak::Error "TransformerConfig: <field> = <value>, expected ...".
   void validate() const;
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : d_model / heads; }
   int64_t resolved_ff_dim() const { return ff_dim > 0 ? ff_dim : 4 * d_model; }
+  // The head's width at each position (tokens: vocab; classes: classes; mixture: 3 · K).
+  int64_t head_outputs() const;
+  // Positions a sequence of n tokens takes in the layers: n + 1 with CLS pooling.
+  int64_t positions_for(int64_t n) const {
+    return head == "classes" && pooling == "cls" ? n + 1 : n;
+  }
   // The configuration layer `index` is built from. A stack kind resolves per layer:
   // "transnormer" gives DiagAttention ("diag") to the first half of the layers
   // (index < layers / 2) and NormAttention ("norm") to the rest.
   TransformerLayerConfig layer_config(int64_t index = 0) const;
 };
+
+// "tokens", "classes", "mixture"; "mean", "cls".
+const std::vector<std::string>& head_kinds();
+const std::vector<std::string>& pooling_kinds();
 
 // attention_kinds() plus the stack kinds that mix them across layers ("transnormer").
 const std::vector<std::string>& stack_attention_kinds();
@@ -96,20 +120,32 @@ class TransformerLM : public Module {
   // Validates `config` and draws every parameter from Generator(config.seed).
   explicit TransformerLM(const TransformerConfig& config);
 
-  // tokens [B, N], an integer tensor (i32 or i64) with values in [0, vocab) → logits
-  // [B, N, vocab]. N is bounded by max_len with learned positions; sinusoidal positions
-  // have no bound. The token values are checked here when the tokens are on the CPU; on a
-  // device, by the embedding's kernel.
+  // tokens [B, N], an integer tensor (i32 or i64) with values in [0, vocab) → the head's
+  // output: logits [B, N, vocab] ("tokens"), class logits [B, classes] ("classes"), mixture
+  // parameters [B, N, 3K] ("mixture"). N is bounded by max_len with learned positions
+  // (N + 1 with CLS pooling); sinusoidal positions have no bound. The token values are
+  // checked here when the tokens are on the CPU; on a device, by the embedding's kernel.
   Tensor forward(const Tensor& tokens);
   Tensor operator()(const Tensor& tokens) { return forward(tokens); }
-  // The final hidden states [B, N, d] (after the final norm, before the head).
-  Tensor features(const Tensor& tokens);
+  // The same on a right-padded batch: row b holds lengths[b] real tokens (1 ≤ n ≤ N) and
+  // then padding of any value in the vocabulary; empty: none. A non-causal model computes at
+  // the real positions what it computes on each row alone (Attention::forward), and mean
+  // pooling averages the real positions only. The outputs of a token or mixture head at
+  // padding positions are unspecified.
+  Tensor forward(const Tensor& tokens, const std::vector<int64_t>& lengths);
+  // The final hidden states [B, N, d] (after the final norm, before the head; [B, N + 1, d]
+  // with CLS pooling, the CLS position first).
+  Tensor features(const Tensor& tokens, const std::vector<int64_t>& lengths = {});
+  // "classes": the states [B, N, d] of features() pooled to [B, d] (mean over each row's
+  // real positions, or the CLS position).
+  Tensor pool(const Tensor& states, const std::vector<int64_t>& lengths = {}) const;
 
   // ---- recurrent (RNN-mode) form: causal models only ----
   // A fresh state for `batch` sequences. Throws polyak::Error for a non-causal model.
   ModelState initial_state(int64_t batch) const;
-  // tokens [B] (i32 or i64), the next token of each sequence → logits [B, vocab] for the
-  // token after it;
+  // tokens [B] (i32 or i64), the next token of each sequence → the head's output for the
+  // token after it, [B, vocab] (or [B, 3K] for a mixture head; a class head has no
+  // recurrent form);
   // advances `state`. Equals row state.position of forward() on the whole prefix (tested).
   // Records no graph. A state from another model (kind, layers, batch, widths) is a
   // polyak::Error naming what differs.
@@ -126,8 +162,10 @@ class TransformerLM : public Module {
   std::shared_ptr<Positions> positions;
   std::shared_ptr<Dropout> dropout;
   std::shared_ptr<ModuleList<TransformerLayer>> layers;
-  std::shared_ptr<Norm> final_norm;  // null when config.final_norm is off
+  std::shared_ptr<Norm> final_norm;     // null when config.final_norm is off
+  std::shared_ptr<Linear> head_hidden;  // "classes" with head_hidden > 0; else null
   std::shared_ptr<Linear> head;
+  Tensor cls;  // [d], CLS pooling's learned first position; else undefined
 
  private:
   // tokens of rank `rank` ([B, N] or [B]), integer, and on the CPU each within the vocabulary.

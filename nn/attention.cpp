@@ -108,6 +108,71 @@ Tensor Attention::forward(const Tensor& x) {
   return dropout->forward(sublayer(x));
 }
 
+bool is_padded(const char* fn, const std::vector<int64_t>& lengths, int64_t B, int64_t N) {
+  if (lengths.empty()) return false;
+  POLYAK_CHECK(static_cast<int64_t>(lengths.size()) == B, fn, ": lengths has ", lengths.size(),
+               " entries, expected one per batch row (B = ", B, ") or none");
+  bool padded = false;
+  for (size_t b = 0; b < lengths.size(); ++b) {
+    POLYAK_CHECK(lengths[b] >= 1 && lengths[b] <= N, fn, ": lengths[", b, "] = ", lengths[b],
+                 ", expected in [1, ", N, "] (the batch's positions)");
+    padded = padded || lengths[b] < N;
+  }
+  return padded;
+}
+
+Tensor padding_mask(const std::vector<int64_t>& lengths, int64_t B, int64_t N, DType dtype,
+                    Device device) {
+  std::vector<float> mask(static_cast<size_t>(B * N), 1.0f);
+  for (size_t b = 0; b < lengths.size(); ++b)
+    for (int64_t t = lengths[b]; t < N; ++t)
+      mask[b * static_cast<size_t>(N) + static_cast<size_t>(t)] = 0.0f;
+  Tensor m = Tensor::from(mask, Shape{B, N});
+  if (dtype != DType::f32) m = m.to(dtype);
+  return device.is_cpu() ? m : m.to(device);
+}
+
+namespace {
+
+// Whether a block on x [B, N, d] must handle the padding `lengths`: only a non-causal one.
+bool needs_padding(const char* fn, const AttentionConfig& config, const Tensor& x,
+                   const std::vector<int64_t>& lengths) {
+  check_rank(fn, "x", x, 3, "[B, N, d]");
+  return is_padded(fn, lengths, x.size(0), x.size(1)) && !config.causal;
+}
+
+}  // namespace
+
+Tensor Attention::forward(const Tensor& x, const std::vector<int64_t>& lengths) {
+  if (!needs_padding("Attention::forward", config_, x, lengths)) return forward(x);
+  return dropout->forward(padded_sublayer(x, lengths));
+}
+
+Tensor Attention::forward_residual(const Tensor& residual, const Tensor& x,
+                                   const std::vector<int64_t>& lengths) {
+  if (!needs_padding("Attention::forward_residual", config_, x, lengths))
+    return forward_residual(residual, x);
+  return dropout->forward_add(padded_sublayer(x, lengths), residual);
+}
+
+Tensor Attention::padded_sublayer(const Tensor& x, const std::vector<int64_t>& lengths) {
+  const int64_t B = x.size(0), N = x.size(1);
+  std::vector<Tensor> rows;
+  rows.reserve(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = lengths[static_cast<size_t>(b)];
+    Tensor row = slice(x, 0, b, b + 1);
+    if (n == N) {
+      rows.push_back(sublayer(row));
+      continue;
+    }
+    Tensor y = sublayer(slice(row, 1, 0, n));
+    Tensor pad = Tensor::zeros(Shape{1, N - n, y.size(2)}, y.dtype(), y.device());
+    rows.push_back(concat({y, pad}, 1));
+  }
+  return B == 1 ? rows[0] : concat(rows, 0);
+}
+
 Tensor Attention::forward_residual(const Tensor& residual, const Tensor& x) {
   return dropout->forward_add(sublayer(x), residual);
 }
@@ -279,7 +344,23 @@ Tensor FeatureMapAttention::mix_projections(const Tensor& q, const Tensor& k, co
   if (is_training()) feature_map->advance();
   const int64_t H = config_.heads;
   Tensor fq = feature_map->forward_heads(q, H), fk = feature_map->forward_heads(k, H);
+  if (!padding_.empty()) {  // fk [B, H, N, D']: zero the padded keys
+    const int64_t B = fk.size(0), N = fk.size(2);
+    fk = fk * padding_mask(padding_, B, N, fk.dtype(), fk.device()).reshape({B, 1, N, 1});
+  }
   return attend(fq, fk, split_heads(v, H));
+}
+
+Tensor FeatureMapAttention::padded_sublayer(const Tensor& x, const std::vector<int64_t>& lengths) {
+  padding_ = lengths;
+  try {
+    Tensor y = sublayer(x);
+    padding_.clear();
+    return y;
+  } catch (...) {
+    padding_.clear();
+    throw;
+  }
 }
 
 LinearAttention::LinearAttention(const AttentionConfig& config, Generator& gen)
@@ -323,7 +404,7 @@ Tensor MomentumAttention::attend(const Tensor& fq, const Tensor& fk, const Tenso
   const MomentumParams& p = params_;
   return config_.causal ? causal_momentum_attention(fq, fk, v, p.beta, p.gamma, p.eps,
                                                     parse_momentum_weighting(p.weighting))
-                        : momentum_attention(fq, fk, v, p.beta, p.gamma, p.eps);
+                        : momentum_attention(fq, fk, v, p.beta, p.gamma, p.eps, padding_);
 }
 
 std::vector<Attention::StateSlot> MomentumAttention::state_layout(int64_t batch) const {

@@ -148,6 +148,17 @@ struct AttentionGradNorms {
   int64_t backwards = 0;
 };
 
+// ---- padded batches --------------------------------------------------------------------
+
+// Checks the right padding `lengths` of a batch of B rows of N positions — empty, or B
+// entries in [1, N] — and returns whether any row is padded (some n < N). A mismatch is a
+// polyak::Error naming `fn`.
+bool is_padded(const char* fn, const std::vector<int64_t>& lengths, int64_t B, int64_t N);
+// [B, N]: 1 at the real positions (t < lengths[b]) and 0 at the padding, in `dtype` on
+// `device`. Empty lengths: all ones.
+Tensor padding_mask(const std::vector<int64_t>& lengths, int64_t B, int64_t N, DType dtype,
+                    Device device);
+
 // ---- the interface ---------------------------------------------------------------------
 
 class Attention : public Module {
@@ -160,6 +171,16 @@ class Attention : public Module {
   // residual + forward(x), the closing dropout and the sum in one pass (a residual
   // connection's join).
   Tensor forward_residual(const Tensor& residual, const Tensor& x);
+  // The same on a right-padded batch: row b of x holds lengths[b] real positions
+  // (1 ≤ n ≤ N) and then padding; empty lengths mean none. A causal block needs no mask (a
+  // real position never sees the padding after it). A non-causal block computes at each real
+  // position what it computes on the row's real positions alone — momentum's eq. 14 with n
+  // the true length, softmax over the real keys, Mega's EMA run backwards from the last real
+  // position. Outputs at padding positions are finite and unspecified. Lengths that do not
+  // fit x are a polyak::Error.
+  Tensor forward(const Tensor& x, const std::vector<int64_t>& lengths);
+  Tensor forward_residual(const Tensor& residual, const Tensor& x,
+                          const std::vector<int64_t>& lengths);
 
   const AttentionConfig& config() const { return config_; }
 
@@ -199,6 +220,11 @@ class Attention : public Module {
   // The block before its closing dropout, x [B, N, d] → [B, N, d]: project, mix, project.
   // Kinds whose block is another (Mega, TransNormer's NormAttention) override it.
   virtual Tensor sublayer(const Tensor& x);
+  // sublayer() on a padded batch of a non-causal block (lengths not all N; see forward()).
+  // This one runs sublayer() on each row's real positions and pads its output with zeros:
+  // exact for every kind by construction, and for softmax cheaper than a masked N × N. Kinds
+  // that can mask the padded keys inside one batched call override it (the feature-map kinds).
+  virtual Tensor padded_sublayer(const Tensor& x, const std::vector<int64_t>& lengths);
   // The kind: q, k, v [B, H, N, D] → [B, H, N, D].
   virtual Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) = 0;
   // What forward() calls: q, k, v [B, N, H·D] as the projections make them → [B, H, N, D].
@@ -261,6 +287,9 @@ class FeatureMapAttention : public Attention {
                       const std::function<std::shared_ptr<FeatureMap>(Generator&)>& make_map);
   // attend(φ(q), φ(k), v) on q, k, v [B, H, N, D].
   Tensor mix(const Tensor& q, const Tensor& k, const Tensor& v) override;
+  // One batched call: φ(k) is zeroed at the padded keys, which then add nothing to the
+  // state or the normaliser, and attend() sees the lengths in padding_.
+  Tensor padded_sublayer(const Tensor& x, const std::vector<int64_t>& lengths) override;
   // The same from the projections [B, N, H·D]: φ maps q and k straight into the heads'
   // layout (FeatureMap::forward_heads).
   Tensor mix_projections(const Tensor& q, const Tensor& k, const Tensor& v) override;
@@ -268,6 +297,8 @@ class FeatureMapAttention : public Attention {
   virtual Tensor attend(const Tensor& fq, const Tensor& fk, const Tensor& v) const = 0;
 
   int64_t feature_width_ = 0;  // D': the width of φ(q), φ(k), the state's key axis
+  // The lengths of the padded batch padded_sublayer() is mixing; empty otherwise.
+  std::vector<int64_t> padding_;
 };
 
 // φ(q)ᵀ S / (φ(q)ᵀ z + eps), causal or not — docs/math.md §2.

@@ -122,17 +122,12 @@ Tensor MegaAttention::sublayer(const Tensor& x) {
   const int64_t d = config_.d_model;
   check_rank(fn, "x", x, 3, "[B, N, d]");
   POLYAK_CHECK(x.size(2) == d, fn, ": x has shape ", x.shape(), ", expected [B, N, ", d, "]");
-  const int64_t B = x.size(0), N = x.size(1), block = block_size_;
+  const int64_t B = x.size(0), N = x.size(1);
   if (!chunked_)
     POLYAK_CHECK(N <= config_.max_len, fn, ": x has shape ", x.shape(), ", N = ", N,
                  " exceeds max_len = ", config_.max_len,
                  ", expected N ≤ max_len (the relative position bias has 2·max_len − 1 "
                  "offsets); kind 'mega-chunk' takes any length");
-  else if (!config_.causal)
-    POLYAK_CHECK(N <= block || N % block == 0, fn, ": x has shape ", x.shape(), ", N = ", N,
-                 " is not a multiple of block_size = ", block,
-                 ", expected N ≤ block_size or a multiple of it (non-causal chunks are whole): "
-                 "pad the sequence to a multiple of block_size");
 
   const EmaCoefficients fwd = ema_coefficients(0);
   Tensor y = ema(x, fwd.g, fwd.q, fwd.w);

@@ -29,8 +29,8 @@
 // position's output does not depend on how long the sequence grows after it and the
 // recurrent form equals the parallel one.
 //
-// "mega" takes N ≤ max_len. "mega-chunk" takes any N when causal (the last chunk may be
-// partial); when not causal, N must be a multiple of block_size or at most block_size.
+// "mega" takes N ≤ max_len. "mega-chunk" takes any N, causal or not: the last chunk may be
+// partial, and is then a shorter chunk of its own.
 //
 // Recurrent form (causal only): state {h [B,d,n] (the EMA), k_cache [B,C,z],
 // v_cache [B,C,v]}; "mega" keeps every position (C grows), "mega-chunk" keeps the current

@@ -228,17 +228,22 @@ Tensor TransformerLayer::block(const Tensor& x, LayerCarry& carry, Attend&& atte
 }
 
 Tensor TransformerLayer::forward(const Tensor& x, LayerCarry& carry) {
+  return forward(x, carry, {});
+}
+
+Tensor TransformerLayer::forward(const Tensor& x, LayerCarry& carry,
+                                 const std::vector<int64_t>& lengths) {
   if (dynamic_cast<const ResidualConnection*>(connection.get())) {
     // The plain residual joins each sublayer's output to the stream in the pass of the
     // sublayer's closing dropout (dropout_add): the same values as block().
     if (config_.pre_norm) {
-      Tensor h = attention->forward_residual(x, norm1->forward(x));
+      Tensor h = attention->forward_residual(x, norm1->forward(x), lengths);
       return feed_forward->forward_residual(h, norm2->forward(h));
     }
-    Tensor h = norm1->forward(attention->forward_residual(x, x));
+    Tensor h = norm1->forward(attention->forward_residual(x, x, lengths));
     return norm2->forward(feed_forward->forward_residual(h, h));
   }
-  return block(x, carry, [&](const Tensor& in) { return attention->forward(in); });
+  return block(x, carry, [&](const Tensor& in) { return attention->forward(in, lengths); });
 }
 
 Tensor TransformerLayer::forward(const Tensor& x) {

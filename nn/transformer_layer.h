@@ -129,6 +129,10 @@ class TransformerLayer : public Module {
 
   // x [B, N, d] → [B, N, d]; `carry` goes from one layer to the next.
   Tensor forward(const Tensor& x, LayerCarry& carry);
+  // The same on a right-padded batch: row b holds lengths[b] real positions (Attention's
+  // forward(x, lengths); empty: none). Everything but a non-causal attention works position
+  // by position, so only the attention sees the lengths.
+  Tensor forward(const Tensor& x, LayerCarry& carry, const std::vector<int64_t>& lengths);
   Tensor forward(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
   // Recurrent form: x [B, 1, d], the next position → [B, 1, d]. The attention steps against

@@ -68,7 +68,18 @@ DiagAttention::DiagAttention(const AttentionConfig& config, Generator& gen)
     : Attention(config, gen), block_size_(config.params.as<DiagParams>().block_size) {}
 
 Tensor DiagAttention::mix(const Tensor& q, const Tensor& k, const Tensor& v) {
-  return block_softmax_attention(q, k, v, block_size_, config_.causal);
+  const int64_t N = q.size(2), L = block_size_;
+  if (config_.causal || N <= L || N % L == 0)
+    return block_softmax_attention(q, k, v, L, config_.causal);
+  // Not causal, with a partial last block (a 784-pixel image in blocks of 64, a padded row's
+  // real positions): the whole blocks, then the rest as one block of its own.
+  const int64_t whole = N - N % L;
+  auto part = [&](const Tensor& t, int64_t begin, int64_t end) { return slice(t, 2, begin, end); };
+  Tensor head = block_softmax_attention(part(q, 0, whole), part(k, 0, whole), part(v, 0, whole), L,
+                                        /*causal=*/false);
+  Tensor tail = block_softmax_attention(part(q, whole, N), part(k, whole, N), part(v, whole, N), L,
+                                        /*causal=*/false);
+  return concat({head, tail}, 2);
 }
 
 std::vector<Attention::StateSlot> DiagAttention::state_layout(int64_t batch) const {

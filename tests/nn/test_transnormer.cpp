@@ -273,12 +273,9 @@ TEST_CASE("TransNormer modules: bad configs, inputs and states are errors") {
   }
 
   auto diag = make_attention(config("diag", false), gen);
-  check_error(
-      [&] {
-        diag->forward(randn({1, 6, 6}, 16, DType::f32));
-      },
-      {"block_softmax_attention: N = 6", "not a multiple of block = 4",
-       "pad the sequence to 8 positions"});
+  // Not causal, a partial last block is a block of its own (the op itself asks for whole
+  // blocks; tests/nn/test_padding.cpp checks the values).
+  CHECK(diag->forward(randn({1, 6, 6}, 16, DType::f32)).shape() == Shape({1, 6, 6}));
   check_error([&] { diag->initial_state(1); }, {"not causal"});
   auto norm = make_attention(config("norm", false), gen);
   check_error([&] { norm->initial_state(1); }, {"not causal"});

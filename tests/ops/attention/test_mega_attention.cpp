@@ -44,9 +44,9 @@ TEST_CASE("mega_attention equals the dense block-masked reference") {
   };
   // Whole sequences (chunk ≥ N), whole chunks, a partial last chunk, chunks longer than
   // the GEMM row block (64), and L > chunk.
-  const std::vector<Case> cases = {{1, 4, 4, true},     {7, 7, 7, true},     {7, 16, 9, false},
-                                   {12, 4, 4, false},   {12, 4, 6, true},    {11, 4, 4, true},
-                                   {150, 70, 70, true}, {140, 70, 80, false}};
+  const std::vector<Case> cases = {{1, 4, 4, true},   {7, 7, 7, true},     {7, 16, 9, false},
+                                   {12, 4, 4, false}, {12, 4, 6, true},    {11, 4, 4, true},
+                                   {11, 4, 4, false}, {150, 70, 70, true}, {140, 70, 80, false}};
   for (const Case& c : cases)
     for (MegaScore score : {MegaScore::softmax, MegaScore::laplace}) {
       CAPTURE(c.N);
