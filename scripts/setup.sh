@@ -6,9 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# python3-matplotlib draws the PNGs of `polyak compare` and `polyak ablate` (scripts/plot_runs.py).
+# python3-matplotlib draws the PNGs of `polyak compare` and `polyak ablate` (scripts/plot_runs.py);
+# dataset-fashion-mnist holds Fashion-MNIST (the pixel and image tasks); dict-devil, Bierce's
+# public-domain "The Devil's Dictionary", is the default text of the byte-level task.
 packages=(build-essential cmake ccache libeigen3-dev doctest-dev nlohmann-json3-dev libcli11-dev
-          zlib1g-dev libstb-dev python3-matplotlib)
+          zlib1g-dev libstb-dev python3-matplotlib dataset-fashion-mnist dict-devil)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
