@@ -57,6 +57,14 @@ struct NnKernels {
                                  const Tensor& lse, const Tensor& nll, const Tensor& stats,
                                  const Tensor& g, Tensor& dlogits, Tensor& dmask) = nullptr;
 
+  // params [R, 3K] f32, targets [R] i32 or i64 → nll [R] f32, each pixel's −log p
+  // (core/logistic_mixture.h). A target outside 0..255 makes its nll NaN (the CPU op throws).
+  void (*logistic_mixture_nll)(const Tensor& params, const Tensor& targets, int64_t K,
+                               Tensor& nll) = nullptr;
+  // g [R] the cotangent of nll → dparams [R, 3K], overwritten.
+  void (*logistic_mixture_nll_backward)(const Tensor& params, const Tensor& targets,
+                                        const Tensor& g, int64_t K, Tensor& dparams) = nullptr;
+
   // x viewed as [outer, n, inner] → out [outer, inner] i64: the index of the first maximum
   // along n (a NaN, if any, is the maximum), as ops/reduce.cpp's argmax.
   void (*argmax)(const Tensor& x, int64_t outer, int64_t n, int64_t inner, Tensor& out) = nullptr;

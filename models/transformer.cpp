@@ -55,8 +55,9 @@ void TransformerConfig::validate() const {
   }
   if (head == "mixture") {
     POLYAK_CHECK(mixtures >= 1, fn, ": mixtures = ", mixtures, ", expected at least 1");
-    POLYAK_CHECK(vocab == 256, fn, ": vocab = ", vocab,
-                 ", expected 256 for head = 'mixture' (it models 8-bit intensities 0..255)");
+    POLYAK_CHECK(vocab >= 256, fn, ": vocab = ", vocab,
+                 ", expected at least 256 for head = 'mixture' (its inputs are 8-bit intensities "
+                 "0..255, and may add a start token)");
   }
   check_form(spec, causal, fn, "attention");
   // Anything left (a kind's own rules) is checked where it lands, once per distinct layer

@@ -20,6 +20,7 @@
 #include <limits>
 
 #include "polyak/core/kernels_nn.h"
+#include "polyak/core/logistic_mixture.h"
 #include "polyak/core/tensor.h"
 #include "polyak/cuda/kernels/exec.h"
 
@@ -201,6 +202,36 @@ struct SoftmaxBackward {
       const int64_t j = base + c * inner;
       dx[j] = Log ? dy[j] - ::expf(y[j]) * s : y[j] * (dy[j] - s);
     }
+  }
+};
+
+// ---- logistic_mixture_nll: params [R, 3K] -----------------------------------------------
+
+// Pixel r: its nll and, with `g`, its parameters' gradient (core/logistic_mixture.h).
+template <class Id>
+struct LogisticMixturePixels {
+  const float* params;
+  const Id* targets;
+  const float* g;  // null: the forward
+  float* nll;      // the forward's output
+  float* dparams;  // the backward's output
+  int64_t K;
+  POLYAK_HD void operator()(int64_t r) const {
+    const int64_t x = static_cast<int64_t>(targets[r]);
+    const float* p = params + r * 3 * K;
+    if (x < 0 || x >= mixture::kLevels) {
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      if (g)
+        for (int64_t i = 0; i < 3 * K; ++i) dparams[r * 3 * K + i] = nan;
+      else
+        nll[r] = nan;
+      return;
+    }
+    float scratch[mixture::kMaxComponents];
+    if (g)
+      mixture::pixel_nll<float>(p, K, x, g[r], dparams + r * 3 * K, scratch);
+    else
+      nll[r] = mixture::pixel_nll<float>(p, K, x, 1.0f, nullptr, scratch);
   }
 };
 
@@ -478,6 +509,30 @@ struct Nn {
     });
   }
 
+  static void logistic_mixture_nll(const Tensor& params, const Tensor& targets, int64_t K,
+                                   Tensor& nll) {
+    Exec ex(params.device());
+    with_id_type(targets, [&](auto id) {
+      using Id = decltype(id);
+      ex.for_each(targets.numel(),
+                  LogisticMixturePixels<Id>{data_or_null<float>(params),
+                                            static_cast<const Id*>(targets.raw_data()), nullptr,
+                                            out_or_null<float>(nll), nullptr, K});
+    });
+  }
+
+  static void logistic_mixture_nll_backward(const Tensor& params, const Tensor& targets,
+                                            const Tensor& g, int64_t K, Tensor& dparams) {
+    Exec ex(params.device());
+    with_id_type(targets, [&](auto id) {
+      using Id = decltype(id);
+      ex.for_each(targets.numel(),
+                  LogisticMixturePixels<Id>{
+                      data_or_null<float>(params), static_cast<const Id*>(targets.raw_data()),
+                      data_or_null<float>(g), nullptr, out_or_null<float>(dparams), K});
+    });
+  }
+
   static void argmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, Tensor& out) {
     Exec ex(x.device());
     ex.for_each(outer * inner, Argmax{data_or_null<float>(x), out_or_null<int64_t>(out), n, inner});
@@ -497,6 +552,8 @@ NnKernels nn_kernels() {
   k.softmax_backward = &Nn<Exec>::softmax_backward;
   k.cross_entropy = &Nn<Exec>::cross_entropy;
   k.cross_entropy_backward = &Nn<Exec>::cross_entropy_backward;
+  k.logistic_mixture_nll = &Nn<Exec>::logistic_mixture_nll;
+  k.logistic_mixture_nll_backward = &Nn<Exec>::logistic_mixture_nll_backward;
   k.argmax = &Nn<Exec>::argmax;
   return k;
 }

@@ -7,6 +7,7 @@
 #include "kernel_devices.h"
 #include "polyak/nn/init.h"
 #include "polyak/ops/attention/norm_attention.h"
+#include "polyak/ops/mixture.h"
 
 using namespace polyak;
 using namespace polyak::testing;
@@ -341,4 +342,22 @@ TEST_CASE("device embedding from Indices, and initialisers on a device, as on th
     normal_(on_dev, 1.0, 0.25, g_dev);
     check_close(on_dev, on_cpu, 0, 0, "normal_");
   }
+}
+
+TEST_CASE("device logistic_mixture_nll: values and gradients, i32 and i64 targets") {
+  Generator gen(23);
+  const int64_t K = 3;
+  std::vector<double> v(static_cast<size_t>(2 * 4 * 3 * K));
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = (i / K) % 3 == 2 ? -3 * gen.uniform() : gen.normal() * 0.7;
+  const Tensor params = Tensor::from(v, Shape{2, 4, 3 * K}, DType::f64).to(DType::f32);
+  const std::vector<int64_t> values = {0, 255, 17, 128, 240, 3, 99, 1};
+  for (const Device dev : kernel_devices())
+    for (DType dt : {DType::i32, DType::i64}) {
+      INFO(name(dt));
+      check_against_cpu(
+          dev, {params, Tensor::from_ints(values, {2, 4}, dt)},
+          [](const auto& in) { return logistic_mixture_nll(in[0], in[1]); }, 1e-5, 64,
+          "logistic_mixture_nll");
+    }
 }
