@@ -11,10 +11,12 @@
 
 #include "cli/memory_check.h"
 #include "cli/run_dir.h"
+#include "cli/tasks.h"
 #include "cli/training_checkpoint.h"
 #include "polyak/core/autograd.h"
 #include "polyak/core/files.h"
 #include "polyak/core/threads.h"
+#include "polyak/data/prefetch.h"
 #include "polyak/models/checkpoint.h"
 #include "polyak/ops/nn_ops.h"
 #include "polyak/ops/reduce.h"
@@ -57,7 +59,8 @@ void stop_unless_finite(TransformerLM& model, const Batch& batch, double loss, i
 }
 
 nlohmann::json config_json(const TrainOptions& o, const TransformerConfig& c) {
-  return {{"task", "copy"},
+  return {{"task", o.task},
+          {"data", o.data},
           {"preset", o.preset},
           {"model", o.model},
           {"steps", o.steps},
@@ -75,16 +78,22 @@ nlohmann::json config_json(const TrainOptions& o, const TransformerConfig& c) {
           {"transformer", nlohmann::json::parse(config_to_json(c))}};
 }
 
-std::string metrics_csv(const std::vector<StepRecord>& rows) {
+// The task's columns (cli/tasks.h): step, loss, the training figure, lr, the clocks, the
+// evaluation's figure and, when the task has one, its second.
+std::string metrics_csv(const std::vector<StepRecord>& rows, const TaskMetrics& m) {
+  const bool second = m.secondary[0] != '\0';
   std::ostringstream os;
-  os << "step,loss,accuracy,lr,seconds,train_seconds,test_accuracy,test_reference_accuracy\n";
+  os << "step,loss," << m.train << ",lr,seconds,train_seconds," << m.test;
+  if (second) os << ',' << m.secondary;
+  os << '\n';
   for (const StepRecord& r : rows) {
     os << r.step << ',' << r.loss << ',' << r.accuracy << ',' << r.lr << ',' << r.seconds << ','
        << r.train_seconds << ',';
-    if (r.test_accuracy >= 0)
-      os << r.test_accuracy << ',' << r.test_reference_accuracy;
-    else
+    if (r.test_accuracy >= 0) os << r.test_accuracy;
+    if (second) {
       os << ',';
+      if (r.test_accuracy >= 0) os << r.test_reference_accuracy;
+    }
     os << '\n';
   }
   return os.str();
@@ -113,10 +122,13 @@ int64_t metadata_int(const std::map<std::string, std::string>& metadata, const s
   return v;
 }
 
-StepDecay::Options decay_options(const TrainOptions& o) {
+std::unique_ptr<LrSchedule> make_schedule(const TrainOptions& o) {
+  if (o.warmup > 0)
+    return std::make_unique<LinearAnneal>(LinearAnneal::Options{
+        .lr = o.lr, .warmup_steps = o.warmup, .total_steps = o.steps, .final_lr = 0});
   StepDecay::Options decay{.lr = o.lr};
   if (o.decay_step > 0) decay.milestones = {o.decay_step};
-  return decay;
+  return std::make_unique<StepDecay>(decay);
 }
 
 }  // namespace
@@ -173,10 +185,9 @@ CopyScores evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
 
 StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch, Precision precision) {
   const Autocast scope(precision);  // the optimizer's step, after this, runs in f32
-  Tensor out = model(batch.tokens);
-  Tensor loss = cross_entropy(out, batch.targets, batch.mask);
-  loss.backward();
-  return {loss.detach(), out.detach()};
+  const HeadLoss step = head_loss(model, batch);
+  step.loss.backward();
+  return {step.loss.detach(), step.output.detach()};
 }
 
 void fail_non_finite_loss(double value, int64_t step, const std::string& diagnosis) {
@@ -196,11 +207,11 @@ double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step
 CopyOptimizer::CopyOptimizer(TransformerLM& model, const TrainOptions& o)
     : params_(model.parameters()),
       opt_(params_, {.lr = o.lr, .weight_decay = o.weight_decay}),
-      schedule_(decay_options(o)),
+      schedule_(make_schedule(o)),
       clip_(o.clip) {}
 
 double CopyOptimizer::schedule() {
-  return schedule_.apply(opt_);
+  return schedule_->apply(opt_);
 }
 
 void CopyOptimizer::update() {
@@ -218,10 +229,15 @@ CopyStepper::CopyStepper(TransformerLM& model, CopyOptimizer& opt, Device device
 
 void CopyStepper::load(const Batch& host_batch) {
   if (use_graph_ && inputs_.tokens.defined()) {
-    // The buffers a captured step reads: written, never replaced.
+    // The buffers a captured step reads: written, never replaced. A captured step has one
+    // shape and no padding to vary.
+    POLYAK_CHECK(host_batch.tokens.shape() == inputs_.tokens.shape() &&
+                     host_batch.lengths == inputs_.lengths,
+                 "polyak: --graph replays one captured step, expected batches of one shape "
+                 "and padding (this task's batches vary: train without --graph)");
     inputs_.tokens.copy_(host_batch.tokens);
     inputs_.targets.copy_(host_batch.targets);
-    inputs_.mask.copy_(host_batch.mask);
+    if (inputs_.mask.defined()) inputs_.mask.copy_(host_batch.mask);
     inputs_.word_lengths = host_batch.word_lengths;
   } else {
     inputs_ = host_batch.to(device_);
@@ -237,7 +253,7 @@ CopyStepper::Outputs CopyStepper::step(int64_t step) {
     if (device_.is_cpu()) stop_unless_finite(model_, inputs_, out.loss.item(), step);
     o.lr = opt_.step();
     o.loss = out.loss;
-    o.predictions = argmax(out.logits, 2);
+    o.predictions = head_predictions(model_, out.logits);
     return o;
   }
   o.lr = opt_.schedule();  // read by the replay's optimiser arguments
@@ -247,12 +263,12 @@ CopyStepper::Outputs CopyStepper::step(int64_t step) {
       const StepOutputs out = copy_forward_backward(model_, inputs_, precision_);
       opt_.update();
       graph_loss_ = out.loss;
-      graph_predictions_ = argmax(out.logits, 2);
+      graph_predictions_ = head_predictions(model_, out.logits);
     });
   }
   graph_.replay();
   o.loss = graph_loss_.clone();
-  o.predictions = graph_predictions_.clone();
+  if (graph_predictions_.defined()) o.predictions = graph_predictions_.clone();
   return o;
 }
 
@@ -307,13 +323,14 @@ void keep_checkpoints(const std::filesystem::path& dir, int64_t step, int64_t ke
     fs::remove(kept[i].second, ec);
 }
 
-TrainResult train_copy(const TrainOptions& o,
-                       const std::function<void(const StepRecord&)>& on_step) {
+TrainResult train_run(const TrainOptions& o,
+                      const std::function<void(const StepRecord&)>& on_step) {
   set_num_threads(o.threads);
-  CopyTask train_task({.length = o.length, .seed = o.seed});
-  const uint64_t test_seed = copy_test_seed(o.seed);
-  CopyTask test_task({.length = o.length, .seed = test_seed});
-  TransformerConfig config = o.model_config(train_task.vocab());
+  std::unique_ptr<Task> task = make_task(o);
+  const TaskMetrics metrics = task->metrics();
+  TransformerConfig config = o.model_config(task->vocab());
+  task->configure(config);
+  config.validate();
   const Device device = device_flag(o.device);
   check_training_memory(o, config, device);
   TransformerLM model(config);
@@ -344,10 +361,26 @@ TrainResult train_copy(const TrainOptions& o,
     POLYAK_CHECK(o.steps >= resumed.step, "polyak train --resume: --steps is ", o.steps,
                  " but the run in ", o.out, " has done ", resumed.step,
                  " steps, expected --steps ≥ ", resumed.step);
-    train_task.generator().set_offset(resumed.train_data);
-    test_task.generator().set_offset(resumed.test_data);
+    task->set_train_position(resumed.train_data);
+    task->set_test_position(resumed.test_data);
   }
   write_text_file_atomically(result.config_path, config_json(o, config).dump(2) + "\n", "train");
+
+  // The training batches, made on a thread of their own one step ahead. Each carries the
+  // training stream's position after it, which is what a checkpoint after that step records.
+  struct Made {
+    Batch batch;
+    uint64_t position = 0;
+  };
+  uint64_t train_position = task->train_position();
+  Prefetcher<Made> batches(
+      [&task, batch = o.batch] {
+        Made m;
+        m.batch = task->train_batch(batch);
+        m.position = task->train_position();
+        return m;
+      },
+      2);
 
   std::vector<StepRecord>& rows = result.records;
   rows = resumed.rows;  // grows with the steps (no reservation sized by --steps)
@@ -361,7 +394,7 @@ TrainResult train_copy(const TrainOptions& o,
   struct Pending {
     StepRecord record;
     Tensor loss, predictions;
-    Batch batch;  // on the host: the targets and word lengths the accuracy needs
+    Batch batch;  // on the host: the targets (and word lengths) the training figure needs
   };
   std::vector<Pending> pending;
   const int64_t sync_every = o.sync_every > 0 ? o.sync_every : device.is_cpu() ? 1 : 50;
@@ -371,34 +404,38 @@ TrainResult train_copy(const TrainOptions& o,
     std::vector<Tensor> losses, predictions;
     for (const Pending& p : pending) {
       losses.push_back(p.loss.reshape({1}));
-      predictions.push_back(p.predictions);
+      if (p.predictions.defined()) predictions.push_back(p.predictions);
     }
     const std::vector<double> loss_values = concat(losses, 0).to_vector();
-    const Tensor predicted = concat(predictions, 0).cpu();
-    const int64_t B = pending.front().predictions.size(0);
+    const Tensor predicted = predictions.empty() ? Tensor() : concat(predictions, 0).cpu();
     for (size_t i = 0; i < pending.size(); ++i) {
       Pending& p = pending[i];
       StepRecord& r = p.record;
-      const int64_t row = static_cast<int64_t>(i) * B;
       r.loss = loss_values[i];
       if (!std::isfinite(r.loss))
         fail_non_finite_loss(r.loss, r.step,
                              "losses on a device are read every " + std::to_string(sync_every) +
                                  " steps (--device cpu names the first layer with non-finite "
                                  "values)");
-      r.accuracy = copy_accuracy_of(slice(predicted, 0, row, row + B), p.batch);
+      Tensor mine;
+      if (predicted.defined()) {
+        const int64_t B = p.predictions.size(0), row = static_cast<int64_t>(i) * B;
+        mine = slice(predicted, 0, row, row + B);
+      }
+      r.accuracy = task->train_figure(r.loss, mine, p.batch);
       rows.push_back(r);
       if (on_step) on_step(r);
     }
     const bool evaluated = pending.back().record.test_accuracy >= 0;
     pending.clear();
-    if (evaluated) write_text_file_atomically(result.metrics_path, metrics_csv(rows), "train");
+    if (evaluated)
+      write_text_file_atomically(result.metrics_path, metrics_csv(rows, metrics), "train");
   };
   const Clock::time_point start = Clock::now();
   double eval_seconds = resumed.eval_seconds;
   auto elapsed = [&] { return resumed.seconds + since(start); };
   // The run after `done` steps into checkpoint.safetensors, and its rows into metrics.csv.
-  // `test_data` is the offset of the test stream to continue from; without
+  // `test_data` is the position of the test stream to continue from; without
   // `keep_last_eval` the last row's evaluation is left out: it came only because the run
   // ended at that step, and a run that goes on does not make it.
   auto save_checkpoint = [&](int64_t done, uint64_t test_data, bool keep_last_eval) {
@@ -410,20 +447,27 @@ TrainResult train_copy(const TrainOptions& o,
     progress.rows = rows;
     if (!keep_last_eval && !progress.rows.empty())
       progress.rows.back().test_accuracy = progress.rows.back().test_reference_accuracy = -1;
-    progress.train_data = train_task.generator().offset();
+    progress.train_data = train_position;
     progress.test_data = test_data;
     save_training_checkpoint(result.checkpoint_path, model, opt.optimizer(), progress,
                              options_json);
-    write_text_file_atomically(result.metrics_path, metrics_csv(rows), "train");
+    write_text_file_atomically(result.metrics_path, metrics_csv(rows, metrics), "train");
     if (o.keep_checkpoints > 1) keep_checkpoints(out_dir, done, o.keep_checkpoints);
+  };
+  auto finish_data = [&] {
+    const PrefetchStats stats = batches.stats();
+    result.data_batches = stats.consumed;
+    result.data_seconds = stats.produce_seconds;
+    result.data_wait_seconds = stats.wait_seconds;
   };
   const SignalScope signals;
   CopyStepper stepper(model, opt, device, precision, o.graph);
-  uint64_t end_test_data = test_task.generator().offset();
+  uint64_t end_test_data = task->test_position();
   bool end_eval_kept = true;
   for (int64_t step = resumed.step + 1; step <= o.steps; ++step) {
-    const Batch host_batch = train_task.batch(o.batch);
-    stepper.load(host_batch);
+    Made made = batches.next();
+    train_position = made.position;
+    stepper.load(made.batch);
     Pending p;
     StepRecord& r = p.record;
     r.step = step;
@@ -431,17 +475,17 @@ TrainResult train_copy(const TrainOptions& o,
     r.lr = out.lr;
     p.loss = out.loss;
     p.predictions = out.predictions;
-    p.batch = host_batch;
+    p.batch = std::move(made.batch);
     r.train_seconds = elapsed() - eval_seconds;
     const bool regular_eval = step % o.eval_every == 0;
     const bool evaluate = regular_eval || step == o.steps;
-    end_test_data = test_task.generator().offset();
+    end_test_data = task->test_position();
     end_eval_kept = regular_eval;
     if (evaluate) {
       const Clock::time_point eval_start = Clock::now();
-      const CopyScores scores = evaluate_copy(model, test_task, o.eval_batches, o.batch);
-      r.test_accuracy = scores.tokens;
-      r.test_reference_accuracy = scores.reference;
+      const TaskScores scores = task->evaluate(model, o.eval_batches, o.batch, false);
+      r.test_accuracy = scores.primary;
+      r.test_reference_accuracy = scores.secondary;
       eval_seconds += since(eval_start);
     }
     r.seconds = elapsed();
@@ -449,30 +493,32 @@ TrainResult train_copy(const TrainOptions& o,
     if (evaluate || static_cast<int64_t>(pending.size()) >= sync_every) read_pending();
     if (step == o.steps) break;
     if (const int signal = SignalScope::received()) {
-      save_checkpoint(step, test_task.generator().offset(), true);
+      save_checkpoint(step, task->test_position(), true);
+      finish_data();
       result.stopped_by = signal;
       result.steps_done = step;
       return result;
     }
     if (o.save_every > 0 && step % o.save_every == 0)
-      save_checkpoint(step, test_task.generator().offset(), true);
+      save_checkpoint(step, task->test_position(), true);
   }
   // The checkpoint of the finished run, before the final evaluation draws from the test
   // stream: a later --resume with more --steps continues as if the run had never stopped.
-  save_checkpoint(o.steps, end_eval_kept ? test_task.generator().offset() : end_test_data,
-                  end_eval_kept);
+  save_checkpoint(o.steps, end_eval_kept ? task->test_position() : end_test_data, end_eval_kept);
+  finish_data();
   result.steps_done = o.steps;
   result.train_seconds = rows.empty() ? 0 : rows.back().train_seconds;
-  // The final figure uses a larger test sample than the periodic evaluations, drawn after
-  // them; the checkpoint records where the test split starts, for `polyak generate --copy`.
-  const CopyScores final_scores =
-      evaluate_copy(model, test_task, std::max<int64_t>(o.eval_batches, 32), o.batch);
-  result.test_accuracy = final_scores.tokens;
-  result.test_reference_accuracy = final_scores.reference;
+  // The final figure: the whole test split (or, for the copy task, a larger sample than the
+  // periodic evaluations, drawn after them).
+  const TaskScores final_scores = task->evaluate(model, o.eval_batches, o.batch, true);
+  result.test_accuracy = final_scores.primary;
+  result.test_reference_accuracy = final_scores.secondary;
   result.test_word_accuracy = final_scores.words;
+  result.summary = task->summary(final_scores);
   result.seconds = elapsed();
 
-  std::map<std::string, std::string> metadata = copy_task_metadata(test_task, test_seed);
+  std::map<std::string, std::string> metadata = task->metadata();
+  metadata["train.task"] = o.task;
   metadata["train.kind"] = o.model;
   metadata["train.steps"] = std::to_string(o.steps);
   metadata["train.seed"] = std::to_string(o.seed);

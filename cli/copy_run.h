@@ -1,10 +1,12 @@
-// Training a copy-task model: the loop behind `polyak train`, `polyak compare`, `polyak
-// ablate` and `polyak bench`, and the optimiser and loss step `polyak inspect-grads` shares.
+// Training a model on a task (cli/tasks.h; the copy task by default): the loop behind `polyak
+// train`, `polyak pixels`, `polyak lra`, `polyak compare`, `polyak ablate` and `polyak bench`,
+// and the optimiser and loss step `polyak inspect-grads` shares.
 #pragma once
 
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,19 +19,24 @@
 
 namespace polyak::cli {
 
+// One row of metrics.csv. The figures are the task's (cli/tasks.h: TaskMetrics): for the copy
+// task the word accuracy of the training batch, the test accuracy and the reference code's;
+// for text and pixels bits per byte or dim; for classification accuracies.
 struct StepRecord {
   int64_t step = 0;
   double loss = 0;
-  double accuracy = 0;  // word accuracy on the training batch
+  double accuracy = 0;  // the training batch's figure (word accuracy, bits, accuracy)
   double lr = 0;
   double seconds = 0;         // wall clock since training started
   double train_seconds = 0;   // the same without the time spent in test evaluations
-  double test_accuracy = -1;  // on evaluation steps only
-  double test_reference_accuracy = -1;
+  double test_accuracy = -1;  // the evaluation's headline figure, on evaluation steps only
+  double test_reference_accuracy = -1;  // its second figure, when the task has one
 };
 
 struct TrainResult {
-  double test_accuracy = 0;            // word accuracy (docs/math.md §10)
+  // The final evaluation (on the test split): the task's headline figure (the copy task's
+  // word accuracy, docs/math.md §10) and the copy task's two others.
+  double test_accuracy = 0;
   double test_reference_accuracy = 0;  // the reference code's definition, for comparison
   double test_word_accuracy = 0;       // per word: the words copied whole
   double seconds = 0;                  // wall clock of the whole run, evaluations included
@@ -41,6 +48,11 @@ struct TrainResult {
   int stopped_by = 0;           // SIGINT or SIGTERM when a signal stopped the run
   int64_t steps_done = 0;
   std::vector<StepRecord> records;  // every step, as in metrics.csv
+  std::string summary;              // the task's end-of-run line (cli/tasks.h)
+  // The training batches' producer (a thread of its own): batches made, the seconds it spent
+  // making them and the seconds the steps waited for one.
+  int64_t data_batches = 0;
+  double data_seconds = 0, data_wait_seconds = 0;
   // Temporary files of saves killed half-way that the run removed from its directory.
   std::vector<std::string> removed_temporaries;
 };
@@ -68,7 +80,8 @@ CopyScores evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches, 
 
 // One optimisation step's forward and backward under Autocast(`precision`) (--precision)
 // with nothing read back to the host: the loss (a scalar on the model's device) and the
-// logits, both detached.
+// head's output (logits, class logits or mixture parameters: cli/tasks.h, head_loss), both
+// detached.
 struct StepOutputs {
   Tensor loss, logits;
 };
@@ -84,8 +97,9 @@ StepOutputs copy_forward_backward(TransformerLM& model, const Batch& batch,
 double copy_loss_backward(TransformerLM& model, const Batch& batch, int64_t step, Tensor* logits,
                           Precision precision = Precision::f32);
 
-// The optimiser of every copy-task run (docs/math.md §9): RAdam with decoupled weight decay, the
-// lr × 0.1 from options.decay_step, and per-parameter gradient-norm clipping at options.clip.
+// The optimiser of every run (docs/math.md §9): RAdam with decoupled weight decay, the lr × 0.1
+// from options.decay_step (or, with options.warmup, a linear warmup and a linear decay to 0 at
+// options.steps), and per-parameter gradient-norm clipping at options.clip.
 class CopyOptimizer {
  public:
   CopyOptimizer(TransformerLM& model, const TrainOptions& options);
@@ -105,7 +119,7 @@ class CopyOptimizer {
  private:
   std::vector<Tensor> params_;
   RAdam opt_;
-  StepDecay schedule_;
+  std::unique_ptr<LrSchedule> schedule_;
   double clip_;
 };
 
@@ -125,7 +139,7 @@ class CopyStepper {
   void load(const Batch& host_batch);
   struct Outputs {
     Tensor loss;         // [] on the device
-    Tensor predictions;  // [B, L] argmax ids on the device
+    Tensor predictions;  // argmax ids on the device ([B, L] or [B]; none for a mixture head)
     double lr = 0;
   };
   // Step `step` (1-based, for the error of a non-finite loss) on the loaded batch.
@@ -164,10 +178,11 @@ class SignalScope {
 // (a hard link, or a copy), and only the K latest of them.
 void keep_checkpoints(const std::filesystem::path& dir, int64_t step, int64_t keep);
 
-// Trains per `options`, writing metrics.csv and config.json under options.out (metrics
-// at every evaluation, so an interrupted run keeps its curve) and model.safetensors at the
-// end; `on_step` sees every step (progress display).
-TrainResult train_copy(const TrainOptions& options,
-                       const std::function<void(const StepRecord&)>& on_step);
+// Trains per `options` on options.task, writing metrics.csv and config.json under options.out
+// (metrics at every evaluation, so an interrupted run keeps its curve) and model.safetensors
+// at the end; `on_step` sees every step (progress display). The training batches are made
+// one step ahead on a thread of their own (data/prefetch.h).
+TrainResult train_run(const TrainOptions& options,
+                      const std::function<void(const StepRecord&)>& on_step);
 
 }  // namespace polyak::cli

@@ -219,7 +219,7 @@ ExperimentResult run_experiment(const ExperimentOptions& e, const ExperimentCall
       o.force = !saved;
     }
     try {
-      const TrainResult trained = train_copy(o, cb.on_step);
+      const TrainResult trained = train_run(o, cb.on_step);
       if (trained.stopped_by != 0) {
         result.stopped_by = trained.stopped_by;
         break;

@@ -15,6 +15,7 @@
 #include "cli/generate.h"
 #include "cli/inspect.h"
 #include "cli/options.h"
+#include "cli/tasks.h"
 #include "polyak/core/threads.h"
 
 namespace {
@@ -41,29 +42,49 @@ class Progress {
     bool eval = r.test_accuracy >= 0;
     if (!eval && r.step != o_.steps && r.seconds - last_print_ < (tty_ ? 0.2 : 10.0)) return;
     last_print_ = r.seconds;
+    // Tokens a step trains on (fewer when ListOps pads its batches: an upper bound then).
     double tokens_per_s = static_cast<double>(r.step * o_.batch * o_.length) / r.train_seconds;
     double eta = r.seconds / static_cast<double>(r.step) * static_cast<double>(o_.steps - r.step);
-    std::printf("%s%sstep %6lld/%lld  loss %.4f  acc %5.1f%%  %8.0f tok/s  elapsed %s  ETA %s",
+    std::printf("%s%sstep %6lld/%lld  loss %.4f  %s  %8.0f tok/s  elapsed %s  ETA %s",
                 tty_ ? "\r" : "", prefix_.c_str(), static_cast<long long>(r.step),
-                static_cast<long long>(o_.steps), r.loss, 100 * r.accuracy, tokens_per_s,
-                clock_text(r.seconds).c_str(), clock_text(eta).c_str());
-    if (eval) std::printf("  test acc %5.1f%%", 100 * r.test_accuracy);
+                static_cast<long long>(o_.steps), r.loss, figure(metrics_.train, r.accuracy).c_str(),
+                tokens_per_s, clock_text(r.seconds).c_str(), clock_text(eta).c_str());
+    if (eval) std::printf("  %s", figure(metrics_.test, r.test_accuracy).c_str());
     if (eval || !tty_) std::printf("\n");
     std::fflush(stdout);
   }
 
  private:
+  // "acc 97.3%", "test bits/dim 3.412": a figure of the task, labelled.
+  std::string figure(const char* column, double value) const {
+    std::string label = column;
+    for (auto [from, to] : {std::pair<const char*, const char*>{"test_", "test "},
+                            {"val_", "val "},
+                            {"accuracy", "acc"},
+                            {"bits_per_byte", "bits/byte"},
+                            {"bits_per_dim", "bits/dim"}})
+      if (const size_t at = label.find(from); at != std::string::npos)
+        label.replace(at, std::string(from).size(), to);
+    char buf[64];
+    if (metrics_.percent)
+      std::snprintf(buf, sizeof buf, "%s %5.1f%%", label.c_str(), 100 * value);
+    else
+      std::snprintf(buf, sizeof buf, "%s %.3f", label.c_str(), value);
+    return buf;
+  }
+
   const TrainOptions& o_;
   std::string prefix_;
   bool tty_;
+  polyak::cli::TaskMetrics metrics_ = polyak::cli::task_metrics(o_.task);
   double last_print_ = -1;
 };
 
 void print_model_line(const char* command, const TrainOptions& o) {
   std::printf(
-      "polyak %s: copy task, %s model, %lld layers, d %lld, %lld heads, L %lld, batch %lld, "
+      "polyak %s: %s task, %s model, %lld layers, d %lld, %lld heads, L %lld, batch %lld, "
       "%lld steps, %d threads\n",
-      command, o.model.c_str(), static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
+      command, o.task.c_str(), o.model.c_str(), static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
       static_cast<long long>(o.heads), static_cast<long long>(o.length),
       static_cast<long long>(o.batch), static_cast<long long>(o.steps),
       o.threads > 0 ? o.threads : polyak::num_threads());
@@ -79,7 +100,7 @@ int train_command(const TrainOptions& o) {
   print_model_line("train", o);
   Progress progress(o, "");
   polyak::cli::TrainResult result =
-      polyak::cli::train_copy(o, [&](const StepRecord& r) { progress(r); });
+      polyak::cli::train_run(o, [&](const StepRecord& r) { progress(r); });
   for (const std::string& file : result.removed_temporaries)
     std::fprintf(stderr, "polyak train: removed %s, left by a save that was killed half-way\n",
                  file.c_str());
@@ -92,13 +113,16 @@ int train_command(const TrainOptions& o) {
                  result.checkpoint_path.c_str(), o.out.c_str());
     return 128 + result.stopped_by;
   }
-  std::printf(
-      "test accuracy: %.2f%% per token of the copied words, %.2f%% per word (words copied "
-      "whole); the reference code's per-token figure, counting the separator: %.2f%%; after "
-      "%lld steps in %s\n",
-      100 * result.test_accuracy, 100 * result.test_word_accuracy,
-      100 * result.test_reference_accuracy, static_cast<long long>(o.steps),
-      clock_text(result.seconds).c_str());
+  std::printf("%s; after %lld steps in %s\n", result.summary.c_str(),
+              static_cast<long long>(o.steps), clock_text(result.seconds).c_str());
+  if (result.data_batches > 0)
+    std::printf(
+        "data: %lld batches made on their own thread in %.1f s (%.0f batches/s), the steps "
+        "waited %.2f s for them in all (training: %.1f s)\n",
+        static_cast<long long>(result.data_batches), result.data_seconds,
+        result.data_seconds > 0 ? static_cast<double>(result.data_batches) / result.data_seconds
+                                : 0.0,
+        result.data_wait_seconds, result.train_seconds);
   std::printf("metrics: %s\nconfig:  %s\nmodel:   %s\n", result.metrics_path.c_str(),
               result.config_path.c_str(), result.model_path.c_str());
   return 0;

@@ -10,6 +10,7 @@
 
 #include "cli/bench.h"
 #include "cli/memory_check.h"
+#include "cli/tasks.h"
 #include "cli/training_checkpoint.h"
 #include "polyak/core/error.h"
 #include "polyak/data/copy_task.h"
@@ -29,9 +30,12 @@ bool contains(const std::vector<std::string>& items, const std::string& item) {
 }
 
 // What a preset sets; flags given on the command line override it. Every preset trains the
-// linear kind unless --model says otherwise.
+// linear kind unless --model says otherwise. A preset belongs to a task ("lra": to each of
+// the classification tasks); its length 0 is the task's own (784 pixels, 2000 ListOps
+// tokens, …).
 struct Preset {
   const char* name;
+  const char* task;
   int64_t steps, batch, length, layers, heads, d_model, ff;
   double dropout, lr;
   int64_t decay_step, eval_every, eval_batches;
@@ -43,28 +47,86 @@ struct Preset {
 const Preset kPresets[] = {
     // A small linear transformer that reaches ≥ 99% word accuracy in under a minute on 2
     // quiet cores (L = 32, words of 8 to 14 symbols); blocks of 16, two per sequence.
-    {"default", 4000, 32, 32, 2, 4, 64, 256, 0.0, 1e-3, 0, 500, 8, 16},
+    {"default", "copy", 4000, 32, 32, 2, 4, 64, 256, 0.0, 1e-3, 0, 500, 8, 16},
     // The paper's copy-task configuration (Katharopoulos et al. 2020; momentum transformer
     // §4); TransNormer's own block of 64, two per sequence.
-    {"paper", 10000, 64, 128, 4, 8, 256, 1024, 0.1, 1e-3, 3000, 500, 8, 64},
+    {"paper", "copy", 10000, 64, 128, 4, 8, 256, 1024, 0.1, 1e-3, 3000, 500, 8, 64},
     // The paper's Figure 1 scaled down so that `polyak compare` trains a kind in about a
     // minute on 2 quiet cores (Mega, Mega-chunk and Performer about 1.5×; all nine kinds in
     // about 11 minutes): L = 64 (words of 16 to 30 symbols), the paper's optimiser and
     // schedule shape; blocks of 16, four per sequence (Mega, not chunked, attends over
     // max_len = L). Change the comparison's size here.
-    {"figure1", 3000, 32, 64, 2, 4, 64, 256, 0.0, 1e-3, 0, 100, 4, 16},
+    {"figure1", "copy", 3000, 32, 64, 2, 4, 64, 256, 0.0, 1e-3, 0, 100, 4, 16},
+    // Pixel-by-pixel Fashion-MNIST scaled to 2 cores (docs/experiments.md): 2 layers, d 64,
+    // 16 images (12544 pixels) a step.
+    {"pixels", "pixels", 2000, 16, 0, 2, 4, 64, 256, 0.0, 1e-3, 0, 250, 8, 16},
+    // The paper's MNIST configuration (momentum transformer §4.2): 8 layers, 8 heads of 32,
+    // ff 1024, RAdam at 1e-4; 250 epochs of 60000 images at batch 16.
+    {"pixels-paper", "pixels", 937500, 16, 0, 8, 8, 256, 1024, 0.1, 1e-4, 0, 3750, 32, 64},
+    // Byte-level language modelling of a text file on 2 cores: windows of 128 bytes.
+    {"text", "text", 3000, 32, 128, 2, 4, 128, 512, 0.1, 1e-3, 0, 250, 16, 16},
+    // The LRA code's small encoder (2 layers, d 64, 2 heads of 32, ff 128, dropout 0.1) with
+    // its training per task (batch, steps, warmup: lra_schedules() below) at lr 1e-4.
+    {"lra", "lra", 0, 0, 0, 2, 2, 64, 128, 0.1, 1e-4, 0, 0, 0, 64},
+    // The same encoder trained briefly enough for 2 cores (docs/experiments.md).
+    {"lra-cpu", "lra", 1500, 32, 0, 2, 2, 64, 128, 0.1, 1e-3, 0, 250, 8, 16},
 };
 
-TrainOptions preset_values(const std::string& preset) {
+// The LRA code's training of each classification task (lra_config.py of the paper's code):
+// batch, steps, linear warmup and evaluation interval, at lr 1e-4 with a linear decay.
+struct LraSchedule {
+  const char* task;
+  int64_t batch, steps, warmup, eval_every;
+};
+const LraSchedule kLraSchedules[] = {
+    {"listops", 32, 5000, 1000, 50}, {"image", 256, 35000, 175, 175},
+    {"pathfinder", 256, 62400, 312, 312}};
+
+// The paper's momentum settings per task (Table 1): β and γ of momentum attention, β̃ and γ̃
+// of the connections. The copy task's are the kinds' own defaults.
+struct TaskKindDefaults {
+  const char* task;
+  double beta, gamma, conn_beta, conn_gamma;
+};
+const TaskKindDefaults kTaskKindDefaults[] = {
+    {"pixels", 0.6, 0.9, 0.1, 0.99},
+    {"listops", 0.1, 0.6, 0.99, 0.4},
+    {"image", 0.9, 0.9, 0.99, 0.001},
+    {"pathfinder", 0.3, 0.1, 0.99, 0.8},
+};
+
+// The positions of a task's sequences, where its data fixes them (0: the preset's).
+int64_t task_length(const std::string& task) {
+  if (task == "pixels" || task == "image") return 784;
+  if (task == "listops") return 2000;
+  if (task == "pathfinder") return 1024;
+  return 0;
+}
+
+// The preset a task trains with when --preset is not given.
+std::string default_preset(const std::string& task) {
+  if (task == "pixels") return "pixels";
+  if (task == "text") return "text";
+  if (is_classification_task(task)) return "lra-cpu";
+  return "default";
+}
+
+// Whether `preset` belongs to `task`.
+bool preset_fits(const char* preset_task, const std::string& task) {
+  return preset_task == task || (std::string(preset_task) == "lra" && is_classification_task(task));
+}
+
+TrainOptions preset_values(const std::string& preset, const std::string& task = "copy") {
   const Preset* p = &kPresets[0];
   for (const Preset& candidate : kPresets)
     if (preset == candidate.name) p = &candidate;
   TrainOptions o;
+  o.task = task;
   o.preset = preset;
   o.model = "linear";
   o.steps = p->steps;
   o.batch = p->batch;
-  o.length = p->length;
+  o.length = p->length > 0 ? p->length : task_length(task);
   o.layers = p->layers;
   o.heads = p->heads;
   o.d_model = p->d_model;
@@ -75,6 +137,22 @@ TrainOptions preset_values(const std::string& preset) {
   o.eval_every = p->eval_every;
   o.eval_batches = p->eval_batches;
   o.kind_flags["--block-size"] = p->block_size;
+  if (std::string(p->task) == "lra") o.warmup = std::max<int64_t>(1, o.steps / 10);
+  for (const LraSchedule& l : kLraSchedules)
+    if (std::string(p->name) == "lra" && task == l.task) {
+      o.batch = l.batch;
+      o.steps = l.steps;
+      o.warmup = l.warmup;
+      o.eval_every = l.eval_every;
+      o.eval_batches = 8;
+    }
+  for (const TaskKindDefaults& d : kTaskKindDefaults)
+    if (task == d.task) {
+      o.kind_flags["--beta"] = d.beta;
+      o.kind_flags["--gamma"] = d.gamma;
+      o.kind_flags["--conn-beta"] = d.conn_beta;
+      o.kind_flags["--conn-gamma"] = d.conn_gamma;
+    }
   return o;
 }
 
@@ -120,16 +198,40 @@ void validate_model(const TrainOptions& o) {
       POLYAK_CHECK(f->check.ok(value), "polyak: ", flag, " is ", format_param(value), ", expected ",
                    f->check.expected);
   try {
-    o.model_config(CopyTask({.length = o.length}).vocab());
+    o.model_config(CopyTask({.length = std::max<int64_t>(o.length, 4)}).vocab());
   } catch (const Error& e) {
     fail("polyak: ", e.what());
   }
 }
 
 void validate(const TrainOptions& o) {
+  POLYAK_CHECK(contains(task_names(), o.task), "polyak: --task is '", o.task,
+               "', expected one of: ", join(task_names()));
   POLYAK_CHECK(contains(model_kinds(), o.model), "polyak: --model is '", o.model,
                "', expected one of: ", join(model_kinds()));
-  check_causal_kind("--model is", o.model);
+  if (is_classification_task(o.task))
+    POLYAK_CHECK(contains(task_model_kinds(o.task), o.model), "polyak: --model is '", o.model,
+                 "', a kind without a non-causal form, and the ", o.task,
+                 " task classifies whole sequences with an encoder (every position sees every "
+                 "other), expected one of: ",
+                 join(task_model_kinds(o.task)));
+  else
+    check_causal_kind("--model is", o.model);
+  POLYAK_CHECK(contains({"mixture", "softmax"}, o.pixel_head), "polyak: --pixel-head is '",
+               o.pixel_head, "', expected mixture or softmax");
+  POLYAK_CHECK(contains({"easy", "intermediate", "hard"}, o.difficulty),
+               "polyak: --difficulty is '", o.difficulty, "', expected easy, intermediate or hard");
+  POLYAK_CHECK(o.train_examples >= 0, "polyak: --train-examples is ", o.train_examples,
+               ", expected ≥ 0 (0: the whole split)");
+  POLYAK_CHECK(o.test_examples >= 0, "polyak: --test-examples is ", o.test_examples,
+               ", expected ≥ 0 (0: the whole split)");
+  POLYAK_CHECK(o.warmup >= 0 && (o.warmup == 0 || o.warmup < o.steps), "polyak: --warmup-steps is ",
+               o.warmup, ", expected ≥ 0 and below --steps = ", o.steps,
+               " (0: no warmup, the copy task's schedule)");
+  POLYAK_CHECK(!o.graph || o.task != "listops",
+               "polyak: --graph with --task listops, expected a task whose batches have one "
+               "shape (a graph replays one captured step; ListOps pads each batch to its "
+               "longest expression)");
   check_positive("--steps", o.steps);
   check_positive("--batch", o.batch);
   check_positive("--length", o.length);
@@ -152,8 +254,11 @@ void validate(const TrainOptions& o) {
                "one of them (--force replaces the run, --resume continues it)");
   POLYAK_CHECK(o.sync_every >= 0, "polyak: --sync-every is ", o.sync_every,
                ", expected ≥ 0 (0: 1 on the CPU, 50 on a device)");
-  POLYAK_CHECK(o.length >= 8, "polyak: --length is ", o.length,
+  POLYAK_CHECK(o.task != "copy" || o.length >= 8, "polyak: --length is ", o.length,
                ", expected ≥ 8 (the copy task needs room for w 0 w)");
+  POLYAK_CHECK(task_length(o.task) == 0 || o.length == task_length(o.task),
+               "polyak: --length is ", o.length, ", expected ", task_length(o.task),
+               " for the ", o.task, " task (its data fixes the sequences)");
   POLYAK_CHECK(o.d_model % o.heads == 0, "polyak: --d-model ", o.d_model,
                " is not divisible by --heads ", o.heads, ", expected d_model = heads × head_dim");
   POLYAK_CHECK(o.lr > 0, "polyak: --lr is ", o.lr, ", expected > 0");
@@ -177,6 +282,9 @@ struct TrainFlags {
   std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> given;
   CLI::Option* model_flag = nullptr;
   CLI::Option* out_flag = nullptr;
+  CLI::Option* preset_flag = nullptr;
+  CLI::Option* task_flag = nullptr;
+  CLI::Option* warmup_flag = nullptr;
   std::map<std::string, ParamValue> kind_raw;  // the kind flags given, by flag
 
   // A kind flag of the tables (nn/kinds.h), typed as its field.
@@ -201,9 +309,26 @@ struct TrainFlags {
   }
 
   // `with_model`: whether --model is a flag of this command (compare has --kinds instead).
-  void add_all(CLI::App& app, bool with_model) {
-    app.add_option("--preset", raw.preset,
-                   "default | paper (the paper's copy configuration) | figure1 (scaled copy)");
+  void add_all(CLI::App& app, bool with_model, bool with_task = true) {
+    preset_flag = app.add_option(
+        "--preset", raw.preset,
+        "default | paper (the paper's copy configuration) | figure1 (scaled copy) | pixels | "
+        "pixels-paper | text | lra (the LRA code's) | lra-cpu (default: the task's own)");
+    if (with_task)
+      task_flag = app.add_option("--task", raw.task, "what to train on: " + join(task_names()));
+    add(app, "--data", &TrainOptions::data,
+        "text: the file (default: The Devil's Dictionary, dict-devil); pixels, image: "
+        "Fashion-MNIST's folder");
+    add(app, "--pixel-head", &TrainOptions::pixel_head,
+        "pixels: mixture (10 discretized logistics) | softmax (256-way)");
+    add(app, "--difficulty", &TrainOptions::difficulty,
+        "pathfinder: easy | intermediate | hard (curves of 6, 9, 14 dashes)");
+    add(app, "--train-examples", &TrainOptions::train_examples,
+        "the first N examples of the train split (0: all)");
+    add(app, "--test-examples", &TrainOptions::test_examples,
+        "the first N examples of the test split in the final evaluation (0: all)");
+    warmup_flag = add(app, "--warmup-steps", &TrainOptions::warmup,
+        "steps of linear lr warmup, then a linear decay to 0 (0: the copy task's schedule)");
     if (with_model)
       model_flag = add(app, "--model", &TrainOptions::model, "model kind: " + join(model_kinds()));
     add(app, "--steps", &TrainOptions::steps, "training steps");
@@ -250,22 +375,34 @@ struct TrainFlags {
   }
 
   // `default_model` replaces the preset's kind when --model is not given ("" keeps it);
-  // `default_out` is the run folder when --out is not given ("": runs/copy-<model>).
-  TrainOptions resolve(const std::string& default_model = "",
-                       const std::string& default_out = "") const {
-    POLYAK_CHECK(contains(preset_names(), raw.preset), "polyak: --preset is '", raw.preset,
+  // `default_out` is the run folder when --out is not given ("": runs/<task>-<model>);
+  // `default_task` the task when --task is not given.
+  TrainOptions resolve(const std::string& default_model = "", const std::string& default_out = "",
+                       const std::string& default_task = "copy") const {
+    const std::string task = task_flag && task_flag->count() > 0 ? raw.task : default_task;
+    POLYAK_CHECK(contains(task_names(), task), "polyak: --task is '", task,
+                 "', expected one of: ", join(task_names()));
+    const bool preset_given = preset_flag->count() > 0;
+    const std::string preset = preset_given || task == "copy" ? raw.preset : default_preset(task);
+    POLYAK_CHECK(contains(preset_names(), preset), "polyak: --preset is '", preset,
                  "', expected one of: ", join(preset_names()));
-    TrainOptions o = preset_values(raw.preset);
+    for (const Preset& p : kPresets)
+      POLYAK_CHECK(preset != p.name || preset_fits(p.task, task), "polyak: --preset ", preset,
+                   " is a preset of the ", p.task, " task", std::string(p.task) == "lra" ? "s" : "",
+                   ", expected one for --task ", task, " (", default_preset(task), ", …)");
+    TrainOptions o = preset_values(preset, task);
     if (!default_model.empty()) o.model = default_model;
     for (const auto& [opt, copy] : given)
       if (opt->count() > 0) copy(o);
+    // A preset's warmup that --steps leaves no room for shrinks to a tenth of the steps.
+    if (warmup_flag->count() == 0 && o.warmup > 0 && o.warmup >= o.steps) o.warmup = o.steps / 10;
     for (const auto& [flag, value] : kind_raw) o.kind_flags[flag] = value;
     o.quiet = raw.quiet;
     o.graph = raw.graph;
     o.force = raw.force;
     // --out "" given is an error (validate); not given, the default folder.
     if (o.out.empty() && out_flag->count() == 0)
-      o.out = default_out.empty() ? "runs/copy-" + o.model : default_out;
+      o.out = default_out.empty() ? "runs/" + o.task + "-" + o.model : default_out;
     validate(o);
     return o;
   }
@@ -294,6 +431,8 @@ struct TrainFlags {
                  " cannot change when a run resumes (the model comes from ", path, ")");
     POLYAK_CHECK(app.count("--preset") == 0,
                  "polyak train --resume: --preset cannot change when a run resumes");
+    POLYAK_CHECK(!task_flag || task_flag->count() == 0,
+                 "polyak train --resume: --task cannot change when a run resumes");
     POLYAK_CHECK(!raw.force,
                  "polyak: --force and --resume given together, expected one of "
                  "them (--force replaces the run, --resume continues it)");
@@ -318,15 +457,21 @@ std::vector<std::string> split_list(const std::string& text) {
   return items;
 }
 
-std::vector<std::string> parse_kinds(const std::string& text) {
+std::vector<std::string> parse_kinds(const std::string& text, const std::string& task = "copy") {
   std::vector<std::string> kinds = split_list(text);
   POLYAK_CHECK(!kinds.empty(), "polyak: --kinds is empty, expected a comma-separated list of: ",
                join(model_kinds()));
   std::set<std::string> seen;
   for (const std::string& k : kinds) {
     POLYAK_CHECK(contains(model_kinds(), k), "polyak: --kinds has '", k,
-                 "', expected a comma-separated list of: ", join(causal_model_kinds()));
-    check_causal_kind("--kinds has", k);
+                 "', expected a comma-separated list of: ", join(task_model_kinds(task)));
+    if (is_classification_task(task))
+      POLYAK_CHECK(contains(task_model_kinds(task), k), "polyak: --kinds has '", k,
+                   "', a kind without a non-causal form, and the ", task,
+                   " task classifies whole sequences with an encoder, expected kinds of: ",
+                   join(task_model_kinds(task)));
+    else
+      check_causal_kind("--kinds has", k);
     POLYAK_CHECK(seen.insert(k).second, "polyak: --kinds names '", k,
                  "' twice, expected each kind at most once");
   }
@@ -434,8 +579,8 @@ std::string unknown_flag_message(CLI::App& app, const std::vector<std::string>& 
 }
 
 const std::vector<std::string>& command_names() {
-  static const std::vector<std::string> names = {"train",   "bench",  "generate",
-                                                 "compare", "ablate", "inspect-grads"};
+  static const std::vector<std::string> names = {
+      "train", "pixels", "lra", "bench", "generate", "compare", "ablate", "inspect-grads"};
   return names;
 }
 
@@ -448,6 +593,17 @@ const std::vector<std::string>& preset_names() {
     return all;
   }();
   return names;
+}
+
+std::vector<std::string> task_model_kinds(const std::string& task) {
+  if (!is_classification_task(task)) return causal_model_kinds();
+  std::vector<std::string> kinds;
+  for (const std::string& kind : model_kinds()) {
+    TransformerConfig c;
+    set_model_kind(c, kind);
+    if (attention_spec(c.attention).forms.non_causal) kinds.push_back(kind);
+  }
+  return kinds;
 }
 
 const std::vector<std::string>& causal_model_kinds() {
@@ -520,13 +676,13 @@ TransformerConfig TrainOptions::model_config(int64_t vocab) const {
   c.layers = layers;
   c.dropout = dropout;
   set_model_kind(c, model);
+  c.causal = !is_classification_task(task);
   c.attention_params =
       Params::defaults(*attention_spec(c.attention, "TrainOptions", "attention").params);
   c.connection_params =
       Params::defaults(*connection_spec(c.connection, "TrainOptions", "connection").params);
   apply_flags(c.attention_params, kind_flags);
   apply_flags(c.connection_params, kind_flags);
-  c.causal = true;
   c.activation = "relu";
   c.seed = seed;
   c.validate();
@@ -542,7 +698,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
   app.set_help_all_flag("--help-all", "all subcommands' help");
 
   CLI::App* train =
-      app.add_subcommand("train", "train a copy-task model and report its test accuracy");
+      app.add_subcommand("train", "train a model on a task (the copy task by default) and report "
+                                  "its test figure");
   TrainFlags train_flags;
   train_flags.add_all(*train, true);
   std::string resume_dir;
@@ -551,11 +708,25 @@ Command parse_command_line(const std::vector<std::string>& args) {
                         "continue the run in DIR from its checkpoint.safetensors, to --steps "
                         "(bit-identical on the CPU with the same threads)");
 
+  CLI::App* pixels = app.add_subcommand(
+      "pixels",
+      "train a pixel-by-pixel model of Fashion-MNIST and report its test bits/dim (train "
+      "--task pixels)");
+  TrainFlags pixels_flags;
+  pixels_flags.add_all(*pixels, true, false);
+  CLI::App* lra = app.add_subcommand(
+      "lra", "train an LRA-style classifier and report its test accuracy: lra TASK (train --task "
+             "TASK), TASK one of listops, pathfinder, image");
+  std::string lra_task;
+  lra->add_option("TASK", lra_task, "listops | pathfinder | image")->required();
+  TrainFlags lra_flags;
+  lra_flags.add_all(*lra, true, false);
+
   CLI::App* bench = app.add_subcommand(
       "bench", "time training steps of a copy model against the machine's f32 GEMM peak");
   TrainFlags bench_flags;
   bench_flags.raw.preset = "paper";
-  bench_flags.add_all(*bench, true);
+  bench_flags.add_all(*bench, true, false);
   BenchOptions bench_raw;
   bench->add_option("--warmup", bench_raw.warmup, "untimed steps first");
   bench->add_option("--gemm-size", bench_raw.gemm_size,
@@ -610,7 +781,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
       "beta", "sweep momentum attention's β (γ fixed), default kind adaptive (paper Fig. 5)");
   TrainFlags beta_flags;
   beta_flags.raw.preset = "figure1";
-  beta_flags.add_all(*ablate_beta, true);
+  beta_flags.add_all(*ablate_beta, true, false);
   ExperimentOptions beta_raw;
   std::string beta_values = "0,0.1,0.3,0.6,0.9";
   ablate_beta->add_option("--values", beta_values, "comma-separated β values");
@@ -619,7 +790,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
       "connection", "sweep the momentum connection's β̃, plus one adaptive run (paper Fig. 4)");
   TrainFlags conn_flags;
   conn_flags.raw.preset = "figure1";
-  conn_flags.add_all(*ablate_conn, false);
+  conn_flags.add_all(*ablate_conn, false, false);
   ExperimentOptions conn_raw;
   std::string conn_values = "0.5,0.9,0.99";
   ablate_conn->add_option("--values", conn_values, "comma-separated β̃ values");
@@ -631,7 +802,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
       "q, k, v and attention output: a CSV per kind, a PNG and a summary");
   TrainFlags inspect_flags;
   inspect_flags.raw.preset = "figure1";
-  inspect_flags.add_all(*inspect, false);
+  inspect_flags.add_all(*inspect, false, false);
   ExperimentOptions inspect_plot;
   InspectOptions inspect_raw;
   std::string inspect_kinds = "linear,transnormer,momentum";
@@ -688,6 +859,14 @@ Command parse_command_line(const std::vector<std::string>& args) {
     cmd.name = "train";
     cmd.train =
         resume_flag->count() > 0 ? train_flags.resume(*train, resume_dir) : train_flags.resolve();
+  } else if (pixels->parsed()) {
+    cmd.name = "train";
+    cmd.train = pixels_flags.resolve("", "", "pixels");
+  } else if (lra->parsed()) {
+    POLYAK_CHECK(is_classification_task(lra_task), "polyak lra: TASK is '", lra_task,
+                 "', expected listops, pathfinder or image");
+    cmd.name = "train";
+    cmd.train = lra_flags.resolve("", "", lra_task);
   } else if (bench->parsed()) {
     cmd.name = "bench";
     BenchOptions b = bench_raw;
@@ -730,7 +909,10 @@ Command parse_command_line(const std::vector<std::string>& args) {
     ExperimentOptions e = compare_raw;
     e.study = "compare";
     e.train = compare_flags.resolve("", "runs/figure1");
-    e.kinds = compare->count("--kinds") > 0 ? parse_kinds(kinds_text) : causal_model_kinds();
+    if (e.train.task != "copy" && compare->count("--out") == 0)
+      e.train.out = "runs/compare-" + e.train.task;
+    e.kinds = compare->count("--kinds") > 0 ? parse_kinds(kinds_text, e.train.task)
+                                            : task_model_kinds(e.train.task);
     cmd.experiment = e;
   } else if (inspect->parsed()) {
     cmd.name = "inspect-grads";

@@ -20,9 +20,25 @@ const std::vector<std::string>& preset_names();
 // The model kinds the copy task can train: every kind of model_kinds() with a causal form
 // (all but Linformer), in that order.
 const std::vector<std::string>& causal_model_kinds();
+// The model kinds `task` can train: the causal ones for the copy, text and pixel tasks, the
+// ones with a non-causal form for the classification tasks.
+std::vector<std::string> task_model_kinds(const std::string& task);
 
-// `polyak train` on the copy task (docs/math.md §10).
+// `polyak train` on a task (cli/tasks.h; the copy task by default, docs/math.md §10).
 struct TrainOptions {
+  std::string task = "copy";  // task_names(): copy | text | pixels | listops | pathfinder | image
+  // text: the file (default: The Devil's Dictionary of Debian's dict-devil); pixels, image:
+  // Fashion-MNIST's folder (default: $POLYAK_FASHION_MNIST or dataset-fashion-mnist's).
+  std::string data;
+  std::string pixel_head = "mixture";  // pixels: mixture (10 logistics) | softmax (256-way)
+  std::string difficulty = "hard";     // pathfinder: easy | intermediate | hard (6, 9, 14 dashes)
+  // The first N examples of the train split, and of the test split for the final evaluation
+  // (0: all of them): small runs and tests.
+  int64_t train_examples = 0;
+  int64_t test_examples = 0;
+  // Steps of linear warmup, then a linear decay to 0 at --steps (the LRA code's schedule);
+  // 0: the copy task's constant lr with its × 0.1 at decay_step.
+  int64_t warmup = 0;
   std::string preset = "default";
   std::string model = "linear";  // one of model_kinds()
   int64_t steps = 0;

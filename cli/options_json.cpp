@@ -43,13 +43,24 @@ std::string train_options_json(const TrainOptions& o) {
                             {"eval_batches", o.eval_batches},
                             {"save_every", o.save_every},
                             {"keep_checkpoints", o.keep_checkpoints},
+                            {"task", o.task},
+                            {"data", o.data},
+                            {"pixel_head", o.pixel_head},
+                            {"difficulty", o.difficulty},
+                            {"train_examples", o.train_examples},
+                            {"test_examples", o.test_examples},
+                            {"warmup", o.warmup},
                             {"kind_flags", kind}};
   return j.dump();
 }
 
 namespace {
+// `optional`: a key added after checkpoints were written without it; missing, the field
+// keeps its default (a copy-task run's options).
 template <class T>
-void read_field(const nlohmann::json& j, const char* key, T& out, const std::string& source) {
+void read_field(const nlohmann::json& j, const char* key, T& out, const std::string& source,
+                bool optional = false) {
+  if (optional && !j.contains(key)) return;
   POLYAK_CHECK(j.contains(key), source, ": the options have no \"", key, "\"");
   const nlohmann::json& v = j.at(key);
   bool ok;
@@ -105,6 +116,13 @@ TrainOptions train_options_from_json(const std::string& text, const std::string&
   read_field(j, "eval_batches", o.eval_batches, source);
   read_field(j, "save_every", o.save_every, source);
   read_field(j, "keep_checkpoints", o.keep_checkpoints, source);
+  read_field(j, "task", o.task, source, true);
+  read_field(j, "data", o.data, source, true);
+  read_field(j, "pixel_head", o.pixel_head, source, true);
+  read_field(j, "difficulty", o.difficulty, source, true);
+  read_field(j, "train_examples", o.train_examples, source, true);
+  read_field(j, "test_examples", o.test_examples, source, true);
+  read_field(j, "warmup", o.warmup, source, true);
   POLYAK_CHECK(j.contains("kind_flags") && j["kind_flags"].is_object(), source,
                ": the options have no object \"kind_flags\"");
   for (const auto& [flag, v] : j["kind_flags"].items()) {

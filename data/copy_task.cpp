@@ -60,7 +60,8 @@ Batch CopyTask::batch(int64_t batch_size) {
 }
 
 Batch Batch::to(Device device) const {
-  return Batch{tokens.to(device), targets.to(device), mask.to(device), word_lengths};
+  return Batch{tokens.to(device), targets.to(device), mask.defined() ? mask.to(device) : Tensor(),
+               word_lengths, lengths};
 }
 
 namespace {

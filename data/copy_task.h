@@ -28,11 +28,15 @@
 
 namespace polyak {
 
+// One training batch of any task (cli/tasks.h): the copy task's, byte-level text's and
+// pixel sequences' (targets and mask per position), or a classification task's (targets
+// [B], no mask, and `lengths` when the rows are right-padded).
 struct Batch {
   Tensor tokens;                  // i64 [B, L] inputs
-  Tensor targets;                 // i64 [B, L] next tokens
-  Tensor mask;                    // f32 [B, L]: 1 where the loss and accuracy count
-  std::vector<int> word_lengths;  // n of each row (on the host)
+  Tensor targets;                 // i64 [B, L] next tokens (or [B] classes)
+  Tensor mask;                    // f32 [B, L]: 1 where the loss and accuracy count (or none)
+  std::vector<int> word_lengths;  // the copy task: n of each row (on the host)
+  std::vector<int64_t> lengths;   // right padding: the real tokens of each row; empty: none
 
   // The batch with its tensors on `device` (the word lengths stay on the host).
   Batch to(Device device) const;

@@ -230,7 +230,7 @@ TEST_CASE("cli: a small softmax transformer learns the copy task") {
                  "3e-3",       "--eval-every", "400",     "--threads", "1",  "--out",
                  out.string(), "--quiet"})
           .train;
-  cli::TrainResult r = cli::train_copy(o, nullptr);
+  cli::TrainResult r = cli::train_run(o, nullptr);
   INFO("test accuracy " << r.test_accuracy);
   CHECK(r.test_accuracy > 0.9);
   CHECK(r.test_reference_accuracy < r.test_accuracy);  // the separator cannot be predicted

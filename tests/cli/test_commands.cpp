@@ -273,7 +273,7 @@ TEST_CASE("cli: the summary's final loss is the mean of the last 100 steps") {
 TEST_CASE("cli: train writes a checkpoint that generate runs on") {
   fs::path dir = fresh_dir("polyak-test-generate");
   cli::TrainOptions o = parse_cli(tiny({"train", "--model", "momentum"}, dir)).train;
-  cli::TrainResult r = cli::train_copy(o, nullptr);
+  cli::TrainResult r = cli::train_run(o, nullptr);
   CHECK(fs::exists(dir / "metrics.csv"));
   CHECK(fs::exists(dir / "config.json"));
   REQUIRE(r.model_path == (dir / "model.safetensors").string());

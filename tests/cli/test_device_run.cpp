@@ -38,7 +38,7 @@ cli::TrainResult tiny_run(const std::string& kind, const std::string& device,
   if (graph) args.push_back("--graph");
   cli::TrainOptions o = parse_cli(args).train;
   testing::fake::calls().erase("to_host");
-  cli::TrainResult r = cli::train_copy(o, [&](const cli::StepRecord&) {
+  cli::TrainResult r = cli::train_run(o, [&](const cli::StepRecord&) {
     if (reads) reads->push_back(testing::fake::calls()["to_host"]);
   });
   std::filesystem::remove_all(out);

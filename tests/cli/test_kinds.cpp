@@ -347,7 +347,7 @@ TEST_CASE("cli: a tiny inspect-grads run records finite, positive norms per kind
 TEST_CASE("cli: inspect-grads trains on from checkpoints, and a failing run leaves the others") {
   TempDir dir("polyak-test-inspect-checkpoints");
   const fs::path good_dir = dir.path / "momentum";
-  cli::TrainResult trained = cli::train_copy(
+  cli::TrainResult trained = cli::train_run(
       parse_cli(
           tiny({"train", "--model", "momentum", "--beta", "0.3", "--block-size", "4"}, good_dir))
           .train,

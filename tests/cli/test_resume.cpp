@@ -53,7 +53,7 @@ std::vector<std::string> run_args(const std::string& kind, int64_t steps, const 
 
 cli::TrainResult train(const std::vector<std::string>& args,
                        const std::function<void(const cli::StepRecord&)>& on_step = {}) {
-  return cli::train_copy(
+  return cli::train_run(
       parse_cli(args).train, on_step ? on_step : [](const cli::StepRecord&) {});
 }
 
