@@ -1,0 +1,235 @@
+// The tasks beside the copy task (cli/tasks.h): each trains end to end on a tiny model and
+// small splits, writes its own metrics columns and a checkpoint that loads; runs resume bit
+// for bit; and the bad inputs of each are errors naming what is wrong.
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "cli/copy_run.h"
+#include "cli/options.h"
+#include "cli/tasks.h"
+#include "helpers.h"
+#include "polyak/data/idx.h"
+#include "run_checks.h"
+#include "testing.h"
+
+using namespace polyak;
+using polyak::testing::check_error;
+using polyak::testing::check_same_run;
+using polyak::testing::parse_cli;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("polyak-tasks-" + name + "-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  return dir;
+}
+
+bool have_fashion_mnist() {
+  return fs::exists(fs::path(default_fashion_mnist_dir()) / "t10k-labels-idx1-ubyte.gz");
+}
+
+// `command` (train, pixels, lra TASK…) on a tiny model: 1 layer, d 16, 4 sequences a step,
+// small splits, one thread.
+std::vector<std::string> tiny_task(std::vector<std::string> command, const fs::path& out,
+                                   int64_t steps = 4, std::vector<std::string> extra = {}) {
+  for (const char* a : {"--layers", "1", "--heads", "2", "--d-model", "16", "--ff", "32",
+                        "--batch", "4", "--eval-every", "2", "--eval-batches", "1", "--threads",
+                        "1", "--quiet", "--dropout", "0.1"})
+    command.emplace_back(a);
+  command.insert(command.end(), {"--steps", std::to_string(steps), "--out", out.string()});
+  command.insert(command.end(), extra.begin(), extra.end());
+  return command;
+}
+
+cli::TrainResult train(const std::vector<std::string>& args) {
+  return cli::train_run(parse_cli(args).train, nullptr);
+}
+
+std::string first_line(const fs::path& file) {
+  std::ifstream in(file);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+}  // namespace
+
+TEST_CASE("tasks: each task trains, evaluates, saves its model and reloads it") {
+  struct Case {
+    std::vector<std::string> command;
+    std::vector<std::string> extra;
+    std::string header;  // metrics.csv's columns
+    bool fashion;        // needs Fashion-MNIST
+    std::string head;
+  };
+  const std::string clocks = "lr,seconds,train_seconds,";
+  const std::vector<Case> cases = {
+      {{"train", "--task", "text"},
+       {"--length", "16"},
+       "step,loss,bits_per_byte," + clocks + "test_bits_per_byte",
+       false,
+       "tokens"},
+      {{"pixels"},
+       {"--train-examples", "12", "--test-examples", "6"},
+       "step,loss,bits_per_dim," + clocks + "test_bits_per_dim",
+       true,
+       "mixture"},
+      {{"pixels"},
+       {"--pixel-head", "softmax", "--train-examples", "12", "--test-examples", "6"},
+       "step,loss,bits_per_dim," + clocks + "test_bits_per_dim",
+       true,
+       "tokens"},
+      {{"lra", "listops"},
+       {"--test-examples", "8"},
+       "step,loss,accuracy," + clocks + "val_accuracy",
+       false,
+       "classes"},
+      {{"lra", "pathfinder", "--model", "momentum"},
+       {"--test-examples", "8", "--difficulty", "easy"},
+       "step,loss,accuracy," + clocks + "val_accuracy",
+       false,
+       "classes"},
+      {{"lra", "image", "--model", "linformer"},
+       {"--train-examples", "16", "--test-examples", "8"},
+       "step,loss,accuracy," + clocks + "val_accuracy",
+       true,
+       "classes"},
+  };
+  for (const Case& c : cases) {
+    const std::string name = c.command.back() + "-" + c.head;
+    CAPTURE(name);
+    if (c.fashion && !have_fashion_mnist()) {
+      MESSAGE("Fashion-MNIST is not installed (dataset-fashion-mnist): ", name, " not run");
+      continue;
+    }
+    const fs::path out = scratch(name);
+    const cli::TrainResult r = train(tiny_task(c.command, out, 4, c.extra));
+    REQUIRE(r.records.size() == 4);
+    CHECK(r.records[1].test_accuracy >= 0);  // evaluated at step 2
+    CHECK(r.records[0].test_accuracy < 0);
+    CHECK(first_line(out / "metrics.csv") == c.header);
+    CHECK(std::isfinite(r.test_accuracy));
+    if (c.head == "classes") {
+      CHECK(r.test_accuracy >= 0);
+      CHECK(r.test_accuracy <= 1);
+    } else {  // bits per byte or dim of an untrained model: near log2(256) = 8
+      CHECK(r.test_accuracy > 4);
+      CHECK(r.test_accuracy < 12);
+    }
+    CHECK(r.data_batches == 4);
+    CHECK(!r.summary.empty());
+    std::map<std::string, std::string> metadata;
+    auto model = load_model((out / "model.safetensors").string(), &metadata);
+    CHECK(model->config().head == c.head);
+    CHECK(metadata["train.task"] == (c.command[0] == "train" ? c.command[2]
+                                     : c.command[0] == "pixels" ? "pixels"
+                                                                : c.command[1]));
+    fs::remove_all(out);
+  }
+}
+
+TEST_CASE("tasks: runs of the classification and pixel tasks resume bit for bit") {
+  std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> runs = {
+      {{"lra", "listops", "--model", "momentum"}, {"--test-examples", "8"}},
+  };
+  // 8 training images in batches of 4: the resumed run crosses an epoch's reshuffle.
+  if (have_fashion_mnist())
+    runs.push_back({{"pixels", "--model", "adaptive"}, {"--train-examples", "8",
+                                                        "--test-examples", "4"}});
+  for (const auto& [command, extra] : runs) {
+    CAPTURE(command[0] + " " + command[1]);
+    const fs::path whole = scratch("whole"), parts = scratch("parts");
+    const cli::TrainResult uninterrupted = train(tiny_task(command, whole, 6, extra));
+    train(tiny_task(command, parts, 3, extra));
+    const cli::TrainResult resumed =
+        train({"train", "--resume", parts.string(), "--steps", "6", "--quiet"});
+    check_same_run(resumed, uninterrupted, parts, whole);
+  }
+}
+
+TEST_CASE("tasks: bad input is an error naming the file, the flag or the kind") {
+  const fs::path dir = scratch("bad");
+  fs::create_directories(dir);
+  const std::string empty = (dir / "empty.txt").string(), small = (dir / "small.txt").string();
+  std::ofstream(empty).close();
+  std::ofstream(small) << "too short";
+  const fs::path out = dir / "run";
+  check_error([&] { train(tiny_task({"train", "--task", "text", "--data", empty}, out)); },
+              {"load_text", empty, "is empty"});
+  check_error(
+      [&] {
+        train(tiny_task({"train", "--task", "text", "--data", small}, out, 4, {"--length", "16"}));
+      },
+      {small, "holds 9 bytes"});
+  check_error(
+      [&] { train(tiny_task({"train", "--task", "text", "--data", (dir / "none").string()}, out)); },
+      {(dir / "none").string()});
+  check_error(
+      [&] {
+        train(tiny_task({"pixels", "--data", (dir / "no-images").string()}, out));
+      },
+      {"no-images", "dataset-fashion-mnist"});
+  check_error([&] { parse_cli(tiny_task({"lra", "listops", "--model", "retention"}, out)); },
+              {"--model is 'retention'", "without a non-causal form", "listops",
+               "softmax, linear, momentum"});
+  check_error([&] { parse_cli(tiny_task({"pixels", "--model", "linformer"}, out)); },
+              {"--model is", "linformer", "non-causal kind"});
+  check_error([&] { parse_cli(tiny_task({"lra", "cifar"}, out)); },
+              {"polyak lra: TASK is 'cifar'", "listops, pathfinder or image"});
+  check_error([&] { parse_cli(tiny_task({"train", "--task", "images"}, out)); },
+              {"--task is 'images'", "copy, text, pixels, listops, pathfinder, image"});
+  check_error([&] { parse_cli(tiny_task({"lra", "listops", "--preset", "pixels"}, out)); },
+              {"--preset pixels is a preset of the pixels task", "--task listops"});
+  check_error([&] { parse_cli(tiny_task({"pixels", "--length", "100"}, out)); },
+              {"--length is 100", "expected 784"});
+  check_error([&] { parse_cli(tiny_task({"pixels", "--pixel-head", "gauss"}, out)); },
+              {"--pixel-head is 'gauss'", "mixture or softmax"});
+  check_error([&] { parse_cli(tiny_task({"lra", "pathfinder", "--difficulty", "x"}, out)); },
+              {"--difficulty is 'x'", "easy, intermediate or hard"});
+  check_error([&] { parse_cli(tiny_task({"lra", "image", "--warmup-steps", "9"}, out)); },
+              {"--warmup-steps is 9", "below --steps = 4"});
+  check_error([&] { parse_cli(tiny_task({"lra", "image", "--train-examples", "-1"}, out)); },
+              {"--train-examples is -1"});
+  fs::remove_all(dir);
+}
+
+TEST_CASE("tasks: the presets and the paper's per-task momentum settings") {
+  const fs::path out = scratch("presets");
+  const cli::TrainOptions listops = parse_cli({"lra", "listops", "--out", out.string()}).train;
+  CHECK(listops.task == "listops");
+  CHECK(listops.preset == "lra-cpu");
+  CHECK(listops.length == 2000);
+  CHECK(listops.layers == 2);
+  CHECK(listops.d_model == 64);
+  CHECK(listops.heads == 2);
+  CHECK(listops.ff == 128);
+  CHECK(std::get<double>(listops.kind_flags.at("--beta")) == 0.1);
+  CHECK(std::get<double>(listops.kind_flags.at("--gamma")) == 0.6);
+  const cli::TrainOptions image =
+      parse_cli({"lra", "image", "--preset", "lra", "--beta", "0.5", "--out", out.string()}).train;
+  CHECK(image.batch == 256);
+  CHECK(image.steps == 35000);
+  CHECK(image.warmup == 175);
+  CHECK(image.lr == 1e-4);
+  CHECK(std::get<double>(image.kind_flags.at("--beta")) == 0.5);  // given: kept
+  CHECK(std::get<double>(image.kind_flags.at("--gamma")) == 0.9);
+  const cli::TrainOptions path = parse_cli({"lra", "pathfinder", "--out", out.string()}).train;
+  CHECK(std::get<double>(path.kind_flags.at("--beta")) == 0.3);
+  CHECK(std::get<double>(path.kind_flags.at("--gamma")) == 0.1);
+  const cli::TrainOptions pixels = parse_cli({"pixels", "--out", out.string()}).train;
+  CHECK(pixels.length == 784);
+  CHECK(std::get<double>(pixels.kind_flags.at("--beta")) == 0.6);
+  CHECK(parse_cli({"pixels"}).train.out == "runs/pixels-linear");
+  CHECK(parse_cli({"train", "--task", "text"}).train.out == "runs/text-linear");
+  // A warmup longer than a short run's steps shrinks to a tenth of them.
+  CHECK(parse_cli({"lra", "image", "--steps", "50", "--out", out.string()}).train.warmup == 5);
+}
