@@ -524,6 +524,7 @@ TrainResult train_run(const TrainOptions& o,
   metadata["train.seed"] = std::to_string(o.seed);
   metadata["train.test_accuracy"] = std::to_string(result.test_accuracy);
   save_model(model, result.model_path, metadata);
+  result.made = task->after_training(model, o.out);
   return result;
 }
 

@@ -49,6 +49,7 @@ struct TrainResult {
   int64_t steps_done = 0;
   std::vector<StepRecord> records;  // every step, as in metrics.csv
   std::string summary;              // the task's end-of-run line (cli/tasks.h)
+  std::string made;                 // what the task made after training (samples.png), or
   // The training batches' producer (a thread of its own): batches made, the seconds it spent
   // making them and the seconds the steps waited for one.
   int64_t data_batches = 0;

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 
 #include "cli/copy_run.h"
+#include "cli/images.h"
 #include "polyak/core/threads.h"
 #include "polyak/models/checkpoint.h"
 #include "polyak/models/generate.h"
@@ -42,6 +44,15 @@ std::vector<int32_t> timed_generate(TransformerLM& model, const std::vector<int3
 
 }  // namespace
 
+int64_t state_bytes(const TransformerLM& model) {
+  ModelState state = model.initial_state(1);
+  int64_t bytes = 0;
+  for (const AttentionState& layer : state.layers)
+    for (const Tensor& t : layer.tensors)
+      if (t.defined()) bytes += static_cast<int64_t>(t.nbytes());
+  return bytes;
+}
+
 double GenerateReport::prompt_tokens_per_s() const {
   return prompt_seconds > 0 ? static_cast<double>(prompt_tokens) / prompt_seconds : 0;
 }
@@ -72,12 +83,35 @@ GenerateReport run_generate(const GenerateCommand& o) {
                       .seed = o.seed,
                       .stop_token = o.stop,
                       .on_token = nullptr};
+  const auto trained_on = metadata.find("train.task");
+  report.task = trained_on == metadata.end() ? "copy" : trained_on->second;
+  if (o.images > 0) {
+    POLYAK_CHECK(report.task == "pixels" || config.head == "mixture",
+                 "polyak generate: ", o.checkpoint, " holds a model of the ", report.task,
+                 " task, expected a pixel model (polyak pixels) for --images");
+    const Clock::time_point start = Clock::now();
+    const Tensor images = sample_images(*model, {.images = o.images, .seed = o.seed});
+    report.images = o.images;
+    report.image_seconds = seconds_between(start, Clock::now());
+    report.png = o.png.empty()
+                     ? (std::filesystem::path(o.checkpoint).parent_path() / "samples.png").string()
+                     : o.png;
+    write_png_grid(report.png, images, 28, 28, std::min<int64_t>(o.images, 8));
+    report.state_bytes = state_bytes(*model);
+    return report;
+  }
   if (o.copy == 0) {
-    for (int32_t t : o.prompt)
+    // A text model's prompt is its bytes; any other's, token ids.
+    std::vector<int32_t> prompt;
+    if (report.task == "text")
+      for (unsigned char c : o.prompt) prompt.push_back(c);
+    else
+      prompt = parse_prompt(o.prompt);
+    for (int32_t t : prompt)
       POLYAK_CHECK(t >= 0 && t < config.vocab, "polyak generate: --prompt has token ", t,
                    ", expected ids in [0, ", config.vocab, ") (the vocabulary of ", o.checkpoint,
                    ")");
-    report.tokens = timed_generate(*model, o.prompt, gen, report);
+    report.tokens = timed_generate(*model, prompt, gen, report);
     return report;
   }
 

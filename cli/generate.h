@@ -17,6 +17,7 @@ struct CopyExample {
 
 struct GenerateReport {
   std::string kind;  // the checkpoint's model kind ("" when it is none of model_kinds())
+  std::string task;  // the task it was trained on (metadata train.task; "copy" without it)
   int64_t vocab = 0;
   std::vector<int32_t> tokens;  // --prompt: the generated tokens
 
@@ -38,7 +39,17 @@ struct GenerateReport {
   int64_t word_tokens = 0;  // Σ len(w)
   int64_t word_tokens_right = 0;
   std::vector<CopyExample> examples;  // the first few words, to show
+
+  // --images: N samples of a pixel model, drawn together pixel by pixel, as a PNG grid.
+  int64_t images = 0;
+  double image_seconds = 0;
+  std::string png;
+  int64_t state_bytes = 0;  // the recurrent state of one image at its first step
 };
+
+// The bytes of `model`'s recurrent state for one sequence at its start: what an RNN-mode step
+// keeps (constant for the linear kinds; softmax's cache grows from it).
+int64_t state_bytes(const TransformerLM& model);
 
 // Loads options.checkpoint and generates. A missing or corrupt checkpoint is load_model's
 // polyak::Error; a non-causal model, a prompt or stop token outside the vocabulary, or (for

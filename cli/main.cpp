@@ -47,8 +47,9 @@ class Progress {
     double eta = r.seconds / static_cast<double>(r.step) * static_cast<double>(o_.steps - r.step);
     std::printf("%s%sstep %6lld/%lld  loss %.4f  %s  %8.0f tok/s  elapsed %s  ETA %s",
                 tty_ ? "\r" : "", prefix_.c_str(), static_cast<long long>(r.step),
-                static_cast<long long>(o_.steps), r.loss, figure(metrics_.train, r.accuracy).c_str(),
-                tokens_per_s, clock_text(r.seconds).c_str(), clock_text(eta).c_str());
+                static_cast<long long>(o_.steps), r.loss,
+                figure(metrics_.train, r.accuracy).c_str(), tokens_per_s,
+                clock_text(r.seconds).c_str(), clock_text(eta).c_str());
     if (eval) std::printf("  %s", figure(metrics_.test, r.test_accuracy).c_str());
     if (eval || !tty_) std::printf("\n");
     std::fflush(stdout);
@@ -84,10 +85,10 @@ void print_model_line(const char* command, const TrainOptions& o) {
   std::printf(
       "polyak %s: %s task, %s model, %lld layers, d %lld, %lld heads, L %lld, batch %lld, "
       "%lld steps, %d threads\n",
-      command, o.task.c_str(), o.model.c_str(), static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
-      static_cast<long long>(o.heads), static_cast<long long>(o.length),
-      static_cast<long long>(o.batch), static_cast<long long>(o.steps),
-      o.threads > 0 ? o.threads : polyak::num_threads());
+      command, o.task.c_str(), o.model.c_str(), static_cast<long long>(o.layers),
+      static_cast<long long>(o.d_model), static_cast<long long>(o.heads),
+      static_cast<long long>(o.length), static_cast<long long>(o.batch),
+      static_cast<long long>(o.steps), o.threads > 0 ? o.threads : polyak::num_threads());
   const std::vector<std::string>& kinds = polyak::model_kinds();
   // A checkpoint's custom (attention, connection) pair is no kind with settings to list.
   const bool known = std::find(kinds.begin(), kinds.end(), o.model) != kinds.end();
@@ -115,6 +116,7 @@ int train_command(const TrainOptions& o) {
   }
   std::printf("%s; after %lld steps in %s\n", result.summary.c_str(),
               static_cast<long long>(o.steps), clock_text(result.seconds).c_str());
+  if (!result.made.empty()) std::printf("%s\n", result.made.c_str());
   if (result.data_batches > 0)
     std::printf(
         "data: %lld batches made on their own thread in %.1f s (%.0f batches/s), the steps "
@@ -140,7 +142,26 @@ std::string token_list(const std::vector<int32_t>& tokens) {
 int generate_command(const polyak::cli::GenerateCommand& o) {
   polyak::cli::GenerateReport r = polyak::cli::run_generate(o);
   const std::string kind = r.kind.empty() ? "custom" : r.kind;
-  if (o.copy == 0) {
+  if (r.images > 0) {
+    std::printf(
+        "%s model, %d threads: %lld images of 784 pixels in %.1f s (%.2f images/s, RNN mode, "
+        "all images one batch); recurrent state %.1f KiB per image at its start\ngrid: %s\n",
+        kind.c_str(), polyak::num_threads(), static_cast<long long>(r.images), r.image_seconds,
+        static_cast<double>(r.images) / r.image_seconds,
+        static_cast<double>(r.state_bytes) / 1024.0, r.png.c_str());
+    return 0;
+  }
+  if (o.copy == 0 && r.task == "text") {
+    std::string text;
+    for (int32_t t : r.tokens) {
+      const auto c = static_cast<unsigned char>(t);
+      if (c == '\n' || c == '\t' || (c >= 32 && c < 127) || c >= 128)
+        text += static_cast<char>(c);
+      else
+        text += '.';
+    }
+    std::printf("%s%s\n", o.prompt.c_str(), text.c_str());
+  } else if (o.copy == 0) {
     std::printf("%s\n", token_list(r.tokens).c_str());
   } else {
     for (const polyak::cli::CopyExample& ex : r.examples)

@@ -78,9 +78,9 @@ struct LraSchedule {
   const char* task;
   int64_t batch, steps, warmup, eval_every;
 };
-const LraSchedule kLraSchedules[] = {
-    {"listops", 32, 5000, 1000, 50}, {"image", 256, 35000, 175, 175},
-    {"pathfinder", 256, 62400, 312, 312}};
+const LraSchedule kLraSchedules[] = {{"listops", 32, 5000, 1000, 50},
+                                     {"image", 256, 35000, 175, 175},
+                                     {"pathfinder", 256, 62400, 312, 312}};
 
 // The paper's momentum settings per task (Table 1): β and γ of momentum attention, β̃ and γ̃
 // of the connections. The copy task's are the kinds' own defaults.
@@ -256,9 +256,9 @@ void validate(const TrainOptions& o) {
                ", expected ≥ 0 (0: 1 on the CPU, 50 on a device)");
   POLYAK_CHECK(o.task != "copy" || o.length >= 8, "polyak: --length is ", o.length,
                ", expected ≥ 8 (the copy task needs room for w 0 w)");
-  POLYAK_CHECK(task_length(o.task) == 0 || o.length == task_length(o.task),
-               "polyak: --length is ", o.length, ", expected ", task_length(o.task),
-               " for the ", o.task, " task (its data fixes the sequences)");
+  POLYAK_CHECK(task_length(o.task) == 0 || o.length == task_length(o.task), "polyak: --length is ",
+               o.length, ", expected ", task_length(o.task), " for the ", o.task,
+               " task (its data fixes the sequences)");
   POLYAK_CHECK(o.d_model % o.heads == 0, "polyak: --d-model ", o.d_model,
                " is not divisible by --heads ", o.heads, ", expected d_model = heads × head_dim");
   POLYAK_CHECK(o.lr > 0, "polyak: --lr is ", o.lr, ", expected > 0");
@@ -327,8 +327,9 @@ struct TrainFlags {
         "the first N examples of the train split (0: all)");
     add(app, "--test-examples", &TrainOptions::test_examples,
         "the first N examples of the test split in the final evaluation (0: all)");
-    warmup_flag = add(app, "--warmup-steps", &TrainOptions::warmup,
-        "steps of linear lr warmup, then a linear decay to 0 (0: the copy task's schedule)");
+    warmup_flag =
+        add(app, "--warmup-steps", &TrainOptions::warmup,
+            "steps of linear lr warmup, then a linear decay to 0 (0: the copy task's schedule)");
     if (with_model)
       model_flag = add(app, "--model", &TrainOptions::model, "model kind: " + join(model_kinds()));
     add(app, "--steps", &TrainOptions::steps, "training steps");
@@ -503,9 +504,10 @@ std::vector<double> parse_values(const std::string& text, const char* symbol) {
 }
 
 // --prompt "3 5 1 0" (or --prompt 3 5 1 0): token ids separated by spaces or commas.
-std::vector<int32_t> parse_prompt(const std::vector<std::string>& parts) {
-  std::string text;
-  for (const std::string& p : parts) text += p + " ";
+}  // namespace
+
+std::vector<int32_t> parse_prompt(const std::string& prompt) {
+  std::string text = prompt;
   std::replace(text.begin(), text.end(), ',', ' ');
   std::vector<int32_t> tokens;
   std::istringstream is(text);
@@ -524,6 +526,8 @@ std::vector<int32_t> parse_prompt(const std::vector<std::string>& parts) {
   POLYAK_CHECK(!tokens.empty(), "polyak: --prompt is empty, expected at least one token id");
   return tokens;
 }
+
+namespace {
 
 // Edits (insertions, deletions, substitutions) between a and b.
 size_t edit_distance(const std::string& a, const std::string& b) {
@@ -579,8 +583,8 @@ std::string unknown_flag_message(CLI::App& app, const std::vector<std::string>& 
 }
 
 const std::vector<std::string>& command_names() {
-  static const std::vector<std::string> names = {
-      "train", "pixels", "lra", "bench", "generate", "compare", "ablate", "inspect-grads"};
+  static const std::vector<std::string> names = {"train",    "pixels",  "lra",    "bench",
+                                                 "generate", "compare", "ablate", "inspect-grads"};
   return names;
 }
 
@@ -698,8 +702,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
   app.set_help_all_flag("--help-all", "all subcommands' help");
 
   CLI::App* train =
-      app.add_subcommand("train", "train a model on a task (the copy task by default) and report "
-                                  "its test figure");
+      app.add_subcommand("train",
+                         "train a model on a task (the copy task by default) and report "
+                         "its test figure");
   TrainFlags train_flags;
   train_flags.add_all(*train, true);
   std::string resume_dir;
@@ -715,8 +720,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
   TrainFlags pixels_flags;
   pixels_flags.add_all(*pixels, true, false);
   CLI::App* lra = app.add_subcommand(
-      "lra", "train an LRA-style classifier and report its test accuracy: lra TASK (train --task "
-             "TASK), TASK one of listops, pathfinder, image");
+      "lra",
+      "train an LRA-style classifier and report its test accuracy: lra TASK (train --task "
+      "TASK), TASK one of listops, pathfinder, image");
   std::string lra_task;
   lra->add_option("TASK", lra_task, "listops | pathfinder | image")->required();
   TrainFlags lra_flags;
@@ -741,12 +747,19 @@ Command parse_command_line(const std::vector<std::string>& args) {
   gen->add_option("--checkpoint", gen_raw.checkpoint,
                   "a model.safetensors written by polyak train");
   CLI::Option* prompt_flag =
-      gen->add_option("--prompt", prompt_parts, "token ids separated by spaces, e.g. \"3 5 1 0\"");
+      gen->add_option("--prompt", prompt_parts,
+                      "token ids separated by spaces, e.g. \"3 5 1 0\" (a text model: any text)");
   CLI::Option* tokens_flag =
       gen->add_option("--tokens", gen_raw.tokens, "tokens to generate after --prompt");
   CLI::Option* copy_flag = gen->add_option(
       "--copy", gen_raw.copy,
       "instead of --prompt: K test words of the checkpoint's copy task, prompted with 'w 0'");
+  CLI::Option* images_flag = gen->add_option(
+      "--images", gen_raw.images,
+      "instead of --prompt: N images of a pixel model (polyak pixels), drawn pixel by pixel "
+      "and saved as a PNG grid");
+  gen->add_option("--png", gen_raw.png,
+                  "the grid's path (default: samples.png beside the checkpoint)");
   gen->add_option("--temperature", gen_raw.temperature, "0: greedy; > 0: sample");
   gen->add_option("--seed", gen_raw.seed, "sampling seed")->check(non_negative("--seed"));
   gen->add_option("--stop", gen_raw.stop, "stop after generating this token (-1: never)");
@@ -883,14 +896,20 @@ Command parse_command_line(const std::vector<std::string>& args) {
     POLYAK_CHECK(!g.checkpoint.empty(),
                  "polyak generate: --checkpoint is missing, expected the "
                  "path of a model.safetensors written by polyak train");
-    const bool has_prompt = prompt_flag->count() > 0, has_copy = copy_flag->count() > 0;
-    POLYAK_CHECK(
-        has_prompt != has_copy, "polyak generate: ",
-        has_prompt ? "both --prompt and --copy given" : "neither --prompt nor --copy given",
-        ", expected exactly one of them");
+    const bool has_prompt = prompt_flag->count() > 0, has_copy = copy_flag->count() > 0,
+               has_images = images_flag->count() > 0;
+    const int given = int{has_prompt} + int{has_copy} + int{has_images};
+    POLYAK_CHECK(given == 1, "polyak generate: ",
+                 given == 0 ? "none of --prompt, --copy and --images given"
+                            : "more than one of --prompt, --copy and --images given",
+                 ", expected exactly one of them");
     if (has_prompt) {
-      g.prompt = parse_prompt(prompt_parts);
+      for (const std::string& part : prompt_parts) g.prompt += (g.prompt.empty() ? "" : " ") + part;
+      POLYAK_CHECK(g.prompt.find_first_not_of(" \t,") != std::string::npos,
+                   "polyak: --prompt is empty, expected token ids or text");
       check_positive("--tokens", g.tokens);
+    } else if (has_images) {
+      check_positive("--images", g.images);
     } else {
       check_positive("--copy", g.copy);
       POLYAK_CHECK(tokens_flag->count() == 0, "polyak generate: --tokens ", g.tokens,

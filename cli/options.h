@@ -116,12 +116,16 @@ struct BenchOptions {
 // `polyak generate`: RNN-mode generation from a checkpoint written by `polyak train`.
 struct GenerateCommand {
   std::string checkpoint;
-  std::vector<int32_t> prompt;  // --prompt "3 5 1 0"
-  int64_t tokens = 32;          // --tokens: new tokens after the prompt
-  int64_t copy = 0;             // --copy K: K test words of the checkpoint's copy task instead
-  double temperature = 0;       // 0: greedy
-  uint64_t seed = 0;            // sampling stream (temperature > 0)
-  int32_t stop = -1;            // stop after generating this token (−1: never)
+  // --prompt as given: token ids ("3 5 1 0"), or a text model's text, whose bytes are its
+  // tokens (the checkpoint's task decides which).
+  std::string prompt;
+  int64_t tokens = 32;     // --tokens: new tokens after the prompt
+  int64_t copy = 0;        // --copy K: K test words of the checkpoint's copy task instead
+  int64_t images = 0;      // --images N: a pixel model's N samples instead, drawn as a PNG grid
+  std::string png;         // where (default: samples.png beside the checkpoint)
+  double temperature = 0;  // 0: greedy
+  uint64_t seed = 0;       // sampling stream (temperature > 0)
+  int32_t stop = -1;       // stop after generating this token (−1: never)
   int threads = 0;
   std::string device = "cpu";  // where the model runs
 };
@@ -171,6 +175,10 @@ struct HelpRequested {
 // Parses argv[1..] (without the program name). Throws polyak::Error naming the flag, the
 // value seen and what was expected, for unknown flags, bad values and missing commands.
 Command parse_command_line(const std::vector<std::string>& args);
+
+// Token ids separated by spaces or commas ("3 5 1 0"); anything else is a polyak::Error
+// naming the word.
+std::vector<int32_t> parse_prompt(const std::string& text);
 
 // The device a --device value names, checked to be present here (a polyak::Error naming
 // the flag otherwise: not a device, a build without CUDA, no GPU, no such index).

@@ -3,11 +3,14 @@
 #include "cli/tasks.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <numbers>
 
 #include "cli/copy_run.h"
+#include "cli/images.h"
 #include "polyak/core/autograd.h"
 #include "polyak/core/error.h"
 #include "polyak/data/idx.h"
@@ -15,6 +18,7 @@
 #include "polyak/data/pathfinder.h"
 #include "polyak/data/sequences.h"
 #include "polyak/data/text.h"
+#include "polyak/models/generate.h"
 #include "polyak/ops/elementwise.h"
 #include "polyak/ops/mixture.h"
 #include "polyak/ops/nn_ops.h"
@@ -89,10 +93,10 @@ class CopyRun final : public Task {
   }
   std::string summary(const TaskScores& s) const override {
     return format(
-               "test accuracy: %.2f%% per token of the copied words, %.2f%% per word (words "
-               "copied whole); the reference code's per-token figure, counting the separator: "
-               "%.2f%%",
-               100 * s.primary, 100 * s.words, 100 * s.secondary);
+        "test accuracy: %.2f%% per token of the copied words, %.2f%% per word (words "
+        "copied whole); the reference code's per-token figure, counting the separator: "
+        "%.2f%%",
+        100 * s.primary, 100 * s.words, 100 * s.secondary);
   }
 
  private:
@@ -137,8 +141,8 @@ class TextRun final : public Task {
                       bool final) override {
     const int64_t all = corpus_.held_out_batches(batch_size);
     const int64_t n = final ? all : std::min(batches, all);
-    const double nats = mean_loss(
-        model, n, [&](int64_t i) { return corpus_.held_out_batch(i, batch_size); });
+    const double nats =
+        mean_loss(model, n, [&](int64_t i) { return corpus_.held_out_batch(i, batch_size); });
     return {nats / kLn2};
   }
   double train_figure(double loss, const Tensor&, const Batch&) const override {
@@ -148,10 +152,11 @@ class TextRun final : public Task {
     return {{"task", "text"}, {"text.path", corpus_.path()}};
   }
   std::string summary(const TaskScores& s) const override {
-    return format("held-out bits per byte: %.4f (the last %.0f bytes of the file, in windows of "
-                  "%.0f)",
-                  s.primary, static_cast<double>(corpus_.held_out_bytes()),
-                  static_cast<double>(corpus_.length())) +
+    return format(
+               "held-out bits per byte: %.4f (the last %.0f bytes of the file, in windows of "
+               "%.0f)",
+               s.primary, static_cast<double>(corpus_.held_out_bytes()),
+               static_cast<double>(corpus_.length())) +
            " of " + corpus_.path();
   }
 
@@ -196,6 +201,7 @@ class PixelRun final : public Task {
         train_count_(capped(train_->count, o.train_examples)),
         test_count_(capped(test_->count, o.test_examples)),
         head_(o.pixel_head),
+        seed_(o.seed),
         passes_(train_count_, o.batch, o.seed) {
     POLYAK_CHECK(train_->rows * train_->cols == kPixels, "polyak: the pixel task's images are ",
                  train_->rows, "×", train_->cols, ", expected 28×28 (Fashion-MNIST)");
@@ -237,6 +243,20 @@ class PixelRun final : public Task {
     return format("test bits/dim: %.4f (%.0f Fashion-MNIST test images)", s.primary,
                   static_cast<double>(test_count_));
   }
+  // 16 samples drawn in RNN mode, as samples.png in the run's folder.
+  std::string after_training(TransformerLM& model, const std::string& out_dir) override {
+    const auto start = std::chrono::steady_clock::now();
+    const Tensor images = sample_images(model, {.images = 16, .seed = seed_});
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const std::string png = (std::filesystem::path(out_dir) / "samples.png").string();
+    write_png_grid(png, images, 28, 28, 8);
+    return format(
+               "samples: 16 images drawn pixel by pixel in RNN mode in %.1f s (%.2f "
+               "images/s), ",
+               seconds, 16 / seconds) +
+           png;
+  }
 
   // Images `indices` of `set` as next-pixel sequences: inputs (start, x_0 … x_782), targets
   // x_0 … x_783, every position counted.
@@ -263,6 +283,7 @@ class PixelRun final : public Task {
   std::shared_ptr<const ImageSet> train_, test_;
   int64_t train_count_, test_count_;
   std::string head_;
+  uint64_t seed_;
   Passes passes_;
 };
 
@@ -415,7 +436,8 @@ std::unique_ptr<Task> make_task(const TrainOptions& o) {
   if (o.task == "text") return std::make_unique<TextRun>(o);
   if (o.task == "pixels") return std::make_unique<PixelRun>(o);
   if (is_classification_task(o.task)) return std::make_unique<ClassifyRun>(o);
-  fail("polyak: --task is '", o.task, "', expected one of: copy, text, pixels, listops, "
+  fail("polyak: --task is '", o.task,
+       "', expected one of: copy, text, pixels, listops, "
        "pathfinder, image");
 }
 

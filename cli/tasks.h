@@ -83,6 +83,9 @@ class Task {
   virtual std::map<std::string, std::string> metadata() const { return {}; }
   // The end-of-run line of `polyak train`.
   virtual std::string summary(const TaskScores& scores) const = 0;
+  // What the task makes of the trained model in the run's folder (the pixel task: a PNG grid
+  // of samples); returns the lines to print, or "".
+  virtual std::string after_training(TransformerLM&, const std::string& /*out_dir*/) { return ""; }
 };
 
 // The task `options.task` names, its data loaded or generated from the options (the data

@@ -13,6 +13,8 @@
 
 #include "polyak/core/error.h"
 #include "polyak/core/rng.h"
+#include "polyak/ops/mixture.h"
+#include "polyak/ops/shape_ops.h"
 
 namespace polyak {
 
@@ -92,6 +94,52 @@ std::vector<int32_t> generate(TransformerLM& model, const std::vector<int32_t>& 
     if (next == options.stop_token) break;
     if (i + 1 < options.max_new_tokens)
       logits = model.step(Tensor::from_ints({next}, {1}).to(device), state);
+  }
+  return out;
+}
+
+}  // namespace polyak
+
+namespace polyak {
+
+Tensor sample_images(TransformerLM& model, const ImageSampleOptions& options) {
+  const char* fn = "sample_images";
+  const TransformerConfig& c = model.config();
+  POLYAK_CHECK(c.causal, fn,
+               ": the model is not causal (causal = false), expected a causal pixel model");
+  POLYAK_CHECK(c.head != "classes", fn,
+               ": the model has a class head, expected a mixture or token head (a pixel model)");
+  POLYAK_CHECK(options.images > 0 && options.pixels > 0, fn, ": images = ", options.images,
+               ", pixels = ", options.pixels, ", expected both > 0");
+  POLYAK_CHECK(options.start_token >= 0 && options.start_token < c.vocab && c.vocab > 256, fn,
+               ": start_token = ", options.start_token, " with vocab = ", c.vocab,
+               ", expected a token of the vocabulary beyond the 256 intensities");
+  const int64_t limit = model.step_limit();
+  POLYAK_CHECK(limit == 0 || options.pixels <= limit, fn, ": ", options.pixels,
+               " pixels need as many positions, expected at most ", limit, " (",
+               model.step_limit_reason(), ")");
+  ModeGuard mode(model);
+  model.eval();
+  NoGradGuard no_grad;
+  const int64_t B = options.images, P = options.pixels;
+  const Device device = model.device();
+  ModelState state = model.initial_state(B);
+  Generator gen(options.seed);
+  Tensor out = Tensor::empty(Shape{B, P}, DType::i64);
+  int64_t* po = out.data<int64_t>();
+  Tensor input = Tensor::full(Shape{B}, static_cast<double>(options.start_token), DType::i64);
+  for (int64_t t = 0; t < P; ++t) {
+    const Tensor head = model.step(input.to(device), state).cpu();  // [B, 3K] or [B, V]
+    Tensor drawn;
+    if (c.head == "mixture") {
+      drawn = sample_logistic_mixture(head, gen);
+    } else {  // a token head: the softmax over the intensities alone
+      drawn = Tensor::empty(Shape{B}, DType::i64);
+      for (int64_t b = 0; b < B; ++b)
+        drawn.data<int64_t>()[b] = pick(slice(slice(head, 0, b, b + 1), 1, 0, 256), 1.0, gen);
+    }
+    for (int64_t b = 0; b < B; ++b) po[b * P + t] = drawn.data<int64_t>()[b];
+    input = drawn;
   }
   return out;
 }

@@ -27,4 +27,21 @@ struct GenerateOptions {
 std::vector<int32_t> generate(TransformerLM& model, const std::vector<int32_t>& prompt,
                               const GenerateOptions& options);
 
+// ---- pixel models (the pixel task: a start token, then 784 intensities) ----------------
+
+struct ImageSampleOptions {
+  int64_t images = 16;        // sampled together, one batch row each
+  int64_t pixels = 784;       // positions per image (28 × 28)
+  int64_t start_token = 256;  // the first input, before pixel 0
+  uint64_t seed = 0;          // the sampling stream
+};
+
+// Samples `images` images pixel by pixel in RNN mode (model.step: constant memory per step for
+// the linear kinds), each pixel drawn from the head's distribution — the discretized logistic
+// mixture (sample_logistic_mixture) or the softmax over intensities 0..255 of a token head —
+// and fed back in. Returns i64 [images, pixels] with values 0..255. Runs in eval mode
+// (restoring the model's mode) without a graph. A model that is not causal, has a class head,
+// or whose vocabulary lacks the start token is a polyak::Error.
+Tensor sample_images(TransformerLM& model, const ImageSampleOptions& options);
+
 }  // namespace polyak

@@ -16,7 +16,8 @@ namespace polyak::testing {
 namespace fs = std::filesystem;
 
 // The same rows but for the wall clock.
-inline void check_same_rows(const std::vector<cli::StepRecord>& a, const std::vector<cli::StepRecord>& b) {
+inline void check_same_rows(const std::vector<cli::StepRecord>& a,
+                            const std::vector<cli::StepRecord>& b) {
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     INFO("row " << i);
@@ -72,7 +73,7 @@ inline std::string metrics_without_clock(const fs::path& csv) {
 // A resumed run in `parts` against the run that never stopped in `whole`: the same rows, test
 // accuracy, model, checkpoint and metrics.csv but for the wall clock. Removes both folders.
 inline void check_same_run(const cli::TrainResult& resumed, const cli::TrainResult& uninterrupted,
-                    const fs::path& parts, const fs::path& whole) {
+                           const fs::path& parts, const fs::path& whole) {
   check_same_rows(resumed.records, uninterrupted.records);
   CHECK(resumed.test_accuracy == uninterrupted.test_accuracy);
   check_same_tensors(parts / "model.safetensors", whole / "model.safetensors");

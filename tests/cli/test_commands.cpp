@@ -54,7 +54,7 @@ TEST_CASE("cli: generate flags and their defaults") {
   cli::GenerateCommand g =
       parse_cli({"generate", "--checkpoint", "m.safetensors", "--prompt", "3 5 1 0"}).generate;
   CHECK(g.checkpoint == "m.safetensors");
-  CHECK(g.prompt == std::vector<int32_t>{3, 5, 1, 0});
+  CHECK(cli::parse_prompt(g.prompt) == std::vector<int32_t>{3, 5, 1, 0});
   CHECK(g.tokens == 32);
   CHECK(g.copy == 0);
   CHECK(g.temperature == 0.0);
@@ -65,7 +65,7 @@ TEST_CASE("cli: generate flags and their defaults") {
       parse_cli({"generate", "--checkpoint", "m", "--prompt", "3", "5,1", "--tokens", "4",
                  "--temperature", "0.5", "--seed", "9", "--stop", "0"})
           .generate;
-  CHECK(u.prompt == std::vector<int32_t>{3, 5, 1});
+  CHECK(cli::parse_prompt(u.prompt) == std::vector<int32_t>{3, 5, 1});
   CHECK(u.tokens == 4);
   CHECK(u.temperature == doctest::Approx(0.5));
   CHECK(u.seed == 9);
@@ -83,17 +83,20 @@ TEST_CASE("cli: bad generate input names the flag and the value") {
       [] {
         parse_cli({"generate", "--checkpoint", "m", "--copy", "2", "--prompt", "1"});
       },
-      {"both", "--prompt", "--copy"});
+      {"more than one of", "--prompt", "--copy"});
   check_error(
       [] {
-        parse_cli({"generate", "--checkpoint", "m", "--prompt", "3 x 1"});
+        parse_cli({"generate", "--checkpoint", "m", "--images", "2", "--copy", "1"});
       },
-      {"--prompt", "'x'", "token ids"});
+      {"more than one of", "--images"});
   check_error(
       [] {
-        parse_cli({"generate", "--checkpoint", "m", "--prompt", "3 -1"});
+        parse_cli({"generate", "--checkpoint", "m", "--images", "0"});
       },
-      {"--prompt", "'-1'"});
+      {"--images", "0"});
+  // Token ids are read when the checkpoint says the model is not a text model.
+  check_error([] { cli::parse_prompt("3 x 1"); }, {"--prompt", "'x'", "token ids"});
+  check_error([] { cli::parse_prompt("3 -1"); }, {"--prompt", "'-1'"});
   check_error(
       [] {
         parse_cli({"generate", "--checkpoint", "m", "--prompt", " "});

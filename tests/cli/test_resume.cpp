@@ -16,8 +16,8 @@
 #include "cli/options.h"
 #include "cli/run_dir.h"
 #include "helpers.h"
-#include "run_checks.h"
 #include "polyak/core/safetensors.h"
+#include "run_checks.h"
 #include "testing.h"
 
 using namespace polyak;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/copy_run.h"
+#include "cli/generate.h"
 #include "cli/options.h"
 #include "cli/tasks.h"
 #include "helpers.h"
@@ -41,9 +42,9 @@ bool have_fashion_mnist() {
 // small splits, one thread.
 std::vector<std::string> tiny_task(std::vector<std::string> command, const fs::path& out,
                                    int64_t steps = 4, std::vector<std::string> extra = {}) {
-  for (const char* a : {"--layers", "1", "--heads", "2", "--d-model", "16", "--ff", "32",
-                        "--batch", "4", "--eval-every", "2", "--eval-batches", "1", "--threads",
-                        "1", "--quiet", "--dropout", "0.1"})
+  for (const char* a : {"--layers", "1", "--heads", "2", "--d-model", "16", "--ff", "32", "--batch",
+                        "4", "--eval-every", "2", "--eval-batches", "1", "--threads", "1",
+                        "--quiet", "--dropout", "0.1"})
     command.emplace_back(a);
   command.insert(command.end(), {"--steps", std::to_string(steps), "--out", out.string()});
   command.insert(command.end(), extra.begin(), extra.end());
@@ -130,7 +131,7 @@ TEST_CASE("tasks: each task trains, evaluates, saves its model and reloads it") 
     std::map<std::string, std::string> metadata;
     auto model = load_model((out / "model.safetensors").string(), &metadata);
     CHECK(model->config().head == c.head);
-    CHECK(metadata["train.task"] == (c.command[0] == "train" ? c.command[2]
+    CHECK(metadata["train.task"] == (c.command[0] == "train"    ? c.command[2]
                                      : c.command[0] == "pixels" ? "pixels"
                                                                 : c.command[1]));
     fs::remove_all(out);
@@ -143,8 +144,8 @@ TEST_CASE("tasks: runs of the classification and pixel tasks resume bit for bit"
   };
   // 8 training images in batches of 4: the resumed run crosses an epoch's reshuffle.
   if (have_fashion_mnist())
-    runs.push_back({{"pixels", "--model", "adaptive"}, {"--train-examples", "8",
-                                                        "--test-examples", "4"}});
+    runs.push_back(
+        {{"pixels", "--model", "adaptive"}, {"--train-examples", "8", "--test-examples", "4"}});
   for (const auto& [command, extra] : runs) {
     CAPTURE(command[0] + " " + command[1]);
     const fs::path whole = scratch("whole"), parts = scratch("parts");
@@ -163,42 +164,77 @@ TEST_CASE("tasks: bad input is an error naming the file, the flag or the kind") 
   std::ofstream(empty).close();
   std::ofstream(small) << "too short";
   const fs::path out = dir / "run";
-  check_error([&] { train(tiny_task({"train", "--task", "text", "--data", empty}, out)); },
-              {"load_text", empty, "is empty"});
+  check_error(
+      [&] {
+        train(tiny_task({"train", "--task", "text", "--data", empty}, out));
+      },
+      {"load_text", empty, "is empty"});
   check_error(
       [&] {
         train(tiny_task({"train", "--task", "text", "--data", small}, out, 4, {"--length", "16"}));
       },
       {small, "holds 9 bytes"});
   check_error(
-      [&] { train(tiny_task({"train", "--task", "text", "--data", (dir / "none").string()}, out)); },
+      [&] {
+        train(tiny_task({"train", "--task", "text", "--data", (dir / "none").string()}, out));
+      },
       {(dir / "none").string()});
   check_error(
       [&] {
         train(tiny_task({"pixels", "--data", (dir / "no-images").string()}, out));
       },
       {"no-images", "dataset-fashion-mnist"});
-  check_error([&] { parse_cli(tiny_task({"lra", "listops", "--model", "retention"}, out)); },
-              {"--model is 'retention'", "without a non-causal form", "listops",
-               "softmax, linear, momentum"});
-  check_error([&] { parse_cli(tiny_task({"pixels", "--model", "linformer"}, out)); },
-              {"--model is", "linformer", "non-causal kind"});
-  check_error([&] { parse_cli(tiny_task({"lra", "cifar"}, out)); },
-              {"polyak lra: TASK is 'cifar'", "listops, pathfinder or image"});
-  check_error([&] { parse_cli(tiny_task({"train", "--task", "images"}, out)); },
-              {"--task is 'images'", "copy, text, pixels, listops, pathfinder, image"});
-  check_error([&] { parse_cli(tiny_task({"lra", "listops", "--preset", "pixels"}, out)); },
-              {"--preset pixels is a preset of the pixels task", "--task listops"});
-  check_error([&] { parse_cli(tiny_task({"pixels", "--length", "100"}, out)); },
-              {"--length is 100", "expected 784"});
-  check_error([&] { parse_cli(tiny_task({"pixels", "--pixel-head", "gauss"}, out)); },
-              {"--pixel-head is 'gauss'", "mixture or softmax"});
-  check_error([&] { parse_cli(tiny_task({"lra", "pathfinder", "--difficulty", "x"}, out)); },
-              {"--difficulty is 'x'", "easy, intermediate or hard"});
-  check_error([&] { parse_cli(tiny_task({"lra", "image", "--warmup-steps", "9"}, out)); },
-              {"--warmup-steps is 9", "below --steps = 4"});
-  check_error([&] { parse_cli(tiny_task({"lra", "image", "--train-examples", "-1"}, out)); },
-              {"--train-examples is -1"});
+  check_error(
+      [&] {
+        parse_cli(tiny_task({"lra", "listops", "--model", "retention"}, out));
+      },
+      {"--model is 'retention'", "without a non-causal form", "listops",
+       "softmax, linear, momentum"});
+  check_error(
+      [&] {
+        parse_cli(tiny_task({"pixels", "--model", "linformer"}, out));
+      },
+      {"--model is", "linformer", "non-causal kind"});
+  check_error(
+      [&] {
+        parse_cli(tiny_task({"lra", "cifar"}, out));
+      },
+      {"polyak lra: TASK is 'cifar'", "listops, pathfinder or image"});
+  check_error(
+      [&] {
+        parse_cli(tiny_task({"train", "--task", "images"}, out));
+      },
+      {"--task is 'images'", "copy, text, pixels, listops, pathfinder, image"});
+  check_error(
+      [&] {
+        parse_cli(tiny_task({"lra", "listops", "--preset", "pixels"}, out));
+      },
+      {"--preset pixels is a preset of the pixels task", "--task listops"});
+  check_error(
+      [&] {
+        parse_cli(tiny_task({"pixels", "--length", "100"}, out));
+      },
+      {"--length is 100", "expected 784"});
+  check_error(
+      [&] {
+        parse_cli(tiny_task({"pixels", "--pixel-head", "gauss"}, out));
+      },
+      {"--pixel-head is 'gauss'", "mixture or softmax"});
+  check_error(
+      [&] {
+        parse_cli(tiny_task({"lra", "pathfinder", "--difficulty", "x"}, out));
+      },
+      {"--difficulty is 'x'", "easy, intermediate or hard"});
+  check_error(
+      [&] {
+        parse_cli(tiny_task({"lra", "image", "--warmup-steps", "9"}, out));
+      },
+      {"--warmup-steps is 9", "below --steps = 4"});
+  check_error(
+      [&] {
+        parse_cli(tiny_task({"lra", "image", "--train-examples", "-1"}, out));
+      },
+      {"--train-examples is -1"});
   fs::remove_all(dir);
 }
 
@@ -232,4 +268,49 @@ TEST_CASE("tasks: the presets and the paper's per-task momentum settings") {
   CHECK(parse_cli({"train", "--task", "text"}).train.out == "runs/text-linear");
   // A warmup longer than a short run's steps shrinks to a tenth of them.
   CHECK(parse_cli({"lra", "image", "--steps", "50", "--out", out.string()}).train.warmup == 5);
+}
+
+TEST_CASE("tasks: a text model continues a text prompt, a pixel model draws a PNG grid") {
+  const fs::path text_run = scratch("gen-text");
+  train(tiny_task({"train", "--task", "text"}, text_run, 2, {"--length", "16"}));
+  cli::GenerateCommand g;
+  g.checkpoint = (text_run / "model.safetensors").string();
+  g.prompt = "The devil ";
+  g.tokens = 5;
+  const cli::GenerateReport text = cli::run_generate(g);
+  CHECK(text.task == "text");
+  CHECK(text.prompt_tokens == 10);  // the prompt's bytes
+  CHECK(text.tokens.size() == 5);
+  g.prompt = "";
+  g.images = 2;
+  check_error([&] { cli::run_generate(g); }, {"the text task", "expected a pixel model"});
+  fs::remove_all(text_run);
+
+  if (!have_fashion_mnist()) return;
+  const fs::path pixel_run = scratch("gen-pixels");
+  const cli::TrainResult r =
+      train(tiny_task({"pixels"}, pixel_run, 2, {"--train-examples", "8", "--test-examples", "4"}));
+  CHECK(fs::exists(pixel_run / "samples.png"));  // the run's own grid
+  CHECK(r.made.find("samples.png") != std::string::npos);
+  cli::GenerateCommand p;
+  p.checkpoint = (pixel_run / "model.safetensors").string();
+  p.images = 3;
+  p.png = (pixel_run / "three.png").string();
+  const cli::GenerateReport images = cli::run_generate(p);
+  CHECK(images.images == 3);
+  CHECK(images.state_bytes > 0);
+  // A PNG of one row of three 56×56 cells framed by 1-pixel lines: 3·57 + 1 by 57 + 1.
+  std::ifstream png(p.png, std::ios::binary);
+  std::vector<unsigned char> head(24);
+  png.read(reinterpret_cast<char*>(head.data()), 24);
+  REQUIRE(png.good());
+  CHECK(head[1] == 'P');
+  CHECK(head[2] == 'N');
+  CHECK(head[3] == 'G');
+  auto be32 = [&](size_t at) {
+    return (head[at] << 24) | (head[at + 1] << 16) | (head[at + 2] << 8) | head[at + 3];
+  };
+  CHECK(be32(16) == 3 * 57 + 1);
+  CHECK(be32(20) == 57 + 1);
+  fs::remove_all(pixel_run);
 }

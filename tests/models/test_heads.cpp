@@ -208,7 +208,8 @@ TEST_CASE("mixture head: the recurrent form's nll equals the parallel form's, ev
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < N; ++t) {
       pixels[static_cast<size_t>(b * N + t)] = static_cast<int64_t>(gen.integer(256));
-      inputs[static_cast<size_t>(b * N + t)] = t == 0 ? 256 : pixels[static_cast<size_t>(b * N + t - 1)];
+      inputs[static_cast<size_t>(b * N + t)] =
+          t == 0 ? 256 : pixels[static_cast<size_t>(b * N + t - 1)];
     }
   const Tensor targets = Tensor::from_ints(pixels, Shape{B, N});
   const Tensor tokens = Tensor::from_ints(inputs, Shape{B, N});
