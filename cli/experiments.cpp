@@ -1,5 +1,7 @@
 #include "cli/experiments.h"
 
+#include "cli/tasks.h"
+
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -95,7 +97,7 @@ RunSummary summarize(const ExperimentRun& run, const TrainResult& result) {
       s.steps > 0 ? 100 * result.train_seconds / static_cast<double>(s.steps) : 0;
   s.total_seconds = result.seconds;
   for (const StepRecord& r : result.records) {
-    if (r.test_accuracy >= 0.9) {
+    if (run.options.task == "copy" && r.test_accuracy >= 0.9) {
       s.steps_to_90 = r.step;
       s.train_seconds_to_90 = r.train_seconds;
       break;
@@ -104,10 +106,14 @@ RunSummary summarize(const ExperimentRun& run, const TrainResult& result) {
   return s;
 }
 
-std::string summary_csv(const std::vector<RunSummary>& rows) {
+std::string summary_csv(const std::vector<RunSummary>& rows, const std::string& task) {
+  // The final figure's column: final_test_accuracy for the copy task, final_test_bits_per_dim,
+  // … for the others (the classification tasks' final figure is on their test split).
+  const std::string final_column =
+      is_classification_task(task) ? "final_test_accuracy" : "final_" + std::string(task_metrics(task).test);
   std::ostringstream os;
-  os << "run,label,kind,status,steps,final_train_loss,final_test_accuracy,"
-        "seconds_per_100_steps,train_seconds,total_seconds,steps_to_90,train_seconds_to_90\n";
+  os << "run,label,kind,status,steps,final_train_loss," << final_column
+     << ",seconds_per_100_steps,train_seconds,total_seconds,steps_to_90,train_seconds_to_90\n";
   for (const RunSummary& r : rows) {
     os << r.name << ',' << r.label << ',' << r.kind << ',' << (r.ok ? "ok" : "failed") << ',';
     if (!r.ok) {
@@ -127,7 +133,9 @@ std::string summary_csv(const std::vector<RunSummary>& rows) {
 }
 
 std::string figure_name(const ExperimentOptions& e) {
-  return e.study == "compare" ? "figure1.png" : "ablate-" + e.study + ".png";
+  if (e.study == "compare")
+    return e.train.task == "copy" ? "figure1.png" : "compare-" + e.train.task + ".png";
+  return "ablate-" + e.study + ".png";
 }
 
 namespace {
@@ -145,7 +153,9 @@ double flag_number(const TrainOptions& o, const std::string& flag) {
 std::string figure_title(const ExperimentOptions& e) {
   const TrainOptions& o = e.train;
   std::ostringstream os;
-  if (e.study == "compare")
+  if (e.study == "compare" && o.task != "copy")
+    os << o.task << " task: model kinds";
+  else if (e.study == "compare")
     os << "Copy task: model kinds";
   else if (e.study == "beta")
     os << "Copy task: " << o.model
@@ -234,7 +244,8 @@ ExperimentResult run_experiment(const ExperimentOptions& e, const ExperimentCall
       ++result.failed_runs;
     }
     result.runs.push_back(s);
-    write_text_file_atomically(result.summary_path, summary_csv(result.runs), "experiment");
+    write_text_file_atomically(result.summary_path, summary_csv(result.runs, e.train.task),
+                               "experiment");
     if (cb.on_run_end) cb.on_run_end(s);
   }
   result.plot = draw_plot(e.python, e.plot_script, e.train.out, result.png_path, figure_title(e));

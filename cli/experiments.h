@@ -44,7 +44,7 @@ struct RunSummary {
 
 RunSummary summarize(const ExperimentRun& run, const TrainResult& result);
 // The CSV: run,label,kind,status,steps,final_train_loss,... (empty figures for failed runs).
-std::string summary_csv(const std::vector<RunSummary>& rows);
+std::string summary_csv(const std::vector<RunSummary>& rows, const std::string& task = "copy");
 
 // The PNG's file name: figure1.png (compare), ablate-beta.png, ablate-connection.png.
 std::string figure_name(const ExperimentOptions& options);

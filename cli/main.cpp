@@ -81,6 +81,17 @@ class Progress {
   double last_print_ = -1;
 };
 
+// A run's final figure, labelled: "test accuracy 97.30%", "test bits/dim 3.8620".
+std::string test_figure(const std::string& task, double value) {
+  char buf[64];
+  if (polyak::cli::task_metrics(task).percent)
+    std::snprintf(buf, sizeof buf, "test accuracy %.2f%%", 100 * value);
+  else
+    std::snprintf(buf, sizeof buf, "test %s %.4f", task == "text" ? "bits/byte" : "bits/dim",
+                  value);
+  return buf;
+}
+
 void print_model_line(const char* command, const TrainOptions& o) {
   std::printf(
       "polyak %s: %s task, %s model, %lld layers, d %lld, %lld heads, L %lld, batch %lld, "
@@ -217,8 +228,8 @@ int experiment_command(const polyak::cli::ExperimentOptions& e) {
     if (!s.ok)
       std::printf("  %s failed: %s\n", s.label.c_str(), s.error.c_str());
     else
-      std::printf("  %s: final train loss %.4f, test accuracy %.2f%%, %.2f s per 100 steps\n",
-                  s.label.c_str(), s.final_train_loss, 100 * s.final_test_accuracy,
+      std::printf("  %s: final train loss %.4f, %s, %.2f s per 100 steps\n", s.label.c_str(),
+                  s.final_train_loss, test_figure(e.train.task, s.final_test_accuracy).c_str(),
                   s.seconds_per_100_steps);
     std::fflush(stdout);
   };
@@ -232,21 +243,25 @@ int experiment_command(const polyak::cli::ExperimentOptions& e) {
     return 128 + result.stopped_by;
   }
 
-  std::printf("\n%-22s %12s %10s %12s %10s %10s\n", "run", "train loss", "test acc", "s/100 steps",
-              "total s", "step@90%");
+  const bool percent = polyak::cli::task_metrics(e.train.task).percent;
+  std::printf("\n%-22s %12s %10s %12s %10s %10s\n", "run", "train loss",
+              percent ? "test acc" : "test bits", "s/100 steps", "total s", "step@90%");
   for (const polyak::cli::RunSummary& s : result.runs) {
     if (!s.ok) {
       std::printf("%s %12s\n", padded(s.label, 22).c_str(), "failed");
       continue;
     }
-    std::printf("%s %12.4f %9.2f%% %12.2f %10.1f %10s\n", padded(s.label, 22).c_str(),
-                s.final_train_loss, 100 * s.final_test_accuracy, s.seconds_per_100_steps,
-                s.total_seconds, s.steps_to_90 >= 0 ? std::to_string(s.steps_to_90).c_str() : "-");
+    const double shown = percent ? 100 * s.final_test_accuracy : s.final_test_accuracy;
+    std::printf("%s %12.4f %9.*f%s %12.2f %10.1f %10s\n", padded(s.label, 22).c_str(),
+                s.final_train_loss, percent ? 2 : 4, shown, percent ? "%" : " ",
+                s.seconds_per_100_steps, s.total_seconds,
+                s.steps_to_90 >= 0 ? std::to_string(s.steps_to_90).c_str() : "-");
   }
-  std::printf(
-      "(train loss: mean of the last 100 steps; test accuracy: word accuracy on "
-      "≥ 32 test batches)\nsummary: %s\n",
-      result.summary_path.c_str());
+  std::printf("(train loss: mean of the last 100 steps; %s)\nsummary: %s\n",
+              e.train.task == "copy" ? "test accuracy: word accuracy on ≥ 32 test batches"
+              : percent              ? "test accuracy on the test split"
+                                     : "the test split's bits per dim (or byte)",
+              result.summary_path.c_str());
   int status = result.failed_runs > 0 ? 1 : 0;
   if (result.plot.drawn) {
     std::printf("figure:  %s\n", result.png_path.c_str());

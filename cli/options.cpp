@@ -57,7 +57,7 @@ const Preset kPresets[] = {
     // schedule shape; blocks of 16, four per sequence (Mega, not chunked, attends over
     // max_len = L). Change the comparison's size here.
     {"figure1", "copy", 3000, 32, 64, 2, 4, 64, 256, 0.0, 1e-3, 0, 100, 4, 16},
-    // Pixel-by-pixel Fashion-MNIST scaled to 2 cores (docs/experiments.md): 2 layers, d 64,
+    // Pixel-by-pixel Fashion-MNIST scaled to 2 cores: 2 layers, d 64,
     // 16 images (12544 pixels) a step.
     {"pixels", "pixels", 2000, 16, 0, 2, 4, 64, 256, 0.0, 1e-3, 0, 250, 8, 16},
     // The paper's MNIST configuration (momentum transformer §4.2): 8 layers, 8 heads of 32,
@@ -68,7 +68,7 @@ const Preset kPresets[] = {
     // The LRA code's small encoder (2 layers, d 64, 2 heads of 32, ff 128, dropout 0.1) with
     // its training per task (batch, steps, warmup: lra_schedules() below) at lr 1e-4.
     {"lra", "lra", 0, 0, 0, 2, 2, 64, 128, 0.1, 1e-4, 0, 0, 0, 64},
-    // The same encoder trained briefly enough for 2 cores (docs/experiments.md).
+    // The same encoder trained briefly enough for 2 cores.
     {"lra-cpu", "lra", 1500, 32, 0, 2, 2, 64, 128, 0.1, 1e-3, 0, 250, 8, 16},
 };
 

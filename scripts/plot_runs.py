@@ -82,6 +82,14 @@ def main():
               "python3-matplotlib, or scripts/setup.sh)", file=sys.stderr)
         return 3
 
+    # The evaluation's column is the seventh of metrics.csv: test_accuracy (copy),
+    # val_accuracy (the classification tasks), test_bits_per_dim, test_bits_per_byte.
+    columns = list(runs[0][1][0].keys())
+    test_column = columns[6] if len(columns) > 6 else "test_accuracy"
+    percent = "accuracy" in test_column
+    test_label = test_column.replace("_", " ").replace("bits per dim", "bits/dim").replace(
+        "bits per byte", "bits/byte") + (" (%)" if percent else "")
+
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     (loss_step, loss_time), (acc_step, acc_time) = axes
     colors = plt.get_cmap("tab10").colors
@@ -91,12 +99,12 @@ def main():
         step = [number(r["step"]) for r in metrics]
         seconds = [number(r.get("train_seconds") or r["seconds"]) for r in metrics]
         loss = running_mean([number(r["loss"]) for r in metrics], max(1, len(metrics) // 50))
-        evals = [r for r in metrics if r.get("test_accuracy", "") != ""]
+        evals = [r for r in metrics if r.get(test_column, "") != ""]
         loss_step.plot(step, loss, label=label, **style, markevery=max(1, len(step) // 8))
         loss_time.plot(seconds, loss, **style, markevery=max(1, len(step) // 8))
         eval_step = [number(r["step"]) for r in evals]
         eval_seconds = [number(r.get("train_seconds") or r["seconds"]) for r in evals]
-        eval_acc = [100 * number(r["test_accuracy"]) for r in evals]
+        eval_acc = [(100 if percent else 1) * number(r[test_column]) for r in evals]
         acc_step.plot(eval_step, eval_acc, **style)
         acc_time.plot(eval_seconds, eval_acc, **style)
 
@@ -104,8 +112,9 @@ def main():
         ax.set_yscale("log")
         ax.set_ylabel("train loss")
     for ax in (acc_step, acc_time):
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_ylim(0, 101)
+        ax.set_ylabel(test_label)
+        if percent:
+            ax.set_ylim(0, 101)
     for ax in (loss_step, acc_step):
         ax.set_xlabel("iteration")
     for ax in (loss_time, acc_time):
