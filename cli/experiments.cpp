@@ -109,8 +109,9 @@ RunSummary summarize(const ExperimentRun& run, const TrainResult& result) {
 std::string summary_csv(const std::vector<RunSummary>& rows, const std::string& task) {
   // The final figure's column: final_test_accuracy for the copy task, final_test_bits_per_dim,
   // … for the others (the classification tasks' final figure is on their test split).
-  const std::string final_column =
-      is_classification_task(task) ? "final_test_accuracy" : "final_" + std::string(task_metrics(task).test);
+  const std::string final_column = is_classification_task(task)
+                                       ? "final_test_accuracy"
+                                       : "final_" + std::string(task_metrics(task).test);
   std::ostringstream os;
   os << "run,label,kind,status,steps,final_train_loss," << final_column
      << ",seconds_per_100_steps,train_seconds,total_seconds,steps_to_90,train_seconds_to_90\n";
