@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds polyak's libFuzzer targets (fuzz/) with clang in build/fuzz and runs them.
-#   scripts/fuzz.sh TARGET|all [SECONDS]    TARGET: safetensors, config or cli; default 60 s
+#   scripts/fuzz.sh TARGET|all [SECONDS]    TARGET: safetensors, config, cli or idx; default 60 s
 # Each target runs for SECONDS over build/fuzz/corpus/TARGET, a copy of the seed corpus
 # fuzz/corpus/TARGET to which libFuzzer adds the inputs that reach new code, with the
 # dictionary fuzz/TARGET.dict (the format's keywords); crash, leak and timeout reproducers
@@ -11,15 +11,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets_all=(safetensors config cli)
+targets_all=(safetensors config cli idx)
 usage() {
-  echo "usage: scripts/fuzz.sh safetensors|config|cli|all [SECONDS]" >&2
+  echo "usage: scripts/fuzz.sh safetensors|config|cli|idx|all [SECONDS]" >&2
   exit 2
 }
 (($# >= 1 && $# <= 2)) || usage
 case $1 in
   all) targets=("${targets_all[@]}") ;;
-  safetensors | config | cli) targets=("$1") ;;
+  safetensors | config | cli | idx) targets=("$1") ;;
   *) usage ;;
 esac
 seconds=${2:-60}

@@ -17,6 +17,7 @@
 extern "C" int polyak_fuzz_safetensors(const uint8_t* data, size_t size);
 extern "C" int polyak_fuzz_config(const uint8_t* data, size_t size);
 extern "C" int polyak_fuzz_cli(const uint8_t* data, size_t size);
+extern "C" int polyak_fuzz_idx(const uint8_t* data, size_t size);
 
 namespace {
 
@@ -57,4 +58,8 @@ TEST_CASE("fuzz corpus: config (config_from_json, config_to_json round trip)") {
 
 TEST_CASE("fuzz corpus: cli (parse_command_line)") {
   CHECK(replay("cli", polyak_fuzz_cli) >= 10);
+}
+
+TEST_CASE("fuzz corpus: idx (read_idx, raw and gzip)") {
+  CHECK(replay("idx", polyak_fuzz_idx) >= 10);
 }
