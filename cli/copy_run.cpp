@@ -38,9 +38,10 @@ std::string first_non_finite(TransformerLM& model, const Batch& batch) {
   Tensor x = model.embedding->forward(batch.tokens);
   x = model.positions->forward(x);
   if (!all_finite(x)) return "the embedding";
+  if (model.cls.defined()) return "the model (its CLS position is not traced here)";
   LayerCarry carry;
   for (size_t i = 0; i < model.layers->size(); ++i) {
-    x = (*model.layers)[i]->forward(x, carry);
+    x = (*model.layers)[i]->forward(x, carry, batch.lengths);
     if (!all_finite(x)) return "layer " + std::to_string(i);
   }
   if (model.final_norm) {
@@ -233,8 +234,10 @@ void CopyStepper::load(const Batch& host_batch) {
     // shape and no padding to vary.
     POLYAK_CHECK(host_batch.tokens.shape() == inputs_.tokens.shape() &&
                      host_batch.lengths == inputs_.lengths,
-                 "polyak: --graph replays one captured step, expected batches of one shape "
-                 "and padding (this task's batches vary: train without --graph)");
+                 "polyak: --graph replays one captured step, a batch of tokens ",
+                 inputs_.tokens.shape(), host_batch.lengths.empty() ? "" : " with padding",
+                 "; this batch has tokens ", host_batch.tokens.shape(),
+                 ", expected batches of one shape and padding (train this task without --graph)");
     inputs_.tokens.copy_(host_batch.tokens);
     inputs_.targets.copy_(host_batch.targets);
     if (inputs_.mask.defined()) inputs_.mask.copy_(host_batch.mask);
@@ -366,7 +369,7 @@ TrainResult train_run(const TrainOptions& o,
   }
   write_text_file_atomically(result.config_path, config_json(o, config).dump(2) + "\n", "train");
 
-  // The training batches, made on a thread of their own one step ahead. Each carries the
+  // The training batches, made on a thread of their own up to two steps ahead. Each carries the
   // training stream's position after it, which is what a checkpoint after that step records.
   struct Made {
     Batch batch;

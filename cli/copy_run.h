@@ -35,7 +35,8 @@ struct StepRecord {
 
 struct TrainResult {
   // The final evaluation (on the test split): the task's headline figure (the copy task's
-  // word accuracy, docs/math.md §10) and the copy task's two others.
+  // per-token accuracy over the copied words, docs/math.md §10) and the copy task's two
+  // others.
   double test_accuracy = 0;
   double test_reference_accuracy = 0;  // the reference code's definition, for comparison
   double test_word_accuracy = 0;       // per word: the words copied whole
@@ -49,7 +50,7 @@ struct TrainResult {
   int64_t steps_done = 0;
   std::vector<StepRecord> records;  // every step, as in metrics.csv
   std::string summary;              // the task's end-of-run line (cli/tasks.h)
-  std::string made;                 // what the task made after training (samples.png), or
+  std::string made;                 // what the task made after training (samples.png), or ""
   // The training batches' producer (a thread of its own): batches made, the seconds it spent
   // making them and the seconds the steps waited for one.
   int64_t data_batches = 0;
@@ -182,7 +183,7 @@ void keep_checkpoints(const std::filesystem::path& dir, int64_t step, int64_t ke
 // Trains per `options` on options.task, writing metrics.csv and config.json under options.out
 // (metrics at every evaluation, so an interrupted run keeps its curve) and model.safetensors
 // at the end; `on_step` sees every step (progress display). The training batches are made
-// one step ahead on a thread of their own (data/prefetch.h).
+// up to two steps ahead on a thread of their own (data/prefetch.h).
 TrainResult train_run(const TrainOptions& options,
                       const std::function<void(const StepRecord&)>& on_step);
 

@@ -397,7 +397,8 @@ struct TrainFlags {
     for (const auto& [opt, copy] : given)
       if (opt->count() > 0) copy(o);
     // A preset's warmup that --steps leaves no room for shrinks to a tenth of the steps.
-    if (warmup_flag->count() == 0 && o.warmup > 0 && o.warmup >= o.steps) o.warmup = o.steps / 10;
+    if (warmup_flag->count() == 0 && o.warmup > 0 && o.warmup >= o.steps)
+      o.warmup = o.steps >= 2 ? std::max<int64_t>(1, o.steps / 10) : 0;
     for (const auto& [flag, value] : kind_raw) o.kind_flags[flag] = value;
     o.quiet = raw.quiet;
     o.graph = raw.graph;
@@ -427,7 +428,14 @@ struct TrainFlags {
       POLYAK_CHECK(contains(allowed, flag), "polyak train --resume: ", flag,
                    " cannot change when a run resumes (it comes from ", path, "), expected only ",
                    join(allowed));
+      const int64_t stored_steps = o.steps;
       copy(o);
+      POLYAK_CHECK(flag != "--steps" || o.warmup == 0 || o.steps == stored_steps,
+                   "polyak train --resume: --steps is ", o.steps, " but the run in ", dir,
+                   " trains ", stored_steps,
+                   " steps with a linear warmup and decay (--warmup-steps ", o.warmup,
+                   "), whose lr reaches 0 at its last step, expected --steps ", stored_steps,
+                   " (start a new run for a longer schedule)");
     }
     POLYAK_CHECK(kind_raw.empty(), "polyak train --resume: ", kind_raw.begin()->first,
                  " cannot change when a run resumes (the model comes from ", path, ")");

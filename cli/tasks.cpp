@@ -186,6 +186,13 @@ class Passes {
   int64_t taken_ = 0;
 };
 
+// A batch of `o.batch` drawn from `count` examples: no more than there are.
+void check_batch(const TrainOptions& o, int64_t count, const char* what) {
+  POLYAK_CHECK(o.batch <= count, "polyak: --batch is ", o.batch, ", more than the ", count, " ",
+               what, o.train_examples > 0 ? " of --train-examples" : "",
+               ", expected at most that many");
+}
+
 // The first `limit` (> 0) of `size`, or all of them.
 int64_t capped(int64_t size, int64_t limit) {
   return limit > 0 ? std::min(size, limit) : size;
@@ -202,9 +209,12 @@ class PixelRun final : public Task {
         test_count_(capped(test_->count, o.test_examples)),
         head_(o.pixel_head),
         seed_(o.seed),
-        passes_(train_count_, o.batch, o.seed) {
-    POLYAK_CHECK(train_->rows * train_->cols == kPixels, "polyak: the pixel task's images are ",
-                 train_->rows, "×", train_->cols, ", expected 28×28 (Fashion-MNIST)");
+        passes_((check_batch(o, train_count_, "training images"), train_count_), o.batch, o.seed) {
+    for (const ImageSet* set : {train_.get(), test_.get()})
+      POLYAK_CHECK(set->rows * set->cols == kPixels, "polyak: the pixel task's ",
+                   set == train_.get() ? "train" : "test", " images in ",
+                   o.data.empty() ? default_fashion_mnist_dir() : o.data, " are ", set->rows, "×",
+                   set->cols, ", expected 28×28 (Fashion-MNIST)");
   }
 
   std::string name() const override { return "pixels"; }
@@ -216,6 +226,7 @@ class PixelRun final : public Task {
     c.max_len = kPixels;
     c.causal = true;
     c.head = head_ == "softmax" ? "tokens" : "mixture";
+    c.output_vocab = head_ == "softmax" ? 256 : 0;  // the start token is never a target
   }
   Batch train_batch(int64_t) override { return images(*train_, passes_.next()); }
   uint64_t train_position() const override { return passes_.position(); }
@@ -319,6 +330,9 @@ Splits classification_splits(const TrainOptions& o) {
   } else {
     auto train = std::make_shared<const ImageSet>(load_fashion_mnist("train", o.data));
     auto test = std::make_shared<const ImageSet>(load_fashion_mnist("test", o.data));
+    POLYAK_CHECK(train->count > kImageValidation, "polyak: the image task's training file holds ",
+                 train->count, " images, expected more than the ", kImageValidation,
+                 " it holds out for validation");
     const int64_t keep = train->count - kImageValidation;
     s.train = std::make_unique<ImageSequences>(train, "fashion-mnist/train", 0, keep);
     s.validation =
@@ -335,7 +349,8 @@ class ClassifyRun final : public Task {
         splits_(classification_splits(o)),
         train_count_(capped(splits_.train->size(), o.train_examples)),
         test_count_(capped(splits_.test->size(), o.test_examples)),
-        passes_(train_count_, o.batch, o.seed) {}
+        passes_((check_batch(o, train_count_, "training examples"), train_count_), o.batch,
+                o.seed) {}
 
   std::string name() const override { return task_; }
   TaskMetrics metrics() const override { return task_metrics(task_); }

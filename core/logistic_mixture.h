@@ -78,6 +78,14 @@ POLYAK_HD inline T sigmoid(T x) {
   return e / (T(1) + e);
 }
 
+// log(expm1(δ)) for the bin width δ = 2 e^{−ℓ'}/255 in scaled units: for a tiny δ (a scale
+// far below a level) log δ + δ/2, with log δ = log(2/255) − ℓ' computed without forming δ,
+// so that it stays finite where e^{−ℓ'} underflows.
+template <class T>
+POLYAK_HD inline T log_expm1_delta(T delta, T l) {
+  return delta < T(1e-4) ? log_(T(2) / T(255)) - l + delta / 2 : log_(expm1_(delta));
+}
+
 // −log p(x) for one pixel; with `grad` (3K entries), also ∂nll/∂p times `scale`, written
 // (not added). Uses 2K entries of `scratch`.
 template <class T>
@@ -104,7 +112,7 @@ POLYAK_HD inline T pixel_nll(const T* p, int64_t K, int64_t x, T scale, T* grad,
     else if (x >= kLevels - 1)
       v = -softplus(minus);
     else
-      v = minus + log_(expm1_(plus - minus)) - softplus(plus) - softplus(minus);
+      v = minus + log_expm1_delta(plus - minus, l) - softplus(plus) - softplus(minus);
     lp[k] = v;
     const T z = a[k] - alse + v;
     zmax = z > zmax ? z : zmax;
@@ -118,22 +126,28 @@ POLYAK_HD inline T pixel_nll(const T* p, int64_t K, int64_t x, T scale, T* grad,
     const T l = l_raw > T(kMinLogScale) ? l_raw : T(kMinLogScale);
     const T s = exp_(-l);
     const T plus = s * (c - mu[k] + h), minus = s * (c - mu[k] - h);
-    T g_plus = 0, g_minus = 0;
+    // gm = g₊ + g₋ and gl = g₊ plus + g₋ minus, in forms without cancellation: inside,
+    // g₊ = e^δ/(e^δ − 1) − σ(plus) and g₋ = 1 − e^δ/(e^δ − 1) − σ(minus) (δ = plus − minus),
+    // so gm = 1 − σ(plus) − σ(minus) and gl = δ e^δ/(e^δ − 1) + minus − σ(plus) plus − σ(minus)
+    // minus.
+    T gm, gl;
     if (x <= 0) {
-      g_plus = sigmoid(-plus);
+      gm = sigmoid(-plus);
+      gl = gm * plus;
     } else if (x >= kLevels - 1) {
-      g_minus = -sigmoid(minus);
+      gm = -sigmoid(minus);
+      gl = gm * minus;
     } else {
-      const T ratio = T(1) / (-expm1_(minus - plus));  // e^δ / (e^δ − 1), δ = plus − minus
-      g_plus = ratio - sigmoid(plus);
-      g_minus = T(1) - ratio - sigmoid(minus);
+      const T delta = plus - minus;
+      const T delta_ratio = delta < T(1e-4) ? T(1) + delta / 2 : delta / (-expm1_(-delta));
+      gm = T(1) - sigmoid(plus) - sigmoid(minus);
+      gl = delta_ratio + minus - sigmoid(plus) * plus - sigmoid(minus) * minus;
     }
     const T pi = exp_(a[k] - alse);
     const T r = exp_(a[k] - alse + lp[k] - log_p);
     grad[k] = scale * (pi - r);
-    grad[K + k] = scale * r * s * (g_plus + g_minus);
-    grad[2 * K + k] =
-        l_raw > T(kMinLogScale) ? scale * r * (g_plus * plus + g_minus * minus) : T(0);
+    grad[K + k] = scale * r * s * gm;
+    grad[2 * K + k] = l_raw > T(kMinLogScale) ? scale * r * gl : T(0);
   }
   return -log_p;
 }

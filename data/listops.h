@@ -18,11 +18,12 @@
 // node on level max_depth is a digit, so operators nest at most max_depth − 1 deep (9 for
 // LRA's max_depth 10). An operator takes 2 … max_args arguments (uniform) and is MAX, MIN,
 // MED or SM (uniform); digits are uniform. Trees whose length in tokens falls outside
-// [min_length, max_length] are rejected and redrawn (LRA keeps 500 < length < 2000). The root
-// is drawn as an operator outright: a digit root (length 1) would be rejected anyway, so this
-// leaves the distribution of the kept trees unchanged. About a third of the drawn trees are
-// kept (the rest mostly fall short of 500 tokens), and the labels are far from uniform:
-// MAX and MIN of many arguments pull towards 9 and 0 (about 17% each, the other digits 7–10%).
+// [min_length, max_length] are rejected and redrawn (LRA's generator keeps 500 < length < 2000;
+// polyak keeps both ends). The root is drawn as an operator outright: a digit root (length 1) would
+// be rejected anyway, so this leaves the distribution of the kept trees unchanged. About a third of
+// the drawn trees are kept (the rest mostly fall short of 500 tokens), and the labels are far from
+// uniform: MAX and MIN of many arguments pull towards 9 and 0 (about 17% each, the other digits
+// 7–10%).
 //
 // Example i of a split depends on (seed, split, i) alone: a Generator of its own, keyed by a
 // hash of the three, draws it, so examples are made on demand, in any order, from any thread.

@@ -69,6 +69,7 @@ const std::vector<Field>& config_fields() {
       {"pooling", &C::pooling, true},
       {"head_hidden", &C::head_hidden, true},
       {"mixtures", &C::mixtures, true},
+      {"output_vocab", &C::output_vocab, true},
   };
   return fields;
 }

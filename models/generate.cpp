@@ -59,6 +59,9 @@ std::vector<int32_t> generate(TransformerLM& model, const std::vector<int32_t>& 
   POLYAK_CHECK(c.causal, fn,
                ": the model is not causal (causal = false), expected a causal model: only a "
                "causal model generates");
+  POLYAK_CHECK(c.head == "tokens", fn, ": the model has a ", c.head,
+               " head, expected a token head (a pixel model's mixture head draws images: "
+               "sample_images, polyak generate --images)");
   POLYAK_CHECK(!prompt.empty(), fn, ": the prompt is empty, expected at least one token");
   for (size_t i = 0; i < prompt.size(); ++i)
     POLYAK_CHECK(prompt[i] >= 0 && prompt[i] < c.vocab, fn, ": prompt[", i, "] = ", prompt[i],

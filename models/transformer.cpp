@@ -5,6 +5,7 @@
 #include <cmath>
 #include <utility>
 
+#include "polyak/core/logistic_mixture.h"
 #include "polyak/nn/init.h"
 #include "polyak/nn/kinds.h"
 #include "polyak/ops/elementwise.h"
@@ -44,6 +45,8 @@ void TransformerConfig::validate() const {
   POLYAK_CHECK(norm_eps > 0.0, fn, ": norm_eps = ", norm_eps, ", expected positive");
   check_choice(fn, "head", head, head_kinds());
   check_choice(fn, "pooling", pooling, pooling_kinds());
+  POLYAK_CHECK(output_vocab >= 0 && output_vocab <= vocab, fn, ": output_vocab = ", output_vocab,
+               ", expected 0 (the whole vocabulary) to vocab = ", vocab);
   if (head == "classes") {
     POLYAK_CHECK(classes >= 2, fn, ": classes = ", classes,
                  ", expected at least 2 for head = 'classes'");
@@ -54,7 +57,8 @@ void TransformerConfig::validate() const {
                  ", expected at least 2 with pooling = 'cls' (the CLS vector takes a position)");
   }
   if (head == "mixture") {
-    POLYAK_CHECK(mixtures >= 1, fn, ": mixtures = ", mixtures, ", expected at least 1");
+    POLYAK_CHECK(mixtures >= 1 && mixtures <= mixture::kMaxComponents, fn,
+                 ": mixtures = ", mixtures, ", expected 1 to ", mixture::kMaxComponents);
     POLYAK_CHECK(vocab >= 256, fn, ": vocab = ", vocab,
                  ", expected at least 256 for head = 'mixture' (its inputs are 8-bit intensities "
                  "0..255, and may add a start token)");
@@ -79,7 +83,7 @@ const std::vector<std::string>& pooling_kinds() {
 int64_t TransformerConfig::head_outputs() const {
   if (head == "classes") return classes;
   if (head == "mixture") return 3 * mixtures;
-  return vocab;
+  return output_vocab > 0 ? output_vocab : vocab;
 }
 
 const std::vector<std::string>& stack_attention_kinds() {

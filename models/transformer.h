@@ -58,7 +58,7 @@ struct TransformerConfig {
   //              a ReLU layer, then a linear map to the classes → [B, classes]
   //   "mixture"  PixelCNN++'s discretized logistic mixture over 256 levels: per position
   //              and component a logit, a mean and a log-scale → [B, N, 3 · mixtures]
-  //              (models/pixels.h reads them)
+  //              (ops/mixture.h reads them)
   std::string head = "tokens";  // head_kinds()
   int64_t classes = 0;          // "classes": how many (≥ 2)
   // "classes": "mean" (the mean of the real positions' states) or "cls" (a learned vector
@@ -66,12 +66,16 @@ struct TransformerConfig {
   std::string pooling = "mean";  // pooling_kinds()
   int64_t head_hidden = 0;       // "classes": the ReLU layer's width (0: none)
   int64_t mixtures = 10;         // "mixture": the components K
+  // "tokens": logits over the first output_vocab tokens only (0: the whole vocabulary) — a
+  // pixel model's start token is an input and never a target, so its softmax is 256-way.
+  int64_t output_vocab = 0;
 
   // Throws polyak::Error "TransformerConfig: <field> = <value>, expected ...".
   void validate() const;
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : d_model / heads; }
   int64_t resolved_ff_dim() const { return ff_dim > 0 ? ff_dim : 4 * d_model; }
-  // The head's width at each position (tokens: vocab; classes: classes; mixture: 3 · K).
+  // The head's width at each position (tokens: output_vocab or vocab; classes: classes;
+  // mixture: 3 · K).
   int64_t head_outputs() const;
   // Positions a sequence of n tokens takes in the layers: n + 1 with CLS pooling.
   int64_t positions_for(int64_t n) const {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -15,6 +16,7 @@
 #include "cli/tasks.h"
 #include "helpers.h"
 #include "polyak/data/idx.h"
+#include "polyak/data/text.h"
 #include "run_checks.h"
 #include "testing.h"
 
@@ -112,6 +114,10 @@ TEST_CASE("tasks: each task trains, evaluates, saves its model and reloads it") 
       MESSAGE("Fashion-MNIST is not installed (dataset-fashion-mnist): ", name, " not run");
       continue;
     }
+    if (c.command.back() == "text" && !fs::exists(default_text_path())) {
+      MESSAGE("dict-devil is not installed: ", name, " not run");
+      continue;
+    }
     const fs::path out = scratch(name);
     const cli::TrainResult r = train(tiny_task(c.command, out, 4, c.extra));
     REQUIRE(r.records.size() == 4);
@@ -140,7 +146,8 @@ TEST_CASE("tasks: each task trains, evaluates, saves its model and reloads it") 
 
 TEST_CASE("tasks: runs of the classification and pixel tasks resume bit for bit") {
   std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> runs = {
-      {{"lra", "listops", "--model", "momentum"}, {"--test-examples", "8"}},
+      // Without a warmup the lr is constant, so the run may be resumed to more steps.
+      {{"lra", "listops", "--model", "momentum"}, {"--test-examples", "8", "--warmup-steps", "0"}},
   };
   // 8 training images in batches of 4: the resumed run crosses an epoch's reshuffle.
   if (have_fashion_mnist())
@@ -235,6 +242,11 @@ TEST_CASE("tasks: bad input is an error naming the file, the flag or the kind") 
         parse_cli(tiny_task({"lra", "image", "--train-examples", "-1"}, out));
       },
       {"--train-examples is -1"});
+  check_error(
+      [&] {
+        train(tiny_task({"lra", "listops"}, out, 4, {"--train-examples", "3"}));
+      },
+      {"--batch is 4", "more than the 3 training examples of --train-examples"});
   fs::remove_all(dir);
 }
 
@@ -313,4 +325,29 @@ TEST_CASE("tasks: a text model continues a text prompt, a pixel model draws a PN
   CHECK(be32(16) == 3 * 57 + 1);
   CHECK(be32(20) == 57 + 1);
   fs::remove_all(pixel_run);
+}
+
+TEST_CASE("tasks: a run with a linear warmup and decay resumes within its schedule only") {
+  // Stopped by SIGINT at step 3 of 8 and resumed: the same lr at every step as the run that
+  // never stopped (warmup 2, then the decay to 0 at step 8).
+  if (!have_fashion_mnist()) return;
+  const std::vector<std::string> command = {"lra", "image", "--model", "adaptive"};
+  const std::vector<std::string> extra = {"--warmup-steps",  "2", "--train-examples", "16",
+                                          "--test-examples", "8"};
+  const fs::path whole = scratch("warm-whole"), parts = scratch("warm-parts");
+  const cli::TrainResult uninterrupted = train(tiny_task(command, whole, 8, extra));
+  CHECK(uninterrupted.records[0].lr < uninterrupted.records[1].lr);  // warming up
+  CHECK(uninterrupted.records[7].lr < uninterrupted.records[2].lr);  // decaying
+  const cli::TrainResult stopped = cli::train_run(
+      parse_cli(tiny_task(command, parts, 8, extra)).train, [](const cli::StepRecord& r) {
+        if (r.step == 3) std::raise(SIGINT);
+      });
+  CHECK(stopped.steps_done == 3);
+  check_error(
+      [&] {
+        parse_cli({"train", "--resume", parts.string(), "--steps", "12"});
+      },
+      {"--steps is 12", "linear warmup and decay", "expected --steps 8"});
+  const cli::TrainResult resumed = train({"train", "--resume", parts.string(), "--quiet"});
+  check_same_run(resumed, uninterrupted, parts, whole);
 }

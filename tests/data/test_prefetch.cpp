@@ -142,11 +142,11 @@ TEST_CASE("Prefetcher counts items and the time spent producing and waiting") {
     std::this_thread::sleep_for(20ms);
     for (int i = 0; i < 20; ++i) {
       prefetch.next();
-      std::this_thread::sleep_for(10ms);  // a training step
+      std::this_thread::sleep_for(50ms);  // a training step
     }
     const PrefetchStats s = prefetch.stats();
     CHECK(s.consumed == 20);
-    CHECK(s.wait_seconds < 0.1);  // out of 0.2 s of steps
+    CHECK(s.wait_seconds < 0.5);  // out of 1 s of steps (loose: the machine may be busy)
     CHECK(s.items_per_second() > 100.0);
   }
   CHECK(PrefetchStats{}.items_per_second() == 0.0);

@@ -138,6 +138,21 @@ TEST_CASE("heads: parameters and outputs") {
   CHECK(mixture.forward(Tensor::from_ints(v, Shape{2, 5})).shape() == Shape({2, 5, 12}));
   ModelState state = mixture.initial_state(2);
   CHECK(mixture.step(Tensor::from_ints({1, 2}, Shape{2}), state).shape() == Shape({2, 12}));
+  // A mixture head generates images, not tokens.
+  check_error(
+      [&] {
+        generate(mixture, {1, 2}, GenerateOptions{});
+      },
+      {"generate", "mixture head", "sample_images"});
+  // A token head over the first 256 of 257 tokens: the pixel model's 256-way softmax.
+  TransformerConfig softmax_pixels = m;
+  softmax_pixels.vocab = 257;
+  softmax_pixels.head = "tokens";
+  softmax_pixels.output_vocab = 256;
+  TransformerLM pixels(softmax_pixels);
+  CHECK(parameter_count(softmax_pixels) == static_cast<double>(pixels.num_parameters()));
+  CHECK(pixels.forward(Tensor::from_ints({256, 3}, Shape{1, 2})).shape() == Shape({1, 2, 256}));
+  CHECK(config_from_json(config_to_json(softmax_pixels), "t").output_vocab == 256);
 }
 
 TEST_CASE("heads: configs and bad input") {
@@ -150,7 +165,8 @@ TEST_CASE("heads: configs and bad input") {
 
   // A config written before the heads existed is a token model.
   std::string old = config_to_json(TransformerConfig{});
-  for (const char* key : {"head", "classes", "pooling", "head_hidden", "mixtures"}) {
+  for (const char* key :
+       {"head", "classes", "pooling", "head_hidden", "mixtures", "output_vocab"}) {
     const std::string field = std::string(",\"") + key + "\":";
     const size_t at = old.find(field);
     REQUIRE(at != std::string::npos);
@@ -169,6 +185,14 @@ TEST_CASE("heads: configs and bad input") {
   bad([](TransformerConfig& b) { b.head = "pixels"; }, {"head", "pixels", "tokens"});
   bad([](TransformerConfig& b) { b.pooling = "max"; }, {"pooling", "max", "mean"});
   bad([](TransformerConfig& b) { b.head_hidden = -1; }, {"head_hidden = -1"});
+  bad([](TransformerConfig& b) { b.output_vocab = 7; }, {"output_vocab = 7", "vocab = 6"});
+  bad(
+      [](TransformerConfig& b) {
+        b.head = "mixture";
+        b.vocab = 256;
+        b.mixtures = 65;
+      },
+      {"mixtures = 65", "1 to 64"});
   bad(
       [](TransformerConfig& b) {
         b.head = "mixture";

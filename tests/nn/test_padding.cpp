@@ -1,6 +1,11 @@
 // Padded batches: a non-causal attention on a right-padded batch computes, at every real
 // position, what it computes on each row's real positions alone — outputs and gradients —
-// for every kind with a non-causal form; a causal one ignores the lengths.
+// for every kind with a non-causal form; a causal one ignores the lengths. For the
+// feature-map kinds (linear, momentum, Performer) this checks their one batched call with
+// masked keys against the definition; for the kinds whose padded form is that per-row loop
+// (softmax, Linformer, TransNormer's, Mega) it checks how the rows are cut, padded and
+// joined, forward and backward. Momentum's op is checked against eq. 14 with the true N in
+// tests/ops/attention/test_momentum_attention.cpp.
 #include <algorithm>
 
 #include "helpers.h"

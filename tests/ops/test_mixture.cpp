@@ -111,6 +111,37 @@ TEST_CASE("logistic_mixture_nll gradcheck in f64") {
   CHECK(floored.grad().to_vector()[2 * K + 1] != 0.0);
 }
 
+TEST_CASE("logistic_mixture_nll: scales far wider than a level stay exact and finite") {
+  // ℓ = 9, 10: the bin width δ = 2 e^{−ℓ}/255 is below 1e-4, where log expm1(δ) is formed
+  // from ℓ directly; ℓ = 110 in f32: e^{−ℓ} underflows, the nll must not.
+  const int64_t K = 2, R = 4;
+  std::vector<double> v = random_params(R, K, 7).to_vector();
+  for (int64_t r = 0; r < R; ++r) {
+    v[static_cast<size_t>(r * 3 * K + 2 * K)] = 9;
+    v[static_cast<size_t>(r * 3 * K + 2 * K + 1)] = 10;
+  }
+  Tensor params = Tensor::from(v, Shape{R, 3 * K}, DType::f64).requires_grad_(true);
+  const Tensor x = Tensor::from_ints({0, 255, 100, 7}, Shape{R});
+  const std::vector<double> got = logistic_mixture_nll(params, x).to_vector();
+  for (int64_t r = 0; r < R; ++r) {
+    const std::vector<double> row(v.begin() + r * 3 * K, v.begin() + (r + 1) * 3 * K);
+    CHECK(got[static_cast<size_t>(r)] ==
+          doctest::Approx(reference_nll(row, K, x.data<int64_t>()[r])).epsilon(1e-9));
+  }
+  const GradcheckResult g = gradcheck(
+      [&](const std::vector<Tensor>& in) { return logistic_mixture_nll(in[0], x); }, {params});
+  INFO(g.message);
+  CHECK(g.ok);
+  std::vector<float> wide(static_cast<size_t>(3 * K), 0.0f);
+  wide[2 * K] = wide[2 * K + 1] = 110.0f;
+  Tensor w = Tensor::from(wide, Shape{1, 3 * K});
+  w.requires_grad_(true);
+  const Tensor nll = logistic_mixture_nll(w, Tensor::from_ints({128}, Shape{1}));
+  CHECK(std::isfinite(nll.item()));
+  nll.backward(Tensor::ones({1}));
+  for (double d : w.grad().to_vector()) CHECK(std::isfinite(d));
+}
+
 TEST_CASE("sample_logistic_mixture draws the mixture's distribution") {
   // One pixel's distribution against the frequencies of 20000 draws.
   const int64_t K = 2, n = 20000;
