@@ -169,8 +169,7 @@ CopyTask::Options copy_task_from_metadata(const std::map<std::string, std::strin
 CopyScores evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
                          int64_t batch_size) {
   NoGradGuard no_grad;
-  bool was_training = model.is_training();
-  model.eval();
+  const EvalMode eval(model);
   CopyScores s;
   for (int64_t i = 0; i < batches; ++i) {
     const Batch b = task.batch(batch_size);  // on the host: only the tokens go to the model
@@ -179,7 +178,6 @@ CopyScores evaluate_copy(TransformerLM& model, CopyTask& task, int64_t batches,
     s.reference += reference_accuracy_of(predicted, b);
     s.words += copied_words_of(predicted, b);
   }
-  model.train(was_training);
   const double n = static_cast<double>(batches);
   return {s.tokens / n, s.reference / n, s.words / n};
 }

@@ -43,21 +43,6 @@ std::string format(const char* fmt, double a, double b = 0, double c = 0) {
   return buf;
 }
 
-// Sets the model to eval mode for one evaluation and restores its mode after it.
-class EvalScope {
- public:
-  explicit EvalScope(TransformerLM& model) : model_(model), was_training_(model.is_training()) {
-    model_.eval();
-  }
-  ~EvalScope() { model_.train(was_training_); }
-  EvalScope(const EvalScope&) = delete;
-  EvalScope& operator=(const EvalScope&) = delete;
-
- private:
-  TransformerLM& model_;
-  bool was_training_;
-};
-
 // ---- copy --------------------------------------------------------------------------------
 
 class CopyRun final : public Task {
@@ -109,7 +94,7 @@ class CopyRun final : public Task {
 template <class Next>
 double mean_loss(TransformerLM& model, int64_t batches, Next next) {
   NoGradGuard no_grad;
-  const EvalScope eval(model);
+  const EvalMode eval(model);
   double total = 0, weight = 0;
   for (int64_t i = 0; i < batches; ++i) {
     const Batch b = next(i);
@@ -270,13 +255,12 @@ class PixelRun final : public Task {
   }
 
   // Images `indices` of `set` as next-pixel sequences: inputs (start, x_0 … x_782), targets
-  // x_0 … x_783, every position counted.
+  // x_0 … x_783. No mask: every position counts, and the loss is the plain mean.
   static Batch images(const ImageSet& set, const std::vector<int64_t>& indices) {
     const auto B = static_cast<int64_t>(indices.size());
     Batch b;
     b.tokens = Tensor::empty(Shape{B, kPixels}, DType::i64);
     b.targets = Tensor::empty(Shape{B, kPixels}, DType::i64);
-    b.mask = Tensor::ones(Shape{B, kPixels});
     int64_t* tokens = b.tokens.data<int64_t>();
     int64_t* targets = b.targets.data<int64_t>();
     for (int64_t r = 0; r < B; ++r) {
@@ -379,7 +363,7 @@ class ClassifyRun final : public Task {
     const int64_t count =
         final ? test_count_ : std::min(splits_.validation->size(), batches * batch_size);
     NoGradGuard no_grad;
-    const EvalScope eval(model);
+    const EvalMode eval(model);
     int64_t right = 0;
     for (int64_t first = 0; first < count; first += batch_size) {
       std::vector<int64_t> idx;

@@ -20,19 +20,6 @@ namespace polyak {
 
 namespace {
 
-// Puts the model back in the mode it had, also when generation throws.
-class ModeGuard {
- public:
-  explicit ModeGuard(Module& m) : module_(m), training_(m.is_training()) {}
-  ~ModeGuard() { module_.train(training_); }
-  ModeGuard(const ModeGuard&) = delete;
-  ModeGuard& operator=(const ModeGuard&) = delete;
-
- private:
-  Module& module_;
-  bool training_;
-};
-
 int32_t pick(const Tensor& logits, double temperature, Generator& gen) {
   const std::vector<double> l = logits.to_vector();  // [1, V]
   size_t best = 0;
@@ -80,8 +67,7 @@ std::vector<int32_t> generate(TransformerLM& model, const std::vector<int32_t>& 
                " tokens and max_new_tokens = ", options.max_new_tokens, " need ", positions,
                " positions, expected at most ", limit, " (", model.step_limit_reason(), ")");
 
-  ModeGuard mode(model);
-  model.eval();
+  const EvalMode eval(model);
   NoGradGuard no_grad;
   ModelState state = model.initial_state(1);
   const Device device = model.device();  // each token goes where the model is
@@ -121,8 +107,7 @@ Tensor sample_images(TransformerLM& model, const ImageSampleOptions& options) {
   POLYAK_CHECK(limit == 0 || options.pixels <= limit, fn, ": ", options.pixels,
                " pixels need as many positions, expected at most ", limit, " (",
                model.step_limit_reason(), ")");
-  ModeGuard mode(model);
-  model.eval();
+  const EvalMode eval(model);
   NoGradGuard no_grad;
   const int64_t B = options.images, P = options.pixels;
   const Device device = model.device();

@@ -134,6 +134,22 @@ class Module {
   bool training_ = true;
 };
 
+// Eval mode for a scope: puts `module` in eval mode and gives it back the mode it had when
+// the scope ends, also when it ends by an exception (evaluation, generation).
+class EvalMode {
+ public:
+  explicit EvalMode(Module& module) : module_(module), training_(module.is_training()) {
+    module_.eval();
+  }
+  ~EvalMode() { module_.train(training_); }
+  EvalMode(const EvalMode&) = delete;
+  EvalMode& operator=(const EvalMode&) = delete;
+
+ private:
+  Module& module_;
+  bool training_;
+};
+
 // An indexed list of submodules of one type, registered as "0", "1", ...
 template <class M>
 class ModuleList : public Module {
