@@ -191,57 +191,33 @@ TEST_CASE("tasks: bad input is an error naming the file, the flag or the kind") 
         train(tiny_task({"pixels", "--data", (dir / "no-images").string()}, out));
       },
       {"no-images", "dataset-fashion-mnist"});
-  check_error(
-      [&] {
-        parse_cli(tiny_task({"lra", "listops", "--model", "retention"}, out));
-      },
-      {"--model is 'retention'", "without a non-causal form", "listops",
-       "softmax, linear, momentum"});
-  check_error(
-      [&] {
-        parse_cli(tiny_task({"pixels", "--model", "linformer"}, out));
-      },
-      {"--model is", "linformer", "non-causal kind"});
-  check_error(
-      [&] {
-        parse_cli(tiny_task({"lra", "cifar"}, out));
-      },
-      {"polyak lra: TASK is 'cifar'", "listops, pathfinder or image"});
-  check_error(
-      [&] {
-        parse_cli(tiny_task({"train", "--task", "images"}, out));
-      },
-      {"--task is 'images'", "copy, text, pixels, listops, pathfinder, image"});
-  check_error(
-      [&] {
-        parse_cli(tiny_task({"lra", "listops", "--preset", "pixels"}, out));
-      },
-      {"--preset pixels is a preset of the pixels task", "--task listops"});
-  check_error(
-      [&] {
-        parse_cli(tiny_task({"pixels", "--length", "100"}, out));
-      },
-      {"--length is 100", "expected 784"});
-  check_error(
-      [&] {
-        parse_cli(tiny_task({"pixels", "--pixel-head", "gauss"}, out));
-      },
-      {"--pixel-head is 'gauss'", "mixture or softmax"});
-  check_error(
-      [&] {
-        parse_cli(tiny_task({"lra", "pathfinder", "--difficulty", "x"}, out));
-      },
-      {"--difficulty is 'x'", "easy, intermediate or hard"});
-  check_error(
-      [&] {
-        parse_cli(tiny_task({"lra", "image", "--warmup-steps", "9"}, out));
-      },
-      {"--warmup-steps is 9", "below --steps = 4"});
-  check_error(
-      [&] {
-        parse_cli(tiny_task({"lra", "image", "--train-examples", "-1"}, out));
-      },
-      {"--train-examples is -1"});
+  // Flags that the command line refuses before anything is read or trained.
+  struct BadFlags {
+    std::vector<std::string> command, fragments;
+  };
+  const std::vector<BadFlags> bad_flags = {
+      {{"lra", "listops", "--model", "retention"},
+       {"--model is 'retention'", "without a non-causal form", "listops",
+        "softmax, linear, momentum"}},
+      {{"pixels", "--model", "linformer"}, {"--model is", "linformer", "non-causal kind"}},
+      {{"lra", "cifar"}, {"polyak lra: TASK is 'cifar'", "listops, pathfinder or image"}},
+      {{"train", "--task", "images"},
+       {"--task is 'images'", "copy, text, pixels, listops, pathfinder, image"}},
+      {{"lra", "listops", "--preset", "pixels"},
+       {"--preset pixels is a preset of the pixels task", "--task listops"}},
+      {{"pixels", "--length", "100"}, {"--length is 100", "expected 784"}},
+      {{"pixels", "--pixel-head", "gauss"}, {"--pixel-head is 'gauss'", "mixture or softmax"}},
+      {{"lra", "pathfinder", "--difficulty", "x"},
+       {"--difficulty is 'x'", "easy, intermediate or hard"}},
+      {{"lra", "image", "--warmup-steps", "9"}, {"--warmup-steps is 9", "below --steps = 4"}},
+      {{"lra", "image", "--train-examples", "-1"}, {"--train-examples is -1"}},
+  };
+  for (const BadFlags& b : bad_flags) {
+    std::string command;
+    for (const std::string& part : b.command) command += part + " ";
+    CAPTURE(command);
+    check_error([&] { parse_cli(tiny_task(b.command, out)); }, b.fragments);
+  }
   check_error(
       [&] {
         train(tiny_task({"lra", "listops"}, out, 4, {"--train-examples", "3"}));
