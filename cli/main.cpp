@@ -255,12 +255,14 @@ int experiment_command(const polyak::cli::ExperimentOptions& e) {
       continue;
     }
     const double shown = percent ? 100 * s.final_test_accuracy : s.final_test_accuracy;
-    std::string to_90;
-    if (copy) to_90 = s.steps_to_90 >= 0 ? std::to_string(s.steps_to_90) : "-";
-    std::printf("%s %12.4f %9.*f%s %12.2f %10.1f%s%*s\n", padded(s.label, 22).c_str(),
+    std::string to_90;  // " %10s" of the copy task's column, or nothing
+    if (copy) {
+      to_90 = s.steps_to_90 >= 0 ? std::to_string(s.steps_to_90) : "-";
+      to_90.insert(0, 11 - std::min<size_t>(10, to_90.size()), ' ');
+    }
+    std::printf("%s %12.4f %9.*f%s %12.2f %10.1f%s\n", padded(s.label, 22).c_str(),
                 s.final_train_loss, percent ? 2 : 4, shown, percent ? "%" : " ",
-                s.seconds_per_100_steps, s.total_seconds, copy ? " " : "", copy ? 10 : 0,
-                to_90.c_str());
+                s.seconds_per_100_steps, s.total_seconds, to_90.c_str());
   }
   std::printf("(train loss: mean of the last 100 steps; %s)\nsummary: %s\n",
               e.train.task == "copy" ? "test accuracy: word accuracy on ≥ 32 test batches"

@@ -49,8 +49,8 @@ const Preset kPresets[] = {
     // The LRA code's small encoder (2 layers, d 64, 2 heads of 32, ff 128, dropout 0.1) with
     // its training per task (batch, steps, warmup: lra_schedules() below) at lr 1e-4.
     {"lra", "lra", 0, 0, 0, 2, 2, 64, 128, 0.1, 1e-4, 0, 0, 0, 64},
-    // The same encoder trained briefly enough for 2 cores: 750 steps of 32 sequences (about
-    // 5 minutes for a linear kind), lr 1e-3 with a warmup of 75 steps.
+    // The same encoder trained briefly enough for 2 cores: 750 steps of 32 sequences (4 to 9
+    // minutes for a linear kind on 1 thread), lr 1e-3 with a warmup of 75 steps.
     {"lra-cpu", "lra", 750, 32, 0, 2, 2, 64, 128, 0.1, 1e-3, 0, 250, 8, 16},
 };
 
